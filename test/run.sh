@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The whole test suite of ciel, runnable on a fresh machine (Debian, Go installed):
+# installs the real servers the integration tests talk to, then runs formatting and
+# vet checks, every Go test (unit, integration against real processes, policy cases,
+# fuzz seed corpora), the benchmarks once each, and the end-to-end suite on a real
+# control plane (skip it with CIEL_SKIP_E2E=1).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CIEL_REQUIRE_REAL=1   # integration tests fail, rather than skip, when a real server is missing
+export GOFLAGS=${GOFLAGS:--p=2}
+
+step() { printf '\n=== %s (%s)\n' "$*" "$(date +%T)"; }
+
+need=()
+command -v docker-registry >/dev/null || need+=(docker-registry)
+command -v etcd >/dev/null || need+=(etcd-server)
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v git >/dev/null || need+=(git)
+command -v openssl >/dev/null || need+=(openssl)
+command -v unshare >/dev/null || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  step "installing ${need[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+step "gofmt"
+bad=$(gofmt -l $(git ls-files '*.go'))
+if [ -n "$bad" ]; then echo "gofmt would change:"; echo "$bad"; exit 1; fi
+
+step "go vet"
+go vet ./...
+
+step "go test (unit + integration against real processes)"
+go test -count=1 -timeout 30m ./...
+
+step "policies: cel-eval test"
+go run ./cmd/cel-eval test policies/
+
+step "benchmarks run once"
+go test -count=1 -run '^$' -bench . -benchtime 1x ./... >/dev/null
+
+if [ "${CIEL_SKIP_E2E:-0}" != 1 ]; then
+  step "end-to-end on a real control plane"
+  make -C test/e2e e2e
+fi
+step "all tests passed"
