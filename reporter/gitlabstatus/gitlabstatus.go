@@ -1,0 +1,372 @@
+// Package gitlabstatus posts commit statuses to GitLab
+// (POST /projects/:id/statuses/:sha, Commits.SetCommitStatus of
+// gitlab.com/gitlab-org/api/client-go) and tells its caller what a failure
+// means: retry later (network errors, timeouts, 408/409/429/5xx, 401/403
+// until the token is fixed), give up (ErrRejected: 400s about the request
+// itself, 404 for a missing project or commit), or nothing to do
+// (ErrStateReached: GitLab refused the transition because the status is
+// already in that state).
+//
+// The client does not retry by itself: the reporter's work queue does, with
+// backoff, and drops a retry as soon as a newer state supersedes it.
+package gitlabstatus
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	gitlab "gitlab.com/gitlab-org/api/client-go"
+
+	"github.com/ciel-ci/ciel/reporter/status"
+)
+
+var (
+	// ErrStateReached means GitLab refused the transition because the
+	// commit status already is in the posted state ("Cannot transition
+	// status via :run from :running"): the post is done.
+	ErrStateReached = errors.New("commit status already in that state")
+	// ErrRejected means GitLab refused the request for a reason a retry
+	// does not fix (unknown project or commit, invalid field).
+	ErrRejected = errors.New("commit status rejected by GitLab")
+)
+
+// Error is a failed post. It wraps ErrRejected or ErrStateReached when one
+// applies; any other Error is worth retrying.
+type Error struct {
+	// StatusCode is the HTTP status GitLab answered, 0 when the request got
+	// no answer (network error, timeout).
+	StatusCode int
+	// RetryAfter is GitLab's Retry-After, 0 when absent.
+	RetryAfter time.Duration
+	kind       error
+	err        error
+}
+
+func (e *Error) Error() string {
+	if e.kind != nil {
+		return e.kind.Error() + ": " + e.err.Error()
+	}
+	return e.err.Error()
+}
+
+// Unwrap returns the kind (ErrRejected, ErrStateReached) and the cause.
+func (e *Error) Unwrap() []error {
+	if e.kind == nil {
+		return []error{e.err}
+	}
+	return []error{e.kind, e.err}
+}
+
+// Code is a short label for a post's outcome, for metrics: "ok", the HTTP
+// status code ("500"), "timeout", "canceled" or "network".
+func Code(err error) string {
+	if err == nil {
+		return "ok"
+	}
+	var e *Error
+	if errors.As(err, &e) && e.StatusCode != 0 {
+		return strconv.Itoa(e.StatusCode)
+	}
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	}
+	return "network"
+}
+
+type options struct {
+	token     string
+	tokenFile string
+	caFile    string
+	timeout   time.Duration
+	userAgent string
+	transport http.RoundTripper
+	log       *slog.Logger
+}
+
+// Option configures a Client.
+type Option func(*options) error
+
+// WithToken sets the GitLab access token (sent as PRIVATE-TOKEN). Exactly
+// one of WithToken and WithTokenFile is required.
+func WithToken(token string) Option {
+	return func(o *options) error {
+		if strings.TrimSpace(token) == "" {
+			return errors.New("gitlab token must not be empty")
+		}
+		o.token = strings.TrimSpace(token)
+		return nil
+	}
+}
+
+// WithTokenFile reads the access token from a file, such as a mounted
+// Secret, and reads it again whenever the file changes, so a rotated token
+// is used without a restart.
+func WithTokenFile(path string) Option {
+	return func(o *options) error {
+		if path == "" {
+			return errors.New("gitlab token file must not be empty")
+		}
+		o.tokenFile = path
+		return nil
+	}
+}
+
+// WithCAFile adds the PEM certificates in path to the system roots when
+// verifying GitLab's certificate (a self-hosted GitLab with a private CA).
+// Default: system roots only.
+func WithCAFile(path string) Option {
+	return func(o *options) error {
+		if path == "" {
+			return errors.New("gitlab CA file must not be empty")
+		}
+		o.caFile = path
+		return nil
+	}
+}
+
+// WithTimeout bounds each request. Default: 15s.
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("gitlab timeout must be positive, got %s", d)
+		}
+		o.timeout = d
+		return nil
+	}
+}
+
+// WithUserAgent sets the User-Agent. Default: "ciel-reporter".
+func WithUserAgent(ua string) Option {
+	return func(o *options) error {
+		if ua == "" {
+			return errors.New("user agent must not be empty")
+		}
+		o.userAgent = ua
+		return nil
+	}
+}
+
+// WithTransport replaces the HTTP transport (tests, proxies). It conflicts
+// with WithCAFile. Default: a clone of http.DefaultTransport.
+func WithTransport(rt http.RoundTripper) Option {
+	return func(o *options) error {
+		if rt == nil {
+			return errors.New("transport must not be nil")
+		}
+		o.transport = rt
+		return nil
+	}
+}
+
+// WithLogger sets the logger. Default: discard. Tokens are never logged.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("logger must not be nil")
+		}
+		o.log = l
+		return nil
+	}
+}
+
+// Client posts commit statuses.
+type Client struct {
+	gl      *gitlab.Client
+	timeout time.Duration
+	log     *slog.Logger
+}
+
+// New returns a client for the GitLab at baseURL ("https://gitlab.example.com";
+// "/api/v4" is added when missing).
+func New(baseURL string, opts ...Option) (*Client, error) {
+	o := options{timeout: 15 * time.Second, userAgent: "ciel-reporter", log: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
+	}
+	switch {
+	case baseURL == "":
+		return nil, errors.New("gitlab base URL must not be empty")
+	case !strings.HasPrefix(baseURL, "https://") && !strings.HasPrefix(baseURL, "http://"):
+		return nil, fmt.Errorf("gitlab base URL %q must start with https:// or http://", baseURL)
+	case o.token == "" && o.tokenFile == "":
+		return nil, errors.New("a gitlab token or token file is required")
+	case o.token != "" && o.tokenFile != "":
+		return nil, errors.New("gitlab token and token file are mutually exclusive")
+	case o.transport != nil && o.caFile != "":
+		return nil, errors.New("gitlab transport and CA file are mutually exclusive")
+	}
+	var auth gitlab.AuthSource = gitlab.AccessTokenAuthSource{Token: o.token}
+	if o.tokenFile != "" {
+		ft := &fileToken{path: o.tokenFile}
+		if _, _, err := ft.Header(context.Background()); err != nil {
+			return nil, err
+		}
+		auth = ft
+	}
+	rt := o.transport
+	if rt == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		if o.caFile != "" {
+			pool, err := certPool(o.caFile)
+			if err != nil {
+				return nil, err
+			}
+			t.TLSClientConfig.RootCAs = pool
+		}
+		rt = t
+	}
+	gl, err := gitlab.NewAuthSourceClient(auth,
+		gitlab.WithURLWarningLogger(o.log),
+		gitlab.WithBaseURL(baseURL),
+		gitlab.WithHTTPClient(&http.Client{Transport: rt, Timeout: o.timeout}),
+		gitlab.WithoutRetries(),
+		gitlab.WithUserAgent(o.userAgent),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("creating gitlab client for %s: %w", baseURL, err)
+	}
+	return &Client{gl: gl, timeout: o.timeout, log: o.log}, nil
+}
+
+func certPool(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading gitlab CA file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("gitlab CA file %s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+// Post sets one commit status. A nil error means GitLab stored it; see
+// Error for the others.
+func (c *Client) Post(ctx context.Context, s status.Status) error {
+	opt := &gitlab.SetCommitStatusOptions{
+		State: gitlab.BuildStateValue(s.State),
+		Name:  &s.Name,
+	}
+	if s.Ref != "" {
+		opt.Ref = &s.Ref
+	}
+	if s.Description != "" {
+		opt.Description = &s.Description
+	}
+	if s.TargetURL != "" {
+		opt.TargetURL = &s.TargetURL
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	_, resp, err := c.gl.Commits.SetCommitStatus(s.ProjectID, s.SHA, opt, gitlab.WithContext(ctx))
+	if err == nil {
+		return nil
+	}
+	return classify(fmt.Sprintf("setting commit status %s=%s on project %s commit %s", s.Name, s.State, s.ProjectID, s.SHA), resp, err)
+}
+
+func classify(what string, resp *gitlab.Response, err error) error {
+	e := &Error{err: fmt.Errorf("%s: %w", what, err)}
+	var er *gitlab.ErrorResponse
+	switch {
+	case errors.As(err, &er) && er.Response != nil:
+		e.StatusCode = er.Response.StatusCode
+	case errors.Is(err, gitlab.ErrNotFound):
+		e.StatusCode = http.StatusNotFound
+	case resp != nil && resp.Response != nil:
+		e.StatusCode = resp.StatusCode
+	}
+	if resp != nil && resp.Response != nil {
+		e.RetryAfter = retryAfter(resp.Header.Get("Retry-After"))
+	}
+	switch code := e.StatusCode; {
+	case code == 0:
+		// No answer: retry.
+	case code == http.StatusBadRequest && er != nil &&
+		(strings.Contains(er.Message, "Cannot transition status") || strings.Contains(string(er.Body), "Cannot transition status")):
+		e.kind = ErrStateReached
+	case code == http.StatusRequestTimeout, code == http.StatusConflict, code == http.StatusTooEarly,
+		code == http.StatusTooManyRequests, code >= 500:
+		// Transient by nature; 409 is "another update to this commit
+		// status is in progress".
+	case code == http.StatusUnauthorized, code == http.StatusForbidden:
+		// Retried: a rotated token file or a granted permission heals it.
+	case code >= 400:
+		e.kind = ErrRejected
+	}
+	return e
+}
+
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && s > 0 {
+		return time.Duration(s) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := time.Until(t); d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// fileToken is a gitlab.AuthSource reading the token from a file, again
+// whenever the file is replaced or modified.
+type fileToken struct {
+	path  string
+	mu    sync.Mutex
+	info  os.FileInfo
+	token string
+}
+
+var _ gitlab.AuthSource = (*fileToken)(nil)
+
+func (*fileToken) Init(context.Context, *gitlab.Client) error { return nil }
+
+func (f *fileToken) Header(context.Context) (string, string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fi, err := os.Stat(f.path)
+	if err != nil {
+		return "", "", fmt.Errorf("reading gitlab token file: %w", err)
+	}
+	if f.info == nil || !os.SameFile(f.info, fi) || !fi.ModTime().Equal(f.info.ModTime()) || fi.Size() != f.info.Size() {
+		fh, err := os.Open(f.path)
+		if err != nil {
+			return "", "", fmt.Errorf("reading gitlab token file: %w", err)
+		}
+		b, err := io.ReadAll(io.LimitReader(fh, 64<<10))
+		fh.Close()
+		if err != nil {
+			return "", "", fmt.Errorf("reading gitlab token file: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", "", fmt.Errorf("gitlab token file %s is empty", f.path)
+		}
+		f.info, f.token = fi, tok
+	}
+	return gitlab.AccessTokenHeaderName, f.token, nil
+}
