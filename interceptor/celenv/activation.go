@@ -1,0 +1,72 @@
+package celenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/interpreter"
+)
+
+type namespaceKey struct{}
+
+// WithNamespace returns a context carrying the namespace of the trigger being
+// evaluated: compareSecret reads Secrets there, as Triggers does.
+func WithNamespace(ctx context.Context, namespace string) context.Context {
+	return context.WithValue(ctx, namespaceKey{}, namespace)
+}
+
+// NamespaceFrom returns the namespace set by WithNamespace.
+func NamespaceFrom(ctx context.Context) (string, bool) {
+	ns, ok := ctx.Value(namespaceKey{}).(string)
+	return ns, ok
+}
+
+// contextVar names the activation entry that carries the request context to
+// compareSecret. It is not a valid CEL identifier, so no expression can read
+// or shadow it.
+const contextVar = "@ciel.context"
+
+// NewActivation returns the input for Program.ContextEval (or Eval): vars
+// (a map[string]any or a cel.Activation holding body, header, extensions and
+// requestURL) plus ctx, which compareSecret uses to read Secrets with the
+// request's deadline and namespace. Pass the same ctx to ContextEval.
+func NewActivation(ctx context.Context, vars any) (cel.Activation, error) {
+	if ctx == nil {
+		return nil, errors.New("building the CEL activation: nil context")
+	}
+	base, err := cel.NewActivation(vars)
+	if err != nil {
+		return nil, fmt.Errorf("building the CEL activation: %w", err)
+	}
+	return &requestActivation{ctx: ctx, parent: base}, nil
+}
+
+// requestActivation resolves contextVar to the request context and every
+// other name through the caller's activation.
+type requestActivation struct {
+	ctx    context.Context //nolint:containedctx // one evaluation's input, never stored beyond it
+	parent interpreter.Activation
+}
+
+var _ interpreter.Activation = (*requestActivation)(nil)
+
+func (a *requestActivation) ResolveName(name string) (any, bool) {
+	if name == contextVar {
+		return a.ctx, true
+	}
+	return a.parent.ResolveName(name)
+}
+
+func (a *requestActivation) Parent() interpreter.Activation { return a.parent }
+
+// requestContext finds the request context in an evaluation's activation.
+func requestContext(vars interpreter.Activation) (context.Context, bool) {
+	v, ok := vars.ResolveName(contextVar)
+	if !ok {
+		return nil, false
+	}
+	ctx, ok := v.(context.Context)
+	return ctx, ok && ctx != nil
+}

@@ -1,0 +1,147 @@
+package celenv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
+)
+
+// testSHA and the body below follow Triggers' cel_test.go fixtures.
+const testSHA = "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
+
+func testBody() map[string]any {
+	return map[string]any{
+		"value":        "testing",
+		"sha":          testSHA,
+		"ref":          "refs/heads/master",
+		"pull_request": map[string]any{"commits": 2},
+		"upperMsg":     "THIS IS LOWER CASE",
+		"b64value":     "ZXhhbXBsZQ==",
+		"json_body":    `{"testing": "value", "number": 2}`,
+		"yaml_body":    "key1: value1\nkey2: value2\nkey3: value3\n",
+		"testURL":      "https://user:password@site.example.com/path/to?query=search#first",
+		"multiURL":     "https://user:password@site.example.com/path/to?query=search&query=results",
+		"jsonObject":   map[string]any{"string": "value", "integer": 2},
+		"jsonArray":    []string{"one", "two"},
+		"jsonObjects":  []map[string]any{{"testing1": map[string]any{"testing": []string{"test1", "test2"}}}},
+		"numbers":      []int64{1, 2, 3, 4, 5},
+		"emptyList":    []int64{},
+		"files":        []any{"src/main.go", "src/README.md", "docs/intro.md", "charts/app/values.yaml"},
+		"mixed":        []any{"src/a.go", 3.0},
+		"valid_yaml":   "key1: value1\nkey2: value2\n",
+		"invalid_yaml": "key1: value1key2: value2\n",
+		"html":         map[string]any{"s": "<a href='x'>&</a>"},
+	}
+}
+
+func testHeader() http.Header {
+	h := http.Header{}
+	h.Add("X-Test-Header", "value")
+	h.Add("X-Gitlab-Event", "Push Hook")
+	h.Add("X-Secret-Token", "secrettoken")
+	h.Add("X-Multi", "first")
+	h.Add("X-Multi", "second")
+	return h
+}
+
+func testVars() map[string]any {
+	return map[string]any{
+		VarBody:       testBody(),
+		VarHeader:     testHeader(),
+		VarRequestURL: "https://example.com/testing?param=value",
+		VarExtensions: map[string]any{
+			"changed_files": map[string]any{"all": []any{"src/main.go", "README.md"}},
+			"foo":           "bar",
+		},
+	}
+}
+
+// fakeSecrets is a SecretGetter over a map namespace/name/key → value that
+// records the calls it gets.
+type fakeSecrets struct {
+	mu      sync.Mutex
+	secrets map[string]string
+	calls   []string
+	err     error
+}
+
+var errNoSecret = errors.New("no such secret")
+
+func (f *fakeSecrets) GetSecret(ctx context.Context, namespace, name, key string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, namespace+"/"+name+"/"+key)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
+	v, ok := f.secrets[namespace+"/"+name+"/"+key]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s/%s", errNoSecret, namespace, name)
+	}
+	return []byte(v), nil
+}
+
+// eval compiles and evaluates expr in env with NewActivation(ctx, vars).
+func eval(t testing.TB, env *cel.Env, ctx context.Context, expr string, vars map[string]any, popts ...cel.ProgramOption) (ref.Val, *cel.EvalDetails, error) {
+	t.Helper()
+	ast, iss := env.Compile(expr)
+	if iss.Err() != nil {
+		return nil, nil, fmt.Errorf("compile: %w", iss.Err())
+	}
+	prg, err := env.Program(ast, popts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("program: %w", err)
+	}
+	act, err := NewActivation(ctx, vars)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prg.ContextEval(ctx, act)
+}
+
+// native turns a CEL value into plain Go values for cmp.Diff: maps become
+// map[string]any (keys formatted), lists []any, and scalars their Go value.
+func native(v ref.Val) any {
+	switch v := v.(type) {
+	case nil:
+		return nil
+	case types.Null:
+		return nil
+	case traits.Mapper:
+		out := map[string]any{}
+		for it := v.Iterator(); it.HasNext() == types.True; {
+			k := it.Next()
+			out[fmt.Sprint(k.Value())] = native(v.Get(k))
+		}
+		return out
+	case traits.Lister:
+		out := []any{}
+		for it := v.Iterator(); it.HasNext() == types.True; {
+			out = append(out, native(it.Next()))
+		}
+		return out
+	default:
+		return v.Value()
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

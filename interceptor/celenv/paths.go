@@ -1,0 +1,261 @@
+package celenv
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
+
+	"github.com/ciel-ci/ciel/interceptor/pathglob"
+)
+
+// Path functions (ciel). Patterns follow GitHub Actions path filters
+// (package pathglob): * (not /), ** (anything, and "**/" also no segment),
+// ? (the preceding character is optional), + (one or more of it), [a-z0-9]
+// classes, \ escapes, and in lists a leading ! that excludes. A list
+// includes a path when the last pattern matching it is positive. A bad
+// pattern is an error naming it. Compiled patterns are cached, so constant
+// patterns are compiled once.
+//
+// glob
+//
+// Reports whether the path matches one pattern. A "!" pattern is an error:
+// negation only means something in a list; write !path.glob('...').
+//
+//	<string>.glob(<string>) -> <bool>
+//
+//	'docs/guide/intro.md'.glob('docs/**/*.md') // true
+//
+// matchesAny
+//
+// Reports whether the list includes at least one of the paths (or the one
+// path).
+//
+//	<list(string)>.matchesAny(<list(string)>) -> <bool>
+//	<string>.matchesAny(<list(string)>) -> <bool>
+//
+//	extensions.changed_files.all.matchesAny(['src/**', '!src/**/*.md'])
+//
+// filterPaths
+//
+// Returns the paths the list includes, in their order.
+//
+//	<list(string)>.filterPaths(<list(string)>) -> <list(string)>
+//
+//	extensions.changed_files.all.filterPaths(['charts/**'])
+const (
+	fnGlob        = "glob"
+	fnMatchesAny  = "matchesAny"
+	fnFilterPaths = "filterPaths"
+
+	ovGlob             = "glob_string_string"
+	ovMatchesAnyList   = "matchesAny_list_list"
+	ovMatchesAnyString = "matchesAny_string_list"
+	ovFilterPaths      = "filterPaths_list_list"
+	// matchesAnyAlias names calls whose receiver type is only known at
+	// runtime (dyn): the checker leaves both overloads open.
+	matchesAnyAlias = "matchesAny_dyn_list"
+)
+
+// Cost model: matching one path against a list is bounded by the path's
+// length times the patterns' total length; we charge
+// ceil(0.1 × (len(path)+1)) × (patterns + ceil(0.1 × their characters)) per
+// path, plus the call.
+
+func pathsEstimate(targetIsList bool) checker.FunctionEstimator {
+	return func(est checker.CostEstimator, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+		if target == nil || len(args) != 1 {
+			return nil
+		}
+		var paths, chars checker.SizeEstimate
+		if targetIsList {
+			paths, chars = stringListEstimate(est, *target)
+		} else {
+			paths, chars = checker.FixedSizeEstimate(1), estimatedSize(est, *target)
+		}
+		patterns, patternChars := stringListEstimate(est, args[0])
+		perPattern := patternChars.MultiplyByCostFactor(traversalFactor).Add(patterns.AsCost())
+		// Σ over paths of ceil(0.1 × (len + 1)) ≤ 0.1 × (chars + paths) + paths.
+		scan := chars.Add(paths).MultiplyByCostFactor(traversalFactor).Add(paths.AsCost())
+		cost := scan.Multiply(perPattern).Add(checker.FixedCostEstimate(callCost))
+		var result *checker.SizeEstimate
+		if targetIsList {
+			r := checker.SizeEstimate{Min: 0, Max: paths.Max}
+			result = &r
+		}
+		return &checker.CallEstimate{CostEstimate: cost, ResultSize: result}
+	}
+}
+
+func globEstimate(est checker.CostEstimator, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+	if target == nil || len(args) != 1 {
+		return nil
+	}
+	path := estimatedSize(est, *target)
+	pattern := estimatedSize(est, args[0])
+	scan := path.Add(checker.FixedSizeEstimate(1)).MultiplyByCostFactor(traversalFactor)
+	perPattern := pattern.MultiplyByCostFactor(traversalFactor).Add(checker.FixedCostEstimate(1))
+	return &checker.CallEstimate{CostEstimate: scan.Multiply(perPattern).Add(checker.FixedCostEstimate(callCost))}
+}
+
+// pathsTracker charges the model above from the runtime arguments; the
+// receiver is a path or a list of paths.
+func pathsTracker(args []ref.Val, _ ref.Val) *uint64 {
+	if len(args) != 2 {
+		return uptr(callCost)
+	}
+	var perPattern uint64
+	if l, ok := args[1].(traits.Lister); ok {
+		n, chars := listSizes(l)
+		perPattern = saturatingAdd(n, ceilMul(float64(chars), traversalFactor))
+	} else {
+		perPattern = saturatingAdd(1, ceilMul(float64(actualSize(args[1])), traversalFactor))
+	}
+	var scan uint64
+	if l, ok := args[0].(traits.Lister); ok {
+		n, chars := listSizes(l)
+		scan = saturatingAdd(ceilMul(float64(chars)+float64(n), traversalFactor), n)
+	} else {
+		scan = ceilMul(float64(actualSize(args[0]))+1, traversalFactor)
+	}
+	return uptr(saturatingAdd(callCost, saturatingMul(scan, perPattern)))
+}
+
+// listSizes returns the element count and total size of a list's elements.
+func listSizes(l traits.Lister) (count, chars uint64) {
+	n, ok := l.Size().(types.Int)
+	if !ok {
+		return 0, 0
+	}
+	for i := types.Int(0); i < n; i++ {
+		chars = saturatingAdd(chars, actualSize(l.Get(i)))
+	}
+	return uint64(n), chars
+}
+
+var pathCosts = []costSpec{
+	{overload: ovGlob, estimate: globEstimate, track: pathsTracker},
+	{overload: ovMatchesAnyList, estimate: pathsEstimate(true), track: pathsTracker},
+	{overload: ovMatchesAnyString, estimate: pathsEstimate(false), track: pathsTracker},
+	{overload: ovFilterPaths, estimate: pathsEstimate(true), track: pathsTracker},
+	{overload: matchesAnyAlias, track: pathsTracker},
+}
+
+func pathFunctions(st *state) []cel.EnvOption {
+	listStr := cel.ListType(cel.StringType)
+	return []cel.EnvOption{
+		cel.Function(fnGlob,
+			cel.MemberOverload(ovGlob, []*cel.Type{cel.StringType, cel.StringType}, cel.BoolType,
+				cel.OverloadExamples(`'docs/guide/intro.md'.glob('docs/**/*.md')`),
+				cel.BinaryBinding(st.glob))),
+		cel.Function(fnMatchesAny,
+			cel.MemberOverload(ovMatchesAnyList, []*cel.Type{listStr, listStr}, cel.BoolType,
+				cel.OverloadExamples(`extensions.changed_files.all.matchesAny(['src/**', '!src/**/*.md'])`),
+				cel.BinaryBinding(st.matchesAnyList)),
+			cel.MemberOverload(ovMatchesAnyString, []*cel.Type{cel.StringType, listStr}, cel.BoolType,
+				cel.OverloadExamples(`'src/main.go'.matchesAny(['src/**', '!src/**/*.md'])`),
+				cel.BinaryBinding(st.matchesAnyString))),
+		cel.Function(fnFilterPaths,
+			cel.MemberOverload(ovFilterPaths, []*cel.Type{listStr, listStr}, listStr,
+				cel.OverloadExamples(`extensions.changed_files.all.filterPaths(['charts/**'])`),
+				cel.BinaryBinding(st.filterPaths))),
+	}
+}
+
+var errNegatedGlob = errors.New("negation (!) only has a meaning in a pattern list (matchesAny, filterPaths): write !path.glob('...') instead")
+
+func (st *state) glob(path, pattern ref.Val) ref.Val {
+	text := string(pattern.(types.String))
+	p, err := st.patterns.get(text, func() (*pathglob.Pattern, error) {
+		p, err := pathglob.Compile(text)
+		if err == nil && p.Negated() {
+			return nil, fmt.Errorf("pattern %q: %w", text, errNegatedGlob)
+		}
+		return p, err
+	})
+	if err != nil {
+		return types.NewErr("glob: %v", err)
+	}
+	return types.Bool(p.Match(string(path.(types.String))))
+}
+
+// patternList compiles (or finds in the cache) the pattern list argument.
+func (st *state) patternList(fn string, v ref.Val) (*pathglob.List, ref.Val) {
+	patterns, err := stringList(v)
+	if err != nil {
+		return nil, types.NewErr("%s: patterns: %v", fn, err)
+	}
+	var key strings.Builder
+	for _, p := range patterns {
+		key.WriteString(strconv.Itoa(len(p)))
+		key.WriteByte(':')
+		key.WriteString(p)
+	}
+	l, err := st.lists.get(key.String(), func() (*pathglob.List, error) {
+		return pathglob.CompileList(patterns)
+	})
+	if err != nil {
+		return nil, types.NewErr("%s: %v", fn, err)
+	}
+	return l, nil
+}
+
+// stringList converts a CEL list of strings.
+func stringList(v ref.Val) ([]string, error) {
+	l, ok := v.(traits.Lister)
+	if !ok {
+		return nil, fmt.Errorf("got %v, want a list of strings", v.Type())
+	}
+	n, ok := l.Size().(types.Int)
+	if !ok {
+		return nil, errors.New("list without a size")
+	}
+	out := make([]string, n)
+	for i := types.Int(0); i < n; i++ {
+		e := l.Get(i)
+		s, ok := e.(types.String)
+		if !ok {
+			return nil, fmt.Errorf("element %d is %v, want string", i, e.Type())
+		}
+		out[i] = string(s)
+	}
+	return out, nil
+}
+
+func (st *state) matchesAnyList(paths, patterns ref.Val) ref.Val {
+	l, errVal := st.patternList(fnMatchesAny, patterns)
+	if errVal != nil {
+		return errVal
+	}
+	ps, err := stringList(paths)
+	if err != nil {
+		return types.NewErr("matchesAny: paths: %v", err)
+	}
+	return types.Bool(l.IncludesAny(ps))
+}
+
+func (st *state) matchesAnyString(path, patterns ref.Val) ref.Val {
+	l, errVal := st.patternList(fnMatchesAny, patterns)
+	if errVal != nil {
+		return errVal
+	}
+	return types.Bool(l.Includes(string(path.(types.String))))
+}
+
+func (st *state) filterPaths(paths, patterns ref.Val) ref.Val {
+	l, errVal := st.patternList(fnFilterPaths, patterns)
+	if errVal != nil {
+		return errVal
+	}
+	ps, err := stringList(paths)
+	if err != nil {
+		return types.NewErr("filterPaths: paths: %v", err)
+	}
+	return types.NewStringList(types.DefaultTypeAdapter, l.Filter(ps))
+}

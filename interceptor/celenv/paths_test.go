@@ -1,0 +1,157 @@
+package celenv
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestPathFunctions(t *testing.T) {
+	env, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		expr string
+		want any
+	}{
+		{"glob match", "'docs/guide/intro.md'.glob('docs/**/*.md')", true},
+		{"glob no match", "'src/main.go'.glob('docs/**')", false},
+		{"glob star stops at slash", "'a/b.md'.glob('*.md')", false},
+		{"glob optional character", "['page.js', 'page.jsx', 'page.jsxx'].map(p, p.glob('*.jsx?'))", []any{true, true, false}},
+		{"glob negated in CEL", "!'docs/a.md'.glob('docs/**')", false},
+		{"glob on a dyn path", "body.files[0].glob('src/*.go')", true},
+
+		{"matchesAny include", "body.files.matchesAny(['charts/**'])", true},
+		{"matchesAny none", "body.files.matchesAny(['deploy/**'])", false},
+		{"matchesAny exclusion", "['src/README.md'].matchesAny(['src/**', '!src/**/*.md'])", false},
+		{"matchesAny exclusion leaves others", "body.files.matchesAny(['src/**', '!src/**/*.md'])", true},
+		{"matchesAny re-include", "['README.md'].matchesAny(['*.md', '!README.md', 'README*'])", true},
+		{"matchesAny only negative", "body.files.matchesAny(['!docs/**'])", false},
+		{"matchesAny no patterns", "body.files.matchesAny([])", false},
+		{"matchesAny no paths", "[].matchesAny(['**'])", false},
+		{"matchesAny on extensions", "extensions.changed_files.all.matchesAny(['src/**', '!src/**/*.md'])", true},
+		{"matchesAny one path", "'src/main.go'.matchesAny(['src/**', '!src/**/*.md'])", true},
+		{"matchesAny one excluded path", "'src/a.md'.matchesAny(['src/**', '!src/**/*.md'])", false},
+		{"matchesAny dyn path", "body.files[1].matchesAny(['src/**', '!**/*.md'])", false},
+		{"matchesAny patterns from the body", "body.files.matchesAny(body.patterns)", true},
+
+		{"filterPaths", "body.files.filterPaths(['src/**', '!**/*.md', 'charts/**'])", []any{"src/main.go", "charts/app/values.yaml"}},
+		{"filterPaths nothing", "body.files.filterPaths(['x/**'])", []any{}},
+		{"filterPaths size", "size(body.files.filterPaths(['**/*.md']))", int64(2)},
+	}
+	vars := testVars()
+	vars[VarBody].(map[string]any)["patterns"] = []any{"docs/**"}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _, err := eval(t, env, context.Background(), tc.expr, vars)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.expr, err)
+			}
+			if diff := cmp.Diff(tc.want, native(got)); diff != "" {
+				t.Errorf("%s (-want +got):\n%s", tc.expr, diff)
+			}
+		})
+	}
+}
+
+func TestPathFunctionErrors(t *testing.T) {
+	env, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		expr string
+		want string
+	}{
+		{"glob bad pattern", "'a'.glob('docs/[')", `glob: invalid path pattern "docs/[": unclosed [ (at offset 5)`},
+		{"glob negated", "'a'.glob('!docs/**')", `glob: pattern "!docs/**": negation (!) only has a meaning in a pattern list (matchesAny, filterPaths): write !path.glob('...') instead`},
+		{"matchesAny bad pattern", "['a'].matchesAny(['src/**', '?x'])", `matchesAny: pattern 1: invalid path pattern "?x": '?' must follow a character or a [...] class (at offset 0)`},
+		{"matchesAny one path bad pattern", "'a'.matchesAny(['/src'])", `matchesAny: pattern 0: invalid path pattern "/src": paths are relative to the repository root: remove the leading / (at offset 0)`},
+		{"filterPaths bad pattern", "['a'].filterPaths(['[z-a]'])", `filterPaths: pattern 0: invalid path pattern "[z-a]": invalid range z-a`},
+		{"matchesAny non-string path", "body.mixed.matchesAny(['**'])", "matchesAny: paths: element 1 is double, want string"},
+		{"filterPaths non-string path", "body.mixed.filterPaths(['**'])", "filterPaths: paths: element 1 is double, want string"},
+		{"matchesAny non-string pattern", "body.files.matchesAny(body.mixed)", "matchesAny: patterns: element 1 is double, want string"},
+		{"matchesAny on a number", "body.pull_request.commits.matchesAny(['**'])", "no such overload"},
+		{"glob of an int", "1.glob('*')", "found no matching overload for 'glob'"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _, err := eval(t, env, context.Background(), tc.expr, testVars())
+			if err == nil {
+				t.Fatalf("%s = %v, want an error", tc.expr, got)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: error\n%s\nwant it to contain\n%s", tc.expr, err, tc.want)
+			}
+		})
+	}
+}
+
+// TestPatternCache compiles a constant pattern list once, whatever the number
+// of evaluations, and keeps the cache bounded.
+func TestPatternCache(t *testing.T) {
+	env, st, err := build([]Option{WithCacheSize(3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ast, iss := env.Compile("body.files.matchesAny(['src/**', '!**/*.md']) && body.files[0].glob('src/*')")
+	if iss.Err() != nil {
+		t.Fatal(iss.Err())
+	}
+	prg, err := env.Program(ast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		act, err := NewActivation(context.Background(), testVars())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, _, err := prg.ContextEval(context.Background(), act); err != nil || native(out) != true {
+			t.Fatalf("evaluation %d: %v, %v", i, out, err)
+		}
+	}
+	if got := []int{st.lists.len(), st.patterns.len()}; !cmp.Equal(got, []int{1, 1}) {
+		t.Errorf("cached lists, patterns = %v, want [1 1]", got)
+	}
+	for i := 0; i < 10; i++ {
+		if _, _, err := eval(t, env, context.Background(), fmt.Sprintf("'a'.matchesAny(['p%d/**'])", i), testVars()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := st.lists.len(); got != 3 {
+		t.Errorf("cached lists = %d, want the bound, 3", got)
+	}
+}
+
+// TestPatternCacheKeys keeps lists that differ only in how their patterns
+// split apart.
+func TestPatternCacheKeys(t *testing.T) {
+	env, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		expr string
+		want bool
+	}{
+		{"'ab'.matchesAny(['a', 'b'])", false},
+		{"'ab'.matchesAny(['ab'])", true},
+		{"'a'.matchesAny(['a', 'b'])", true},
+		{"'a'.matchesAny(['ab'])", false},
+	} {
+		got, _, err := eval(t, env, context.Background(), tc.expr, testVars())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if native(got) != tc.want {
+			t.Errorf("%s = %v, want %v", tc.expr, native(got), tc.want)
+		}
+	}
+}
