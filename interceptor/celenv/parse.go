@@ -196,8 +196,9 @@ func parseURL(v ref.Val) ref.Val {
 }
 
 var (
-	structPBType    = reflect.TypeFor[*structpb.Struct]()
-	listValuePBType = reflect.TypeFor[*structpb.ListValue]()
+	structPBType      = reflect.TypeFor[*structpb.Struct]()
+	listValuePBType   = reflect.TypeFor[*structpb.ListValue]()
+	structPBValueType = reflect.TypeFor[*structpb.Value]()
 )
 
 func marshalJSON(v ref.Val) ref.Val {

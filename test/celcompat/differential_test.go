@@ -1,0 +1,162 @@
+package celcompat_test
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ciel-ci/ciel/interceptor/celenv"
+)
+
+// sameExpressions must give the same outcome in Triggers and in ciel: the
+// same value and type, or both an error (messages may differ).
+var sameExpressions = []string{
+	// Variables.
+	`body.object_kind`, `body.project_id`, `body.project_id + 1.0`, `int(body.project_id) + 1`,
+	`body.commits[0].added`, `header['X-Gitlab-Event'][0]`, `header`, `requestURL`, `extensions.note`,
+	`extensions.changed_files.all`, `body.missing`, `has(body.missing)`, `has(body.project.web_url)`,
+	`body.project_id * 3`, `body.numbers`, `body.nested`,
+
+	// match and canonical.
+	`header.match('X-Gitlab-Event', 'Push Hook')`, `header.match('x-gitlab-event', 'Push Hook')`,
+	`header.match('x-gitlab-event', 'push hook')`, `header.match('X-None', '')`, `header.match('x-multi', 'two')`,
+	`header.canonical('x-gitlab-token')`, `header.canonical('X-MULTI')`, `header.canonical('none')`,
+	`body.match('a', 'b')`, `body.canonical('a')`, `extensions.canonical('note')`,
+
+	// truncate.
+	`body.checkout_sha.truncate(8)`, `body.checkout_sha.truncate(0)`, `body.checkout_sha.truncate(100)`,
+	`body.object_kind.truncate(4)`, `body.project.truncate(2)`, `'abc'.truncate(-1)`,
+
+	// split, join and the rest of cel-go's Strings.
+	`body.ref.split('/')`, `body.ref.split('/').last()`, `body.ref.split('/', 3)`, `body.ref.split('')`,
+	`['refs', 'heads', 'main'].join('/')`, `body.commits[0].added.join(',')`, `body.numbers.join(',')`,
+	`body.ref.replace('refs/heads/', '')`, `body.object_kind.upperAscii()`, `'ÀB'.lowerAscii()`,
+	`body.ref.substring(11)`, `body.ref.indexOf('/')`, `body.ref.lastIndexOf('/')`, `'  x '.trim()`,
+	`body.ref.charAt(0)`, `'%s-%d'.format(['a', 1])`, `strings.quote('a"b')`, `'abc'.reverse()`,
+
+	// translate.
+	`body.ref.translate('[^a-zA-Z0-9]+', '-')`, `body.ref.translate('^refs/heads/(.*)$', '$1')`,
+	`body.ref.lowerAscii().translate('[^a-z0-9]+', '')`, `'x'.translate('[', '')`, `'aaa'.translate('a*', 'b')`,
+
+	// base64 (Encoders).
+	`base64.decode(body.b64)`, `string(base64.decode(body.b64))`, `base64.encode(b'hello')`,
+	`base64.decode('!!')`, `base64.decode(body.b64bin)`,
+
+	// parseJSON.
+	`body.json.parseJSON()`, `body.json.parseJSON().a.b[1]`, `body.json.parseJSON().n`, `body.json.parseJSON().n == 12345678901`,
+	`body.badjson.parseJSON()`, `'[1]'.parseJSON()`, `'null'.parseJSON()`, `'{}'.parseJSON()`, `'"x"'.parseJSON()`,
+	`'{"a":1,"a":2}'.parseJSON().a`, `body.commits.parseJSON()`,
+
+	// parseYAML.
+	`body.yaml.parseYAML()`, `body.yaml.parseYAML().c.d`, `'a: [1'.parseYAML()`, `'- 1'.parseYAML()`, `''.parseYAML()`,
+	`'1: x'.parseYAML()`,
+
+	// parseURL.
+	`body.url.parseURL()`, `requestURL.parseURL().query.trigger`, `'::bad'.parseURL()`, `'relative/path'.parseURL()`,
+	`'https://h/p'.parseURL()`, `body.url.parseURL().queryStrings.x`, `'https://u@h'.parseURL().auth`,
+
+	// marshalJSON.
+	`body.nested.marshalJSON()`, `body.commits.marshalJSON()`, `body.numbers.marshalJSON()`, `[].marshalJSON()`,
+	`{}.marshalJSON()`, `{'h': body.html}.marshalJSON()`, `[b'hi'].marshalJSON()`, `[1, 2u, 3.5].marshalJSON()`,
+	`body.marshalJSON().size() > 100`, `body.object_kind.marshalJSON()`, `[null, true].marshalJSON()`,
+	`[timestamp('2024-01-01T00:00:00Z')].marshalJSON()`, `[duration('1s')].marshalJSON()`, `{1: 2}.marshalJSON()`,
+
+	// first and last.
+	`body.commits.first().id`, `body.commits.last().id`, `body.empty.first()`, `body.empty.last()`,
+	`[1, 2].first()`, `[].last()`, `body.object_kind.first()`,
+
+	// compareSecret.
+	`header.canonical('X-Gitlab-Token').compareSecret('token', 'gitlab-webhook')`,
+	`'wrong'.compareSecret('token', 'gitlab-webhook')`,
+	`header.canonical('X-Gitlab-Token').compareSecret('token', 'gitlab-webhook', 'other')`,
+	`'other'.compareSecret('token', 'gitlab-webhook', 'other')`,
+	`'x'.compareSecret('token', 'missing')`, `'x'.compareSecret('missing', 'gitlab-webhook')`,
+	`body.commits.exists(c, c.id.compareSecret('token', 'gitlab-webhook'))`,
+
+	// Sets, Lists, Math.
+	`sets.contains(body.numbers, [1, 3])`, `sets.intersects(body.numbers, [4, 3])`, `sets.equivalent([1, 2], [2, 1])`,
+	`[1, 2, 3, 4].slice(1, 3)`, `[[1], [2, [3]]].flatten()`, `lists.range(3)`, `[3, 1, 2].sort()`, `[1, 1, 2].distinct()`,
+	`body.commits.sortBy(c, c.id).map(c, c.id)`, `math.greatest(body.numbers)`, `math.least([1, 2.5])`,
+	`math.ceil(2.1)`, `math.abs(-3)`, `math.bitOr(1, 2)`,
+
+	// Macros and operators on the payload.
+	`body.commits.map(c, c.modified).flatten()`, `body.commits.exists(c, 'README.md' in c.modified)`,
+	`body.commits.all(c, c.id.size() == 40)`, `body.commits.exists_one(c, c.removed.size() > 0)`,
+	`body.commits.filter(c, c.message.contains('readme')).size()`, `body.ref.startsWith('refs/heads/')`,
+	`body.ref.matches('^refs/heads/feature/')`, `body.total_commits_count > 3`, `body.total_commits_count == 4`,
+	`body.unicode.size()`, `size(body.commits)`, `body.project_id in [15.0, 16.0]`, `type(body.project_id)`,
+	`cel.bind(x, body.ref.split('/'), x.size())`, `dyn(body.project_id) == 15`,
+}
+
+// knownDifferences are expressions on which ciel deliberately differs from
+// Triggers; both outcomes are pinned here and listed in docs/cel-reference.md.
+var knownDifferences = []struct {
+	expr          string
+	why           string
+	triggers, our outcome
+}{{
+	expr:     `body.unicode.truncate(2)`,
+	why:      "Triggers slices bytes and cuts 'é' in half (invalid UTF-8); ciel counts characters",
+	triggers: outcome{Compiled: true, Type: "string", Value: "h\xc3"},
+	our:      outcome{Compiled: true, Type: "string", Value: "hé"},
+}, {
+	expr:     `body.b64.decodeb64()`,
+	why:      "documented by Triggers but no longer declared by its interceptor",
+	triggers: outcome{},
+	our:      outcome{Compiled: true, Type: "string", Value: "hello world"},
+}}
+
+func TestDifferential(t *testing.T) {
+	tenv := triggersEnv(t)
+	cenv, err := celenv.New(celenv.WithSecretGetter(cielSecrets{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, expr := range sameExpressions {
+		t.Run(expr, func(t *testing.T) {
+			want, tmsg := runTriggers(t, tenv, expr)
+			got, cmsg := runCiel(t, cenv, expr)
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("%s: Triggers and ciel differ (-triggers +ciel):\n%s\ntriggers: %s\nciel: %s", expr, diff, tmsg, cmsg)
+			}
+		})
+	}
+}
+
+func TestKnownDifferences(t *testing.T) {
+	tenv := triggersEnv(t)
+	cenv, err := celenv.New(celenv.WithSecretGetter(cielSecrets{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range knownDifferences {
+		t.Run(tc.expr, func(t *testing.T) {
+			got, msg := runTriggers(t, tenv, tc.expr)
+			if diff := cmp.Diff(tc.triggers, got); diff != "" {
+				t.Errorf("Triggers no longer behaves as recorded (%s) (-recorded +now):\n%s\n%s", tc.why, diff, msg)
+			}
+			got, msg = runCiel(t, cenv, tc.expr)
+			if diff := cmp.Diff(tc.our, got); diff != "" {
+				t.Errorf("ciel (-want +got):\n%s\n%s", diff, msg)
+			}
+		})
+	}
+}
+
+// TestTruncatePanics pins the Triggers bug we do not reproduce: a negative
+// length slices with a negative bound and panics (recovered by cel-go into
+// an "internal error"); ciel returns a CEL error.
+func TestTruncatePanics(t *testing.T) {
+	_, msg := runTriggers(t, triggersEnv(t), `'abc'.truncate(-1)`)
+	if want := "internal error"; !contains(msg, want) {
+		t.Errorf("Triggers: %q, want it to contain %q", msg, want)
+	}
+	cenv, err := celenv.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, msg = runCiel(t, cenv, `'abc'.truncate(-1)`)
+	if want := "truncate: negative length -1"; !contains(msg, want) {
+		t.Errorf("ciel: %q, want it to contain %q", msg, want)
+	}
+}

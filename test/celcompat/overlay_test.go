@@ -1,0 +1,162 @@
+package celcompat_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/go-cmp/cmp"
+	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+	tcel "github.com/tektoncd/triggers/pkg/interceptors/cel"
+
+	"github.com/ciel-ci/ciel/interceptor/celenv"
+)
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+// triggersOverlay runs Triggers' real interceptor with one overlay and
+// returns the JSON it put under the overlay's key, or the failure.
+func triggersOverlay(t *testing.T, expr string) (string, bool) {
+	t.Helper()
+	w := tcel.NewInterceptor(triggersSecrets{})
+	resp := w.Process(context.Background(), &triggersv1.InterceptorRequest{
+		Body:       payload,
+		Header:     header,
+		Extensions: extensions,
+		InterceptorParams: map[string]any{
+			"overlays": []tcel.Overlay{{Key: "v", Expression: expr}},
+		},
+		Context: &triggersv1.TriggerContext{EventURL: requestURL, EventID: "1", TriggerID: "namespaces/" + namespace + "/triggers/build"},
+	})
+	if !resp.Continue {
+		return resp.Status.Message, false
+	}
+	b, err := json.Marshal(resp.Extensions["v"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), true
+}
+
+// cielOverlay renders the same expression with celenv.ValueJSON, then
+// through the same JSON round trip as Triggers' extensions map.
+func cielOverlay(t *testing.T, env *cel.Env, expr string) (string, bool) {
+	t.Helper()
+	ast, iss := env.Compile(expr)
+	if iss.Err() != nil {
+		return iss.Err().Error(), false
+	}
+	prg, err := env.Program(ast)
+	if err != nil {
+		return err.Error(), false
+	}
+	ctx := celenv.WithNamespace(context.Background(), namespace)
+	act, err := celenv.NewActivation(ctx, vars(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := prg.ContextEval(ctx, act)
+	if err != nil {
+		return err.Error(), false
+	}
+	raw, err := celenv.ValueJSON(out)
+	if err != nil {
+		return err.Error(), false
+	}
+	var v any
+	if err := json.Unmarshal(raw, &v); err != nil {
+		t.Fatalf("ValueJSON(%s) = %s: not JSON: %v", expr, raw, err)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), true
+}
+
+// TestOverlayRendering records how Triggers renders overlay values into
+// extensions (what TriggerBindings see) and checks celenv.ValueJSON renders
+// the same.
+func TestOverlayRendering(t *testing.T) {
+	env, err := celenv.New(celenv.WithSecretGetter(cielSecrets{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		expr string
+		want string // Triggers' rendering
+	}{
+		{`body.object_kind`, `"push"`},
+		{`body.ref.split('/').last()`, `"JIRA-12_new"`},
+		{`true`, `true`},
+		{`body.commits.size() > 1`, `true`},
+		{`42`, `42`},
+		{`int(body.project_id) + 1`, `16`},
+		{`body.project_id + 0.5`, `15.5`},
+		{`9007199254740993`, `"9007199254740993"`},           // beyond 2^53: a decimal string, not a rounded number
+		{`b'hello'`, `"aGVsbG8="`},                           // bytes become base64
+		{`base64.decode(body.b64)`, `"aGVsbG8gd29ybGQ="`},    // ... including decoded base64
+		{`string(base64.decode(body.b64))`, `"hello world"`}, // string() gives the text
+		{`body.commits.map(c, c.id.truncate(8))`, `["b6568db1","da156088"]`},
+		{`body.project`, `{"default_branch":"master","path_with_namespace":"mike/diaspora","web_url":"http://example.com/mike/diaspora"}`},
+		{`{'n': 1, 'l': [1, 'a', true], 'm': {'x': b'y'}}`, `{"l":[1,"a",true],"m":{"x":"eQ=="},"n":1}`},
+		{`body.html`, `"\u003cb\u003e\u0026\u003c/b\u003e"`},
+		{`[]`, `[]`},
+		{`{}`, `{}`},
+		{`extensions.changed_files.all.filterPaths(['src/**', '!**/*.md'])`, `["src/main.go"]`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.expr, func(t *testing.T) {
+			got, ok := triggersOverlay(t, tc.expr)
+			if !ok && !strings.Contains(tc.expr, "filterPaths") {
+				t.Fatalf("Triggers failed: %s", got)
+			}
+			if ok {
+				if diff := cmp.Diff(tc.want, got); diff != "" {
+					t.Errorf("Triggers renders (-recorded +now):\n%s", diff)
+				}
+			}
+			got, ok = cielOverlay(t, env, tc.expr)
+			if !ok {
+				t.Fatalf("ciel failed: %s", got)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("ValueJSON (-triggers +ciel):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestOverlayRenderingDifferences pins the values Triggers cannot render
+// (the request fails with Internal) and what ValueJSON does instead.
+func TestOverlayRenderingDifferences(t *testing.T) {
+	env, err := celenv.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		expr   string
+		ciel   string
+		cielOK bool
+	}{
+		{`1u`, `1`, true},
+		{`null`, `null`, true},
+		{`body.empty.first()`, `null`, true},
+		{`timestamp('2024-01-01T00:00:00Z')`, `rendering a CEL google.protobuf.Timestamp as JSON: not a JSON value`, false},
+		{`duration('1s')`, `rendering a CEL google.protobuf.Duration as JSON: not a JSON value`, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.expr, func(t *testing.T) {
+			msg, ok := triggersOverlay(t, tc.expr)
+			if ok {
+				t.Errorf("Triggers now renders %s as %s: update the recorded difference", tc.expr, msg)
+			}
+			got, ok := cielOverlay(t, env, tc.expr)
+			if ok != tc.cielOK || got != tc.ciel {
+				t.Errorf("ciel: %q, %v; want %q, %v", got, ok, tc.ciel, tc.cielOK)
+			}
+		})
+	}
+}
