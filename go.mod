@@ -14,6 +14,7 @@ require (
 	github.com/tektoncd/triggers v0.37.0
 	github.com/tidwall/sjson v1.2.5
 	gitlab.com/gitlab-org/api/client-go v1.46.0
+	golang.org/x/crypto v0.54.0
 	golang.org/x/mod v0.39.0
 	golang.org/x/sync v0.22.0
 	k8s.io/client-go v0.35.7
