@@ -1,0 +1,237 @@
+package ociindex
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"io"
+	"log"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// memRegistry starts go-containerregistry's in-memory registry and returns
+// its host.
+func memRegistry(t testing.TB) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// plat parses a platform or fails the test.
+func plat(t testing.TB, s string) v1.Platform {
+	t.Helper()
+	p, err := ParsePlatform(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// staticImage is a deterministic image for platform p whose single layer
+// holds seed; oci selects OCI media types instead of Docker ones.
+func staticImage(t testing.TB, p v1.Platform, seed string, oci bool) v1.Image {
+	t.Helper()
+	layerType, manifestType, configType := types.DockerLayer, types.DockerManifestSchema2, types.DockerConfigJSON
+	if oci {
+		layerType, manifestType, configType = types.OCILayer, types.OCIManifestSchema1, types.OCIConfigJSON
+	}
+	img := mutate.MediaType(empty.Image, manifestType)
+	img = mutate.ConfigMediaType(img, configType)
+	img, err := mutate.AppendLayers(img, tarLayer(t, seed, layerType))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture, cf.Variant, cf.OSVersion = p.OS, p.Architecture, p.Variant, p.OSVersion
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// tarLayer is a deterministic gzipped tar layer holding one file.
+func tarLayer(t testing.TB, content string, mt types.MediaType) v1.Layer {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: "seed", Mode: 0o644, Size: int64(len(content)), Format: tar.FormatPAX}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tw.Write([]byte(content)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := buf.Bytes()
+	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }, tarball.WithMediaType(mt))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// randomImage is a random image (two layers) for platform p.
+func randomImage(t testing.TB, p v1.Platform) v1.Image {
+	t.Helper()
+	img, err := random.Image(512, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture, cf.Variant, cf.OSVersion = p.OS, p.Architecture, p.Variant, p.OSVersion
+	img, err = mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// attestation is a BuildKit-style attestation manifest for subject.
+func attestation(t testing.TB, subject v1.Image) (v1.Image, v1.Descriptor) {
+	t.Helper()
+	h, err := subject.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	img, err = mutate.AppendLayers(img, static.NewLayer([]byte(`{"_type":"https://in-toto.io/Statement/v0.1","subject":"`+h.String()+`"}`), "application/vnd.in-toto+json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "unknown", "unknown"
+	cf.RootFS.DiffIDs = nil // an in-toto statement is not a filesystem layer
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	return img, v1.Descriptor{
+		Platform: &v1.Platform{OS: "unknown", Architecture: "unknown"},
+		Annotations: map[string]string{
+			AnnotationReferenceType:   "attestation-manifest",
+			AnnotationReferenceDigest: h.String(),
+		},
+	}
+}
+
+// pushImage writes img to repo by digest and returns its reference.
+func pushImage(t testing.TB, repo string, img v1.Image, opts ...remote.Option) name.Digest {
+	t.Helper()
+	h, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.NewDigest(repo + "@" + h.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(ref, img, opts...); err != nil {
+		t.Fatalf("pushing %s: %v", ref, err)
+	}
+	return ref
+}
+
+// sourceIndex builds an OCI index of images, each followed by an
+// attestation for it, pushes it under tag and returns it.
+func sourceIndex(t testing.TB, tag string, withAttestations bool, imgs ...v1.Image) v1.ImageIndex {
+	t.Helper()
+	var adds []mutate.IndexAddendum
+	for _, img := range imgs {
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: cf.Platform()}})
+	}
+	if withAttestations {
+		for _, img := range imgs {
+			att, desc := attestation(t, img)
+			adds = append(adds, mutate.IndexAddendum{Add: att, Descriptor: desc})
+		}
+	}
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+	ref, err := name.NewTag(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatalf("pushing index %s: %v", ref, err)
+	}
+	return idx
+}
+
+func mustTag(t testing.TB, s string) name.Tag {
+	t.Helper()
+	tag, err := name.NewTag(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tag
+}
+
+func src(t testing.TB, s string) Source {
+	t.Helper()
+	out, err := ParseSource(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// headDigest returns what ref points at, "" if nothing.
+func headDigest(t testing.TB, ref name.Reference, opts ...remote.Option) string {
+	t.Helper()
+	d, err := remote.Head(ref, opts...)
+	if err != nil {
+		if IsNotFound(err) {
+			return ""
+		}
+		t.Fatalf("HEAD %s: %v", ref, err)
+	}
+	return d.Digest.String()
+}
+
+func digestOf(t testing.TB, img interface{ Digest() (v1.Hash, error) }) string {
+	t.Helper()
+	h, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h.String()
+}
+
+var bg = context.Background()
+
+// mutateIndexOf wraps inner in a new index (an index of indexes).
+func mutateIndexOf(t testing.TB, inner v1.ImageIndex) v1.ImageIndex {
+	t.Helper()
+	return mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), mutate.IndexAddendum{Add: inner})
+}

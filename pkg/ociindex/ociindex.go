@@ -1,0 +1,192 @@
+// Package ociindex merges per-architecture images into one multi-platform
+// image index (OCI image index or Docker manifest list), verified, and
+// inspects indexes. It is the library behind `ciel index`; it needs no CLI.
+//
+// Kaniko builds one image per architecture (it cannot cross-build), so a
+// multi-arch tag has to be assembled afterwards. Build reads every source
+// manifest and image config and writes into the index the platform the
+// config states (os, architecture, variant, os.version, os.features): a
+// platform declared by the caller is checked against it, never trusted.
+// Sources that are themselves indexes are flattened into their platform
+// manifests; attestation manifests (platform unknown/unknown, annotated with
+// vnd.docker.reference.type) are kept while the manifest they describe is.
+//
+// The result is deterministic: image manifests are ordered by platform (os,
+// architecture, variant, os.version, then digest), followed by attestation
+// manifests in the order of the manifests they describe; the same inputs
+// give the same index digest.
+//
+// Push writes nothing until every child manifest is known to exist in each
+// target repository: children read from the same repository were fetched
+// there, children from another repository of the same registry are linked
+// by cross-repository blob mount and a manifest PUT by digest (no layer is
+// downloaded or uploaded), and only then is the index PUT under each tag.
+// A tag that already points at the index is left alone, so running the same
+// merge twice is a no-op.
+package ociindex
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// Errors a caller may branch on; each is wrapped with the details.
+var (
+	// ErrPlatformMismatch: a declared platform disagrees with the image
+	// config (e.g. the arm64 build ran on an amd64 node).
+	ErrPlatformMismatch = errors.New("declared platform does not match the image config")
+	// ErrDuplicatePlatform: two different manifests for one platform.
+	ErrDuplicatePlatform = errors.New("platform given more than once")
+	// ErrMissingPlatform: a required platform is not in the index.
+	ErrMissingPlatform = errors.New("required platform missing")
+	// ErrFormat: a child cannot be referenced by the requested index format.
+	ErrFormat = errors.New("child not allowed in this index format")
+	// ErrNotIndex: the reference is a single image, not an index.
+	ErrNotIndex = errors.New("not an image index")
+	// ErrUnsupported: a manifest ciel cannot place in an index (schema 1,
+	// nested indexes, unknown media types, images without a platform).
+	ErrUnsupported = errors.New("unsupported manifest")
+)
+
+// Format is the kind of index written.
+type Format string
+
+const (
+	// FormatOCI writes an OCI image index
+	// (application/vnd.oci.image.index.v1+json).
+	FormatOCI Format = "oci"
+	// FormatDocker writes a Docker manifest list
+	// (application/vnd.docker.distribution.manifest.list.v2+json). Its
+	// children must be Docker schema 2 manifests: OCI manifests are refused,
+	// not converted, because converting would change their digests.
+	FormatDocker Format = "docker"
+)
+
+// DefaultJobs is how many manifests are read or linked in parallel.
+const DefaultJobs = 4
+
+type options struct {
+	remote      []remote.Option
+	format      Format
+	annotations map[string]string
+	replace     bool
+	require     []v1.Platform
+	jobs        int
+	logger      *slog.Logger
+}
+
+// Option configures Build, Push, Create and Inspect.
+type Option func(*options) error
+
+func makeOptions(opts []Option) (*options, error) {
+	o := &options{
+		remote: []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)},
+		format: FormatOCI,
+		jobs:   DefaultJobs,
+		logger: slog.New(slog.DiscardHandler),
+	}
+	for _, opt := range opts {
+		if err := opt(o); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// WithRemoteOptions sets how registries are reached (credentials,
+// transport, retries), e.g. from registryclient.Client.RemoteOptions.
+// Default: authn.DefaultKeychain and go-containerregistry's defaults.
+func WithRemoteOptions(opts ...remote.Option) Option {
+	return func(o *options) error {
+		o.remote = append([]remote.Option(nil), opts...)
+		return nil
+	}
+}
+
+// WithFormat chooses the index format. Default: FormatOCI.
+func WithFormat(f Format) Option {
+	return func(o *options) error {
+		switch f {
+		case FormatOCI, FormatDocker:
+			o.format = f
+			return nil
+		}
+		return fmt.Errorf("unknown index format %q (want %q or %q)", f, FormatOCI, FormatDocker)
+	}
+}
+
+// WithAnnotations sets annotations on the index itself (OCI format only;
+// a Docker manifest list has none). Default: none.
+func WithAnnotations(a map[string]string) Option {
+	return func(o *options) error {
+		for k := range a {
+			if strings.TrimSpace(k) == "" {
+				return errors.New("annotation keys must not be empty")
+			}
+		}
+		if len(a) == 0 {
+			o.annotations = nil
+			return nil
+		}
+		o.annotations = make(map[string]string, len(a))
+		for k, v := range a {
+			o.annotations[k] = v
+		}
+		return nil
+	}
+}
+
+// WithReplace lets a later source replace an earlier one of the same
+// platform instead of failing with ErrDuplicatePlatform. Default: false.
+func WithReplace(replace bool) Option {
+	return func(o *options) error {
+		o.replace = replace
+		return nil
+	}
+}
+
+// WithRequirePlatforms makes Build fail with ErrMissingPlatform unless every
+// given platform is covered by an image in the index (a platform without a
+// variant matches any variant). Default: none required.
+func WithRequirePlatforms(ps ...v1.Platform) Option {
+	return func(o *options) error {
+		for _, p := range ps {
+			if p.OS == "" || p.Architecture == "" {
+				return fmt.Errorf("required platform %q needs an os and an architecture", p.String())
+			}
+		}
+		o.require = append([]v1.Platform(nil), ps...)
+		return nil
+	}
+}
+
+// WithJobs sets how many manifests are read or linked in parallel.
+// Default: DefaultJobs.
+func WithJobs(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("jobs must be at least 1, got %d", n)
+		}
+		o.jobs = n
+		return nil
+	}
+}
+
+// WithLogger receives progress at debug level and notable decisions
+// (replacements, dropped attestations, linked children) at info level.
+// Default: discard.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("logger must not be nil")
+		}
+		o.logger = l
+		return nil
+	}
+}
