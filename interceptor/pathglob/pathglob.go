@@ -133,8 +133,11 @@ type Pattern struct {
 	negated bool
 
 	prefix, suffix string
-	kind           middleKind
-	toks           []token
+	// required is a literal the middle must contain: a quick rejection
+	// before running the automaton.
+	required string
+	kind     middleKind
+	toks     []token
 	// closure[i] is the set of positions reachable from position i through
 	// empty transitions (i included); single[i] says it is {i} alone.
 	closure [][]uint64
@@ -391,6 +394,17 @@ func (p *Pattern) layout(toks []token) {
 	}
 	p.kind = midNFA
 	p.toks = mid
+	var run strings.Builder
+	for k := 0; k <= len(mid); k++ {
+		if k < len(mid) && mid[k].atom == atomLit && mid[k].q == qOne && !mid[k].group {
+			run.WriteRune(mid[k].r)
+			continue
+		}
+		if run.Len() > len(p.required) {
+			p.required = run.String()
+		}
+		run.Reset()
+	}
 	n := len(mid)
 	p.words = (n + 1 + 63) / 64
 	p.closure = make([][]uint64, n+1)
@@ -437,6 +451,9 @@ func (p *Pattern) Match(path string) bool {
 		return true
 	case midNoSlash:
 		return strings.IndexByte(mid, '/') < 0
+	}
+	if p.required != "" && !strings.Contains(mid, p.required) {
+		return false
 	}
 	if p.words == 1 {
 		return p.run1(mid)
