@@ -21,7 +21,7 @@ import (
 //
 //	<string>.truncate(<int>) -> <string>
 //
-//	body.checkout_sha.truncate(8) // 'da1560886'[:8]
+//	body.checkout_sha.truncate(8) // 'da156088' for 'da1560886d4f…'
 //
 // translate
 //
