@@ -67,3 +67,35 @@ func TestRealSelfSignedRegistry(t *testing.T) {
 		t.Errorf("without the CA: exit %d, stderr %s", r.code, r.stderr)
 	}
 }
+
+// TestRealMergeThenRelease runs the pipeline's two steps against a real
+// registry: the branch pipeline merges the per-arch images, the tag
+// pipeline promotes that index.
+func TestRealMergeThenRelease(t *testing.T) {
+	reg := registrytest.Start(t)
+	repo := reg.Host + "/team/app"
+	var sources []string
+	for _, arch := range []string{"amd64", "arm64"} {
+		sources = append(sources, push(t, repo+":1a2b3c4-"+arch, platformImage(t, "linux/"+arch, "e2e")))
+	}
+	dir := t.TempDir()
+	r := run(t, nil, append([]string{"index", "create", "--tag", repo + ":1a2b3c4",
+		"--require-platforms", "linux/amd64,linux/arm64", "--digest-file", filepath.Join(dir, "IMAGE_DIGEST")}, sources...)...)
+	if r.code != 0 {
+		t.Fatalf("index create: exit %d: %s", r.code, r.stderr)
+	}
+	digest := readFile(t, filepath.Join(dir, "IMAGE_DIGEST"))
+
+	r = run(t, map[string]string{"CI_COMMIT_TAG": "v1.0.0"}, "release", "promote", "--from", repo+"@"+digest,
+		"--floating", "--require-platforms", "linux/amd64,linux/arm64", "--results-dir", dir)
+	if r.code != 0 {
+		t.Fatalf("release promote: exit %d: %s", r.code, r.stderr)
+	}
+	if got := readFile(t, filepath.Join(dir, "tags")); got != "v1.0.0,v1.0,v1,latest" {
+		t.Errorf("tags result = %q", got)
+	}
+	r = run(t, nil, "index", "inspect", "-o", "json", repo+":latest")
+	if r.code != 0 || !strings.Contains(r.stdout, `"digest": "`+digest+`"`) {
+		t.Errorf("latest is not the merged index %s: exit %d\n%s%s", digest, r.code, r.stdout, r.stderr)
+	}
+}

@@ -2,9 +2,10 @@
 //
 //	ciel index create    merge per-architecture images into one multi-arch index
 //	ciel index inspect   print the platforms, digests, media types and sizes of an index
+//	ciel release promote tag a tested index with a release version (strict SemVer)
 //
 // Exit codes: 0 success; 1 the operation was refused or failed (a platform
-// mismatch, a missing platform, a registry error);
+// mismatch, a missing platform, an immutable release tag, a registry error);
 // 2 usage errors (unknown flags, missing or malformed arguments).
 //
 // Registry flags are shared by every command: --insecure (env CIEL_INSECURE),
@@ -95,8 +96,9 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 	g := &globals{getenv: getenv}
 	root := &cobra.Command{
 		Use:   "ciel",
-		Short: "Kubernetes-native CI for GitLab on Tekton: multi-arch image indexes",
-		Long: `ciel merges per-architecture images into verified multi-arch indexes.
+		Short: "Kubernetes-native CI for GitLab on Tekton: multi-arch indexes and release promotion",
+		Long: `ciel merges per-architecture images into verified multi-arch indexes and
+promotes tested indexes to release tags.
 
 Exit codes: 0 success; 1 the operation was refused or failed; 2 usage error.`,
 		SilenceUsage:      true,
@@ -119,7 +121,7 @@ Exit codes: 0 success; 1 the operation was refused or failed; 2 usage error.`,
 	f.DurationVar(&g.timeout, "timeout", 10*time.Minute, "bound on the whole command")
 	f.BoolVarP(&g.verbose, "verbose", "v", false, "log each step to stderr")
 
-	root.AddCommand(newIndexCmd(g))
+	root.AddCommand(newIndexCmd(g), newReleaseCmd(g))
 	return root
 }
 
