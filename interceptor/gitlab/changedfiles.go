@@ -1,0 +1,225 @@
+package gitlab
+
+import (
+	"context"
+	"strings"
+)
+
+// Source says where a ChangedFiles came from.
+type Source string
+
+// The sources of changed files (extensions.changed_files.source).
+const (
+	SourcePayload  Source = "payload"  // the commits listed in the webhook payload
+	SourceAPI      Source = "api"      // the GitLab API's compare of before..after (interceptor/gitlabapi)
+	SourceOverride Source = "override" // given by hand: cel-eval --files, a policy test case
+	SourceNone     Source = "none"     // not computed: changed files turned off, or the ref was deleted
+)
+
+// ChangedFiles is extensions.changed_files: the paths a push changed, as the
+// net change of each path over the push (docs/extensions.md).
+type ChangedFiles struct {
+	All      []string // Added, Modified and Removed together, in first-seen order
+	Added    []string // did not exist before the push, exist after
+	Modified []string // existed before and after
+	Removed  []string // existed before, not after
+	// Truncated reports that the lists are known to be incomplete: the
+	// payload lists only some of the commits, or none of a force push's.
+	Truncated bool
+	Source    Source
+}
+
+// Map returns c as CEL and Tekton Triggers see it: the lists as []any of
+// strings (never nil, so $(extensions.changed_files.added) renders [] and
+// .exists() works on an empty push), count as int64, truncated as bool and
+// source as string.
+func (c ChangedFiles) Map() map[string]any {
+	src := c.Source
+	if src == "" {
+		src = SourceNone
+	}
+	return map[string]any{
+		"all":       anyList(c.All),
+		"added":     anyList(c.Added),
+		"modified":  anyList(c.Modified),
+		"removed":   anyList(c.Removed),
+		"count":     int64(len(c.All)),
+		"truncated": c.Truncated,
+		"source":    string(src),
+	}
+}
+
+func anyList(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
+}
+
+// ChangedFilesSource is how the engine obtains the changed files of a push.
+// PayloadSource reads them from the payload; interceptor/gitlabapi completes
+// truncated pushes from the GitLab API.
+type ChangedFilesSource interface {
+	ChangedFiles(ctx context.Context, e *PushEvent) (ChangedFiles, error)
+}
+
+// ChangedFilesFunc adapts a function to ChangedFilesSource.
+type ChangedFilesFunc func(ctx context.Context, e *PushEvent) (ChangedFiles, error)
+
+// ChangedFiles calls f.
+func (f ChangedFilesFunc) ChangedFiles(ctx context.Context, e *PushEvent) (ChangedFiles, error) {
+	return f(ctx, e)
+}
+
+// PayloadSource is the ChangedFilesSource that reads the webhook payload
+// only (PayloadChangedFiles): no I/O, never an error but the context's.
+type PayloadSource struct{}
+
+var (
+	_ ChangedFilesSource = PayloadSource{}
+	_ ChangedFilesSource = ChangedFilesFunc(nil)
+)
+
+// ChangedFiles returns PayloadChangedFiles(e).
+func (PayloadSource) ChangedFiles(ctx context.Context, e *PushEvent) (ChangedFiles, error) {
+	if err := ctx.Err(); err != nil {
+		return ChangedFiles{}, err
+	}
+	return PayloadChangedFiles(e), nil
+}
+
+// PayloadChangedFiles computes the changed files of a push from its payload.
+//
+// The commits are walked in payload order, oldest first, and each path ends
+// in the list that describes its net change over the push: added then
+// modified is added; modified then removed is removed; removed then added is
+// modified; added then removed is in no list, since it existed neither before
+// nor after — exactly what git diff before..after (and so GitLab's compare
+// API) reports. A path in no list is not in All either.
+//
+// Truncated is set when the payload cannot list every change:
+// total_commits_count exceeds the commits listed (GitLab sends the newest 20
+// only), a branch push lists no commits although before is not zero (a force
+// push that rewound the branch, whose changes are not commits), or a branch
+// was created (GitLab lists the commits that are not on the default branch,
+// at most 20). A deleted branch or tag has no changed files: Source is
+// SourceNone. Otherwise Source is SourcePayload. For a tag push GitLab lists
+// the tagged commit only, so the lists are that commit's own changes.
+//
+// Time and memory are linear in the number of paths listed.
+func PayloadChangedFiles(e *PushEvent) ChangedFiles {
+	if isZeroSHA(e.After) {
+		return ChangedFiles{Source: SourceNone}
+	}
+	cf := ChangedFiles{Source: SourcePayload}
+	cf.Truncated = e.TotalCommitsCount > int64(len(e.Commits))
+	if !strings.HasPrefix(e.Ref, tagPrefix) && (isZeroSHA(e.Before) || len(e.Commits) == 0) {
+		cf.Truncated = true
+	}
+	var t pathTracker
+	t.walk(e.Commits)
+	t.result(&cf)
+	return cf
+}
+
+// pathState is one path's net change so far.
+type pathState struct {
+	path    string
+	existed bool // before the push, as the path's first mention implies
+	exists  bool // after the commits walked so far
+}
+
+// linearLimit is the number of paths up to which the tracker searches its
+// list instead of building a map: pushes usually touch a handful of files.
+const linearLimit = 16
+
+type pathTracker struct {
+	states []pathState
+	index  map[string]int
+}
+
+func (t *pathTracker) walk(commits []Commit) {
+	n := 0
+	for i := range commits {
+		n += len(commits[i].Added) + len(commits[i].Modified) + len(commits[i].Removed)
+	}
+	t.states = make([]pathState, 0, n)
+	if n > linearLimit {
+		t.index = make(map[string]int, n)
+	}
+	for i := range commits {
+		c := &commits[i]
+		for _, p := range c.Added {
+			t.mention(p, false, true)
+		}
+		for _, p := range c.Modified {
+			t.mention(p, true, true)
+		}
+		for _, p := range c.Removed {
+			t.mention(p, true, false)
+		}
+	}
+}
+
+// mention records one commit's change to path: existed is what the change
+// implies about the path before the commit, exists what it leaves after.
+func (t *pathTracker) mention(path string, existed, exists bool) {
+	if t.index != nil {
+		if i, ok := t.index[path]; ok {
+			t.states[i].exists = exists
+			return
+		}
+		t.index[path] = len(t.states)
+	} else {
+		for i := range t.states {
+			if t.states[i].path == path {
+				t.states[i].exists = exists
+				return
+			}
+		}
+	}
+	t.states = append(t.states, pathState{path: path, existed: existed, exists: exists})
+}
+
+func (t *pathTracker) result(cf *ChangedFiles) {
+	var added, modified, removed int
+	for _, s := range t.states {
+		switch {
+		case !s.existed && s.exists:
+			added++
+		case s.existed && s.exists:
+			modified++
+		case s.existed && !s.exists:
+			removed++
+		}
+	}
+	cf.All = make([]string, 0, added+modified+removed)
+	cf.Added = make([]string, 0, added)
+	cf.Modified = make([]string, 0, modified)
+	cf.Removed = make([]string, 0, removed)
+	for _, s := range t.states {
+		switch {
+		case !s.existed && s.exists:
+			cf.Added = append(cf.Added, s.path)
+		case s.existed && s.exists:
+			cf.Modified = append(cf.Modified, s.path)
+		case s.existed && !s.exists:
+			cf.Removed = append(cf.Removed, s.path)
+		default:
+			continue
+		}
+		cf.All = append(cf.All, s.path)
+	}
+}
+
+// OverrideChangedFiles is the changed files given by hand (cel-eval --files,
+// a policy test case): paths deduplicated in order, all listed as modified,
+// Source SourceOverride, not truncated.
+func OverrideChangedFiles(paths []string) ChangedFiles {
+	var t pathTracker
+	t.walk([]Commit{{Modified: paths}})
+	cf := ChangedFiles{Source: SourceOverride}
+	t.result(&cf)
+	return cf
+}

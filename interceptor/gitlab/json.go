@@ -1,0 +1,492 @@
+package gitlab
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// This file holds the JSON reader behind Decode: one pass over the bytes
+// that checks the limits (nesting depth, UTF-8) while it builds exactly the
+// value encoding/json.Unmarshal builds for a map[string]any target:
+// map[string]any objects, []any arrays, float64 numbers, string, bool and
+// nil. Where encoding/json is lenient we are strict, and say so in the error:
+// invalid UTF-8 (encoding/json silently substitutes U+FFFD) and nesting past
+// the configured depth. Everything else — duplicate keys (the last wins),
+// escaped lone surrogates (U+FFFD), numbers outside float64's range (an
+// error) — follows encoding/json, and FuzzDecode checks the two agree.
+//
+// Why not encoding/json itself: it scans the input twice (validation, then
+// decoding), cannot report invalid UTF-8, and allocates every string; here
+// the body is copied into one string and every string without escapes,
+// object keys included, is a substring of it.
+
+// syntaxError is a JSON syntax or limit error at a byte offset.
+type syntaxError struct {
+	msg    string
+	offset int
+	line   int
+	col    int
+}
+
+func (e *syntaxError) Error() string {
+	return fmt.Sprintf("invalid JSON at byte offset %d (line %d, column %d): %s", e.offset, e.line, e.col, e.msg)
+}
+
+// jsonParser reads one JSON value from src.
+type jsonParser struct {
+	src      string
+	pos      int
+	depth    int
+	maxDepth int
+
+	// Pending object members and array elements of every open container,
+	// as stacks: a container's own items start at the mark it took when it
+	// opened, so each map and slice is allocated once, at its final size.
+	members []member
+	elems   []any
+	buf     []byte // unescaping scratch
+}
+
+type member struct {
+	key string
+	val any
+}
+
+var parserPool = sync.Pool{New: func() any { return new(jsonParser) }}
+
+// maxPooledItems bounds the scratch a pooled parser keeps.
+const maxPooledItems = 4096
+
+// parseJSON parses data as one JSON value followed only by whitespace.
+func parseJSON(data []byte, maxDepth int) (any, error) {
+	p := parserPool.Get().(*jsonParser)
+	defer func() {
+		// Containers clear their items as they close; after an error some
+		// are left. Drop every reference into this body, and scratch grown
+		// by an unusually large one, before pooling.
+		clear(p.members)
+		clear(p.elems)
+		p.members, p.elems, p.src = p.members[:0], p.elems[:0], ""
+		if cap(p.members) > maxPooledItems {
+			p.members = nil
+		}
+		if cap(p.elems) > maxPooledItems {
+			p.elems = nil
+		}
+		if cap(p.buf) > maxPooledItems*16 {
+			p.buf = nil
+		}
+		parserPool.Put(p)
+	}()
+	p.src = string(data)
+	p.pos, p.depth, p.maxDepth = 0, 0, maxDepth
+
+	p.skipSpace()
+	if p.pos == len(p.src) {
+		return nil, p.errorAt(p.pos, "empty input, want a JSON value")
+	}
+	v, err := p.value()
+	if err != nil {
+		return nil, err
+	}
+	p.skipSpace()
+	if p.pos != len(p.src) {
+		return nil, p.errorAt(p.pos, "unexpected %s after the top-level value", p.describe(p.pos))
+	}
+	return v, nil
+}
+
+// errorAt builds a syntaxError at offset off, with its line and column.
+func (p *jsonParser) errorAt(off int, format string, args ...any) error {
+	line := 1 + strings.Count(p.src[:off], "\n")
+	col := off + 1
+	if i := strings.LastIndexByte(p.src[:off], '\n'); i >= 0 {
+		col = off - i
+	}
+	return &syntaxError{msg: fmt.Sprintf(format, args...), offset: off, line: line, col: col}
+}
+
+// describe names the input at off for an error message.
+func (p *jsonParser) describe(off int) string {
+	if off >= len(p.src) {
+		return "end of input"
+	}
+	c := p.src[off]
+	if c >= 0x20 && c < utf8.RuneSelf {
+		return fmt.Sprintf("character %q", rune(c))
+	}
+	if r, size := utf8.DecodeRuneInString(p.src[off:]); r != utf8.RuneError || size > 1 {
+		return fmt.Sprintf("character %U", r)
+	}
+	return fmt.Sprintf("byte 0x%02X", c)
+}
+
+func (p *jsonParser) skipSpace() {
+	for p.pos < len(p.src) {
+		switch p.src[p.pos] {
+		case ' ', '\t', '\n', '\r':
+			p.pos++
+		default:
+			return
+		}
+	}
+}
+
+// value parses the value starting at p.pos (no leading whitespace).
+func (p *jsonParser) value() (any, error) {
+	if p.pos >= len(p.src) {
+		return nil, p.errorAt(p.pos, "unexpected end of input, want a value")
+	}
+	switch c := p.src[p.pos]; {
+	case c == '{':
+		return p.object()
+	case c == '[':
+		return p.array()
+	case c == '"':
+		s, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	case c == '-' || (c >= '0' && c <= '9'):
+		return p.number()
+	case c == 't':
+		return true, p.literal("true")
+	case c == 'f':
+		return false, p.literal("false")
+	case c == 'n':
+		return nil, p.literal("null")
+	default:
+		return nil, p.errorAt(p.pos, "unexpected %s, want a value", p.describe(p.pos))
+	}
+}
+
+func (p *jsonParser) literal(word string) error {
+	end := p.pos + len(word)
+	if end > len(p.src) || p.src[p.pos:end] != word {
+		i := p.pos
+		for i < len(p.src) && i < end && p.src[i] == word[i-p.pos] {
+			i++
+		}
+		return p.errorAt(i, "unexpected %s in literal %s", p.describe(i), word)
+	}
+	p.pos = end
+	return nil
+}
+
+func (p *jsonParser) enter() error {
+	p.depth++
+	if p.depth > p.maxDepth {
+		return p.errorAt(p.pos, "nested deeper than %d levels (WithMaxDepth raises the limit)", p.maxDepth)
+	}
+	return nil
+}
+
+func (p *jsonParser) object() (any, error) {
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
+	p.pos++ // '{'
+	p.skipSpace()
+	if p.pos < len(p.src) && p.src[p.pos] == '}' {
+		p.pos++
+		p.depth--
+		return map[string]any{}, nil
+	}
+	mark := len(p.members)
+	for {
+		if p.pos >= len(p.src) || p.src[p.pos] != '"' {
+			return nil, p.errorAt(p.pos, "unexpected %s, want a string object key", p.describe(p.pos))
+		}
+		key, err := p.str()
+		if err != nil {
+			return nil, err
+		}
+		p.skipSpace()
+		if p.pos >= len(p.src) || p.src[p.pos] != ':' {
+			return nil, p.errorAt(p.pos, "unexpected %s after object key, want ':'", p.describe(p.pos))
+		}
+		p.pos++
+		p.skipSpace()
+		val, err := p.value()
+		if err != nil {
+			return nil, err
+		}
+		p.members = append(p.members, member{key: key, val: val})
+		p.skipSpace()
+		if p.pos < len(p.src) {
+			if c := p.src[p.pos]; c == ',' {
+				p.pos++
+				p.skipSpace()
+				continue
+			} else if c == '}' {
+				p.pos++
+				break
+			}
+		}
+		return nil, p.errorAt(p.pos, "unexpected %s after object member, want ',' or '}'", p.describe(p.pos))
+	}
+	items := p.members[mark:]
+	m := make(map[string]any, len(items))
+	for _, kv := range items {
+		m[kv.key] = kv.val
+	}
+	clear(items)
+	p.members = p.members[:mark]
+	p.depth--
+	return m, nil
+}
+
+func (p *jsonParser) array() (any, error) {
+	if err := p.enter(); err != nil {
+		return nil, err
+	}
+	p.pos++ // '['
+	p.skipSpace()
+	if p.pos < len(p.src) && p.src[p.pos] == ']' {
+		p.pos++
+		p.depth--
+		return []any{}, nil
+	}
+	mark := len(p.elems)
+	for {
+		val, err := p.value()
+		if err != nil {
+			return nil, err
+		}
+		p.elems = append(p.elems, val)
+		p.skipSpace()
+		if p.pos < len(p.src) {
+			if c := p.src[p.pos]; c == ',' {
+				p.pos++
+				p.skipSpace()
+				continue
+			} else if c == ']' {
+				p.pos++
+				break
+			}
+		}
+		return nil, p.errorAt(p.pos, "unexpected %s after array element, want ',' or ']'", p.describe(p.pos))
+	}
+	items := p.elems[mark:]
+	a := make([]any, len(items))
+	copy(a, items)
+	clear(items)
+	p.elems = p.elems[:mark]
+	p.depth--
+	return a, nil
+}
+
+// plain marks the bytes a string can hold as they are: not the closing
+// quote, not a backslash, not a control character, not the first byte of a
+// multi-byte UTF-8 sequence (those are validated separately).
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// str parses the string starting at p.pos (the opening quote).
+func (p *jsonParser) str() (string, error) {
+	start := p.pos + 1
+	i := start
+	for {
+		for i < len(p.src) && plain[p.src[i]] {
+			i++
+		}
+		if i >= len(p.src) {
+			return "", p.errorAt(i, "unexpected end of input in the string that starts at byte offset %d", start-1)
+		}
+		switch c := p.src[i]; {
+		case c == '"':
+			p.pos = i + 1
+			return p.src[start:i], nil
+		case c == '\\':
+			return p.escaped(start, i)
+		case c < 0x20:
+			return "", p.errorAt(i, "control character %U in a string (it must be escaped)", rune(c))
+		default:
+			r, size := utf8.DecodeRuneInString(p.src[i:])
+			if r == utf8.RuneError && size == 1 {
+				return "", p.errorAt(i, "invalid UTF-8 (byte 0x%02X) in a string", c)
+			}
+			i += size
+		}
+	}
+}
+
+// escaped finishes a string that has escapes: src[start:i] is its plain
+// prefix and src[i] the first backslash.
+func (p *jsonParser) escaped(start, i int) (string, error) {
+	buf := append(p.buf[:0], p.src[start:i]...)
+	defer func() { p.buf = buf }()
+	for i < len(p.src) {
+		c := p.src[i]
+		switch {
+		case c == '"':
+			p.pos = i + 1
+			return string(buf), nil
+		case c == '\\':
+			if i+1 >= len(p.src) {
+				return "", p.errorAt(i+1, "unexpected end of input in an escape sequence")
+			}
+			switch e := p.src[i+1]; e {
+			case '"', '\\', '/':
+				buf = append(buf, e)
+			case 'b':
+				buf = append(buf, '\b')
+			case 'f':
+				buf = append(buf, '\f')
+			case 'n':
+				buf = append(buf, '\n')
+			case 'r':
+				buf = append(buf, '\r')
+			case 't':
+				buf = append(buf, '\t')
+			case 'u':
+				r, ok := hex4(p.src, i+2)
+				if !ok {
+					return "", p.errorAt(i, "invalid \\u escape, want four hexadecimal digits")
+				}
+				i += 6
+				if utf16.IsSurrogate(r) {
+					// A surrogate must pair with the escape that follows it;
+					// a lone one becomes U+FFFD, as in encoding/json.
+					r2 := rune(-1)
+					if i+1 < len(p.src) && p.src[i] == '\\' && p.src[i+1] == 'u' {
+						if v, ok := hex4(p.src, i+2); ok {
+							r2 = v
+						}
+					}
+					if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+						r = dec
+						i += 6
+					} else {
+						r = utf8.RuneError
+					}
+				}
+				buf = utf8.AppendRune(buf, r)
+				continue
+			default:
+				return "", p.errorAt(i, "invalid escape sequence \\%s", p.describeEscape(i+1))
+			}
+			i += 2
+		case c < 0x20:
+			return "", p.errorAt(i, "control character %U in a string (it must be escaped)", rune(c))
+		case c < utf8.RuneSelf:
+			buf = append(buf, c)
+			i++
+		default:
+			r, size := utf8.DecodeRuneInString(p.src[i:])
+			if r == utf8.RuneError && size == 1 {
+				return "", p.errorAt(i, "invalid UTF-8 (byte 0x%02X) in a string", c)
+			}
+			buf = append(buf, p.src[i:i+size]...)
+			i += size
+		}
+	}
+	return "", p.errorAt(i, "unexpected end of input in the string that starts at byte offset %d", start-1)
+}
+
+func (p *jsonParser) describeEscape(off int) string {
+	c := p.src[off]
+	if c >= 0x20 && c < utf8.RuneSelf {
+		return string(c)
+	}
+	return fmt.Sprintf("followed by byte 0x%02X", c)
+}
+
+// hex4 decodes the four hexadecimal digits at s[i:i+4].
+func hex4(s string, i int) (rune, bool) {
+	if i+4 > len(s) {
+		return 0, false
+	}
+	var r rune
+	for _, c := range []byte(s[i : i+4]) {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			c = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// number parses a JSON number into a float64, as encoding/json does.
+func (p *jsonParser) number() (any, error) {
+	s := p.src
+	start := p.pos
+	i := start
+	neg := s[i] == '-'
+	if neg {
+		i++
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case i < len(s) && s[i] >= '1' && s[i] <= '9':
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	default:
+		return nil, p.errorAt(i, "unexpected %s in a number, want a digit", p.describe(i))
+	}
+	intEnd := i
+	integer := true
+	if i < len(s) && s[i] == '.' {
+		integer = false
+		i++
+		if i >= len(s) || s[i] < '0' || s[i] > '9' {
+			return nil, p.errorAt(i, "unexpected %s after the decimal point, want a digit", p.describe(i))
+		}
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		integer = false
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if i >= len(s) || s[i] < '0' || s[i] > '9' {
+			return nil, p.errorAt(i, "unexpected %s in an exponent, want a digit", p.describe(i))
+		}
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+	}
+	p.pos = i
+	digits := s[start:intEnd]
+	if neg {
+		digits = digits[1:]
+	}
+	if integer && len(digits) <= 15 {
+		// Exact in a float64 (< 2^53): skip strconv.
+		var n int64
+		for _, c := range []byte(digits) {
+			n = n*10 + int64(c-'0')
+		}
+		f := float64(n)
+		if neg {
+			f = -f
+		}
+		return f, nil
+	}
+	f, err := strconv.ParseFloat(s[start:i], 64)
+	if err != nil {
+		return nil, p.errorAt(start, "number %s does not fit in a 64-bit float", s[start:i])
+	}
+	return f, nil
+}
