@@ -509,3 +509,24 @@ func TestInspect(t *testing.T) {
 		t.Errorf("Inspect(image) err = %v, want ErrNotIndex", err)
 	}
 }
+
+func TestCreateAcrossRegistries(t *testing.T) {
+	from, dst := memRegistry(t), memRegistry(t)
+	amd := pushImage(t, from+"/app", randomImage(t, plat(t, "linux/amd64")))
+	arm := pushImage(t, from+"/app", randomImage(t, plat(t, "linux/arm64")))
+	tag := mustTag(t, dst+"/mirror/app:v1")
+	res, err := Create(bg, []name.Tag{tag}, []Source{src(t, amd.String()), src(t, arm.String())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Linked) != 2 {
+		t.Errorf("linked = %v, want both children copied", res.Linked)
+	}
+	idx, err := remote.Index(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate.Index(idx); err != nil {
+		t.Fatalf("validate.Index in the other registry: %v", err)
+	}
+}
