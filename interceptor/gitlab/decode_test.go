@@ -236,6 +236,11 @@ func TestDecodeErrors(t *testing.T) {
 			want: "decoding webhook body: invalid JSON at byte offset 5 (line 1, column 6): number 1e400 does not fit in a 64-bit float",
 		},
 		{
+			name: "long number out of range, shortened in the message",
+			body: `{"a":` + strings.Repeat("9", 400) + `}`,
+			want: "decoding webhook body: invalid JSON at byte offset 5 (line 1, column 6): number 99999999999999999999...9999999999999999 does not fit in a 64-bit float",
+		},
+		{
 			name: "bad escape",
 			body: `{"a":"\q"}`,
 			want: `decoding webhook body: invalid JSON at byte offset 6 (line 1, column 7): invalid escape sequence \q`,

@@ -486,7 +486,11 @@ func (p *jsonParser) number() (any, error) {
 	}
 	f, err := strconv.ParseFloat(s[start:i], 64)
 	if err != nil {
-		return nil, p.errorAt(start, "number %s does not fit in a 64-bit float", s[start:i])
+		lit := s[start:i]
+		if len(lit) > 40 {
+			lit = lit[:20] + "..." + lit[len(lit)-16:]
+		}
+		return nil, p.errorAt(start, "number %s does not fit in a 64-bit float", lit)
 	}
 	return f, nil
 }
