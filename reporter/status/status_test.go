@@ -26,7 +26,7 @@ func (f fixture) TaskRun(namespace, name string) (*v1.TaskRun, bool) {
 	return tr, ok
 }
 
-func load(t *testing.T, file string) fixture {
+func load(t testing.TB, file string) fixture {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join("testdata", file))
 	if err != nil {
@@ -325,5 +325,14 @@ func TestURLTemplate(t *testing.T) {
 		if err != nil || got != tc.want {
 			t.Errorf("Render(%q) = %q, %v; want %q", tc.tmpl, got, err, tc.want)
 		}
+	}
+}
+
+func BenchmarkDescribeFailure(b *testing.B) {
+	f := load(b, "failed-several.yaml")
+	b.ReportAllocs()
+	for b.Loop() {
+		s := StateOf(f.pr)
+		Describe(f.pr, s, f)
 	}
 }
