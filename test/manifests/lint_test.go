@@ -1,0 +1,374 @@
+package manifests
+
+import (
+	"fmt"
+	"os"
+	"path"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/Masterminds/semver/v3"
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// catalogLabels and catalogAnnotations are what the Tekton catalog asks of
+// every Task and Pipeline.
+var (
+	catalogLabels      = []string{"app.kubernetes.io/version"}
+	catalogAnnotations = []string{"tekton.dev/pipelines.minVersion", "tekton.dev/platforms", "tekton.dev/displayName", "tekton.dev/tags"}
+)
+
+// builderParam is the param holding the Kaniko image: the one step allowed
+// to run as root (Kaniko unpacks base images over its own root filesystem).
+const builderParam = "BUILDER_IMAGE"
+
+var variableRef = regexp.MustCompile(`\$\((params|tasks|context|workspaces|results|steps|step)\.`)
+
+// linter collects lint findings, each prefixed with where it is.
+type linter struct {
+	where string
+	found *[]string
+}
+
+func (l linter) errorf(format string, args ...any) {
+	*l.found = append(*l.found, l.where+": "+fmt.Sprintf(format, args...))
+}
+
+func (l linter) at(where string) linter { return linter{where: l.where + " " + where, found: l.found} }
+
+// TestLintTasks enforces the catalog conventions and this project's rules
+// on every Task.
+func TestLintTasks(t *testing.T) {
+	o := decodeAll(t)
+	if len(o.tasks) == 0 {
+		t.Fatal("no Tasks found")
+	}
+	for _, name := range sortedKeys(o.tasks) {
+		for _, f := range lintTask(o.tasks[name], o.paths["Task/"+name]) {
+			t.Error(f)
+		}
+	}
+}
+
+// lintTask returns what is wrong with task, defined in file.
+func lintTask(task *pipelinev1.Task, file string) []string {
+	var found []string
+	name := task.Name
+	l := linter{"Task " + name, &found}
+	lintLayout(l, file, "tasks", name)
+	lintCatalogMetadata(l, task.Labels, task.Annotations)
+	if strings.TrimSpace(task.Spec.Description) == "" {
+		l.errorf("no description")
+	}
+	lintParamSpecs(l, task.Spec.Params)
+	for _, r := range task.Spec.Results {
+		if strings.TrimSpace(r.Description) == "" {
+			l.errorf("result %s has no description", r.Name)
+		}
+	}
+	for _, w := range task.Spec.Workspaces {
+		if strings.TrimSpace(w.Description) == "" {
+			l.errorf("workspace %s has no description", w.Name)
+		}
+	}
+	if task.Spec.StepTemplate != nil && task.Spec.StepTemplate.Image != "" {
+		l.errorf("stepTemplate sets an image; give every step its own")
+	}
+	if len(task.Spec.Sidecars) > 0 {
+		l.errorf("sidecars are not expected")
+	}
+	body := taskText(task)
+	for _, p := range task.Spec.Params {
+		if !strings.Contains(body, "$(params."+p.Name+")") && !strings.Contains(body, "$(params."+p.Name+"[*])") {
+			l.errorf("param %s is declared but never used", p.Name)
+		}
+	}
+	// A step may write every result into Tekton's documented results
+	// directory (ciel release promote --results-dir).
+	writesAll := strings.Contains(body, "--results-dir=/tekton/results\n")
+	for _, r := range task.Spec.Results {
+		if !writesAll && !strings.Contains(body, "$(results."+r.Name+".path)") {
+			l.errorf("result %s is declared but no step writes it", r.Name)
+		}
+	}
+	if len(task.Spec.Steps) == 0 {
+		l.errorf("no steps")
+	}
+	for _, s := range task.Spec.Steps {
+		for _, r := range s.Results {
+			if strings.TrimSpace(r.Description) == "" {
+				l.at("step "+s.Name).errorf("step result %s has no description", r.Name)
+			}
+		}
+		lintStep(l.at("step "+s.Name), task, s)
+	}
+	return found
+}
+
+// lintStep checks one step: explicit command (so that Tekton's controller
+// never fetches an image config to find the entrypoint, which fails on
+// registries with a private CA), pinned image, no variables in a script,
+// resource requests, and the strictest security context the tool allows.
+func lintStep(l linter, task *pipelinev1.Task, s pipelinev1.Step) {
+	if len(s.Command) == 0 {
+		l.errorf("no command: Tekton's controller would read the image config from the registry to find the entrypoint")
+	}
+	if s.Script != "" {
+		if m := variableRef.FindString(s.Script); m != "" {
+			l.errorf("script references %s...: pass values through env", m)
+		}
+		l.errorf("has a script; use command and args (no shell)")
+	}
+	image, fromParam := resolveImage(task, s.Image)
+	if image == "" {
+		l.errorf("image %q resolves to nothing", s.Image)
+	} else if err := pinned(image); err != nil {
+		l.errorf("image %s: %v", image, err)
+	}
+	req := s.ComputeResources.Requests
+	if req.Cpu().IsZero() || req.Memory().IsZero() {
+		l.errorf("no cpu and memory requests")
+	}
+	sc := s.SecurityContext
+	if sc == nil {
+		l.errorf("no securityContext")
+		return
+	}
+	if sc.Privileged != nil && *sc.Privileged {
+		l.errorf("privileged")
+	}
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		l.errorf("allowPrivilegeEscalation is not false")
+	}
+	if sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
+		l.errorf("capabilities are not dropped (drop: [ALL])")
+	}
+	if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		l.errorf("no RuntimeDefault seccomp profile")
+	}
+	if fromParam == builderParam {
+		// Kaniko: root, but with the container runtime's default set of
+		// capabilities at most, never privileged.
+		allowed := map[corev1.Capability]bool{"CHOWN": true, "DAC_OVERRIDE": true, "FOWNER": true, "FSETID": true, "KILL": true,
+			"SETGID": true, "SETUID": true, "SETFCAP": true, "SETPCAP": true, "NET_BIND_SERVICE": true, "SYS_CHROOT": true}
+		if sc.Capabilities != nil {
+			for _, c := range sc.Capabilities.Add {
+				if !allowed[c] {
+					l.errorf("adds capability %s, beyond the container runtime's default set", c)
+				}
+			}
+		}
+		return
+	}
+	if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot || sc.RunAsUser == nil || *sc.RunAsUser == 0 {
+		l.errorf("does not run as a non-root user (runAsNonRoot: true, runAsUser: non-zero)")
+	}
+	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		l.errorf("root filesystem is writable")
+	}
+	if sc.Capabilities != nil && len(sc.Capabilities.Add) > 0 {
+		l.errorf("adds capabilities %v", sc.Capabilities.Add)
+	}
+}
+
+// resolveImage returns the image a step runs: a literal, or the default of
+// the param it names.
+func resolveImage(task *pipelinev1.Task, image string) (resolved, param string) {
+	m := regexp.MustCompile(`^\$\(params\.([A-Za-z0-9_-]+)\)$`).FindStringSubmatch(image)
+	if m == nil {
+		return image, ""
+	}
+	for _, p := range task.Spec.Params {
+		if p.Name == m[1] && p.Default != nil {
+			return p.Default.StringVal, p.Name
+		}
+	}
+	return "", m[1]
+}
+
+var digestRef = regexp.MustCompile(`@sha256:[0-9a-f]{64}$`)
+
+// pinned accepts REPO:TAG (not latest) and REPO[:TAG]@sha256:DIGEST.
+func pinned(image string) error {
+	if digestRef.MatchString(image) {
+		image = image[:strings.LastIndex(image, "@")]
+		if t := tagOf(image); t == "latest" {
+			return fmt.Errorf("tag latest (pin a version tag next to the digest)")
+		}
+		return nil
+	}
+	if strings.Contains(image, "@") {
+		return fmt.Errorf("malformed digest")
+	}
+	switch t := tagOf(image); t {
+	case "":
+		return fmt.Errorf("no tag and no digest")
+	case "latest":
+		return fmt.Errorf("tag latest")
+	}
+	return nil
+}
+
+func tagOf(image string) string {
+	last := image[strings.LastIndex(image, "/")+1:]
+	if i := strings.LastIndex(last, ":"); i >= 0 {
+		return last[i+1:]
+	}
+	return ""
+}
+
+func TestPinned(t *testing.T) {
+	for image, ok := range map[string]bool{
+		"ghcr.io/ciel-ci/ciel:v0.1.0": true,
+		"registry:5000/app:1.2":       true,
+		"alpine/git:v2.49.1@sha256:c0280cf9572316299b08544065d3bf35db65043d5e3963982ec50647d2746e26": true,
+		"alpine/git@sha256:c0280cf9572316299b08544065d3bf35db65043d5e3963982ec50647d2746e26":         true,
+		"alpine/git:latest@sha256:c0280cf9572316299b08544065d3bf35db65043d5e3963982ec50647d2746e26":  false,
+		"alpine/git":             false,
+		"registry:5000/app":      false,
+		"alpine/git:latest":      false,
+		"alpine/git@sha256:abcd": false,
+	} {
+		if err := pinned(image); (err == nil) != ok {
+			t.Errorf("pinned(%q) = %v, want ok=%v", image, err, ok)
+		}
+	}
+}
+
+// TestLintPipelines enforces the catalog conventions on every Pipeline.
+func TestLintPipelines(t *testing.T) {
+	o := decodeAll(t)
+	if len(o.pipelines) == 0 {
+		t.Fatal("no Pipelines found")
+	}
+	for _, name := range sortedKeys(o.pipelines) {
+		for _, f := range lintPipeline(o.pipelines[name], o.paths["Pipeline/"+name]) {
+			t.Error(f)
+		}
+	}
+}
+
+func lintPipeline(p *pipelinev1.Pipeline, file string) []string {
+	var found []string
+	l := linter{"Pipeline " + p.Name, &found}
+	lintLayout(l, file, "pipelines", p.Name)
+	lintCatalogMetadata(l, p.Labels, p.Annotations)
+	if strings.TrimSpace(p.Spec.Description) == "" {
+		l.errorf("no description")
+	}
+	lintParamSpecs(l, p.Spec.Params)
+	for _, r := range p.Spec.Results {
+		if strings.TrimSpace(r.Description) == "" {
+			l.errorf("result %s has no description", r.Name)
+		}
+	}
+	for _, w := range p.Spec.Workspaces {
+		if strings.TrimSpace(w.Description) == "" {
+			l.errorf("workspace %s has no description", w.Name)
+		}
+	}
+	for _, pt := range p.Spec.Tasks {
+		if pt.TaskSpec != nil {
+			l.errorf("task %s embeds a taskSpec; reference a Task of tasks/", pt.Name)
+		}
+	}
+	return found
+}
+
+// TestLintTriggerTemplates: every TriggerTemplate param is described.
+func TestLintTriggerTemplates(t *testing.T) {
+	o := decodeAll(t)
+	for _, name := range sortedKeys(o.templates) {
+		for _, p := range o.templates[name].Spec.Params {
+			if strings.TrimSpace(p.Description) == "" {
+				t.Errorf("TriggerTemplate %s: param %s has no description", name, p.Name)
+			}
+		}
+	}
+}
+
+func lintLayout(l linter, file, dir, name string) {
+	if want := path.Join(dir, name, name+".yaml"); file != want {
+		l.errorf("defined in %s, want %s", file, want)
+	}
+}
+
+func lintCatalogMetadata(l linter, labels, annotations map[string]string) {
+	for _, k := range catalogLabels {
+		if strings.TrimSpace(labels[k]) == "" {
+			l.errorf("no label %s", k)
+		}
+	}
+	for _, k := range catalogAnnotations {
+		if strings.TrimSpace(annotations[k]) == "" {
+			l.errorf("no annotation %s", k)
+		}
+	}
+	if v := annotations["tekton.dev/pipelines.minVersion"]; v != "" {
+		if _, err := semver.StrictNewVersion(v); err != nil {
+			l.errorf("tekton.dev/pipelines.minVersion %q is not a version: %v", v, err)
+		}
+	}
+	for _, p := range strings.Split(annotations["tekton.dev/platforms"], ",") {
+		if !regexp.MustCompile(`^[a-z0-9]+/[a-z0-9]+(/v[0-9.]+)?$`).MatchString(strings.TrimSpace(p)) {
+			l.errorf("tekton.dev/platforms entry %q is not os/arch[/variant]", p)
+		}
+	}
+}
+
+func lintParamSpecs(l linter, params pipelinev1.ParamSpecs) {
+	for _, p := range params {
+		if strings.TrimSpace(p.Description) == "" {
+			l.errorf("param %s has no description", p.Name)
+		}
+	}
+}
+
+// taskText is the text of every field a Task references params and
+// results in.
+func taskText(task *pipelinev1.Task) string {
+	var b strings.Builder
+	for _, s := range task.Spec.Steps {
+		b.WriteString(s.Image + "\n" + s.Script + "\n" + s.WorkingDir + "\n")
+		for _, a := range append(append([]string{}, s.Command...), s.Args...) {
+			b.WriteString(a + "\n")
+		}
+		for _, e := range s.Env {
+			b.WriteString(e.Value + "\n")
+		}
+		for _, w := range s.When {
+			b.WriteString(w.Input + "\n" + strings.Join(w.Values, "\n") + "\n")
+		}
+	}
+	return b.String()
+}
+
+// TestLintFindsViolations runs the Task lint on a Task that breaks every
+// rule, so that a lint which silently passes everything cannot go unnoticed.
+func TestLintFindsViolations(t *testing.T) {
+	raw, err := os.ReadFile("testdata/bad-task.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	task := &pipelinev1.Task{}
+	if err := strict(raw, task); err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Join(lintTask(task, "tasks/elsewhere.yaml"), "\n") + "\n"
+	if *update {
+		if err := os.WriteFile("testdata/bad-task.lint", []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile("testdata/bad-task.lint")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("lint findings (-want +got):\n%s", diff)
+	}
+}

@@ -1,0 +1,225 @@
+package manifests
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/tektoncd/pipeline/pkg/apis/config"
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"knative.dev/pkg/apis"
+	"sigs.k8s.io/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// repoRoot is the repository root, relative to this package.
+const repoRoot = "../.."
+
+// The directories of Tekton YAML, relative to the repository root.
+var manifestDirs = []string{"tasks", "pipelines", "config/triggers"}
+
+// doc is one YAML document of a manifest file.
+type doc struct {
+	path  string // relative to the repository root
+	index int    // position in a multi-document file
+	raw   []byte
+	kind  string
+}
+
+func (d doc) String() string { return fmt.Sprintf("%s#%d (%s)", d.path, d.index, d.kind) }
+
+// loadDocs reads every YAML document under dirs, except kustomizations.
+func loadDocs(t *testing.T, dirs ...string) []doc {
+	t.Helper()
+	var docs []doc
+	for _, dir := range dirs {
+		err := filepath.WalkDir(filepath.Join(repoRoot, dir), func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() || !isYAML(path) || filepath.Base(path) == "kustomization.yaml" {
+				return nil
+			}
+			rel, _ := filepath.Rel(repoRoot, path)
+			f, err := os.Open(path)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			r := utilyaml.NewYAMLReader(bufio.NewReader(f))
+			for i := 0; ; i++ {
+				raw, err := r.Read()
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				if err != nil {
+					return fmt.Errorf("%s: %w", rel, err)
+				}
+				if len(bytes.TrimSpace(stripComments(raw))) == 0 {
+					continue
+				}
+				var meta struct {
+					Kind string `json:"kind"`
+				}
+				if err := yaml.Unmarshal(raw, &meta); err != nil {
+					return fmt.Errorf("%s#%d: %w", rel, i, err)
+				}
+				docs = append(docs, doc{path: filepath.ToSlash(rel), index: i, raw: raw, kind: meta.Kind})
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(docs) == 0 {
+		t.Fatalf("no YAML found under %v", dirs)
+	}
+	return docs
+}
+
+func isYAML(path string) bool {
+	ext := filepath.Ext(path)
+	return ext == ".yaml" || ext == ".yml"
+}
+
+func stripComments(raw []byte) []byte {
+	var out []byte
+	for _, line := range strings.SplitAfter(string(raw), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			out = append(out, line...)
+		}
+	}
+	return out
+}
+
+// strict decodes YAML into v, failing on unknown or duplicated fields.
+func strict(raw []byte, v any) error {
+	return yaml.UnmarshalStrict(raw, v)
+}
+
+// decodeNamed decodes raw strictly into v and returns its name.
+func decodeNamed(raw []byte, v interface{ GetName() string }) (string, error) {
+	err := strict(raw, v)
+	return v.GetName(), err
+}
+
+// objects are the decoded manifests, by kind and name.
+type objects struct {
+	tasks     map[string]*pipelinev1.Task
+	pipelines map[string]*pipelinev1.Pipeline
+	listeners map[string]*triggersv1.EventListener
+	bindings  map[string]*triggersv1.TriggerBinding
+	templates map[string]*triggersv1.TriggerTemplate
+	paths     map[string]string // "Kind/name" -> file
+	docs      []doc
+}
+
+// decodeAll decodes every document strictly into its Go type; a kind
+// without one is an error, as is a name given twice.
+func decodeAll(t *testing.T) *objects {
+	t.Helper()
+	o := &objects{
+		tasks:     map[string]*pipelinev1.Task{},
+		pipelines: map[string]*pipelinev1.Pipeline{},
+		listeners: map[string]*triggersv1.EventListener{},
+		bindings:  map[string]*triggersv1.TriggerBinding{},
+		templates: map[string]*triggersv1.TriggerTemplate{},
+		paths:     map[string]string{},
+		docs:      loadDocs(t, manifestDirs...),
+	}
+	for _, d := range o.docs {
+		var (
+			name string
+			err  error
+		)
+		switch d.kind {
+		case "Task":
+			v := &pipelinev1.Task{}
+			name, err = decodeNamed(d.raw, v)
+			o.tasks[v.Name] = v
+		case "Pipeline":
+			v := &pipelinev1.Pipeline{}
+			name, err = decodeNamed(d.raw, v)
+			o.pipelines[v.Name] = v
+		case "EventListener":
+			v := &triggersv1.EventListener{}
+			name, err = decodeNamed(d.raw, v)
+			o.listeners[v.Name] = v
+		case "TriggerBinding":
+			v := &triggersv1.TriggerBinding{}
+			name, err = decodeNamed(d.raw, v)
+			o.bindings[v.Name] = v
+		case "TriggerTemplate":
+			v := &triggersv1.TriggerTemplate{}
+			name, err = decodeNamed(d.raw, v)
+			o.templates[v.Name] = v
+		case "ServiceAccount":
+			v := &corev1.ServiceAccount{}
+			name, err = decodeNamed(d.raw, v)
+		case "RoleBinding":
+			v := &rbacv1.RoleBinding{}
+			name, err = decodeNamed(d.raw, v)
+		case "ClusterRoleBinding":
+			v := &rbacv1.ClusterRoleBinding{}
+			name, err = decodeNamed(d.raw, v)
+		default:
+			t.Errorf("%s: no Go type known for kind %q", d, d.kind)
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: strict decoding: %v", d, err)
+			continue
+		}
+		key := d.kind + "/" + name
+		if name == "" {
+			t.Errorf("%s: no metadata.name", d)
+		}
+		if prev, dup := o.paths[key]; dup {
+			t.Errorf("%s: %s also defined in %s", d, key, prev)
+		}
+		o.paths[key] = d.path
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	return o
+}
+
+// validationContext is the context Tekton's admission webhook validates
+// with on a cluster whose feature flags are set as these Pipelines need:
+// matrix, array results and array step results are beta features.
+func validationContext(t *testing.T) context.Context {
+	t.Helper()
+	ff, err := config.NewFeatureFlagsFromMap(map[string]string{"enable-api-fields": "beta"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.FromContextOrDefaults(context.Background())
+	cfg.FeatureFlags = ff
+	return apis.WithinCreate(config.ToContext(context.Background(), cfg))
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

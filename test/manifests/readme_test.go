@@ -1,0 +1,262 @@
+package manifests
+
+import (
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+	"github.com/tektoncd/triggers/pkg/template"
+)
+
+var yamlBlock = regexp.MustCompile("(?s)```yaml\n(.*?)```")
+
+// readme is a README and its YAML examples.
+type readme struct {
+	path, text string
+	examples   [][]byte
+}
+
+func readREADME(t *testing.T, file string) readme {
+	t.Helper()
+	dir := path.Dir(file)
+	p := path.Join(dir, "README.md")
+	b, err := os.ReadFile(path.Join(repoRoot, p))
+	if err != nil {
+		t.Errorf("%s: no README: %v", dir, err)
+		return readme{path: p}
+	}
+	r := readme{path: p, text: string(b)}
+	for _, m := range yamlBlock.FindAllStringSubmatch(r.text, -1) {
+		r.examples = append(r.examples, []byte(m[1]))
+	}
+	return r
+}
+
+// mentions checks that the README names each of names as `NAME`.
+func (r readme) mentions(t *testing.T, what string, names []string) {
+	t.Helper()
+	for _, n := range names {
+		if !strings.Contains(r.text, "`"+n+"`") {
+			t.Errorf("%s does not document %s `%s`", r.path, what, n)
+		}
+	}
+}
+
+// TestTaskREADMEs: every Task has a README documenting each param, result
+// and workspace by name, with an example TaskRun that decodes strictly,
+// validates, references the Task, passes only declared params of the right
+// type, every required param, and binds every required workspace.
+func TestTaskREADMEs(t *testing.T) {
+	o := decodeAll(t)
+	ctx := validationContext(t)
+	tasks := defaultedTasks(t, o)
+	for _, name := range sortedKeys(tasks) {
+		task := tasks[name]
+		r := readREADME(t, o.paths["Task/"+name])
+		if r.text == "" {
+			continue
+		}
+		r.mentions(t, "param", paramNames(task.Spec.Params))
+		r.mentions(t, "result", resultNames(task.Spec.Results))
+		var ws []string
+		for _, w := range task.Spec.Workspaces {
+			ws = append(ws, w.Name)
+		}
+		r.mentions(t, "workspace", ws)
+
+		found := 0
+		for _, ex := range r.examples {
+			if !strings.Contains(string(ex), "kind: TaskRun") {
+				continue
+			}
+			found++
+			tr := &pipelinev1.TaskRun{}
+			if err := strict(ex, tr); err != nil {
+				t.Errorf("%s: example TaskRun: strict decoding: %v", r.path, err)
+				continue
+			}
+			named(&tr.ObjectMeta.Name, tr.GenerateName)
+			tr.SetDefaults(ctx)
+			if err := tr.Validate(ctx); err != nil {
+				t.Errorf("%s: example TaskRun: %v", r.path, err)
+			}
+			if tr.Spec.TaskRef == nil || tr.Spec.TaskRef.Name != name {
+				t.Errorf("%s: example TaskRun does not reference Task %s", r.path, name)
+				continue
+			}
+			checkRunParams(t, r.path, tr.Spec.Params, task.Spec.Params)
+			var bound []string
+			for _, w := range tr.Spec.Workspaces {
+				bound = append(bound, w.Name)
+				if !slices.ContainsFunc(task.Spec.Workspaces, func(d pipelinev1.WorkspaceDeclaration) bool { return d.Name == w.Name }) {
+					t.Errorf("%s: example TaskRun binds workspace %s, which Task %s does not declare", r.path, w.Name, name)
+				}
+			}
+			for _, d := range task.Spec.Workspaces {
+				if !d.Optional && !slices.Contains(bound, d.Name) {
+					t.Errorf("%s: example TaskRun does not bind the required workspace %s", r.path, d.Name)
+				}
+			}
+		}
+		if found == 0 {
+			t.Errorf("%s: no example TaskRun (a ```yaml block with kind: TaskRun)", r.path)
+		}
+	}
+}
+
+// TestPipelineREADMEs: the same for Pipelines and example PipelineRuns,
+// which must also show the taskRunSpecs that put each matrixed task's
+// TaskRuns on nodes of their architecture.
+func TestPipelineREADMEs(t *testing.T) {
+	o := decodeAll(t)
+	ctx := validationContext(t)
+	for _, name := range sortedKeys(o.pipelines) {
+		p := o.pipelines[name].DeepCopy()
+		p.SetDefaults(ctx)
+		r := readREADME(t, o.paths["Pipeline/"+name])
+		if r.text == "" {
+			continue
+		}
+		r.mentions(t, "param", paramNames(p.Spec.Params))
+		var results, ws []string
+		for _, res := range p.Spec.Results {
+			results = append(results, res.Name)
+		}
+		for _, w := range p.Spec.Workspaces {
+			ws = append(ws, w.Name)
+		}
+		r.mentions(t, "result", results)
+		r.mentions(t, "workspace", ws)
+		found := 0
+		for _, ex := range r.examples {
+			if !strings.Contains(string(ex), "kind: PipelineRun") {
+				continue
+			}
+			found++
+			pr := &pipelinev1.PipelineRun{}
+			if err := strict(ex, pr); err != nil {
+				t.Errorf("%s: example PipelineRun: strict decoding: %v", r.path, err)
+				continue
+			}
+			named(&pr.ObjectMeta.Name, pr.GenerateName)
+			pr.SetDefaults(ctx)
+			if err := pr.Validate(ctx); err != nil {
+				t.Errorf("%s: example PipelineRun: %v", r.path, err)
+			}
+			if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != name {
+				t.Errorf("%s: example PipelineRun does not reference Pipeline %s", r.path, name)
+				continue
+			}
+			checkRunParams(t, r.path, pr.Spec.Params, p.Spec.Params)
+			checkWorkspaceBindings(t, pr, p, false)
+			for _, pt := range p.Spec.Tasks {
+				if !pt.IsMatrixed() {
+					continue
+				}
+				ns := pr.GetTaskRunSpec(pt.Name).PodTemplate
+				want := "$(params." + pt.Matrix.Params[0].Name + ")"
+				if ns == nil || ns.NodeSelector["kubernetes.io/arch"] != want {
+					t.Errorf("%s: example PipelineRun does not place the matrixed task %s with taskRunSpecs nodeSelector kubernetes.io/arch: %s", r.path, pt.Name, want)
+				}
+			}
+		}
+		if found == 0 {
+			t.Errorf("%s: no example PipelineRun", r.path)
+		}
+	}
+}
+
+// TestTriggersREADME: config/triggers/README.md documents every ciel.dev/
+// label and annotation the TriggerTemplates set, and nothing they do not.
+func TestTriggersREADME(t *testing.T) {
+	o := decodeAll(t)
+	b, err := os.ReadFile(path.Join(repoRoot, "config/triggers/README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(b)
+	used := map[string]bool{}
+	for _, name := range sortedKeys(o.templates) {
+		tt := o.templates[name]
+		var params []triggersv1.Param
+		for _, p := range tt.Spec.Params {
+			params = append(params, triggersv1.Param{Name: p.Name, Value: "placeholder"})
+		}
+		for _, raw := range template.ResolveResources(tt, params) {
+			pr := &pipelinev1.PipelineRun{}
+			if err := strict(raw, pr); err != nil {
+				t.Fatal(err)
+			}
+			for k := range pr.Labels {
+				used[k] = true
+			}
+			for k := range pr.Annotations {
+				used[k] = true
+			}
+		}
+	}
+	for _, k := range []string{labelProjectID, labelSHA, labelPipeline, annotationProject, annotationRef, annotationURL, annotationEvent} {
+		if !used[k] {
+			t.Errorf("the TriggerTemplates do not set %s", k)
+		}
+	}
+	for k := range used {
+		if strings.HasPrefix(k, "ciel.dev/") && !strings.Contains(text, "`"+k+"`") {
+			t.Errorf("config/triggers/README.md does not document %s", k)
+		}
+	}
+	for _, m := range regexp.MustCompile("`(ciel\\.dev/[a-z-]+)`").FindAllStringSubmatch(text, -1) {
+		if !used[m[1]] {
+			t.Errorf("config/triggers/README.md documents %s, which no TriggerTemplate sets", m[1])
+		}
+	}
+}
+
+// checkRunParams: the params of a run are declared, of the declared type,
+// and every param without a default is given.
+func checkRunParams(t *testing.T, where string, given pipelinev1.Params, specs pipelinev1.ParamSpecs) {
+	t.Helper()
+	for _, prm := range given {
+		spec := findParamSpec(specs, prm.Name)
+		if spec == nil {
+			t.Errorf("%s: example passes param %s, which is not declared", where, prm.Name)
+			continue
+		}
+		if prm.Value.Type != spec.Type {
+			t.Errorf("%s: example passes param %s as %s, declared %s", where, prm.Name, prm.Value.Type, spec.Type)
+		}
+	}
+	for _, spec := range specs {
+		if spec.Default == nil && !slices.ContainsFunc(given, func(p pipelinev1.Param) bool { return p.Name == spec.Name }) {
+			t.Errorf("%s: example does not pass the required param %s", where, spec.Name)
+		}
+	}
+}
+
+// named gives an object the name the API server generates.
+func named(name *string, generate string) {
+	if *name == "" {
+		*name = generate + "x7k2q"
+	}
+}
+
+func paramNames(specs pipelinev1.ParamSpecs) []string {
+	var out []string
+	for _, s := range specs {
+		out = append(out, s.Name)
+	}
+	return out
+}
+
+func resultNames(results []pipelinev1.TaskResult) []string {
+	var out []string
+	for _, r := range results {
+		out = append(out, r.Name)
+	}
+	return out
+}

@@ -1,0 +1,346 @@
+package manifests
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/ciel-ci/ciel/interceptor/gitlab"
+	"github.com/ciel-ci/ciel/pkg/platform"
+	"github.com/google/go-cmp/cmp"
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"github.com/tektoncd/pipeline/pkg/substitution"
+	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+	"github.com/tektoncd/triggers/pkg/template"
+)
+
+// The labels and annotations every PipelineRun carries for the status
+// reporter (config/triggers/README.md).
+const (
+	labelProjectID      = "ciel.dev/gitlab-project-id"
+	labelSHA            = "ciel.dev/gitlab-sha"
+	labelPipeline       = "ciel.dev/pipeline"
+	annotationProject   = "ciel.dev/gitlab-project"
+	annotationRef       = "ciel.dev/gitlab-ref"
+	annotationURL       = "ciel.dev/gitlab-url"
+	annotationEvent     = "ciel.dev/gitlab-event"
+	gitlabFixtures      = "../../interceptor/gitlab/testdata"
+	registryFromBinding = "registry.example.com"
+)
+
+var sha40 = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// TestEventListenerCreatesPipelineRuns follows a real GitLab payload
+// through the EventListener with Tekton Triggers' own resolution code: the
+// extensions the ciel interceptor adds (computed by interceptor/gitlab, as
+// the interceptor does, and sent as JSON), the TriggerBindings, the
+// TriggerTemplate, down to the PipelineRun it creates, which must decode
+// strictly, validate, carry the status reporter's labels and annotations,
+// pass params the Pipeline declares, and schedule each matrix combination
+// of the build on a node of its architecture (Tekton's own pod template
+// substitution).
+func TestEventListenerCreatesPipelineRuns(t *testing.T) {
+	o := decodeAll(t)
+	ctx := validationContext(t)
+	el, ok := o.listeners["ciel-gitlab"]
+	if !ok {
+		t.Fatal("no EventListener ciel-gitlab")
+	}
+	for _, tc := range []struct {
+		trigger, header, fixture, pipeline, policy string
+		params                                     func(f gitlab.Facts) map[string]string
+	}{
+		{
+			trigger: "build-on-push", header: "Push Hook", fixture: "push.json", pipeline: "build-multiarch", policy: "build-on-change",
+			params: func(f gitlab.Facts) map[string]string {
+				return map[string]string{
+					"git-url": f.GitHTTPURL, "revision": f.SHA, "image": registryFromBinding + "/" + f.ProjectPath,
+					"tag": f.ShortSHA, "extra-tags": `["` + f.RefSlug + `"]`, "platforms": `["linux/amd64","linux/arm64"]`,
+					"source-url": f.ProjectURL,
+				}
+			},
+		},
+		{
+			trigger: "release-on-tag", header: "Tag Push Hook", fixture: "tag_push.json", pipeline: "release", policy: "release-semver",
+			params: func(f gitlab.Facts) map[string]string {
+				return map[string]string{
+					"git-url": f.GitHTTPURL, "revision": f.SHA, "short-sha": f.ShortSHA, "image": registryFromBinding + "/" + f.ProjectPath,
+					"version": f.Tag, "platforms": `["linux/amd64","linux/arm64"]`, "source-url": f.ProjectURL,
+				}
+			},
+		},
+	} {
+		t.Run(tc.trigger, func(t *testing.T) {
+			body, err := os.ReadFile(filepath.Join(gitlabFixtures, tc.fixture))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, err := gitlab.Decode(tc.header, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			facts := ev.Push.Facts()
+			ext := interceptorExtensions(t, ev.Push)
+
+			elt := findTrigger(t, el, tc.trigger)
+			checkInterceptor(t, elt, tc.header, tc.policy)
+			var spec triggersv1.TriggerSpec
+			roundTrip(t, elt, &spec)
+			rt, err := template.ResolveTrigger(triggersv1.Trigger{Spec: spec},
+				func(name string) (*triggersv1.TriggerBinding, error) {
+					if b, ok := o.bindings[name]; ok {
+						return b, nil
+					}
+					return nil, fmt.Errorf("no TriggerBinding %s", name)
+				},
+				func(name string) (*triggersv1.ClusterTriggerBinding, error) {
+					return nil, fmt.Errorf("no ClusterTriggerBinding %s", name)
+				},
+				func(name string) (*triggersv1.TriggerTemplate, error) {
+					if tt, ok := o.templates[name]; ok {
+						return tt, nil
+					}
+					return nil, fmt.Errorf("no TriggerTemplate %s", name)
+				})
+			if err != nil {
+				t.Fatal(err)
+			}
+			header := http.Header{"X-Gitlab-Event": {tc.header}, "Content-Type": {"application/json"}}
+			params, err := template.ResolveParams(rt, body, header, ext, template.NewTriggerContext("e2a6a1d2-delivery"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res := template.ResolveResources(rt.TriggerTemplate, params)
+			if len(res) != 1 {
+				t.Fatalf("the template creates %d resources, want one PipelineRun", len(res))
+			}
+			pr := &pipelinev1.PipelineRun{}
+			if err := strict(res[0], pr); err != nil {
+				t.Fatalf("strict decoding the PipelineRun: %v\n%s", err, res[0])
+			}
+			pr.Name = pr.GenerateName + "x7k2q"
+			pr.SetDefaults(ctx)
+			if err := pr.Validate(ctx); err != nil {
+				t.Fatalf("PipelineRun: %v", err)
+			}
+
+			// The status reporter's contract.
+			if !sha40.MatchString(pr.Labels[labelSHA]) || pr.Labels[labelSHA] != facts.SHA {
+				t.Errorf("label %s = %q, want the 40-hex commit %s", labelSHA, pr.Labels[labelSHA], facts.SHA)
+			}
+			wantLabels := map[string]string{
+				labelProjectID: fmt.Sprint(facts.ProjectID), labelSHA: facts.SHA, labelPipeline: tc.pipeline,
+			}
+			for k, v := range wantLabels {
+				if pr.Labels[k] != v {
+					t.Errorf("label %s = %q, want %q", k, pr.Labels[k], v)
+				}
+			}
+			wantAnnotations := map[string]string{
+				annotationProject: facts.ProjectPath, annotationRef: facts.Ref, annotationURL: facts.ProjectURL, annotationEvent: facts.Event,
+			}
+			for k, v := range wantAnnotations {
+				if v == "" || pr.Annotations[k] != v {
+					t.Errorf("annotation %s = %q, want %q", k, pr.Annotations[k], v)
+				}
+			}
+
+			// The params, against what the Pipeline declares.
+			if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != tc.pipeline {
+				t.Fatalf("pipelineRef = %+v, want %s", pr.Spec.PipelineRef, tc.pipeline)
+			}
+			p, ok := o.pipelines[tc.pipeline]
+			if !ok {
+				t.Fatalf("Pipeline %s is not in pipelines/", tc.pipeline)
+			}
+			got := map[string]string{}
+			for _, prm := range pr.Spec.Params {
+				if findParamSpec(p.Spec.Params, prm.Name) == nil {
+					t.Errorf("param %s is not declared by Pipeline %s", prm.Name, p.Name)
+				}
+				got[prm.Name] = prm.Value.StringVal
+				if prm.Value.Type == pipelinev1.ParamTypeArray {
+					b, _ := json.Marshal(prm.Value.ArrayVal)
+					got[prm.Name] = string(b)
+				}
+			}
+			for _, spec := range p.Spec.Params {
+				if spec.Default == nil && got[spec.Name] == "" {
+					t.Errorf("required param %s of Pipeline %s is not set", spec.Name, p.Name)
+				}
+			}
+			if diff := cmp.Diff(tc.params(facts), got); diff != "" {
+				t.Errorf("PipelineRun params (-want +got):\n%s", diff)
+			}
+			checkWorkspaceBindings(t, pr, p, true)
+			checkMatrixScheduling(t, o, pr, p)
+		})
+	}
+}
+
+// interceptorExtensions is what the ciel interceptor adds for a push, as
+// the EventListener receives it: JSON.
+func interceptorExtensions(t *testing.T, push *gitlab.PushEvent) map[string]any {
+	t.Helper()
+	ext := map[string]any{"push": push.Facts().Map(), "changed_files": gitlab.PayloadChangedFiles(push).Map()}
+	var out map[string]any
+	roundTrip(t, ext, &out)
+	return out
+}
+
+func roundTrip(t *testing.T, in, out any) {
+	t.Helper()
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func findTrigger(t *testing.T, el *triggersv1.EventListener, name string) triggersv1.EventListenerTrigger {
+	t.Helper()
+	for _, tr := range el.Spec.Triggers {
+		if tr.Name == name {
+			return tr
+		}
+	}
+	t.Fatalf("EventListener %s has no trigger %s", el.Name, name)
+	return triggersv1.EventListenerTrigger{}
+}
+
+// checkInterceptor: the trigger goes through the ciel ClusterInterceptor
+// with its documented params.
+func checkInterceptor(t *testing.T, tr triggersv1.EventListenerTrigger, eventType, policy string) {
+	t.Helper()
+	if len(tr.Interceptors) != 1 || tr.Interceptors[0].Ref.Name != "ciel" || tr.Interceptors[0].Ref.Kind != triggersv1.ClusterInterceptorKind {
+		t.Fatalf("trigger %s: want exactly the ciel ClusterInterceptor, got %+v", tr.Name, tr.Interceptors)
+	}
+	params := map[string]any{}
+	for _, p := range tr.Interceptors[0].Params {
+		var v any
+		if err := json.Unmarshal(p.Value.Raw, &v); err != nil {
+			t.Fatalf("trigger %s: interceptor param %s: %v", tr.Name, p.Name, err)
+		}
+		params[p.Name] = v
+	}
+	want := map[string]any{
+		"secretRef":    map[string]any{"secretName": "ciel-gitlab-webhook", "secretKey": "token"},
+		"eventTypes":   []any{eventType},
+		"policy":       policy,
+		"changedFiles": params["changedFiles"],
+	}
+	if diff := cmp.Diff(want, params); diff != "" {
+		t.Errorf("trigger %s: interceptor params (-want +got):\n%s", tr.Name, diff)
+	}
+	if cf := params["changedFiles"]; cf != "payload" && cf != "api" && cf != "off" {
+		t.Errorf("trigger %s: changedFiles = %v, want payload, api or off", tr.Name, cf)
+	}
+}
+
+// checkWorkspaceBindings: every required workspace is bound, and the
+// source workspace is an emptyDir (per-arch builds run on different nodes:
+// no shared ReadWriteOnce volume, and no affinity assistant pinning them to
+// one node).
+//
+// With shipped set (the TriggerTemplates), Secrets must be optional: a
+// cluster without them must still run.
+func checkWorkspaceBindings(t *testing.T, pr *pipelinev1.PipelineRun, p *pipelinev1.Pipeline, shipped bool) {
+	t.Helper()
+	bound := map[string]pipelinev1.WorkspaceBinding{}
+	for _, w := range pr.Spec.Workspaces {
+		bound[w.Name] = w
+	}
+	for _, d := range p.Spec.Workspaces {
+		if _, ok := bound[d.Name]; !ok && !d.Optional {
+			t.Errorf("required workspace %s is not bound", d.Name)
+		}
+	}
+	for name, w := range bound {
+		if w.PersistentVolumeClaim != nil || w.VolumeClaimTemplate != nil {
+			t.Errorf("workspace %s is a persistent volume: the per-arch builds run on different nodes", name)
+		}
+		if shipped && w.Secret != nil && (w.Secret.Optional == nil || !*w.Secret.Optional) {
+			t.Errorf("workspace %s: Secret %s is not optional: a cluster without it could not start any run", name, w.Secret.SecretName)
+		}
+	}
+	if src, ok := bound["source"]; !ok || src.EmptyDir == nil {
+		t.Errorf("workspace source = %+v, want an emptyDir", src)
+	}
+}
+
+// checkMatrixScheduling fans the build out as Tekton does, with the
+// ARCHES the platform-plan step computes for the run's platforms, and
+// checks that each combination's TaskRun gets a pod template selecting
+// nodes of its architecture.
+func checkMatrixScheduling(t *testing.T, o *objects, pr *pipelinev1.PipelineRun, p *pipelinev1.Pipeline) {
+	t.Helper()
+	var build *pipelinev1.PipelineTask
+	for i := range p.Spec.Tasks {
+		if p.Spec.Tasks[i].Name == "build" {
+			build = &p.Spec.Tasks[i]
+		}
+	}
+	if build == nil || !build.IsMatrixed() {
+		t.Fatalf("Pipeline %s has no matrixed task build", p.Name)
+	}
+	var platforms []string
+	for _, prm := range pr.Spec.Params {
+		if prm.Name == "platforms" {
+			platforms = prm.Value.ArrayVal
+		}
+	}
+	plan, err := platform.NewPlan(platforms...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(build.Matrix.Params) != 1 || build.Matrix.Params[0].Value.StringVal != "$(tasks.plan.results.ARCHES[*])" {
+		t.Fatalf("build matrix = %+v, want PLATFORM over $(tasks.plan.results.ARCHES[*])", build.Matrix.Params)
+	}
+	m := build.Matrix.DeepCopy()
+	m.Params[0].Value = *pipelinev1.NewStructuredValues(plan.NodeArchs()[0], plan.NodeArchs()[1:]...)
+	spec := pr.GetTaskRunSpec(build.Name)
+	if spec.PodTemplate == nil {
+		t.Fatalf("the PipelineRun has no pod template for task %s: add taskRunSpecs", build.Name)
+	}
+	var got []map[string]string
+	for _, combo := range m.FanOut() {
+		// What the TaskRun reconciler's ApplyPodTemplateReplacements does
+		// to a node selector (pkg/reconciler/taskrun/resources, whose
+		// imports are too heavy for this module): substitute the TaskRun's
+		// string params, under Tekton's three spellings of a param
+		// reference, in keys and values.
+		repl := map[string]string{}
+		for _, prm := range combo {
+			for _, k := range []string{"params.%s", "params[%q]", "params['%s']"} {
+				repl[fmt.Sprintf(k, prm.Name)] = prm.Value.StringVal
+			}
+		}
+		ns := map[string]string{}
+		for k, v := range spec.PodTemplate.NodeSelector {
+			ns[substitution.ApplyReplacements(k, repl)] = substitution.ApplyReplacements(v, repl)
+		}
+		got = append(got, ns)
+	}
+	var want []map[string]string
+	for _, arch := range plan.NodeArchs() {
+		want = append(want, map[string]string{"kubernetes.io/os": "linux", "kubernetes.io/arch": arch})
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("node selectors of the build TaskRuns (-want +got):\n%s", diff)
+	}
+	if tmpl := pr.Spec.TaskRunTemplate.PodTemplate; tmpl == nil || tmpl.NodeSelector["kubernetes.io/os"] != "linux" {
+		t.Errorf("the other TaskRuns are not kept on linux nodes: %+v", tmpl)
+	}
+	for _, s := range pr.Spec.TaskRunSpecs {
+		if strings.Contains(fmt.Sprint(s.PodTemplate), "$(params.") && s.PipelineTaskName != build.Name {
+			t.Errorf("taskRunSpecs for %s substitute params, but only %s is matrixed", s.PipelineTaskName, build.Name)
+		}
+	}
+}
