@@ -71,7 +71,15 @@ func explain(core string, err error) string {
 		numbers = numbers[:i]
 	}
 	parts := strings.Split(numbers, ".")
+	numeric := true
+	for _, p := range parts {
+		if p == "" || strings.Trim(p, "0123456789") != "" {
+			numeric = false
+		}
+	}
 	switch {
+	case !numeric:
+		return "MAJOR, MINOR and PATCH must be non-negative integers (e.g. 1.4.2)"
 	case len(parts) < 3:
 		return fmt.Sprintf("has %d numeric component(s); SemVer 2.0 requires exactly three, MAJOR.MINOR.PATCH (e.g. %s)",
 			len(parts), suggest(parts))
