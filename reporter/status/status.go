@@ -40,7 +40,7 @@ const (
 	AnnotationRef = "ciel.dev/gitlab-ref"
 	// AnnotationProjectURL is the project's web URL.
 	AnnotationProjectURL = "ciel.dev/gitlab-url"
-	// AnnotationEvent is the GitLab event ("Push Hook", "Tag Push Hook").
+	// AnnotationEvent is the GitLab event kind ("push", "tag_push").
 	AnnotationEvent = "ciel.dev/gitlab-event"
 
 	// AnnotationReported is written by the reporter itself: the last state it
