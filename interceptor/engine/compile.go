@@ -1,0 +1,260 @@
+package engine
+
+import (
+	"container/list"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
+	"github.com/google/cel-go/common/types"
+)
+
+// Rules are what a Trigger's interceptor params or a policy ask the engine
+// to evaluate.
+type Rules struct {
+	// Filter must evaluate to a bool; empty means always continue, as in
+	// Triggers' CEL interceptor.
+	Filter string
+	// Overlays are evaluated in order when the filter holds; each value is
+	// written into the extensions at its key, a dotted path ("a.b" nests),
+	// as Triggers does.
+	Overlays []Overlay
+	// Value is an expression of any type whose result is returned in
+	// Decision.Value (cel-eval's bare-expression mode). Optional.
+	Value string
+	// Typed type-checks the expressions against the GitLab push and tag
+	// push payloads (see the package's typed checking notes in typed.go):
+	// body.comits becomes a compile error with its position.
+	Typed bool
+}
+
+// Overlay is one key and its expression.
+type Overlay struct {
+	Key        string `json:"key"`
+	Expression string `json:"expression"`
+}
+
+// Program is compiled Rules, ready to evaluate any number of times,
+// concurrently.
+type Program struct {
+	filter   *compiled
+	overlays []compiledOverlay
+	value    *compiled
+}
+
+type compiledOverlay struct {
+	key  string
+	prog *compiled
+}
+
+// compiled is one expression's program with what the checker learnt.
+type compiled struct {
+	prog    cel.Program
+	outType *types.Type
+	est     checker.CostEstimate
+}
+
+// EstimatedCost returns the range the checker estimated for the filter
+// (0, 0 without one), assuming every list, map and string of the request
+// as large as the body limit allows.
+func (p *Program) EstimatedCost() (lo, hi uint64) {
+	if p.filter == nil {
+		return 0, 0
+	}
+	return p.filter.est.Min, p.filter.est.Max
+}
+
+// Compile compiles rules, or reports every expression that does not
+// compile (a *CompileError). Each expression is compiled once per engine
+// and cached: compiling the same rules again is a cache lookup.
+func (e *Engine) Compile(r Rules) (*Program, error) {
+	var errs []ExprError
+	p := &Program{}
+	if strings.TrimSpace(r.Filter) != "" {
+		c, issues := e.compileExpr(r.Filter, r.Typed, true)
+		if issues != "" {
+			errs = append(errs, ExprError{Where: "filter", Expression: r.Filter, Issues: issues})
+		}
+		p.filter = c
+	}
+	seen := map[string]bool{}
+	for i, o := range r.Overlays {
+		where := fmt.Sprintf("overlays[%s]", o.Key)
+		switch {
+		case strings.TrimSpace(o.Key) == "":
+			errs = append(errs, ExprError{Where: fmt.Sprintf("overlays[%d]", i), Expression: o.Expression, Issues: "the key is empty"})
+			continue
+		case seen[o.Key]:
+			errs = append(errs, ExprError{Where: where, Expression: o.Expression, Issues: "the key is given twice"})
+			continue
+		case strings.TrimSpace(o.Expression) == "":
+			errs = append(errs, ExprError{Where: where, Issues: "the expression is empty"})
+			continue
+		}
+		seen[o.Key] = true
+		c, issues := e.compileExpr(o.Expression, r.Typed, false)
+		if issues != "" {
+			errs = append(errs, ExprError{Where: where, Expression: o.Expression, Issues: issues})
+			continue
+		}
+		p.overlays = append(p.overlays, compiledOverlay{key: o.Key, prog: c})
+	}
+	if strings.TrimSpace(r.Value) != "" {
+		c, issues := e.compileExpr(r.Value, r.Typed, false)
+		if issues != "" {
+			errs = append(errs, ExprError{Where: "value", Expression: r.Value, Issues: issues})
+		}
+		p.value = c
+	}
+	if len(errs) > 0 {
+		return nil, &CompileError{Errors: errs}
+	}
+	return p, nil
+}
+
+// compileExpr returns the cached program of expr or compiles it. issues is
+// empty on success.
+func (e *Engine) compileExpr(expr string, typed, filter bool) (*compiled, string) {
+	key := cacheKey(expr, typed, filter)
+	if c, ok := e.cache.get(key); ok {
+		return c, ""
+	}
+	if typed {
+		// Check in the typed environment; run what the ordinary one compiles.
+		checked, iss := e.typedEnv.Compile(expr)
+		if iss.Err() != nil {
+			return nil, iss.Err().Error()
+		}
+		if filter && !isBoolish(checked.OutputType()) {
+			return nil, fmt.Sprintf("a filter must be a bool, this expression is a %s", checked.OutputType())
+		}
+	}
+	ast, iss := e.env.Compile(expr)
+	if iss.Err() != nil {
+		return nil, iss.Err().Error()
+	}
+	if filter && !isBoolish(ast.OutputType()) {
+		return nil, fmt.Sprintf("a filter must be a bool, this expression is a %s", ast.OutputType())
+	}
+	est, err := e.env.EstimateCost(ast, sizeHints{max: e.maxBytes})
+	if err != nil {
+		return nil, fmt.Sprintf("estimating the cost: %v", err)
+	}
+	if est.Min > e.costLimit {
+		return nil, fmt.Sprintf("even its cheapest evaluation costs %d, over the cost limit of %d", est.Min, e.costLimit)
+	}
+	if e.maxEst > 0 && est.Max > e.maxEst {
+		return nil, fmt.Sprintf("its estimated worst-case cost %d exceeds the limit of %d (estimated with lists, maps and strings as large as a %d-byte body allows)", est.Max, e.maxEst, e.maxBytes)
+	}
+	prog, err := e.env.Program(ast,
+		cel.CostLimit(e.costLimit),
+		cel.InterruptCheckFrequency(interruptCheckFrequency),
+		cel.EvalOptions(cel.OptOptimize),
+	)
+	if err != nil {
+		return nil, fmt.Sprintf("building the program: %v", err)
+	}
+	c := &compiled{prog: prog, outType: ast.OutputType(), est: est}
+	e.cache.put(key, c)
+	return c, ""
+}
+
+func isBoolish(t *types.Type) bool {
+	return t == nil || t.IsExactType(types.BoolType) || t.IsExactType(types.DynType) ||
+		t.Kind() == types.AnyKind || t.Kind() == types.ErrorKind
+}
+
+func cacheKey(expr string, typed, filter bool) string {
+	var b strings.Builder
+	b.Grow(len(expr) + 2)
+	if typed {
+		b.WriteByte('t')
+	} else {
+		b.WriteByte('d')
+	}
+	if filter {
+		b.WriteByte('f')
+	} else {
+		b.WriteByte('v')
+	}
+	b.WriteString(expr)
+	return b.String()
+}
+
+// sizeHints tells the cost estimator how large the request's values may
+// be: as large as the body limit allows.
+type sizeHints struct{ max uint64 }
+
+func (h sizeHints) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
+	if len(n.Path()) > 0 {
+		return &checker.SizeEstimate{Min: 0, Max: h.max}
+	}
+	return nil
+}
+
+func (sizeHints) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
+}
+
+// programCache is a bounded LRU of compiled expressions.
+type programCache struct {
+	hits, misses atomic.Uint64
+
+	mu    sync.Mutex
+	max   int
+	ll    *list.List
+	items map[string]*list.Element
+}
+
+type cacheEntry struct {
+	key string
+	c   *compiled
+}
+
+func newProgramCache(max int) *programCache {
+	return &programCache{max: max, ll: list.New(), items: map[string]*list.Element{}}
+}
+
+func (c *programCache) get(key string) (*compiled, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.items[key]
+	if !ok {
+		c.misses.Add(1)
+		return nil, false
+	}
+	c.hits.Add(1)
+	c.ll.MoveToFront(el)
+	return el.Value.(*cacheEntry).c, true
+}
+
+func (c *programCache) put(key string, v *compiled) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.items[key]; ok {
+		c.ll.MoveToFront(el)
+		el.Value.(*cacheEntry).c = v
+		return
+	}
+	c.items[key] = c.ll.PushFront(&cacheEntry{key: key, c: v})
+	for c.ll.Len() > c.max {
+		last := c.ll.Back()
+		c.ll.Remove(last)
+		delete(c.items, last.Value.(*cacheEntry).key)
+	}
+}
+
+func (c *programCache) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ll.Len()
+}
+
+// CacheStats returns how many compilations were answered from the program
+// cache (hits) and how many compiled (misses), since the engine was built.
+func (e *Engine) CacheStats() (hits, misses uint64) {
+	return e.cache.hits.Load(), e.cache.misses.Load()
+}

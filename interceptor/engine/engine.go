@@ -1,0 +1,508 @@
+// Package engine is ciel's one evaluator: it turns a GitLab webhook into a
+// decision (continue or not) and the values a Trigger's bindings read.
+//
+// The ClusterInterceptor service and the cel-eval command both run it, so
+// a rule tested offline behaves exactly as it will in the cluster.
+//
+//	eng, err := engine.New()
+//	prog, err := eng.Compile(engine.Rules{Filter: `extensions.changed_files.all.matchesAny(["src/**"])`})
+//	dec, err := eng.Evaluate(ctx, prog, engine.Input{Body: body, Header: header})
+//	if dec.Continue { ... dec.Extensions ... }
+//
+// An evaluation decodes the body once (interceptor/gitlab: bounded size and
+// depth), computes extensions.push and extensions.changed_files for pushes
+// and tag pushes (docs/extensions.md), then evaluates the filter and, when
+// it holds, the overlays, as Tekton Triggers' CEL interceptor does, in the
+// environment of interceptor/celenv. Programs are compiled once and kept in
+// a bounded cache keyed by expression; every evaluation is bounded by a CEL
+// cost limit and a deadline.
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/interpreter"
+	"github.com/tidwall/sjson"
+
+	"github.com/ciel-ci/ciel/interceptor/celenv"
+	"github.com/ciel-ci/ciel/interceptor/gitlab"
+)
+
+const (
+	// DefaultCostLimit bounds the CEL cost of one evaluation (filter,
+	// overlays and value together count separately, each against this
+	// limit). A cost unit is roughly one simple operation; ciel's and
+	// Triggers' functions report costs proportional to their input. The
+	// blog posts' changed-files regex filter costs about 30 per changed
+	// path, so the default admits pushes of 100,000 paths while stopping a
+	// runaway expression within milliseconds.
+	DefaultCostLimit = 10_000_000
+	// DefaultTimeout bounds the wall time of one evaluation.
+	DefaultTimeout = time.Second
+	// DefaultCacheSize is how many compiled expressions are kept.
+	DefaultCacheSize = 1024
+	// interruptCheckFrequency is how many comprehension iterations run
+	// between two checks of the context.
+	interruptCheckFrequency = 100
+)
+
+// Engine compiles and evaluates rules. It is safe for concurrent use:
+// build it once and share it.
+type Engine struct {
+	env       *cel.Env
+	typedEnv  *cel.Env
+	decoder   *gitlab.Decoder
+	costLimit uint64
+	maxEst    uint64
+	timeout   time.Duration
+	maxBytes  uint64
+	cache     *programCache
+	logger    *slog.Logger
+}
+
+type options struct {
+	costLimit  uint64
+	maxEst     uint64
+	timeout    time.Duration
+	cacheSize  int
+	secrets    celenv.SecretGetter
+	decoder    *gitlab.Decoder
+	maxBytes   int
+	logger     *slog.Logger
+	envOptions []celenv.Option
+}
+
+// Option configures New.
+type Option func(*options) error
+
+// WithCostLimit sets the CEL cost limit of each expression's evaluation.
+// Default: DefaultCostLimit. n must be positive.
+func WithCostLimit(n uint64) Option {
+	return func(o *options) error {
+		if n == 0 {
+			return errors.New("cost limit must be positive")
+		}
+		o.costLimit = n
+		return nil
+	}
+}
+
+// WithMaxEstimatedCost rejects, at compile time, expressions whose
+// worst-case estimated cost exceeds n, assuming every list, map and string
+// of the request may be as large as the body limit allows. Default: 0,
+// off. Independently of this option, an expression whose cheapest possible
+// evaluation exceeds the cost limit is always rejected: it could never
+// succeed.
+func WithMaxEstimatedCost(n uint64) Option {
+	return func(o *options) error {
+		o.maxEst = n
+		return nil
+	}
+}
+
+// WithTimeout sets the deadline of one evaluation (filter, overlays and
+// value together), on top of the caller's context. Default:
+// DefaultTimeout. d must be positive.
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("timeout must be positive, got %s", d)
+		}
+		o.timeout = d
+		return nil
+	}
+}
+
+// WithCacheSize sets how many compiled expressions are kept (least
+// recently used first out). Default: DefaultCacheSize. n must be positive.
+func WithCacheSize(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("cache size must be positive, got %d", n)
+		}
+		o.cacheSize = n
+		return nil
+	}
+}
+
+// WithSecretGetter sets where compareSecret reads Secrets (the trigger's
+// namespace is Input.Namespace). Default: none; compareSecret then
+// evaluates to an error saying so.
+func WithSecretGetter(g celenv.SecretGetter) Option {
+	return func(o *options) error {
+		if g == nil {
+			return errors.New("secret getter is nil")
+		}
+		o.secrets = g
+		return nil
+	}
+}
+
+// WithDecoder sets how bodies are decoded (size and depth limits).
+// Default: gitlab.NewDecoder() (25 MiB, depth 64).
+func WithDecoder(d *gitlab.Decoder) Option {
+	return func(o *options) error {
+		if d == nil {
+			return errors.New("decoder is nil")
+		}
+		o.decoder = d
+		return nil
+	}
+}
+
+// WithMaxBodyBytes sets the largest body accepted, in bytes, when no
+// WithDecoder is given. Default: gitlab.DefaultMaxBytes.
+func WithMaxBodyBytes(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("body limit must be positive, got %d", n)
+		}
+		o.maxBytes = n
+		return nil
+	}
+}
+
+// WithLogger sets where the engine logs (compilations, cache evictions).
+// Default: discard.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return errors.New("logger is nil")
+		}
+		o.logger = l
+		return nil
+	}
+}
+
+// WithEnvOptions passes options to celenv.New for both the ordinary and
+// the typed environment (more functions, a pattern cache size).
+func WithEnvOptions(opts ...celenv.Option) Option {
+	return func(o *options) error {
+		o.envOptions = append(o.envOptions, opts...)
+		return nil
+	}
+}
+
+// New builds an engine: both CEL environments, the decoder and the program
+// cache.
+func New(opts ...Option) (*Engine, error) {
+	o := options{
+		costLimit: DefaultCostLimit,
+		timeout:   DefaultTimeout,
+		cacheSize: DefaultCacheSize,
+		maxBytes:  gitlab.DefaultMaxBytes,
+	}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, fmt.Errorf("configuring the engine: %w", err)
+		}
+	}
+	if o.logger == nil {
+		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if o.decoder == nil {
+		d, err := gitlab.NewDecoder(gitlab.WithMaxBytes(o.maxBytes))
+		if err != nil {
+			return nil, fmt.Errorf("configuring the engine: %w", err)
+		}
+		o.decoder = d
+	}
+	envOpts := append([]celenv.Option(nil), o.envOptions...)
+	if o.secrets != nil {
+		envOpts = append(envOpts, celenv.WithSecretGetter(o.secrets))
+	}
+	env, err := celenv.New(envOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("building the CEL environment: %w", err)
+	}
+	typedOpts, bodyType, extType, err := typedEnvOptions(env)
+	if err != nil {
+		return nil, err
+	}
+	typedEnv, err := celenv.New(append(envOpts,
+		celenv.WithBodyType(bodyType),
+		celenv.WithExtensionsType(extType),
+		celenv.WithEnvOptions(typedOpts...))...)
+	if err != nil {
+		return nil, fmt.Errorf("building the typed CEL environment: %w", err)
+	}
+	return &Engine{
+		env:       env,
+		typedEnv:  typedEnv,
+		decoder:   o.decoder,
+		costLimit: o.costLimit,
+		maxEst:    o.maxEst,
+		timeout:   o.timeout,
+		maxBytes:  uint64(o.maxBytes),
+		cache:     newProgramCache(o.cacheSize),
+		logger:    o.logger,
+	}, nil
+}
+
+// Env returns the ordinary CEL environment (for tools that list its
+// variables and functions).
+func (e *Engine) Env() *cel.Env { return e.env }
+
+// CostLimit returns the cost limit of one expression's evaluation.
+func (e *Engine) CostLimit() uint64 { return e.costLimit }
+
+// Input is one webhook to decide on.
+type Input struct {
+	// Body is the raw request body. Ignored when Event is set.
+	Body []byte
+	// Header is the request header; X-Gitlab-Event names the event.
+	Header http.Header
+	// RequestURL is the URL of the request (requestURL in CEL).
+	RequestURL string
+	// Extensions are what earlier interceptors added. They are visible to
+	// the expressions, next to push and changed_files, and not returned.
+	Extensions map[string]any
+	// Namespace is the trigger's namespace: compareSecret reads there.
+	Namespace string
+	// ChangedFiles computes extensions.changed_files of a push. Default:
+	// gitlab.PayloadSource{} (the payload only, no network).
+	ChangedFiles gitlab.ChangedFilesSource
+	// Event is the already decoded body, from Engine.Decode.
+	Event *gitlab.Event
+}
+
+// Decode decodes in.Body as the event named by in.Header's X-Gitlab-Event,
+// within the engine's limits. Errors are of KindInput.
+func (e *Engine) Decode(in Input) (*gitlab.Event, error) {
+	ev, err := e.decoder.Decode(in.Header.Get("X-Gitlab-Event"), in.Body)
+	if err != nil {
+		return nil, &Error{Kind: KindInput, Where: "body", Err: err}
+	}
+	return ev, nil
+}
+
+// OverlayValue is the value of one overlay.
+type OverlayValue struct {
+	Key string `json:"key"`
+	// Value is JSON decoded into Go (maps, []any, float64, string, bool).
+	Value any `json:"value"`
+	// JSON is the value as Triggers renders it into the extensions.
+	JSON json.RawMessage `json:"-"`
+}
+
+// Decision is the outcome of an evaluation.
+type Decision struct {
+	// Continue is the filter's value; true when there is no filter.
+	Continue bool
+	// Event is the decoded webhook.
+	Event *gitlab.Event
+	// Push is extensions.push; nil unless the event is a push or tag push.
+	Push map[string]any
+	// ChangedFiles is extensions.changed_files; nil unless the event is a
+	// push or tag push.
+	ChangedFiles *gitlab.ChangedFiles
+	// Overlays are the overlays' values in the order of the rules; empty
+	// when the filter is false (overlays are not evaluated then).
+	Overlays []OverlayValue
+	// Value is the result of Rules.Value rendered as JSON; nil without one.
+	Value json.RawMessage
+	// Extensions is what the interceptor returns to the EventListener:
+	// push and changed_files (for pushes) with the overlays written over
+	// them by key path, as Triggers writes overlays.
+	Extensions map[string]any
+	// Cost is the CEL cost of the evaluation, all expressions together.
+	Cost uint64
+}
+
+// Evaluate decides on one webhook with the compiled rules p.
+//
+// A false filter is not an error: Continue is false. Errors are *Error or
+// *CompileError; KindOf tells them apart.
+func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decision, err error) {
+	if p == nil {
+		return nil, &Error{Kind: KindInternal, Err: errors.New("evaluating: nil program")}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			d, err = nil, &Error{Kind: KindInternal, Err: fmt.Errorf("evaluating: panic: %v", r)}
+		}
+	}()
+	ev := in.Event
+	if ev == nil {
+		if ev, err = e.Decode(in); err != nil {
+			return nil, err
+		}
+	}
+	d = &Decision{Event: ev}
+
+	exts := make(map[string]any, len(in.Extensions)+2)
+	for k, v := range in.Extensions {
+		exts[k] = v
+	}
+	var own map[string]any
+	if ev.Push != nil {
+		src := in.ChangedFiles
+		if src == nil {
+			src = gitlab.PayloadSource{}
+		}
+		cf, err := src.ChangedFiles(ctx, ev.Push)
+		if err != nil {
+			return nil, &Error{Kind: KindChangedFiles, Where: "changed files", Err: err}
+		}
+		d.ChangedFiles = &cf
+		d.Push = ev.Push.Facts().Map()
+		cfMap := cf.Map()
+		exts["push"] = d.Push
+		exts["changed_files"] = cfMap
+		own = map[string]any{"push": d.Push, "changed_files": cfMap}
+	}
+
+	ctx = celenv.WithNamespace(ctx, in.Namespace)
+	ctx, cancel := context.WithTimeout(ctx, e.timeout)
+	defer cancel()
+	header := in.Header
+	if header == nil {
+		header = http.Header{}
+	}
+	act, err := celenv.NewActivation(ctx, &vars{
+		body:       ev.Body,
+		header:     header,
+		extensions: exts,
+		requestURL: in.RequestURL,
+	})
+	if err != nil {
+		return nil, &Error{Kind: KindInternal, Err: err}
+	}
+
+	d.Continue = true
+	if p.filter != nil {
+		v, err := e.eval(ctx, p.filter, act, d)
+		if err != nil {
+			return nil, &Error{Kind: KindOf(err), Where: "filter", Err: errors.Unwrap(err)}
+		}
+		b, ok := v.(types.Bool)
+		if !ok {
+			return nil, &Error{Kind: KindEval, Where: "filter",
+				Err: fmt.Errorf("a filter must be a bool, got %s %s", v.Type().TypeName(), renderForError(v))}
+		}
+		d.Continue = bool(b)
+	}
+
+	if d.Continue && len(p.overlays) > 0 {
+		doc := []byte("{}")
+		if own != nil {
+			if doc, err = json.Marshal(own); err != nil {
+				return nil, &Error{Kind: KindInternal, Err: fmt.Errorf("rendering extensions: %w", err)}
+			}
+		}
+		d.Overlays = make([]OverlayValue, 0, len(p.overlays))
+		for _, o := range p.overlays {
+			where := "overlays[" + o.key + "]"
+			v, err := e.eval(ctx, o.prog, act, d)
+			if err != nil {
+				return nil, &Error{Kind: KindOf(err), Where: where, Err: errors.Unwrap(err)}
+			}
+			raw, err := celenv.ValueJSON(v)
+			if err != nil {
+				return nil, &Error{Kind: KindEval, Where: where, Err: err}
+			}
+			var val any
+			if err := json.Unmarshal(raw, &val); err != nil {
+				return nil, &Error{Kind: KindInternal, Where: where, Err: fmt.Errorf("reading the rendered value: %w", err)}
+			}
+			d.Overlays = append(d.Overlays, OverlayValue{Key: o.key, Value: val, JSON: raw})
+			if doc, err = sjson.SetRawBytes(doc, o.key, raw); err != nil {
+				return nil, &Error{Kind: KindEval, Where: where, Err: fmt.Errorf("writing the value at key path %q: %w", o.key, err)}
+			}
+		}
+		ext := map[string]any{}
+		if err := json.Unmarshal(doc, &ext); err != nil {
+			return nil, &Error{Kind: KindInternal, Err: fmt.Errorf("reading the extensions: %w", err)}
+		}
+		d.Extensions = ext
+	} else if own != nil {
+		d.Extensions = own
+	}
+
+	if p.value != nil {
+		v, err := e.eval(ctx, p.value, act, d)
+		if err != nil {
+			return nil, &Error{Kind: KindOf(err), Where: "value", Err: errors.Unwrap(err)}
+		}
+		raw, err := celenv.ValueJSON(v)
+		if err != nil {
+			return nil, &Error{Kind: KindEval, Where: "value", Err: err}
+		}
+		d.Value = raw
+	}
+	return d, nil
+}
+
+// eval runs one program and classifies its error.
+func (e *Engine) eval(ctx context.Context, c *compiled, act interpreter.Activation, d *Decision) (ref.Val, error) {
+	v, det, err := c.prog.ContextEval(ctx, act)
+	if det != nil {
+		if cost := det.ActualCost(); cost != nil {
+			d.Cost += *cost
+		}
+	}
+	if err == nil {
+		return v, nil
+	}
+	var cancelled interpreter.EvalCancelledError
+	if errors.As(err, &cancelled) {
+		if cancelled.Cause == interpreter.CostLimitExceeded {
+			return nil, &Error{Kind: KindLimit, Err: fmt.Errorf("cost limit of %d exceeded: the expression does too much work for this payload", e.costLimit)}
+		}
+		cause := ctx.Err()
+		if errors.Is(cause, context.DeadlineExceeded) {
+			return nil, &Error{Kind: KindLimit, Err: fmt.Errorf("evaluation deadline exceeded (at most %s per evaluation): %w", e.timeout, cause)}
+		}
+		return nil, &Error{Kind: KindLimit, Err: fmt.Errorf("evaluation cancelled: %w", cause)}
+	}
+	if ctx.Err() != nil {
+		return nil, &Error{Kind: KindLimit, Err: fmt.Errorf("evaluation stopped: %w", ctx.Err())}
+	}
+	return nil, &Error{Kind: KindEval, Err: err}
+}
+
+// renderForError shows a value in an error message, shortened.
+func renderForError(v ref.Val) string {
+	s := fmt.Sprint(v.Value())
+	if len(s) > 80 {
+		s = s[:77] + "..."
+	}
+	return fmt.Sprintf("(%s)", s)
+}
+
+// vars resolves the four variables of an expression without building a map
+// per request.
+type vars struct {
+	body       map[string]any
+	header     http.Header
+	extensions map[string]any
+	requestURL string
+}
+
+var _ interpreter.Activation = (*vars)(nil)
+
+func (v *vars) ResolveName(name string) (any, bool) {
+	switch name {
+	case celenv.VarBody:
+		return v.body, true
+	case celenv.VarHeader:
+		return v.header, true
+	case celenv.VarExtensions:
+		return v.extensions, true
+	case celenv.VarRequestURL:
+		return v.requestURL, true
+	}
+	return nil, false
+}
+
+func (v *vars) Parent() interpreter.Activation { return nil }
