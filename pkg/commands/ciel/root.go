@@ -121,7 +121,7 @@ Exit codes: 0 success; 1 the operation was refused or failed; 2 usage error.`,
 	f.DurationVar(&g.timeout, "timeout", 10*time.Minute, "bound on the whole command")
 	f.BoolVarP(&g.verbose, "verbose", "v", false, "log each step to stderr")
 
-	root.AddCommand(newIndexCmd(g), newReleaseCmd(g))
+	root.AddCommand(newIndexCmd(g), newReleaseCmd(g), newTektonCmd(g))
 	return root
 }
 

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ciel-ci/ciel/internal/registrytest"
 	"github.com/ciel-ci/ciel/pkg/registryclient"
@@ -21,24 +20,13 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/spf13/cobra"
 )
 
-// runTekton runs `ciel tekton ARGS...` as the binary does. Until the root
-// command mounts `tekton`, it is mounted here on a root with the same
-// shared registry setup.
+// runTekton runs `ciel tekton ARGS...` as the binary does.
 func runTekton(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
 	getenv := func(k string) string { return env[k] }
 	root := newRootCmd(getenv)
-	if c, _, err := root.Find([]string{"tekton"}); err != nil || c == root {
-		g := &globals{getenv: getenv, retries: 1, timeout: time.Minute,
-			responseTimeout: registryclient.DefaultResponseTimeout, jobs: registryclient.DefaultJobs}
-		root = &cobra.Command{Use: "ciel", SilenceUsage: true, SilenceErrors: true, PersistentPreRunE: g.setup}
-		root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return asUsage(err) })
-		root.PersistentFlags().StringVar(&g.caFile, "ca-file", getenv("CIEL_CA_FILE"), "")
-		root.AddCommand(newTektonCmd(g))
-	}
 	var out, errb bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errb)
