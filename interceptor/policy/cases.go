@@ -1,0 +1,213 @@
+package policy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ciel-ci/ciel/interceptor/engine"
+	"github.com/ciel-ci/ciel/interceptor/gitlab"
+)
+
+// Request is a webhook read from a file.
+type Request struct {
+	Header http.Header
+	Body   []byte
+	URL    string
+}
+
+// ParseRequest reads a raw HTTP request as Tekton's cel-eval reads them:
+// a request line, headers, a blank line and the body. Unlike net/http it
+// tolerates a wrong or missing Content-Length (files are edited by hand):
+// the body is everything after the blank line. Bare LF line ends are
+// accepted.
+func ParseRequest(data []byte) (*Request, error) {
+	r := textproto.NewReader(bufio.NewReader(bytes.NewReader(data)))
+	line, err := r.ReadLine()
+	if err != nil {
+		return nil, fmt.Errorf("reading the request line: %w", err)
+	}
+	method, rest, ok1 := strings.Cut(line, " ")
+	target, proto, ok2 := strings.Cut(rest, " ")
+	if !ok1 || !ok2 || method == "" || !strings.HasPrefix(proto, "HTTP/") {
+		return nil, fmt.Errorf("reading the request line %q: want METHOD TARGET HTTP/1.1", truncate(line, 80))
+	}
+	mh, err := r.ReadMIMEHeader()
+	if err != nil && err != io.EOF {
+		return nil, fmt.Errorf("reading the headers: %w", err)
+	}
+	body, err := io.ReadAll(r.R)
+	if err != nil {
+		return nil, fmt.Errorf("reading the body: %w", err)
+	}
+	h := http.Header(mh)
+	url := target
+	if !strings.Contains(target, "://") {
+		host := h.Get("Host")
+		if host == "" {
+			host = "localhost"
+		}
+		url = "http://" + host + target
+	}
+	return &Request{Header: h, Body: bytes.TrimRight(body, "\r\n"), URL: url}, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n-3] + "..."
+	}
+	return s
+}
+
+// Input builds the engine input of case c of p: its request or payload
+// file (relative to the policy file), headers and changed-files override.
+func (p *Policy) Input(c Case) (engine.Input, error) {
+	in := engine.Input{Header: http.Header{}, RequestURL: "http://localhost/"}
+	dir := filepath.Dir(p.File)
+	switch {
+	case c.Request != "":
+		data, err := os.ReadFile(filepath.Join(dir, c.Request))
+		if err != nil {
+			return in, fmt.Errorf("reading the request: %w", err)
+		}
+		req, err := ParseRequest(data)
+		if err != nil {
+			return in, fmt.Errorf("%s: %w", c.Request, err)
+		}
+		in.Header, in.Body, in.RequestURL = req.Header, req.Body, req.URL
+	case c.Payload != "":
+		data, err := os.ReadFile(filepath.Join(dir, c.Payload))
+		if err != nil {
+			return in, fmt.Errorf("reading the payload: %w", err)
+		}
+		in.Body = data
+	default:
+		in.Body = c.Body
+	}
+	if c.Event != "" {
+		in.Header.Set("X-Gitlab-Event", c.Event)
+	}
+	for k, v := range c.Headers {
+		in.Header.Set(k, v)
+	}
+	if c.ChangedFiles != nil {
+		in.ChangedFiles = Override(*c.ChangedFiles)
+	}
+	return in, nil
+}
+
+// Override is the ChangedFilesSource of cel-eval --files and of test
+// cases: the paths given, as gitlab.OverrideChangedFiles lists them.
+func Override(paths []string) gitlab.ChangedFilesSource {
+	cf := gitlab.OverrideChangedFiles(paths)
+	return gitlab.ChangedFilesFunc(func(context.Context, *gitlab.PushEvent) (gitlab.ChangedFiles, error) {
+		return cf, nil
+	})
+}
+
+// Decide runs the policy on one input: an event type the policy does not
+// accept gives Continue false and a reason, without evaluating anything;
+// otherwise the engine decides. reason explains a false decision.
+func (p *Policy) Decide(ctx context.Context, eng *engine.Engine, in engine.Input) (d *engine.Decision, reason string, err error) {
+	if ev := in.Header.Get("X-Gitlab-Event"); !p.AllowsEvent(ev) {
+		return &engine.Decision{}, fmt.Sprintf("event type %q is not one of the policy's eventTypes %q", ev, p.EventTypes), nil
+	}
+	d, err = eng.Evaluate(ctx, p.Program, in)
+	if err != nil {
+		return nil, "", err
+	}
+	if !d.Continue {
+		reason = fmt.Sprintf("policy %s: the filter is false", p.Name)
+	}
+	return d, reason, nil
+}
+
+// CaseResult is the outcome of one test case.
+type CaseResult struct {
+	Policy string
+	Case   string
+	Pass   bool
+	// Problem says why a case failed.
+	Problem  string
+	Decision *engine.Decision
+}
+
+// RunCases runs every test case of p through eng.
+func (p *Policy) RunCases(ctx context.Context, eng *engine.Engine) []CaseResult {
+	out := make([]CaseResult, 0, len(p.Tests))
+	for _, c := range p.Tests {
+		r := CaseResult{Policy: p.Name, Case: c.Name}
+		r.Problem = p.runCase(ctx, eng, c, &r)
+		r.Pass = r.Problem == ""
+		out = append(out, r)
+	}
+	return out
+}
+
+func (p *Policy) runCase(ctx context.Context, eng *engine.Engine, c Case, r *CaseResult) string {
+	in, err := p.Input(c)
+	if err != nil {
+		return err.Error()
+	}
+	d, _, err := p.Decide(ctx, eng, in)
+	if c.Expect.Error != "" {
+		switch {
+		case err == nil:
+			return fmt.Sprintf("want an error containing %q, got decision %v", c.Expect.Error, d.Continue)
+		case !strings.Contains(err.Error(), c.Expect.Error):
+			return fmt.Sprintf("want an error containing %q, got %v", c.Expect.Error, err)
+		}
+		return ""
+	}
+	if err != nil {
+		return "unexpected error: " + err.Error()
+	}
+	r.Decision = d
+	if want := *c.Expect.Continue; d.Continue != want {
+		return fmt.Sprintf("decision %v, want %v", d.Continue, want)
+	}
+	if len(c.Expect.Overlays) > 0 {
+		got := map[string]any{}
+		for _, o := range d.Overlays {
+			got[o.Key] = o.Value
+		}
+		want, err := normalize(c.Expect.Overlays)
+		if err != nil {
+			return err.Error()
+		}
+		for k, w := range want {
+			g, ok := got[k]
+			if !ok {
+				return fmt.Sprintf("overlay %q missing", k)
+			}
+			if diff := cmp.Diff(w, g); diff != "" {
+				return fmt.Sprintf("overlay %q (-want +got):\n%s", k, diff)
+			}
+		}
+	}
+	return ""
+}
+
+// normalize turns YAML-decoded values into what a JSON round trip gives,
+// the form of overlay values.
+func normalize(m map[string]any) (map[string]any, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("reading expected overlays: %w", err)
+	}
+	out := map[string]any{}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("reading expected overlays: %w", err)
+	}
+	return out, nil
+}
