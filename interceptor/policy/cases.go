@@ -11,9 +11,8 @@ import (
 	"net/textproto"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
-
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/ciel-ci/ciel/interceptor/engine"
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
@@ -190,8 +189,10 @@ func (p *Policy) runCase(ctx context.Context, eng *engine.Engine, c Case, r *Cas
 			if !ok {
 				return fmt.Sprintf("overlay %q missing", k)
 			}
-			if diff := cmp.Diff(w, g); diff != "" {
-				return fmt.Sprintf("overlay %q (-want +got):\n%s", k, diff)
+			if !reflect.DeepEqual(w, g) {
+				wj, _ := json.Marshal(w)
+				gj, _ := json.Marshal(g)
+				return fmt.Sprintf("overlay %q: got %s, want %s", k, gj, wj)
 			}
 		}
 	}
