@@ -1,0 +1,65 @@
+package server
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics are the interceptor's Prometheus metrics, on their own registry.
+type Metrics struct {
+	Registry      *prometheus.Registry
+	requests      *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	duplicates    prometheus.Counter
+	policyReloads *prometheus.CounterVec
+	policies      prometheus.Gauge
+}
+
+// NewMetrics registers the metrics (and Go/process collectors) on a new
+// registry.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ciel_interceptor_requests_total",
+			Help: "Interceptor requests by result (continue, stop, error) and Triggers status code.",
+		}, []string{"result", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ciel_interceptor_decision_duration_seconds",
+			Help:    "Time from request to response, by result.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"result"}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ciel_interceptor_dedup_hits_total",
+			Help: "Deliveries dropped as duplicates of an accepted one.",
+		}),
+		policyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ciel_policy_reload_total",
+			Help: "Policy directory loads by result (success, error).",
+		}, []string{"result"}),
+		policies: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ciel_policies_loaded",
+			Help: "Policies in the serving set.",
+		}),
+	}
+	m.Registry.MustRegister(m.requests, m.latency, m.duplicates, m.policyReloads, m.policies,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// CounterFunc registers a counter read from f (caches, API calls).
+func (m *Metrics) CounterFunc(name, help string, f func() float64) {
+	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
+}
+
+func (m *Metrics) policyReload(ok bool, n int) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.policyReloads.WithLabelValues("success").Inc()
+		m.policies.Set(float64(n))
+		return
+	}
+	m.policyReloads.WithLabelValues("error").Inc()
+}

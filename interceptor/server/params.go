@@ -1,0 +1,114 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/ciel-ci/ciel/interceptor/engine"
+)
+
+// Params are the ciel interceptor's params, as a Trigger gives them in
+// interceptors[].params.
+type Params struct {
+	// SecretRef names the Secret (in the trigger's namespace) holding the
+	// webhook's secret token, compared with X-Gitlab-Token.
+	SecretRef *SecretRef `json:"secretRef,omitempty"`
+	// SigningSecretRef names the Secret holding GitLab's signing token
+	// (whsec_...): the webhook-signature header is then verified.
+	SigningSecretRef *SecretRef `json:"signingSecretRef,omitempty"`
+	// EventTypes are the X-Gitlab-Event values accepted; empty: all.
+	EventTypes []string `json:"eventTypes,omitempty"`
+	// Filter and Overlays are CEL, as in Triggers' CEL interceptor.
+	Filter   string           `json:"filter,omitempty"`
+	Overlays []engine.Overlay `json:"overlays,omitempty"`
+	// Typed type-checks Filter and Overlays against GitLab's push shapes.
+	Typed bool `json:"typed,omitempty"`
+	// Policy names a policy of the interceptor's policy directory, instead
+	// of Filter and Overlays.
+	Policy string `json:"policy,omitempty"`
+	// ChangedFiles is where extensions.changed_files come from: payload
+	// (default; completed from the GitLab API when truncated and an API
+	// is configured), api (always from the API), or off.
+	ChangedFiles string `json:"changedFiles,omitempty"`
+	// FailOpen decides on the payload's (incomplete) changed files when
+	// the GitLab API fails, instead of refusing with Unavailable.
+	FailOpen bool `json:"failOpen,omitempty"`
+	// Dedup drops repeated deliveries (default true).
+	Dedup *bool `json:"dedup,omitempty"`
+}
+
+// SecretRef names a key of a Secret.
+type SecretRef struct {
+	SecretName string `json:"secretName"`
+	SecretKey  string `json:"secretKey"`
+}
+
+// Changed files modes.
+const (
+	ChangedFilesPayload = "payload"
+	ChangedFilesModeAPI = "api"
+	ChangedFilesOff     = "off"
+)
+
+var paramShapes = map[string]string{
+	"secretRef":        `an object {"secretName": "...", "secretKey": "..."}`,
+	"signingSecretRef": `an object {"secretName": "...", "secretKey": "..."}`,
+	"eventTypes":       `a list of strings, e.g. ["Push Hook", "Tag Push Hook"]`,
+	"filter":           "a string (a CEL expression)",
+	"overlays":         `a list of {"key": "...", "expression": "..."}`,
+	"typed":            "a boolean",
+	"policy":           "a string (a policy name)",
+	"changedFiles":     `one of "payload", "api", "off"`,
+	"failOpen":         "a boolean",
+	"dedup":            "a boolean",
+}
+
+// ParseParams reads the interceptor params, naming the param and the
+// expected shape on any error.
+func ParseParams(raw map[string]any) (Params, error) {
+	var p Params
+	b, err := json.Marshal(raw)
+	if err != nil {
+		return p, fmt.Errorf("reading the interceptor params: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			field, _, _ := strings.Cut(te.Field, ".")
+			if shape, ok := paramShapes[field]; ok {
+				return p, fmt.Errorf("param %s: want %s, got a JSON %s", field, shape, te.Value)
+			}
+			return p, fmt.Errorf("param %s: wrong type: got a JSON %s", te.Field, te.Value)
+		}
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return p, fmt.Errorf("unknown param %s: known params are secretRef, signingSecretRef, eventTypes, filter, overlays, typed, policy, changedFiles, failOpen, dedup", name)
+		}
+		return p, fmt.Errorf("reading the interceptor params: %w", err)
+	}
+	for _, r := range []struct {
+		name string
+		ref  *SecretRef
+	}{{"secretRef", p.SecretRef}, {"signingSecretRef", p.SigningSecretRef}} {
+		if r.ref != nil && (r.ref.SecretName == "" || r.ref.SecretKey == "") {
+			return p, fmt.Errorf("param %s: want %s with both set", r.name, paramShapes[r.name])
+		}
+	}
+	switch p.ChangedFiles {
+	case "":
+		p.ChangedFiles = ChangedFilesPayload
+	case ChangedFilesPayload, ChangedFilesModeAPI, ChangedFilesOff:
+	default:
+		return p, fmt.Errorf("param changedFiles: want %s, got %q", paramShapes["changedFiles"], p.ChangedFiles)
+	}
+	if p.Policy != "" && (p.Filter != "" || len(p.Overlays) > 0) {
+		return p, errors.New("params policy and filter/overlays: give a policy or inline CEL, not both")
+	}
+	return p, nil
+}
+
+func (p Params) dedup() bool { return p.Dedup == nil || *p.Dedup }

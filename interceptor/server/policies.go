@@ -1,0 +1,159 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+
+	"github.com/ciel-ci/ciel/interceptor/engine"
+	"github.com/ciel-ci/ciel/interceptor/policy"
+)
+
+// Policies serves the policy set of a directory and reloads it when the
+// directory changes. A ConfigMap volume changes by swapping its ..data
+// symlink, so the directory is watched (fsnotify) and, as a fallback for
+// filesystems without events, polled; either way the content is hashed
+// and only a real change reloads. A set that does not load is rejected
+// and the previous one keeps serving.
+type Policies struct {
+	dir     string
+	eng     *engine.Engine
+	logger  *slog.Logger
+	metrics *Metrics
+
+	set     atomic.Pointer[policy.Set]
+	mu      sync.Mutex // serialises reloads
+	hash    [32]byte
+	lastErr atomic.Pointer[string]
+}
+
+// NewPolicies loads dir once; the error of a first load that fails is
+// returned (the service is not ready then), but the store is usable and a
+// later Reload may succeed.
+func NewPolicies(eng *engine.Engine, dir string, logger *slog.Logger, m *Metrics) (*Policies, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	p := &Policies{dir: dir, eng: eng, logger: logger, metrics: m}
+	_, err := p.Reload()
+	return p, err
+}
+
+// Set returns the serving set (nil before a first successful load).
+func (p *Policies) Set() *policy.Set {
+	if p == nil {
+		return nil
+	}
+	return p.set.Load()
+}
+
+// LastError returns the error of the last failed reload, "" after a success.
+func (p *Policies) LastError() string {
+	if s := p.lastErr.Load(); s != nil {
+		return *s
+	}
+	return ""
+}
+
+// Reload loads the directory if its content changed; changed reports
+// whether a new set is serving.
+func (p *Policies) Reload() (changed bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h, err := hashDir(p.dir)
+	if err != nil {
+		p.fail(err)
+		return false, err
+	}
+	if p.set.Load() != nil && h == p.hash {
+		return false, nil
+	}
+	set, err := policy.LoadDir(p.eng, p.dir)
+	if err != nil {
+		p.fail(err)
+		return false, err
+	}
+	p.set.Store(set)
+	p.hash = h
+	empty := ""
+	p.lastErr.Store(&empty)
+	p.metrics.policyReload(true, len(set.Names()))
+	p.logger.Info("policies loaded", "dir", p.dir, "policies", set.Names())
+	return true, nil
+}
+
+func (p *Policies) fail(err error) {
+	msg := err.Error()
+	p.lastErr.Store(&msg)
+	p.metrics.policyReload(false, 0)
+	p.logger.Error("policies not reloaded; the previous set keeps serving", "dir", p.dir, "error", err)
+}
+
+// Run watches and polls the directory until ctx ends.
+func (p *Policies) Run(ctx context.Context, poll time.Duration) {
+	var events <-chan fsnotify.Event
+	if w, err := fsnotify.NewWatcher(); err != nil {
+		p.logger.Warn("watching policies failed; polling only", "error", err)
+	} else {
+		defer w.Close()
+		if err := w.Add(p.dir); err != nil {
+			p.logger.Warn("watching policies failed; polling only", "dir", p.dir, "error", err)
+		} else {
+			events = w.Events
+		}
+	}
+	t := time.NewTicker(poll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case _, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			// Let a ConfigMap swap finish (several events) before reading.
+			time.Sleep(100 * time.Millisecond)
+		}
+		_, _ = p.Reload()
+	}
+}
+
+// hashDir hashes the names and contents of the policy files of dir.
+func hashDir(dir string) ([32]byte, error) {
+	var sum [32]byte
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return sum, fmt.Errorf("reading policies: %w", err)
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	sort.Strings(names)
+	h := sha256.New()
+	for _, n := range names {
+		if ext := filepath.Ext(n); (ext != ".yaml" && ext != ".yml") || n[0] == '.' {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, n))
+		if err != nil {
+			continue
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", n, len(b))
+		h.Write(b)
+	}
+	copy(sum[:], h.Sum(nil))
+	return sum, nil
+}

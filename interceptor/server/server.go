@@ -1,0 +1,385 @@
+// Package server is the ciel GitLab ClusterInterceptor: the Tekton Triggers
+// interceptor protocol (an InterceptorRequest in, an InterceptorResponse
+// out) over HTTP, in front of the engine.
+//
+// For each request it checks the webhook's token (X-Gitlab-Token, constant
+// time) and signature (webhook-signature, when a signing Secret is named),
+// the event type, drops duplicate deliveries, computes changed files
+// (completing truncated pushes from the GitLab API), and evaluates a
+// policy or inline CEL. The response's extensions carry push,
+// changed_files and the overlays. Status codes are those Triggers uses:
+// InvalidArgument for bad input, tokens and expressions, FailedPrecondition
+// for a false filter, a refused event type or a duplicate, Unavailable when
+// GitLab's API is down (failing closed), Internal for ciel's own bugs.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"time"
+
+	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+	"google.golang.org/grpc/codes"
+
+	"github.com/ciel-ci/ciel/interceptor/dedup"
+	"github.com/ciel-ci/ciel/interceptor/engine"
+	"github.com/ciel-ci/ciel/interceptor/gitlab"
+	"github.com/ciel-ci/ciel/interceptor/secrets"
+	"github.com/ciel-ci/ciel/interceptor/webhook"
+)
+
+const (
+	// DefaultMaxRequestBytes bounds an InterceptorRequest: the webhook body
+	// limit plus room for headers and JSON escaping.
+	DefaultMaxRequestBytes = 2*gitlab.DefaultMaxBytes + 1<<20
+	// DefaultRequestTimeout bounds the handling of one request, GitLab API
+	// calls included.
+	DefaultRequestTimeout = 20 * time.Second
+)
+
+// ChangedFilesAPI is what the server needs of interceptor/gitlabapi.
+type ChangedFilesAPI interface {
+	// ChangedFiles returns the payload's list, completed when truncated.
+	ChangedFiles(ctx context.Context, e *gitlab.PushEvent) (gitlab.ChangedFiles, error)
+	// Compare always asks the API.
+	Compare(ctx context.Context, e *gitlab.PushEvent) (gitlab.ChangedFiles, error)
+}
+
+// Config is what a Server is built from.
+type Config struct {
+	Engine   *engine.Engine  // required
+	Policies *Policies       // optional: the policy param needs it
+	Secrets  secrets.Getter  // optional: secretRef and signingSecretRef need it
+	API      ChangedFilesAPI // optional: completing changed files needs it
+	Dedup    *dedup.Cache    // optional: no dedup without it
+	Metrics  *Metrics        // optional
+	Logger   *slog.Logger    // optional
+
+	MaxRequestBytes int64         // default DefaultMaxRequestBytes
+	RequestTimeout  time.Duration // default DefaultRequestTimeout
+	// SignatureTolerance bounds a signed delivery's age; default
+	// webhook.DefaultTolerance.
+	SignatureTolerance time.Duration
+}
+
+// Server handles interceptor requests. It is an http.Handler.
+type Server struct {
+	cfg    Config
+	logger *slog.Logger
+}
+
+// New checks cfg and returns a Server.
+func New(cfg Config) (*Server, error) {
+	if cfg.Engine == nil {
+		return nil, errors.New("building the interceptor: no engine")
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = DefaultRequestTimeout
+	}
+	l := cfg.Logger
+	if l == nil {
+		l = slog.New(slog.DiscardHandler)
+	}
+	return &Server{cfg: cfg, logger: l}, nil
+}
+
+// ServeHTTP serves the interceptor at /gitlab and /, as Triggers' core
+// interceptors are routed by path.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	var resp *triggersv1.InterceptorResponse
+	status := http.StatusOK
+	defer func() {
+		if p := recover(); p != nil {
+			s.logger.Error("panic handling a request", "panic", p, "stack", string(debug.Stack()))
+			resp, status = fail(codes.Internal, "internal error in the ciel interceptor (logged); please report it"), http.StatusInternalServerError
+		}
+		s.write(w, status, resp)
+		s.observe(resp, time.Since(start))
+	}()
+	switch strings.TrimSuffix(strings.ToLower(r.URL.Path), "/") {
+	case "", "/gitlab":
+	default:
+		resp, status = fail(codes.NotFound, fmt.Sprintf("no interceptor at %s: use /gitlab", r.URL.Path)), http.StatusNotFound
+		return
+	}
+	if r.Method != http.MethodPost {
+		resp, status = fail(codes.InvalidArgument, "method "+r.Method+" not allowed: POST an InterceptorRequest"), http.StatusMethodNotAllowed
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes))
+	if err != nil {
+		var mb *http.MaxBytesError
+		if errors.As(err, &mb) {
+			resp, status = fail(codes.InvalidArgument, fmt.Sprintf("request larger than %d bytes: the webhook body is too large", mb.Limit)), http.StatusRequestEntityTooLarge
+			return
+		}
+		resp, status = fail(codes.InvalidArgument, "reading the request: "+err.Error()), http.StatusBadRequest
+		return
+	}
+	var req triggersv1.InterceptorRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		resp, status = fail(codes.InvalidArgument, "the request is not an InterceptorRequest: "+err.Error()), http.StatusBadRequest
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+	defer cancel()
+	resp = s.Process(ctx, &req)
+}
+
+func (s *Server) write(w http.ResponseWriter, status int, resp *triggersv1.InterceptorResponse) {
+	b, err := json.Marshal(resp)
+	if err != nil {
+		b, status = []byte(`{"continue":false,"status":{"code":13,"message":"rendering the response failed"}}`), http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+func (s *Server) observe(resp *triggersv1.InterceptorResponse, d time.Duration) {
+	m := s.cfg.Metrics
+	if m == nil || resp == nil {
+		return
+	}
+	result := "continue"
+	switch {
+	case resp.Continue:
+	case resp.Status.Code == codes.FailedPrecondition:
+		result = "stop"
+	default:
+		result = "error"
+	}
+	m.requests.WithLabelValues(result, resp.Status.Code.String()).Inc()
+	m.latency.WithLabelValues(result).Observe(d.Seconds())
+}
+
+func fail(code codes.Code, msg string) *triggersv1.InterceptorResponse {
+	return &triggersv1.InterceptorResponse{Continue: false, Status: triggersv1.Status{Code: code, Message: msg}}
+}
+
+// Process decides on one interceptor request.
+func (s *Server) Process(ctx context.Context, req *triggersv1.InterceptorRequest) *triggersv1.InterceptorResponse {
+	header := http.Header(req.Header)
+	if header == nil {
+		header = http.Header{}
+	}
+	triggerID := ""
+	eventURL := ""
+	if req.Context != nil {
+		triggerID, eventURL = req.Context.TriggerID, req.Context.EventURL
+	}
+	log := s.logger.With("trigger", triggerID, "delivery", header.Get("X-Gitlab-Event-UUID"), "event", header.Get("X-Gitlab-Event"))
+	if req.Context != nil {
+		log = log.With("event_id", req.Context.EventID)
+	}
+	resp := s.process(ctx, req, header, triggerID, eventURL, log)
+	if resp.Continue {
+		log.Info("continue")
+	} else {
+		log.Info("stop", "code", resp.Status.Code.String(), "reason", resp.Status.Message)
+	}
+	return resp
+}
+
+func (s *Server) process(ctx context.Context, req *triggersv1.InterceptorRequest, header http.Header, triggerID, eventURL string, log *slog.Logger) *triggersv1.InterceptorResponse {
+	p, err := ParseParams(req.InterceptorParams)
+	if err != nil {
+		return fail(codes.InvalidArgument, err.Error())
+	}
+	ns := ""
+	if triggerID != "" {
+		ns, _ = triggersv1.ParseTriggerID(triggerID)
+	}
+	body := []byte(req.Body)
+
+	// Who sent it.
+	if p.SecretRef != nil {
+		secret, resp := s.secret(ctx, ns, p.SecretRef, "secretRef")
+		if resp != nil {
+			return resp
+		}
+		if err := webhook.CheckToken(header, secret); err != nil {
+			return fail(codes.InvalidArgument, err.Error())
+		}
+	}
+	if p.SigningSecretRef != nil {
+		secret, resp := s.secret(ctx, ns, p.SigningSecretRef, "signingSecretRef")
+		if resp != nil {
+			return resp
+		}
+		key, err := webhook.SigningKey(secret)
+		if err != nil {
+			return fail(codes.FailedPrecondition, fmt.Sprintf("signingSecretRef %s/%s: %v", p.SigningSecretRef.SecretName, p.SigningSecretRef.SecretKey, err))
+		}
+		if err := (webhook.Verifier{Key: key, Tolerance: s.cfg.SignatureTolerance}).Verify(header, body); err != nil {
+			return fail(codes.InvalidArgument, err.Error())
+		}
+	}
+
+	// What it is.
+	event := header.Get("X-Gitlab-Event")
+	if len(p.EventTypes) > 0 && !contains(p.EventTypes, event) {
+		return fail(codes.FailedPrecondition, fmt.Sprintf("event type %q is not allowed: eventTypes is %q", event, p.EventTypes))
+	}
+	prog, resp := s.rules(p, event)
+	if resp != nil {
+		return resp
+	}
+
+	// Once per delivery.
+	if s.cfg.Dedup != nil && p.dedup() {
+		if id := deliveryID(header); id != "" {
+			ticket, err := s.cfg.Dedup.Begin(ctx, triggerID+"/"+id)
+			if errors.Is(err, dedup.ErrDuplicate) {
+				if s.cfg.Metrics != nil {
+					s.cfg.Metrics.duplicates.Inc()
+				}
+				return fail(codes.FailedPrecondition, fmt.Sprintf("duplicate delivery %s: already accepted for this trigger", id))
+			}
+			if err != nil {
+				return fail(codes.Unavailable, "waiting for a copy of this delivery in flight: "+err.Error())
+			}
+			accepted := false
+			defer func() {
+				if accepted {
+					ticket.Accept()
+				} else {
+					ticket.Forget()
+				}
+			}()
+			resp := s.decide(ctx, p, prog, body, header, req.Extensions, ns, eventURL, log)
+			accepted = resp.Continue
+			return resp
+		}
+	}
+	return s.decide(ctx, p, prog, body, header, req.Extensions, ns, eventURL, log)
+}
+
+func (s *Server) decide(ctx context.Context, p Params, prog *engine.Program, body []byte, header http.Header, exts map[string]any, ns, eventURL string, log *slog.Logger) *triggersv1.InterceptorResponse {
+	src, resp := s.changedFiles(p, log)
+	if resp != nil {
+		return resp
+	}
+	d, err := s.cfg.Engine.Evaluate(ctx, prog, engine.Input{
+		Body: body, Header: header, RequestURL: eventURL, Extensions: exts, Namespace: ns, ChangedFiles: src,
+	})
+	if err != nil {
+		switch engine.KindOf(err) {
+		case engine.KindInput, engine.KindEval, engine.KindLimit, engine.KindCompile:
+			return fail(codes.InvalidArgument, err.Error())
+		case engine.KindChangedFiles:
+			return fail(codes.Unavailable, err.Error()+" (failing closed; set the param failOpen: true to decide on the payload's changed files instead)")
+		default:
+			log.Error("internal error", "error", err)
+			return fail(codes.Internal, err.Error())
+		}
+	}
+	if !d.Continue {
+		what := "the filter"
+		if p.Policy != "" {
+			what = "policy " + p.Policy
+		}
+		return fail(codes.FailedPrecondition, what+" did not return true")
+	}
+	return &triggersv1.InterceptorResponse{Continue: true, Extensions: d.Extensions}
+}
+
+// rules returns the compiled policy or inline CEL.
+func (s *Server) rules(p Params, event string) (*engine.Program, *triggersv1.InterceptorResponse) {
+	if p.Policy != "" {
+		set := s.cfg.Policies.Set()
+		if set == nil {
+			return nil, fail(codes.Unavailable, "no policies loaded: the interceptor's policy directory did not load (see its logs)")
+		}
+		pol, ok := set.Get(p.Policy)
+		if !ok {
+			names := set.Names()
+			sort.Strings(names)
+			return nil, fail(codes.InvalidArgument, fmt.Sprintf("param policy: unknown policy %q; loaded policies: %s", p.Policy, strings.Join(names, ", ")))
+		}
+		if !pol.AllowsEvent(event) {
+			return nil, fail(codes.FailedPrecondition, fmt.Sprintf("policy %s does not accept event type %q (its eventTypes: %q)", pol.Name, event, pol.EventTypes))
+		}
+		return pol.Program, nil
+	}
+	prog, err := s.cfg.Engine.Compile(engine.Rules{Filter: p.Filter, Overlays: p.Overlays, Typed: p.Typed})
+	if err != nil {
+		return nil, fail(codes.InvalidArgument, err.Error())
+	}
+	return prog, nil
+}
+
+func (s *Server) changedFiles(p Params, log *slog.Logger) (gitlab.ChangedFilesSource, *triggersv1.InterceptorResponse) {
+	var src gitlab.ChangedFilesSource
+	switch p.ChangedFiles {
+	case ChangedFilesOff:
+		return gitlab.ChangedFilesFunc(func(context.Context, *gitlab.PushEvent) (gitlab.ChangedFiles, error) {
+			return gitlab.ChangedFiles{All: []string{}, Added: []string{}, Modified: []string{}, Removed: []string{}, Source: gitlab.SourceNone}, nil
+		}), nil
+	case ChangedFilesModeAPI:
+		if s.cfg.API == nil {
+			return nil, fail(codes.InvalidArgument, "param changedFiles: api needs the GitLab API, which this interceptor is not configured for (--gitlab-url and a token)")
+		}
+		src = gitlab.ChangedFilesFunc(s.cfg.API.Compare)
+	default:
+		if s.cfg.API == nil {
+			return gitlab.PayloadSource{}, nil
+		}
+		src = gitlab.ChangedFilesFunc(s.cfg.API.ChangedFiles)
+	}
+	if !p.FailOpen {
+		return src, nil
+	}
+	return gitlab.ChangedFilesFunc(func(ctx context.Context, e *gitlab.PushEvent) (gitlab.ChangedFiles, error) {
+		cf, err := src.ChangedFiles(ctx, e)
+		if err != nil {
+			log.Warn("GitLab API failed; failing open on the payload's changed files", "error", err)
+			return gitlab.PayloadChangedFiles(e), nil
+		}
+		return cf, nil
+	}), nil
+}
+
+func (s *Server) secret(ctx context.Context, ns string, ref *SecretRef, param string) ([]byte, *triggersv1.InterceptorResponse) {
+	if s.cfg.Secrets == nil {
+		return nil, fail(codes.FailedPrecondition, "param "+param+": this interceptor has no access to Secrets")
+	}
+	b, err := s.cfg.Secrets.GetSecret(ctx, ns, ref.SecretName, ref.SecretKey)
+	if err != nil {
+		if errors.Is(err, secrets.ErrNotFound) {
+			return nil, fail(codes.FailedPrecondition, fmt.Sprintf("param %s: %v (in namespace %q)", param, err, ns))
+		}
+		return nil, fail(codes.Unavailable, fmt.Sprintf("param %s: reading secret %s: %v", param, ref.SecretName, err))
+	}
+	return b, nil
+}
+
+// deliveryID identifies a delivery: GitLab's Idempotency-Key, else the
+// event UUID (the same on retries).
+func deliveryID(h http.Header) string {
+	if v := h.Get("Idempotency-Key"); v != "" {
+		return v
+	}
+	return h.Get("X-Gitlab-Event-UUID")
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
