@@ -63,3 +63,8 @@ func (m *Metrics) policyReload(ok bool, n int) {
 	}
 	m.policyReloads.WithLabelValues("error").Inc()
 }
+
+// GaugeFunc registers a gauge read from f.
+func (m *Metrics) GaugeFunc(name, help string, f func() float64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f))
+}

@@ -1,0 +1,162 @@
+package interceptor
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+)
+
+// startBinary builds and starts the real interceptor; it returns the base
+// URL it printed and the process.
+func startBinary(t *testing.T, args ...string) (string, *exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "interceptor")
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ciel-ci/ciel/cmd/interceptor").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	cmd := exec.Command(bin, args...)
+	var logs bytes.Buffer
+	cmd.Stderr = &logs
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no address printed: %v\n%s", err, logs.String())
+	}
+	return strings.TrimSpace(strings.TrimPrefix(line, "listening on ")), cmd, &logs
+}
+
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ciel-interceptor"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certFile, keyFile, pool
+}
+
+func TestRealBinaryOverTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "secrets", "gitlab-webhook"), 0o755)
+	os.WriteFile(filepath.Join(dir, "secrets", "gitlab-webhook", "token"), []byte("s3cret"), 0o600)
+	certFile, keyFile, pool := selfSigned(t, dir)
+	base, cmd, logs := startBinary(t, "--local", "--http-addr", "127.0.0.1:0", "--policies", "../../../policies",
+		"--secret-dir", filepath.Join(dir, "secrets"), "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--log-format", "text")
+	if !strings.HasPrefix(base, "https://") {
+		t.Fatalf("address %q, want https", base)
+	}
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+
+	get := func(path string) (int, string) {
+		resp, err := client.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get("/readyz"); code != 200 {
+		t.Fatalf("/readyz %d %s\n%s", code, body, logs)
+	}
+	body, _ := os.ReadFile("../../../policies/testdata/push.json")
+	post := func(token, uuid string) triggersv1.InterceptorResponse {
+		req, _ := json.Marshal(triggersv1.InterceptorRequest{
+			Body:   string(body),
+			Header: map[string][]string{"X-Gitlab-Event": {"Push Hook"}, "X-Gitlab-Token": {token}, "X-Gitlab-Event-Uuid": {uuid}},
+			InterceptorParams: map[string]any{"secretRef": map[string]any{"secretName": "gitlab-webhook", "secretKey": "token"},
+				"eventTypes": []string{"Push Hook"}, "policy": "build-on-change"},
+			Context: &triggersv1.TriggerContext{TriggerID: "namespaces/ci/triggers/build", EventURL: "http://el/"},
+		})
+		resp, err := client.Post(base+"/gitlab", "application/json", bytes.NewReader(req))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var ir triggersv1.InterceptorResponse
+		if err := json.NewDecoder(resp.Body).Decode(&ir); err != nil {
+			t.Fatal(err)
+		}
+		return ir
+	}
+	if r := post("s3cret", "u1"); !r.Continue || r.Extensions["image_tag"] != "c95fc90a" {
+		t.Errorf("good push: %+v", r)
+	}
+	if r := post("wrong", "u2"); r.Continue || r.Status.Code.String() != "InvalidArgument" {
+		t.Errorf("wrong token: %+v", r.Status)
+	}
+	if r := post("s3cret", "u1"); r.Continue || !strings.Contains(r.Status.Message, "duplicate") {
+		t.Errorf("duplicate: %+v", r.Status)
+	}
+	_, metrics := get("/metrics")
+	for _, m := range []string{`ciel_interceptor_requests_total{code="OK",result="continue"} 1`, `ciel_interceptor_requests_total{code="InvalidArgument",result="error"} 1`,
+		"ciel_interceptor_dedup_hits_total 1", `ciel_policy_reload_total{result="success"} 1`, "ciel_interceptor_decision_duration_seconds_bucket"} {
+		if !strings.Contains(metrics, m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+	if strings.Contains(logs.String(), "s3cret") {
+		t.Error("the token appears in the logs")
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, logs)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("no graceful exit within 15s")
+	}
+	if !strings.Contains(logs.String(), "stopped") {
+		t.Errorf("logs lack the shutdown:\n%s", logs)
+	}
+}
