@@ -25,6 +25,12 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
 fi
 
+if ! command -v kubectl >/dev/null && ! command -v kustomize >/dev/null; then
+  step "installing kustomize (renders config/ in the manifest tests)"
+  go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
+  export PATH="$(go env GOPATH)/bin:$PATH"
+fi
+
 step "gofmt"
 bad=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$bad" ]; then echo "gofmt would change:"; echo "$bad"; exit 1; fi

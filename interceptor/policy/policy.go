@@ -209,9 +209,19 @@ func (s *Set) Policies() []*Policy {
 	return out
 }
 
+// isKustomization tells kustomize's own file apart from policies.
+func isKustomization(name string) bool {
+	switch name {
+	case "kustomization.yaml", "kustomization.yml", "Kustomization":
+		return true
+	}
+	return false
+}
+
 // LoadDir reads every *.yaml and *.yml file directly in dir (hidden files
 // and directories, such as a ConfigMap volume's ..data, are skipped; the
-// ConfigMap's symlinks to them are followed) and compiles them all. Any
+// ConfigMap's symlinks to them are followed; kustomization.yaml is not a
+// policy) and compiles them all. Any
 // error rejects the whole set, listing every problem, so that a service
 // keeps serving its previous set.
 func LoadDir(eng *engine.Engine, dir string) (*Set, error) {
@@ -223,7 +233,7 @@ func LoadDir(eng *engine.Engine, dir string) (*Set, error) {
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+		if strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) || isKustomization(name) {
 			continue
 		}
 		file := filepath.Join(dir, name)

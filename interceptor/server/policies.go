@@ -144,7 +144,7 @@ func hashDir(dir string) ([32]byte, error) {
 	sort.Strings(names)
 	h := sha256.New()
 	for _, n := range names {
-		if ext := filepath.Ext(n); (ext != ".yaml" && ext != ".yml") || n[0] == '.' {
+		if ext := filepath.Ext(n); (ext != ".yaml" && ext != ".yml") || n[0] == '.' || n == "kustomization.yaml" || n == "kustomization.yml" {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(dir, n))

@@ -1,0 +1,154 @@
+package manifests
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	triggersv1alpha1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1alpha1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
+)
+
+// renderConfig runs `kubectl kustomize config/`, what `kubectl apply -k
+// config/` installs.
+func renderConfig(t *testing.T) map[string][][]byte {
+	t.Helper()
+	var cmd *exec.Cmd
+	if kubectl, err := exec.LookPath("kubectl"); err == nil {
+		cmd = exec.Command(kubectl, "kustomize", filepath.Join(repoRoot, "config"))
+	} else if kustomize, err := exec.LookPath("kustomize"); err == nil {
+		cmd = exec.Command(kustomize, "build", filepath.Join(repoRoot, "config"))
+	} else {
+		if os.Getenv("CIEL_REQUIRE_REAL") == "1" {
+			t.Fatal("kubectl or kustomize is needed to render config/ (test/run.sh installs kustomize)")
+		}
+		t.Skip("neither kubectl nor kustomize installed")
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", cmd, err, out)
+	}
+	byKind := map[string][][]byte{}
+	for _, d := range bytes.Split(out, []byte("\n---\n")) {
+		var meta struct {
+			Kind string `json:"kind"`
+		}
+		if err := yaml.Unmarshal(d, &meta); err != nil {
+			t.Fatal(err)
+		}
+		byKind[meta.Kind] = append(byKind[meta.Kind], d)
+	}
+	return byKind
+}
+
+func TestConfigRenders(t *testing.T) {
+	objs := renderConfig(t)
+	for kind, n := range map[string]int{"Namespace": 1, "Deployment": 1, "Service": 1, "ClusterInterceptor": 1, "ConfigMap": 1,
+		"EventListener": 1, "TriggerTemplate": 2, "TriggerBinding": 2, "Pipeline": 2, "Task": 5} {
+		if got := len(objs[kind]); got != n {
+			t.Errorf("%d %s rendered, want %d", got, kind, n)
+		}
+	}
+
+	var ci triggersv1alpha1.ClusterInterceptor
+	if err := yaml.UnmarshalStrict(objs["ClusterInterceptor"][0], &ci); err != nil {
+		t.Fatal(err)
+	}
+	if err := ci.Validate(context.Background()); err != nil {
+		t.Errorf("ClusterInterceptor: %v", err)
+	}
+	svc := ci.Spec.ClientConfig.Service
+	if ci.Name != "ciel" || ci.Labels["server/type"] != "https" || svc == nil || svc.Path != "/gitlab" || svc.Port == nil || *svc.Port != 8443 || svc.Name != "ciel-interceptor" {
+		t.Errorf("ClusterInterceptor %+v", ci)
+	}
+
+	var dep appsv1.Deployment
+	if err := yaml.UnmarshalStrict(objs["Deployment"][0], &dep); err != nil {
+		t.Fatal(err)
+	}
+	pod := dep.Spec.Template.Spec
+	if psc := pod.SecurityContext; psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod security context %+v", pod.SecurityContext)
+	}
+	for _, c := range pod.Containers {
+		sc := c.SecurityContext
+		if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation ||
+			sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" {
+			t.Errorf("container %s security context %+v", c.Name, sc)
+		}
+		if c.ReadinessProbe == nil || c.LivenessProbe == nil || c.Resources.Limits.Memory().IsZero() {
+			t.Errorf("container %s lacks probes or a memory limit", c.Name)
+		}
+		if !strings.Contains(strings.Join(c.Args, " "), "--policies=/etc/ciel/policies") {
+			t.Errorf("container %s does not read the mounted policies: %v", c.Name, c.Args)
+		}
+	}
+
+	// The ConfigMap carries exactly the shipped policies, byte for byte.
+	var cm corev1.ConfigMap
+	if err := yaml.UnmarshalStrict(objs["ConfigMap"][0], &cm); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(repoRoot, "policies", "*.yaml"))
+	var want, got []string
+	for _, f := range files {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue
+		}
+		want = append(want, filepath.Base(f))
+		b, _ := os.ReadFile(f)
+		if cm.Data[filepath.Base(f)] != string(b) {
+			t.Errorf("ConfigMap %s differs from policies/%s", cm.Name, filepath.Base(f))
+		}
+	}
+	for k := range cm.Data {
+		got = append(got, k)
+	}
+	sort.Strings(got)
+	if strings.Join(want, ",") != strings.Join(got, ",") {
+		t.Errorf("ConfigMap holds %v, policies/ has %v (list every policy in policies/kustomization.yaml)", got, want)
+	}
+	if cm.Name != "ciel-policies" || cm.Namespace != "ciel" {
+		t.Errorf("ConfigMap %s/%s", cm.Namespace, cm.Name)
+	}
+
+	// Least privilege: no wildcard, Secrets readable by name only in ciel,
+	// and cluster-wide only through per-namespace RoleBindings.
+	for _, kind := range []string{"Role", "ClusterRole"} {
+		for _, raw := range objs[kind] {
+			var r rbacv1.ClusterRole
+			if err := yaml.Unmarshal(raw, &r); err != nil {
+				t.Fatal(err)
+			}
+			for _, rule := range r.Rules {
+				for _, v := range append(append(rule.Verbs, rule.Resources...), rule.APIGroups...) {
+					if v == "*" {
+						t.Errorf("%s %s grants a wildcard", kind, r.Name)
+					}
+				}
+				for _, v := range rule.Verbs {
+					if v == "list" || v == "watch" || v == "delete" || v == "create" {
+						t.Errorf("%s %s grants %s", kind, r.Name, v)
+					}
+				}
+			}
+		}
+	}
+	for _, raw := range objs["ClusterRoleBinding"] {
+		var b rbacv1.ClusterRoleBinding
+		if err := yaml.Unmarshal(raw, &b); err != nil {
+			t.Fatal(err)
+		}
+		if b.RoleRef.Name == "ciel-interceptor-secrets-reader" {
+			t.Errorf("ClusterRoleBinding %s grants Secrets in every namespace", b.Name)
+		}
+	}
+}
