@@ -1,0 +1,239 @@
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
+)
+
+// FieldManager is the server-side-apply field manager of the harness.
+const FieldManager = "ciel-e2e"
+
+// DecodeYAML splits a multi-document YAML (or JSON) stream into objects,
+// skipping empty documents.
+func DecodeYAML(r io.Reader) ([]*unstructured.Unstructured, error) {
+	yr := utilyaml.NewYAMLReader(bufio.NewReader(r))
+	var objs []*unstructured.Unstructured
+	for {
+		doc, err := yr.Read()
+		if errors.Is(err, io.EOF) {
+			return objs, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading YAML: %w", err)
+		}
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		var m map[string]any
+		if err := yaml.Unmarshal(doc, &m); err != nil {
+			return nil, fmt.Errorf("decoding YAML: %w", err)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		u := &unstructured.Unstructured{Object: m}
+		if u.GetKind() == "" || u.GetAPIVersion() == "" {
+			return nil, fmt.Errorf("decoding YAML: a document has no apiVersion or kind")
+		}
+		objs = append(objs, u)
+	}
+}
+
+// DecodeFiles decodes every file of paths (YAML or JSON, possibly multiple
+// documents each).
+func DecodeFiles(paths ...string) ([]*unstructured.Unstructured, error) {
+	var all []*unstructured.Unstructured
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		objs, err := DecodeYAML(bytes.NewReader(b))
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		all = append(all, objs...)
+	}
+	return all, nil
+}
+
+// TektonCRDs returns the CustomResourceDefinitions of Tekton Pipelines
+// (pipelineDir/config/300-crds) and Triggers (triggersDir/config/300-*.yaml).
+// The pipeline CRDs' conversion webhook is removed: no webhook runs, and
+// with strategy None the apiserver serves every version as stored.
+func TektonCRDs(pipelineDir, triggersDir string) ([]*unstructured.Unstructured, error) {
+	pl, err := filepath.Glob(filepath.Join(pipelineDir, "config", "300-crds", "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	tr, err := filepath.Glob(filepath.Join(triggersDir, "config", "300-*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	if len(pl) == 0 || len(tr) == 0 {
+		return nil, fmt.Errorf("reading Tekton CRDs: none found under %s and %s", pipelineDir, triggersDir)
+	}
+	sort.Strings(pl)
+	sort.Strings(tr)
+	objs, err := DecodeFiles(append(pl, tr...)...)
+	if err != nil {
+		return nil, fmt.Errorf("reading Tekton CRDs: %w", err)
+	}
+	var crds []*unstructured.Unstructured
+	for _, o := range objs {
+		if o.GetKind() != "CustomResourceDefinition" {
+			continue
+		}
+		unstructured.RemoveNestedField(o.Object, "spec", "conversion")
+		crds = append(crds, o)
+	}
+	return crds, nil
+}
+
+// TektonConfig returns Tekton Pipelines' system namespace and its config-*
+// ConfigMaps from pipelineDir/config, with the feature-flags ConfigMap's
+// keys overridden by featureFlags.
+func TektonConfig(pipelineDir string, featureFlags map[string]string) ([]*unstructured.Unstructured, error) {
+	files, err := filepath.Glob(filepath.Join(pipelineDir, "config", "config-*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(files)
+	files = append([]string{filepath.Join(pipelineDir, "config", "100-namespace", "100-namespace.yaml")}, files...)
+	objs, err := DecodeFiles(files...)
+	if err != nil {
+		return nil, fmt.Errorf("reading Tekton's configuration: %w", err)
+	}
+	found := false
+	for _, o := range objs {
+		if o.GetKind() != "ConfigMap" || o.GetName() != "feature-flags" {
+			continue
+		}
+		found = true
+		for k, v := range featureFlags {
+			if err := unstructured.SetNestedField(o.Object, v, "data", k); err != nil {
+				return nil, fmt.Errorf("setting feature flag %s: %w", k, err)
+			}
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("reading Tekton's configuration: no feature-flags ConfigMap in %s", pipelineDir)
+	}
+	return objs, nil
+}
+
+// applyObjects server-side applies objs in order. Namespaced objects without
+// a namespace fail; use ApplyObjects to default one.
+func applyObjects(ctx context.Context, dyn dynamic.Interface, disc discovery.DiscoveryInterface, objs []*unstructured.Unstructured) error {
+	_, err := ApplyObjects(ctx, dyn, disc, "", objs)
+	return err
+}
+
+// ApplyObjects server-side applies objs in order (field manager
+// FieldManager, forcing conflicts), putting namespaced objects that name no
+// namespace into namespace, and returns the objects as the server stored
+// them.
+func ApplyObjects(ctx context.Context, dyn dynamic.Interface, disc discovery.DiscoveryInterface, namespace string, objs []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
+	var mapper meta.RESTMapper
+	refresh := func() error {
+		groups, err := restmapper.GetAPIGroupResources(disc)
+		if err != nil {
+			return fmt.Errorf("discovering API resources: %w", err)
+		}
+		mapper = restmapper.NewDiscoveryRESTMapper(groups)
+		return nil
+	}
+	if err := refresh(); err != nil {
+		return nil, err
+	}
+	var out []*unstructured.Unstructured
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if meta.IsNoMatchError(err) {
+			// A CRD applied earlier in this call may have become served.
+			if err = refresh(); err == nil {
+				m, err = mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("applying %s %s: %w", gvk.Kind, o.GetName(), err)
+		}
+		var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			ns := o.GetNamespace()
+			if ns == "" {
+				ns = namespace
+			}
+			if ns == "" {
+				return nil, fmt.Errorf("applying %s %s: no namespace", gvk.Kind, o.GetName())
+			}
+			o = o.DeepCopy()
+			o.SetNamespace(ns)
+			ri = dyn.Resource(m.Resource).Namespace(ns)
+		}
+		applied, err := ri.Apply(ctx, o.GetName(), o, metav1.ApplyOptions{FieldManager: FieldManager, Force: true})
+		if err != nil {
+			return nil, fmt.Errorf("applying %s %s: %w", gvk.Kind, describe(o), err)
+		}
+		out = append(out, applied)
+	}
+	return out, nil
+}
+
+func describe(o *unstructured.Unstructured) string {
+	if o.GetNamespace() != "" {
+		return o.GetNamespace() + "/" + o.GetName()
+	}
+	return o.GetName()
+}
+
+var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// waitCRDsEstablished waits until every CRD of crds has the Established
+// condition.
+func waitCRDsEstablished(ctx context.Context, dyn dynamic.Interface, crds []*unstructured.Unstructured) error {
+	for _, c := range crds {
+		name := c.GetName()
+		err := waitUntil(ctx, 100*time.Millisecond, "CRD "+name+" Established", func(ctx context.Context) (bool, error) {
+			got, err := dyn.Resource(crdGVR).Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			conds, _, _ := unstructured.NestedSlice(got.Object, "status", "conditions")
+			for _, ci := range conds {
+				cm, ok := ci.(map[string]any)
+				if ok && cm["type"] == "Established" && cm["status"] == "True" {
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// trimLines returns s without leading and trailing blank lines.
+func trimLines(s string) string { return strings.Trim(s, "\n") }

@@ -1,0 +1,5 @@
+package podrunner
+
+import "k8s.io/apimachinery/pkg/labels"
+
+func everything() labels.Selector { return labels.Everything() }
