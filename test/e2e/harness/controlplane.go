@@ -399,6 +399,26 @@ func registerNode(ctx context.Context, kube kubernetes.Interface, n Node) error 
 		_, err = kube.CoreV1().Nodes().UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 		return err
 	})
+	if err == nil {
+		// The TaintNodesByCondition admission plugin taints a new node
+		// not-ready; the node lifecycle controller (disabled here) would
+		// lift it once the node is Ready. Lift it ourselves.
+		err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+			cur, err := kube.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			var keep []corev1.Taint
+			for _, taint := range cur.Spec.Taints {
+				if taint.Key != corev1.TaintNodeNotReady {
+					keep = append(keep, taint)
+				}
+			}
+			cur.Spec.Taints = keep
+			_, err = kube.CoreV1().Nodes().Update(ctx, cur, metav1.UpdateOptions{})
+			return err
+		})
+	}
 	if err != nil {
 		return fmt.Errorf("marking node %s Ready: %w", n.Name, err)
 	}

@@ -45,6 +45,9 @@ type Invocation struct {
 	ResultFrom string
 	// CompressTerminationMessage asks for a flate-compressed message.
 	CompressTerminationMessage bool
+	// WhenExpressions is the step's when expressions (JSON), evaluated
+	// before the step runs as Tekton's entrypoint does.
+	WhenExpressions string
 	// Unsupported lists the flags that were set but that the pod runner
 	// cannot honour faithfully (credentials, debugging, SPIRE, step when
 	// expressions): a step using them fails loudly.
@@ -93,7 +96,8 @@ func ParseInvocation(command, args []string) (*Invocation, error) {
 	fs.BoolVar(&inv.CompressTerminationMessage, "compress_termination_message", false, "")
 	// Flags the runner recognises but cannot honour.
 	unsupported := map[string]*string{}
-	for _, name := range []string{"when_expressions", "basic-docker", "docker-config", "docker-cfg", "basic-git", "ssh-git"} {
+	fs.StringVar(&inv.WhenExpressions, "when_expressions", "", "")
+	for _, name := range []string{"basic-docker", "docker-config", "docker-cfg", "basic-git", "ssh-git"} {
 		unsupported[name] = fs.String(name, "", "")
 	}
 	unsupportedBool := map[string]*bool{}

@@ -14,6 +14,7 @@ package podrunner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -321,7 +322,7 @@ func (r *Runner) runPod(ctx context.Context, pod *corev1.Pod, rec *PodRecord) {
 	pr.status = corev1.PodStatus{
 		Phase: corev1.PodPending, HostIP: "127.0.0.1", PodIP: "127.0.0.1",
 		HostIPs: []corev1.HostIP{{IP: "127.0.0.1"}}, PodIPs: []corev1.PodIP{{IP: "127.0.0.1"}},
-		StartTime: &now, QOSClass: corev1.PodQOSBestEffort,
+		StartTime: &now, QOSClass: pod.Status.QOSClass, // set by the apiserver at creation; immutable
 		Conditions: []corev1.PodCondition{
 			{Type: corev1.PodScheduled, Status: corev1.ConditionTrue, LastTransitionTime: now},
 			{Type: corev1.PodInitialized, Status: corev1.ConditionFalse, LastTransitionTime: now},
@@ -449,7 +450,11 @@ func (r *Runner) updateStatus(ctx context.Context, pod *corev1.Pod, mutate func(
 // push writes the run's status to the API.
 func (pr *podRun) push(ctx context.Context) {
 	st := pr.status.DeepCopy()
-	err := pr.r.updateStatus(ctx, pr.pod, func(s *corev1.PodStatus) { *s = *st })
+	err := pr.r.updateStatus(ctx, pr.pod, func(s *corev1.PodStatus) {
+		qos := s.QOSClass // immutable once set by the apiserver
+		*s = *st
+		s.QOSClass = qos
+	})
 	if err != nil && ctx.Err() == nil && !apierrors.IsNotFound(err) {
 		pr.r.problem(fmt.Errorf("pod %s/%s: updating status: %w", pr.pod.Namespace, pr.pod.Name, err))
 	}
@@ -846,6 +851,25 @@ func (pr *podRun) runStep(ctx context.Context, i int, c *corev1.Container) (int,
 	}
 	output = append(output, startedAt())
 
+	// Step when expressions: a false one skips the step, successfully.
+	if inv.WhenExpressions != "" {
+		allow, err := allowExec(inv.WhenExpressions)
+		if err != nil {
+			_ = postFile(true)
+			return 1, err
+		}
+		if !allow {
+			if err := postFile(false); err != nil {
+				return 1, err
+			}
+			if err := os.WriteFile(filepath.Join(metaDir, "exitCode"), []byte("0"), 0o666); err != nil {
+				return 1, err
+			}
+			output = append(output, result.RunResult{Key: "Reason", Value: reasonSkipped, ResultType: result.InternalTektonResultType})
+			return finish()
+		}
+	}
+
 	rule, ok := pr.r.rule(c.Image)
 	if !ok {
 		_ = postFile(true)
@@ -1001,19 +1025,36 @@ var stepResultRef = regexp.MustCompile(`\$\(steps\.([^.)]+)\.results\.([^.)\[]+)
 // at run time.
 func (pr *podRun) substituteStepResults(mounts Mounts, command, env []string) ([]string, []string, error) {
 	var firstErr error
+	fail := func(ref string, err error) {
+		if err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("substituting %s: %w", ref, err)
+		}
+	}
 	replace := func(s string) string {
 		return stepResultRef.ReplaceAllStringFunc(s, func(ref string) string {
 			m := stepResultRef.FindStringSubmatch(ref)
 			v, err := pr.stepResult(mounts, m[1], m[2])
-			if err != nil && firstErr == nil {
-				firstErr = fmt.Errorf("substituting %s: %w", ref, err)
+			if err == nil && v.Type != v1.ParamTypeString {
+				err = fmt.Errorf("an array result is substituted whole, as the only content of an argument: %s[*]", ref)
 			}
-			return v
+			fail(ref, err)
+			return v.StringVal
 		})
 	}
-	outCmd := make([]string, len(command))
-	for i, c := range command {
-		outCmd[i] = replace(c)
+	var outCmd []string
+	for _, c := range command {
+		// "$(steps.S.results.R[*])" as a whole argument expands to the
+		// array's elements, as Tekton's entrypoint does.
+		if m := stepResultArrayRef.FindStringSubmatch(c); m != nil {
+			v, err := pr.stepResult(mounts, m[1], m[2])
+			if err == nil && v.Type != v1.ParamTypeArray {
+				err = fmt.Errorf("%s is a %s, not an array", c, v.Type)
+			}
+			fail(c, err)
+			outCmd = append(outCmd, v.ArrayVal...)
+			continue
+		}
+		outCmd = append(outCmd, replace(c))
 	}
 	outEnv := make([]string, len(env))
 	for i, e := range env {
@@ -1022,29 +1063,45 @@ func (pr *podRun) substituteStepResults(mounts Mounts, command, env []string) ([
 	return outCmd, outEnv, firstErr
 }
 
-func (pr *podRun) stepResult(mounts Mounts, step, name string) (string, error) {
+var stepResultArrayRef = regexp.MustCompile(`^\$\(steps\.([^.)]+)\.results\.([^.)\[]+)\[\*\]\)$`)
+
+func (pr *podRun) stepResult(mounts Mounts, step, name string) (v1.ResultValue, error) {
+	var v v1.ResultValue
 	link, err := mounts.HostPath(internalStepsDir + "/" + stepContainerNamePrefix + step)
 	if err != nil {
-		return "", err
+		return v, err
 	}
 	target, err := os.Readlink(link)
 	if err != nil {
-		return "", err
+		return v, err
 	}
 	host, err := mounts.HostPath(target + "/results/" + name)
 	if err != nil {
-		return "", err
+		return v, err
 	}
 	b, err := os.ReadFile(host)
 	if err != nil {
-		return "", err
+		return v, err
 	}
-	var v v1.ResultValue
 	if err := v.UnmarshalJSON(b); err != nil {
-		return "", err
+		return v, err
 	}
-	if v.Type != v1.ParamTypeString {
-		return "", fmt.Errorf("only string step results are supported, %s is %s", name, v.Type)
+	return v, nil
+}
+
+// allowExec evaluates a step's when expressions (input/operator/values, as
+// the controller substituted them). CEL when expressions and inputs that
+// still hold a reference (step results resolved at run time) are refused:
+// the pod runner does not evaluate them.
+func allowExec(raw string) (bool, error) {
+	var when v1.StepWhenExpressions
+	if err := json.Unmarshal([]byte(raw), &when); err != nil {
+		return false, fmt.Errorf("reading the step's when expressions: %w", err)
 	}
-	return v.StringVal, nil
+	for _, we := range when {
+		if we.CEL != "" || strings.Contains(we.Input, "$(") {
+			return false, fmt.Errorf("step when expression %+v: CEL and run-time references are not supported by the pod runner", we)
+		}
+	}
+	return when.AllowsExecution(nil), nil
 }

@@ -152,3 +152,23 @@ func TestEnvListOrderAndOverride(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+func TestAllowExec(t *testing.T) {
+	for _, tc := range []struct {
+		raw     string
+		allow   bool
+		wantErr bool
+	}{
+		{`[{"input":"https://x/repo.git","operator":"notin","values":[""]}]`, true, false},
+		{`[{"input":"","operator":"notin","values":[""]}]`, false, false},
+		{`[{"input":"a","operator":"in","values":["a","b"]},{"input":"c","operator":"in","values":["d"]}]`, false, false},
+		{`[{"cel":"1 == 1"}]`, false, true},
+		{`[{"input":"$(steps.a.results.b)","operator":"in","values":["x"]}]`, false, true},
+		{`not json`, false, true},
+	} {
+		allow, err := allowExec(tc.raw)
+		if (err != nil) != tc.wantErr || allow != tc.allow {
+			t.Errorf("allowExec(%s) = %v, %v; want %v, error %v", tc.raw, allow, err, tc.allow, tc.wantErr)
+		}
+	}
+}

@@ -12,15 +12,20 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"knative.dev/pkg/apis"
 
 	"github.com/ciel-ci/ciel/interceptor/dedup"
 	"github.com/ciel-ci/ciel/interceptor/engine"
@@ -281,4 +286,121 @@ func TestSourcePushStartsOneBuild(t *testing.T) {
 		t.Errorf("%d PipelineRuns after a duplicate delivery, want 1", n)
 	}
 	_ = io.Discard
+}
+
+// gitRepo makes a local repository with a Dockerfile and sources and
+// returns its path and HEAD commit.
+func gitRepo(t *testing.T) (string, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "payments-api.git")
+	run := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=ciel", "GIT_AUTHOR_EMAIL=ciel@example.com",
+			"GIT_COMMITTER_NAME=ciel", "GIT_COMMITTER_EMAIL=ciel@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "cmd", "server"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY cmd /cmd\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "cmd", "server", "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644)
+	run("init", "-q", "-b", "main")
+	run("add", ".")
+	run("commit", "-q", "-m", "first")
+	return dir, run("rev-parse", "HEAD")
+}
+
+// pushFor rewrites the push fixture for a local repository and commit.
+func pushFor(t *testing.T, env *harness.Env, repo, sha string) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(payload(t, env, "push.json"), &m); err != nil {
+		t.Fatal(err)
+	}
+	m["after"], m["checkout_sha"] = sha, sha
+	m["project"].(map[string]any)["git_http_url"] = repo
+	commits := m["commits"].([]any)
+	commits[len(commits)-1].(map[string]any)["id"] = sha
+	b, _ := json.Marshal(m)
+	return b
+}
+
+func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
+	w := setUp(t)
+	reg := w.env.StartRegistry(t)
+	// Images go to the test's registry.
+	patch := fmt.Sprintf(`{"spec":{"params":[{"name":"registry","value":%q}]}}`, reg.Host)
+	if _, err := w.env.Triggers.TriggersV1beta1().TriggerBindings(w.ns).Patch(context.Background(), "ciel-registry",
+		types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	repo, sha := gitRepo(t)
+	w.env.StartPodRunner(t, []string{w.ns}, harness.WithSandboxBind(repo))
+
+	start := time.Now()
+	w.post(t, "Push Hook", "s3cret", "delivery-build", pushFor(t, w.env, repo, sha))
+	prs := w.env.WaitPipelineRuns(t, w.ns, 1, 90*time.Second)
+	pr := w.env.WaitPipelineRunDone(t, w.ns, prs[0].Name, 10*time.Minute)
+	if c := pr.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Status != corev1.ConditionTrue {
+		t.Fatalf("PipelineRun %s: %+v", pr.Name, c)
+	}
+	t.Logf("push to finished multi-arch index: %s", time.Since(start).Round(time.Millisecond))
+
+	// The index under the short SHA holds exactly linux/amd64 and linux/arm64,
+	// each child's config saying so.
+	ref, err := name.ParseReference(fmt.Sprintf("%s/acme/payments-api:%s", reg.Host, sha[:8]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx, err := remote.Index(ref)
+	if err != nil {
+		t.Fatalf("reading the index: %v", err)
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range im.Manifests {
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Platform == nil || d.Platform.OS != cf.OS || d.Platform.Architecture != cf.Architecture {
+			t.Errorf("child %s: index says %v, config says %s/%s", d.Digest, d.Platform, cf.OS, cf.Architecture)
+		}
+		got = append(got, cf.OS+"/"+cf.Architecture)
+	}
+	if strings.Join(got, ",") != "linux/amd64,linux/arm64" {
+		t.Errorf("index platforms %v, want linux/amd64 and linux/arm64", got)
+	}
+
+	// Each build pod ran on a node of its architecture.
+	pods, err := w.env.Kube.CoreV1().Pods(w.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	builds := 0
+	for _, p := range pods.Items {
+		arch := p.Spec.NodeSelector["kubernetes.io/arch"]
+		if arch == "" {
+			continue
+		}
+		builds++
+		if p.Spec.NodeName != "node-"+arch {
+			t.Errorf("pod %s wants %s but ran on %s", p.Name, arch, p.Spec.NodeName)
+		}
+	}
+	if builds != 2 {
+		t.Errorf("%d pods pinned to an architecture, want the 2 builds", builds)
+	}
 }
