@@ -403,4 +403,89 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	if builds != 2 {
 		t.Errorf("%d pods pinned to an architecture, want the 2 builds", builds)
 	}
+
+	// Scenario 6: tag pushes release the index just built, without a rebuild.
+	indexDigest, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repoRef := fmt.Sprintf("%s/acme/payments-api", reg.Host)
+	release := func(tag string, want int) {
+		t.Helper()
+		w.post(t, "Tag Push Hook", "s3cret", "delivery-"+tag, tagPushFor(t, w.env, repo, sha, tag))
+		prs := w.env.WaitPipelineRuns(t, w.ns, want, 90*time.Second)
+		for _, p := range prs {
+			if p.Spec.PipelineRef != nil && p.Spec.PipelineRef.Name == "release" && p.Annotations["ciel.dev/gitlab-ref"] == "refs/tags/"+tag {
+				pr := w.env.WaitPipelineRunDone(t, w.ns, p.Name, 5*time.Minute)
+				if c := pr.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Status != corev1.ConditionTrue {
+					t.Fatalf("release %s: %+v", tag, c)
+				}
+				return
+			}
+		}
+		t.Fatalf("no release PipelineRun for %s among %d", tag, len(prs))
+	}
+	digestOf := func(tag string) string {
+		t.Helper()
+		d, err := remote.Head(mustRef(t, repoRef+":"+tag))
+		if err != nil {
+			return "absent"
+		}
+		return d.Digest.String()
+	}
+	release("v1.2.3", 2)
+	for _, tag := range []string{"v1.2.3", "v1.2", "v1", "latest"} {
+		if got := digestOf(tag); got != indexDigest.String() {
+			t.Errorf("after v1.2.3: %s is %s, want the built index %s", tag, got, indexDigest)
+		}
+	}
+	release("v1.1.9", 3)
+	if got := digestOf("v1.1"); got != indexDigest.String() {
+		t.Errorf("after v1.1.9: v1.1 is %s, want %s", got, indexDigest)
+	}
+	for _, tag := range []string{"v1", "latest", "v1.2"} {
+		if got := digestOf(tag); got != indexDigest.String() {
+			t.Errorf("after v1.1.9: %s moved to %s", tag, got)
+		}
+	}
+	// No rebuild: the release pipelines ran no build pod.
+	pods, err = w.env.Kube.CoreV1().Pods(w.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	archPods := 0
+	for _, p := range pods.Items {
+		if p.Spec.NodeSelector["kubernetes.io/arch"] != "" {
+			archPods++
+		}
+	}
+	if archPods != 2 {
+		t.Errorf("%d build pods after the releases, want the 2 of the branch build", archPods)
+	}
+}
+
+func mustRef(t *testing.T, s string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// tagPushFor rewrites the tag push fixture for a tag of a local commit.
+func tagPushFor(t *testing.T, env *harness.Env, repo, sha, tag string) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(payload(t, env, "tag_push.json"), &m); err != nil {
+		t.Fatal(err)
+	}
+	m["ref"] = "refs/tags/" + tag
+	m["checkout_sha"] = sha
+	m["project"].(map[string]any)["git_http_url"] = repo
+	if commits, ok := m["commits"].([]any); ok && len(commits) > 0 {
+		commits[0].(map[string]any)["id"] = sha
+	}
+	b, _ := json.Marshal(m)
+	return b
 }
