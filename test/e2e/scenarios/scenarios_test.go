@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +31,7 @@ import (
 
 	"github.com/ciel-ci/ciel/interceptor/dedup"
 	"github.com/ciel-ci/ciel/interceptor/engine"
+	"github.com/ciel-ci/ciel/interceptor/gitlabapi"
 	"github.com/ciel-ci/ciel/interceptor/server"
 	"github.com/ciel-ci/ciel/test/e2e/harness"
 )
@@ -86,7 +89,7 @@ type world struct {
 // setUp installs config/triggers (with the Tasks and Pipelines), the webhook
 // Secret, ciel's interceptor as ClusterInterceptor "ciel", and starts the
 // EventListener's sink.
-func setUp(t *testing.T) *world {
+func setUp(t *testing.T, api ...server.ChangedFilesAPI) *world {
 	env := suite.Env(t)
 	ns := env.NewNamespace(t)
 	root := env.RepoRoot
@@ -103,8 +106,11 @@ func setUp(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.New(server.Config{Engine: eng, Policies: pols, Dedup: dd,
-		Secrets: secretsFromAPI{env: env}})
+	cfg := server.Config{Engine: eng, Policies: pols, Dedup: dd, Secrets: secretsFromAPI{env: env}}
+	if len(api) > 0 {
+		cfg.API = api[0]
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,4 +494,42 @@ func tagPushFor(t *testing.T, env *harness.Env, repo, sha, tag string) []byte {
 	}
 	b, _ := json.Marshal(m)
 	return b
+}
+
+// TestTruncatedPushAsksGitLabOnce is scenario 4: GitLab lists 20 of a
+// push's 25 commits; the interceptor completes the changed files from the
+// GitLab API (a stub serving the compare API's shapes) once, and decides on
+// the complete list.
+func TestTruncatedPushAsksGitLabOnce(t *testing.T) {
+	var calls atomic.Int32
+	gl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/repository/compare") || r.Header.Get("PRIVATE-TOKEN") != "glpat-e2e" {
+			http.NotFound(w, r)
+			return
+		}
+		calls.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"commits":[],"compare_timeout":false,"compare_same_ref":false,"diffs":[`+
+			`{"old_path":"src/ledger/export.go","new_path":"src/ledger/export.go","new_file":false,"renamed_file":false,"deleted_file":false,"diff":""}]}`)
+	}))
+	defer gl.Close()
+	api, err := gitlabapi.New(gl.URL, "glpat-e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := setUp(t, api)
+	w.post(t, "Push Hook", "s3cret", "delivery-truncated", payload(t, w.env, "truncated_push.json"))
+	prs := w.env.WaitPipelineRuns(t, w.ns, 1, 90*time.Second)
+	if got := prs[0].Annotations["ciel.dev/changed-files-source"]; got != "api" {
+		t.Errorf("changed files source %q, want api", got)
+	}
+	if got := prs[0].Annotations["ciel.dev/changed-files-count"]; got != "1" {
+		t.Errorf("changed files count %q, want the API's 1", got)
+	}
+	// The release trigger also saw the push (and refused it by event type)
+	// without asking GitLab: one compare in all.
+	time.Sleep(2 * time.Second)
+	if n := calls.Load(); n != 1 {
+		t.Errorf("GitLab compare API called %d times, want 1", n)
+	}
 }
