@@ -19,13 +19,15 @@ import (
 
 // renderConfig runs `kubectl kustomize config/`, what `kubectl apply -k
 // config/` installs.
-func renderConfig(t *testing.T) map[string][][]byte {
+func renderConfig(t *testing.T) map[string][][]byte { return render(t, "config") }
+
+func render(t *testing.T, dir string) map[string][][]byte {
 	t.Helper()
 	var cmd *exec.Cmd
 	if kubectl, err := exec.LookPath("kubectl"); err == nil {
-		cmd = exec.Command(kubectl, "kustomize", filepath.Join(repoRoot, "config"))
+		cmd = exec.Command(kubectl, "kustomize", filepath.Join(repoRoot, dir))
 	} else if kustomize, err := exec.LookPath("kustomize"); err == nil {
-		cmd = exec.Command(kustomize, "build", filepath.Join(repoRoot, "config"))
+		cmd = exec.Command(kustomize, "build", filepath.Join(repoRoot, dir))
 	} else {
 		if os.Getenv("CIEL_REQUIRE_REAL") == "1" {
 			t.Fatal("kubectl or kustomize is needed to render config/ (test/run.sh installs kustomize)")
@@ -149,6 +151,39 @@ func TestConfigRenders(t *testing.T) {
 		}
 		if b.RoleRef.Name == "ciel-interceptor-secrets-reader" {
 			t.Errorf("ClusterRoleBinding %s grants Secrets in every namespace", b.Name)
+		}
+	}
+}
+
+func TestReporterConfigRenders(t *testing.T) {
+	objs := render(t, "config/reporter")
+	if len(objs["Deployment"]) != 1 || len(objs["ClusterRole"]) != 1 {
+		t.Fatalf("rendered %v", objs)
+	}
+	var dep appsv1.Deployment
+	if err := yaml.UnmarshalStrict(objs["Deployment"][0], &dep); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range dep.Spec.Template.Spec.Containers {
+		sc := c.SecurityContext
+		if sc == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem || sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			t.Errorf("container %s security context %+v", c.Name, sc)
+		}
+	}
+	var role rbacv1.ClusterRole
+	if err := yaml.UnmarshalStrict(objs["ClusterRole"][0], &role); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range role.Rules {
+		for _, res := range r.Resources {
+			if res != "pipelineruns" && res != "taskruns" {
+				t.Errorf("the reporter may touch %s", res)
+			}
+		}
+		for _, v := range r.Verbs {
+			if v == "*" || v == "delete" || v == "create" || v == "update" {
+				t.Errorf("the reporter may %s", v)
+			}
 		}
 	}
 }
