@@ -1,62 +1,32 @@
 package celenv
 
-import (
-	"container/list"
-	"sync"
-)
+import "github.com/ciel-ci/ciel/internal/lru"
 
-// lru is a bounded least-recently-used cache of compiled values (pattern
-// lists, regular expressions) and of their compile errors, so a constant
-// argument is compiled once rather than on every evaluation.
-type lru[V any] struct {
-	mu    sync.Mutex
-	max   int
-	order *list.List // front: most recently used
-	items map[string]*list.Element
+// cache keeps compiled values (pattern lists, regular expressions) and
+// their compile errors, so a constant argument is compiled once rather than
+// on every evaluation.
+type cache[V any] struct {
+	c *lru.Cache[cacheEntry[V]]
 }
 
-type lruEntry[V any] struct {
-	key string
+type cacheEntry[V any] struct {
 	val V
 	err error
 }
 
-func newLRU[V any](max int) *lru[V] {
-	return &lru[V]{max: max, order: list.New(), items: make(map[string]*list.Element)}
-}
+func newLRU[V any](max int) *cache[V] { return &cache[V]{c: lru.New[cacheEntry[V]](max)} }
 
 // get returns the cached value for key, building and caching it on a miss.
 // build runs outside the lock: two callers missing the same key at once may
 // both build it, and the last one wins.
-func (c *lru[V]) get(key string, build func() (V, error)) (V, error) {
-	c.mu.Lock()
-	if el, ok := c.items[key]; ok {
-		c.order.MoveToFront(el)
-		e := el.Value.(*lruEntry[V])
-		c.mu.Unlock()
+func (c *cache[V]) get(key string, build func() (V, error)) (V, error) {
+	if e, ok := c.c.Get(key); ok {
 		return e.val, e.err
 	}
-	c.mu.Unlock()
 	val, err := build()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		c.order.MoveToFront(el)
-		el.Value = &lruEntry[V]{key: key, val: val, err: err}
-		return val, err
-	}
-	c.items[key] = c.order.PushFront(&lruEntry[V]{key: key, val: val, err: err})
-	for c.order.Len() > c.max {
-		last := c.order.Back()
-		c.order.Remove(last)
-		delete(c.items, last.Value.(*lruEntry[V]).key)
-	}
+	c.c.Add(key, cacheEntry[V]{val: val, err: err})
 	return val, err
 }
 
 // len returns the number of cached entries.
-func (c *lru[V]) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.order.Len()
-}
+func (c *cache[V]) len() int { return c.c.Len() }

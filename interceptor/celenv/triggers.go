@@ -13,9 +13,9 @@ import (
 // and the caches of compiled arguments.
 type state struct {
 	secrets  SecretGetter
-	regexps  *lru[*regexp.Regexp]
-	patterns *lru[*pathglob.Pattern]
-	lists    *lru[*pathglob.List]
+	regexps  *cache[*regexp.Regexp]
+	patterns *cache[*pathglob.Pattern]
+	lists    *cache[*pathglob.List]
 }
 
 func newState(secrets SecretGetter, cacheSize int) *state {

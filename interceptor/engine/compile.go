@@ -1,15 +1,15 @@
 package engine
 
 import (
-	"container/list"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
+
+	"github.com/ciel-ci/ciel/internal/lru"
 )
 
 // Rules are what a Trigger's interceptor params or a policy ask the engine
@@ -199,59 +199,27 @@ func (sizeHints) EstimateCallCost(string, string, *checker.AstNode, []checker.As
 	return nil
 }
 
-// programCache is a bounded LRU of compiled expressions.
+// programCache is the bounded LRU of compiled expressions, with counters.
 type programCache struct {
 	hits, misses atomic.Uint64
-
-	mu    sync.Mutex
-	max   int
-	ll    *list.List
-	items map[string]*list.Element
+	c            *lru.Cache[*compiled]
 }
 
-type cacheEntry struct {
-	key string
-	c   *compiled
-}
-
-func newProgramCache(max int) *programCache {
-	return &programCache{max: max, ll: list.New(), items: map[string]*list.Element{}}
-}
+func newProgramCache(max int) *programCache { return &programCache{c: lru.New[*compiled](max)} }
 
 func (c *programCache) get(key string) (*compiled, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	el, ok := c.items[key]
-	if !ok {
+	v, ok := c.c.Get(key)
+	if ok {
+		c.hits.Add(1)
+	} else {
 		c.misses.Add(1)
-		return nil, false
 	}
-	c.hits.Add(1)
-	c.ll.MoveToFront(el)
-	return el.Value.(*cacheEntry).c, true
+	return v, ok
 }
 
-func (c *programCache) put(key string, v *compiled) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		c.ll.MoveToFront(el)
-		el.Value.(*cacheEntry).c = v
-		return
-	}
-	c.items[key] = c.ll.PushFront(&cacheEntry{key: key, c: v})
-	for c.ll.Len() > c.max {
-		last := c.ll.Back()
-		c.ll.Remove(last)
-		delete(c.items, last.Value.(*cacheEntry).key)
-	}
-}
+func (c *programCache) put(key string, v *compiled) { c.c.Add(key, v) }
 
-func (c *programCache) len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ll.Len()
-}
+func (c *programCache) len() int { return c.c.Len() }
 
 // CacheStats returns how many compilations were answered from the program
 // cache (hits) and how many compiled (misses), since the engine was built.

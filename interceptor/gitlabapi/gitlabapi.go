@@ -27,14 +27,12 @@
 package gitlabapi
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +40,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
+	"github.com/ciel-ci/ciel/internal/lru"
 )
 
 const (
@@ -69,7 +68,7 @@ type Source struct {
 	maxDiffFiles int
 	logger       *slog.Logger
 	group        singleflight.Group
-	cache        *lru
+	cache        *lru.Cache[gitlab.ChangedFiles]
 	stats        Stats
 }
 
@@ -199,7 +198,7 @@ func New(baseURL, token string, opts ...Option) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuring the GitLab API client: %w", err)
 	}
-	return &Source{client: c, maxDiffFiles: o.maxDiffFiles, logger: o.logger, cache: newLRU(o.cacheSize)}, nil
+	return &Source{client: c, maxDiffFiles: o.maxDiffFiles, logger: o.logger, cache: lru.New[gitlab.ChangedFiles](o.cacheSize)}, nil
 }
 
 // Stats returns the counters (requests, errors, cache hits, fallbacks).
@@ -237,7 +236,7 @@ func (s *Source) Compare(ctx context.Context, e *gitlab.PushEvent) (gitlab.Chang
 		from, straight = facts.DefaultBranch, false
 	}
 	key := fmt.Sprintf("%d|%s|%s|%v", pid, from, e.After, straight)
-	if cf, ok := s.cache.get(key); ok {
+	if cf, ok := s.cache.Get(key); ok {
 		s.stats.CacheHits.Add(1)
 		return cf, nil
 	}
@@ -246,7 +245,7 @@ func (s *Source) Compare(ctx context.Context, e *gitlab.PushEvent) (gitlab.Chang
 		if err != nil {
 			return nil, err
 		}
-		s.cache.put(key, cf)
+		s.cache.Add(key, cf)
 		return cf, nil
 	})
 	if err != nil {
@@ -339,45 +338,4 @@ func short(sha string) string {
 		return sha[:12]
 	}
 	return sha
-}
-
-// lru is a bounded cache of changed files.
-type lru struct {
-	mu    sync.Mutex
-	max   int
-	ll    *list.List
-	items map[string]*list.Element
-}
-
-type entry struct {
-	key string
-	cf  gitlab.ChangedFiles
-}
-
-func newLRU(max int) *lru { return &lru{max: max, ll: list.New(), items: map[string]*list.Element{}} }
-
-func (c *lru) get(key string) (gitlab.ChangedFiles, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		c.ll.MoveToFront(el)
-		return el.Value.(*entry).cf, true
-	}
-	return gitlab.ChangedFiles{}, false
-}
-
-func (c *lru) put(key string, cf gitlab.ChangedFiles) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.items[key]; ok {
-		el.Value.(*entry).cf = cf
-		c.ll.MoveToFront(el)
-		return
-	}
-	c.items[key] = c.ll.PushFront(&entry{key: key, cf: cf})
-	for c.ll.Len() > c.max {
-		last := c.ll.Back()
-		c.ll.Remove(last)
-		delete(c.items, last.Value.(*entry).key)
-	}
 }
