@@ -43,7 +43,8 @@ type Binary struct {
 // BuildModules returns the binaries of the control plane, built from the
 // nested modules under e2eRoot/build: kube-apiserver and
 // kube-controller-manager (build/kube), Tekton Pipelines' controller and
-// Tekton Triggers' EventListener sink (build/tekton).
+// Tekton Triggers' EventListener sink (build/tekton), and the Kaniko
+// executor the pod runner runs for kaniko-build steps (build/kaniko).
 func BuildModules(e2eRoot string) ([]Binary, error) {
 	kubeDir := filepath.Join(e2eRoot, "build", "kube")
 	kubeVersion, err := requiredVersion(kubeDir, "k8s.io/kubernetes")
@@ -73,11 +74,18 @@ func BuildModules(e2eRoot string) ([]Binary, error) {
 	if err != nil {
 		return nil, err
 	}
+	kanikoDir := filepath.Join(e2eRoot, "build", "kaniko")
+	kanikoVersion, err := requiredVersion(kanikoDir, "github.com/GoogleContainerTools/kaniko")
+	if err != nil {
+		return nil, err
+	}
 	return []Binary{
 		{Name: "kube-apiserver", ModuleDir: kubeDir, Package: "k8s.io/kubernetes/cmd/kube-apiserver", Version: kubeVersion, LDFlags: kubeLD},
 		{Name: "kube-controller-manager", ModuleDir: kubeDir, Package: "k8s.io/kubernetes/cmd/kube-controller-manager", Version: kubeVersion, LDFlags: kubeLD},
 		{Name: "tekton-controller", ModuleDir: tektonDir, Package: "github.com/tektoncd/pipeline/cmd/controller", Version: pipelineVersion, LDFlags: []string{"-s", "-w"}},
 		{Name: "eventlistenersink", ModuleDir: tektonDir, Package: "github.com/tektoncd/triggers/cmd/eventlistenersink", Version: triggersVersion, LDFlags: []string{"-s", "-w"}},
+		{Name: "kaniko-executor", ModuleDir: kanikoDir, Package: "github.com/GoogleContainerTools/kaniko/cmd/executor", Version: kanikoVersion,
+			LDFlags: []string{"-s", "-w", "-X", "github.com/GoogleContainerTools/kaniko/pkg/version.version=" + kanikoVersion}},
 	}, nil
 }
 
