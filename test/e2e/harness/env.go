@@ -150,6 +150,8 @@ type Env struct {
 	Builds []BuildRecord
 	// StartupTime is how long Start took, builds included.
 	StartupTime time.Duration
+	// CacheDir persists across runs: built binaries, downloaded packages.
+	CacheDir string
 
 	binaries map[string]string
 	logger   *slog.Logger
@@ -157,6 +159,10 @@ type Env struct {
 	cielOnce sync.Once
 	cielPath string
 	cielErr  error
+
+	baseOnce   sync.Once
+	baseImages *baseImages
+	baseErr    error
 }
 
 // Start builds (or reuses) the binaries and starts the environment. The
@@ -198,7 +204,7 @@ func Start(ctx context.Context, opts ...Option) (_ *Env, err error) {
 		return nil, err
 	}
 	builder := &Builder{Dir: filepath.Join(o.cacheDir, "bin"), Logger: o.logger}
-	env := &Env{ModuleRoot: root, RepoRoot: filepath.Dir(filepath.Dir(root)), binaries: map[string]string{"etcd": etcd}, logger: o.logger}
+	env := &Env{ModuleRoot: root, RepoRoot: filepath.Dir(filepath.Dir(root)), CacheDir: o.cacheDir, binaries: map[string]string{"etcd": etcd}, logger: o.logger}
 	for _, b := range bins {
 		path, rec, err := builder.Ensure(ctx, b)
 		if err != nil {
