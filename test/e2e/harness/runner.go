@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -29,9 +28,8 @@ var (
 )
 
 type runnerOptions struct {
-	rules     []podrunner.Rule
-	binds     []sandbox.Mount
-	transport http.RoundTripper
+	rules []podrunner.Rule
+	binds []sandbox.Mount
 }
 
 // RunnerOption configures StartPodRunner.
@@ -60,18 +58,6 @@ func WithSandboxBind(hostPath string) RunnerOption {
 	}
 }
 
-// WithRegistryTransport is the transport the synthetic Kaniko executor
-// pushes with (default: http.DefaultTransport; set it for a TLS registry).
-func WithRegistryTransport(rt http.RoundTripper) RunnerOption {
-	return func(o *runnerOptions) error {
-		if rt == nil {
-			return errors.New("nil registry transport")
-		}
-		o.transport = rt
-		return nil
-	}
-}
-
 var (
 	sandboxOnce sync.Once
 	sandboxPath string
@@ -95,8 +81,8 @@ func (e *Env) SandboxHelper() (string, error) {
 //
 //   - ciel: images matching CielImage run the ciel binary built from this
 //     repository, at /ko-app/ciel, in the sandbox;
-//   - kaniko: images matching KanikoImage run the synthetic Kaniko executor
-//     (podrunner.SyntheticKaniko);
+//   - kaniko: images matching KanikoImage run the real Kaniko executor
+//     (built from build/kaniko) in a fresh sandbox root (podrunner.Kaniko);
 //   - git: images matching GitImage run the step with the host's git and
 //     shell in the sandbox.
 func (e *Env) StartPodRunner(t testing.TB, namespaces []string, opts ...RunnerOption) *podrunner.Runner {
@@ -140,7 +126,7 @@ func (e *Env) StartPodRunner(t testing.TB, namespaces []string, opts ...RunnerOp
 	})
 	rules := append(append([]podrunner.Rule(nil), o.rules...),
 		podrunner.Rule{Name: "ciel", Match: podrunner.ImageMatches(CielImage), Executor: ciel},
-		podrunner.Rule{Name: "kaniko", Match: podrunner.ImageMatches(KanikoImage), Executor: &podrunner.SyntheticKaniko{Transport: o.transport}},
+		podrunner.Rule{Name: "kaniko", Match: podrunner.ImageMatches(KanikoImage), Executor: e.kanikoExecutor()},
 		podrunner.Rule{Name: "git", Match: podrunner.ImageMatches(GitImage), Executor: sandboxed(&podrunner.Sandbox{Helper: helper, Binds: o.binds})},
 	)
 	work := filepath.Join(e.RunDir, "podrunner", strings.Trim(unsafeName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")+"-"+randomSuffix())
@@ -175,4 +161,30 @@ func (e *Env) StartPodRunner(t testing.TB, namespaces []string, opts ...RunnerOp
 		}
 	})
 	return r
+}
+
+// Kaniko returns the executor of the kaniko rule: the real Kaniko executor
+// built from build/kaniko, run in a fresh sandbox root (podrunner.Kaniko).
+// It needs root.
+func (e *Env) Kaniko() (*podrunner.Kaniko, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("running Kaniko in the sandbox needs root (mount and PID namespaces, chroot)")
+	}
+	exe := e.Binary("kaniko-executor")
+	if exe == "" {
+		return nil, errors.New("the harness built no kaniko-executor")
+	}
+	helper, err := e.SandboxHelper()
+	if err != nil {
+		return nil, err
+	}
+	return &podrunner.Kaniko{Helper: helper, Executor: exe, Keep: os.Getenv("CIEL_E2E_KEEP") == "1"}, nil
+}
+
+func (e *Env) kanikoExecutor() podrunner.Executor {
+	k, err := e.Kaniko()
+	if err != nil {
+		return podrunner.ExecutorFunc(func(context.Context, *podrunner.Step) error { return err })
+	}
+	return k
 }

@@ -1,354 +1,181 @@
 package podrunner
 
 import (
+	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"math/rand"
-	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
-
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/spf13/pflag"
 )
 
-// SyntheticKaniko stands in for the Kaniko executor (phase 1 of the
-// end-to-end plan): it parses the step's arguments with Kaniko v1.24's flag
-// set, checks that the Dockerfile and context exist in the pod's volumes,
-// and pushes a synthetic image for the platform being built — the
-// --custom-platform if given, else the node's — to every --destination, then
-// writes --digest-file and the other result files as Kaniko would. The
-// image has one random layer; with --reproducible the layer is seeded from
-// the build inputs (Dockerfile, context tree, build args, target, platform)
-// and the creation time is the epoch, so the same inputs give the same
-// digest, as with the real executor.
+// KanikoExecutorPath is where the Kaniko executor image keeps its program;
+// the image has nothing else a step could run.
+const KanikoExecutorPath = "/kaniko/executor"
+
+// KanikoImageEnv is the environment the Kaniko executor image sets (its
+// Dockerfile's ENV), which the container's own env overrides.
+var KanikoImageEnv = []string{
+	"HOME=/root",
+	"USER=root",
+	"PATH=/usr/local/bin:/kaniko",
+	"SSL_CERT_DIR=/kaniko/ssl/certs",
+	"DOCKER_CONFIG=/kaniko/.docker/",
+}
+
+// Kaniko runs a Kaniko step for real: the Kaniko executor (built from
+// upstream's module, see test/e2e/build/kaniko) with the step's command,
+// arguments and environment exactly as Tekton rendered them, in a sandbox
+// whose root is fresh and empty but for what the executor image holds
+// (/kaniko/executor, /kaniko/ssl/certs/ca-certificates.crt, an empty
+// /kaniko/.docker/config.json, /etc/nsswitch.conf, /workspace) and the
+// pod's volumes at the paths the Pod mounts them. Kaniko unpacks the base
+// images over that root and RUNs the Dockerfile's commands in it, so the
+// host's files are never visible to a build. The sandbox has private mount
+// and PID namespaces and a /.dockerenv (what Docker puts in a container,
+// which satisfies Kaniko's in-a-container check without --force); it shares
+// the host's network (loopback registries work) and users (RUN runs as
+// root on the host's kernel). It is a test device, no isolation for
+// untrusted Dockerfiles.
 //
-// Kaniko features it cannot model (tarball or OCI-layout outputs, remote
-// contexts) make it return an error rather than pretend.
-type SyntheticKaniko struct {
-	// Transport reaches the registries (default: http.DefaultTransport).
-	Transport http.RoundTripper
-	// Now returns the image creation time without --reproducible
-	// (default: time.Now).
-	Now func() time.Time
+// The executor writes its results (--digest-file into /tekton/results) into
+// the pod's volumes itself; the runner reports them like any step's.
+// Commands other than /kaniko/executor fail the pod as unsupported.
+type Kaniko struct {
+	// Helper is the e2e-sandbox program.
+	Helper string
+	// Executor is the host path of the Kaniko executor binary.
+	Executor string
+	// CABundle is the host PEM bundle installed as the image's
+	// /kaniko/ssl/certs/ca-certificates.crt (default: Debian's
+	// /etc/ssl/certs/ca-certificates.crt).
+	CABundle string
+	// Keep leaves each build's root in place (by default it is removed
+	// when the build ends, as a container's root filesystem is).
+	Keep bool
 }
 
-var _ Executor = (*SyntheticKaniko)(nil)
-
-// kanikoFlags are the flags of Kaniko v1.24's executor that a Task may set.
-type kanikoFlags struct {
-	dockerfile, context, contextSubPath, customPlatform, target string
-	destinations, buildArgs, labels                             []string
-	digestFile, imageNameDigestFile, imageNameTagDigestFile     string
-	tarPath, ociLayoutPath, bucket, git                         string
-	noPush, reproducible, insecure                              bool
-	insecureRegistries                                          []string
-}
-
-func parseKanikoFlags(args []string) (*kanikoFlags, error) {
-	f := &kanikoFlags{}
-	fs := pflag.NewFlagSet("executor", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVarP(&f.dockerfile, "dockerfile", "f", "Dockerfile", "")
-	fs.StringVarP(&f.context, "context", "c", "/workspace/", "")
-	fs.StringVar(&f.contextSubPath, "context-sub-path", "", "")
-	fs.StringVarP(&f.bucket, "bucket", "b", "", "")
-	fs.StringArrayVarP(&f.destinations, "destination", "d", nil, "")
-	fs.StringVar(&f.customPlatform, "custom-platform", "", "")
-	fs.StringVar(&f.customPlatform, "customPlatform", "", "")
-	fs.StringArrayVar(&f.buildArgs, "build-arg", nil, "")
-	fs.BoolVar(&f.insecure, "insecure", false, "")
-	fs.StringVar(&f.tarPath, "tar-path", "", "")
-	fs.StringVar(&f.tarPath, "tarPath", "", "")
-	fs.BoolVar(&f.reproducible, "reproducible", false, "")
-	fs.StringVar(&f.target, "target", "", "")
-	fs.BoolVar(&f.noPush, "no-push", false, "")
-	fs.StringVar(&f.digestFile, "digest-file", "", "")
-	fs.StringVar(&f.imageNameDigestFile, "image-name-with-digest-file", "", "")
-	fs.StringVar(&f.imageNameTagDigestFile, "image-name-tag-with-digest-file", "", "")
-	fs.StringVar(&f.ociLayoutPath, "oci-layout-path", "", "")
-	fs.StringArrayVar(&f.labels, "label", nil, "")
-	fs.StringArrayVar(&f.insecureRegistries, "insecure-registry", nil, "")
-	fs.Var(new(stringValue), "git", "")
-	// Flags that change how Kaniko builds, caches or logs, not what a
-	// synthetic image looks like.
-	fs.StringP("verbosity", "v", "", "")
-	for _, s := range []string{"log-format", "snapshot-mode", "snapshotMode", "kaniko-dir", "cache-repo", "cache-dir", "compression", "registry-client-cert"} {
-		fs.String(s, "", "")
-	}
-	for _, s := range []string{"skip-tls-verify-registry", "registry-certificate", "registry-map", "registry-mirror", "ignore-path"} {
-		fs.StringArray(s, nil, "")
-	}
-	for _, s := range []string{"log-timestamp", "force", "whitelist-var-run", "skip-tls-verify", "insecure-pull", "skip-tls-verify-pull",
-		"push-ignore-immutable-tag-errors", "single-snapshot", "no-push-cache", "cache", "compressed-caching", "cleanup",
-		"skip-default-registry-fallback", "ignore-var-run", "skip-unused-stages", "use-new-run", "cache-copy-layers",
-		"cache-run-layers", "force-build-metadata", "skip-push-permission-check"} {
-		fs.Bool(s, false, "")
-	}
-	for _, s := range []string{"push-retry", "image-fs-extract-retry", "image-download-retry", "compression-level"} {
-		fs.Int(s, 0, "")
-	}
-	fs.Duration("cache-ttl", 0, "")
-	if err := fs.Parse(args); err != nil {
-		return nil, err
-	}
-	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
-	}
-	if g := fs.Lookup("git"); g.Changed {
-		f.git = g.Value.String()
-	}
-	return f, nil
-}
-
-type stringValue string
-
-func (s *stringValue) String() string     { return string(*s) }
-func (s *stringValue) Set(v string) error { *s = stringValue(v); return nil }
-func (s *stringValue) Type() string       { return "string" }
+var _ Executor = (*Kaniko)(nil)
 
 // Execute implements Executor.
-func (k *SyntheticKaniko) Execute(ctx context.Context, s *Step) error {
-	if len(s.Command) == 0 {
-		return errors.New("kaniko: empty command")
+func (k *Kaniko) Execute(ctx context.Context, s *Step) error {
+	if k.Helper == "" || k.Executor == "" {
+		return errors.New("kaniko: no sandbox helper or executor configured")
 	}
-	f, err := parseKanikoFlags(s.Command[1:])
-	if err != nil {
-		// Kaniko itself would reject these arguments.
-		fmt.Fprintf(s.Stderr, "Error: %v\n", err)
-		return &ExitError{Code: 1}
-	}
-	switch {
-	case f.tarPath != "", f.ociLayoutPath != "":
-		return errors.New("kaniko: --tar-path and --oci-layout-path are not modelled by the synthetic executor")
-	case f.bucket != "", f.git != "":
-		return errors.New("kaniko: remote build contexts are not modelled by the synthetic executor")
-	}
-	contextDir := strings.TrimPrefix(f.context, "dir://")
-	if strings.Contains(contextDir, "://") {
-		return fmt.Errorf("kaniko: build context %q is not a directory; only dir:// contexts are modelled", f.context)
-	}
-	if f.contextSubPath != "" {
-		contextDir = filepath.Join(contextDir, f.contextSubPath)
-	}
-	hostContext, err := s.HostPath(contextDir)
-	if err != nil {
-		return fmt.Errorf("kaniko: build context: %w", err)
-	}
-	if st, err := os.Stat(hostContext); err != nil || !st.IsDir() {
-		fmt.Fprintf(s.Stderr, "Error: error resolving build context: %s is not a directory\n", f.context)
-		return &ExitError{Code: 1}
-	}
-	dockerfile, err := k.readDockerfile(s, f.dockerfile, contextDir)
-	if err != nil {
-		fmt.Fprintf(s.Stderr, "Error: error resolving dockerfile path: %v\n", err)
-		return &ExitError{Code: 1}
-	}
-	if len(f.destinations) == 0 && !f.noPush {
-		fmt.Fprintln(s.Stderr, "Error: you must provide --destination, or use --no-push")
-		return &ExitError{Code: 1}
-	}
-	plat := v1.Platform{OS: s.OS, Architecture: s.Arch, Variant: s.Variant}
-	if f.customPlatform != "" {
-		p, err := v1.ParsePlatform(f.customPlatform)
-		if err == nil && (p.OS == "" || p.Architecture == "") {
-			err = fmt.Errorf("%q names no OS or architecture", f.customPlatform)
+	if len(s.Command) == 0 || s.Command[0] != KanikoExecutorPath {
+		cmd := ""
+		if len(s.Command) > 0 {
+			cmd = s.Command[0]
 		}
-		if err != nil {
-			fmt.Fprintf(s.Stderr, "Error: invalid --custom-platform: %v\n", err)
-			return &ExitError{Code: 1}
-		}
-		plat = *p
+		return fmt.Errorf("kaniko: the executor image only runs %s, not %q", KanikoExecutorPath, cmd)
 	}
-
-	img, err := k.image(hostContext, dockerfile, f, plat)
-	if err != nil {
-		return fmt.Errorf("kaniko: making the synthetic image: %w", err)
+	root := filepath.Join(s.ScratchDir, "root")
+	if err := k.prepareRoot(root); err != nil {
+		return fmt.Errorf("kaniko: preparing the image's root: %w", err)
 	}
-	digest, err := img.Digest()
-	if err != nil {
-		return fmt.Errorf("kaniko: %w", err)
+	step := *s
+	step.Env = KanikoEnv(s)
+	sb := &Sandbox{
+		Helper:       k.Helper,
+		HostPaths:    []string{},
+		Programs:     map[string]string{KanikoExecutorPath: k.Executor},
+		PIDNamespace: true,
 	}
-	fmt.Fprintf(s.Stdout, "INFO synthetic kaniko (ciel e2e pod runner): built %s for %s\n", digest, plat.String())
-	var refs []name.Reference
-	for _, d := range f.destinations {
-		var opts []name.Option
-		if f.insecure || contains(f.insecureRegistries, registryOf(d)) {
-			opts = append(opts, name.Insecure)
-		}
-		ref, err := name.ParseReference(d, opts...)
-		if err != nil {
-			fmt.Fprintf(s.Stderr, "Error: invalid --destination %q: %v\n", d, err)
-			return &ExitError{Code: 1}
-		}
-		refs = append(refs, ref)
-	}
-	if !f.noPush {
-		tr := k.Transport
-		if tr == nil {
-			tr = http.DefaultTransport
-		}
-		for _, ref := range refs {
-			if err := remote.Write(ref, img, remote.WithContext(ctx), remote.WithTransport(tr)); err != nil {
-				fmt.Fprintf(s.Stderr, "Error: failed to push to destination %s: %v\n", ref, err)
-				return &ExitError{Code: 1}
-			}
-			fmt.Fprintf(s.Stdout, "INFO Pushed %s@%s\n", ref.Context(), digest)
+	start := time.Now()
+	err := sb.Execute(ctx, &step)
+	fmt.Fprintf(s.Stdout, "ciel-e2e: kaniko executor ran %s in the sandbox (%v)\n", time.Since(start).Round(time.Millisecond), exitText(err))
+	if !k.Keep {
+		if cerr := removeRoot(root); cerr != nil && err == nil {
+			err = fmt.Errorf("kaniko: %w", cerr)
 		}
 	}
-	return k.writeResults(s, f, refs, digest)
+	return err
 }
 
-func registryOf(ref string) string {
-	host, _, _ := strings.Cut(ref, "/")
-	return host
+func exitText(err error) string {
+	if err == nil {
+		return "exit code 0"
+	}
+	return err.Error()
 }
 
-// readDockerfile finds the Dockerfile as Kaniko does: the path as given,
-// else relative to the context.
-func (k *SyntheticKaniko) readDockerfile(s *Step, dockerfile, contextDir string) ([]byte, error) {
-	candidates := []string{dockerfile}
-	if !filepath.IsAbs(dockerfile) {
-		candidates = append(candidates, filepath.Join(contextDir, dockerfile))
+// prepareRoot lays out what the Kaniko executor image holds besides the
+// executor, which the sandbox binds read-only.
+func (k *Kaniko) prepareRoot(root string) error {
+	ca := k.CABundle
+	if ca == "" {
+		ca = "/etc/ssl/certs/ca-certificates.crt"
 	}
-	for _, c := range candidates {
-		host, err := s.HostPath(c)
-		if err != nil {
+	caPEM, err := os.ReadFile(ca)
+	if err != nil {
+		return fmt.Errorf("reading the CA bundle: %w", err)
+	}
+	for _, d := range []string{"kaniko/ssl/certs", "kaniko/.docker", "etc", "workspace"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			return err
+		}
+	}
+	files := map[string][]byte{
+		"kaniko/ssl/certs/ca-certificates.crt": caPEM,
+		"kaniko/.docker/config.json":           []byte("{}\n"),
+		"etc/nsswitch.conf":                    []byte("hosts: files dns\n"),
+		".dockerenv":                           nil,
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(root, name), body, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// KanikoEnv is the environment of a Kaniko container: the image's
+// (KanikoImageEnv), then every variable the runner resolved from the pod
+// (the container's env and envFrom, the Kubernetes service variables),
+// except the generic PATH and HOME the runner assumes for unknown images
+// when the container does not set them.
+func KanikoEnv(s *Step) []string {
+	declared := map[string]bool{}
+	if s.Container != nil {
+		for _, e := range s.Container.Env {
+			declared[e.Name] = true
+		}
+	}
+	env := newEnvList(KanikoImageEnv)
+	for _, kv := range s.Env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
 			continue
 		}
-		if b, err := os.ReadFile(host); err == nil {
-			return b, nil
+		if (k == "PATH" || k == "HOME") && !declared[k] {
+			continue
 		}
+		env.set(k, v)
 	}
-	return nil, fmt.Errorf("no Dockerfile at %s", dockerfile)
+	return env.list()
 }
 
-func (k *SyntheticKaniko) image(hostContext string, dockerfile []byte, f *kanikoFlags, plat v1.Platform) (v1.Image, error) {
-	created := time.Unix(0, 0).UTC()
-	var seed int64
-	if f.reproducible {
-		h := sha256.New()
-		fmt.Fprintf(h, "platform %s\ntarget %s\nbuild-args %q\nlabels %q\n", plat.String(), f.target, f.buildArgs, f.labels)
-		h.Write(dockerfile)
-		if err := hashTree(h, hostContext); err != nil {
-			return nil, err
-		}
-		seed = int64(binary.BigEndian.Uint64(h.Sum(nil)[:8]))
-	} else {
-		now := time.Now
-		if k.Now != nil {
-			now = k.Now
-		}
-		created = now().UTC()
-		seed = created.UnixNano()
-	}
-	layer, err := random.Layer(1024, types.DockerLayer, random.WithSource(rand.NewSource(seed)))
+// removeRoot deletes a build's root once its sandbox is gone. It refuses
+// while anything is still mounted below root (a bind of the pod's volumes
+// would be emptied through it).
+func removeRoot(root string) error {
+	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("checking mounts before removing %s: %w", root, err)
 	}
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	if err != nil {
-		return nil, err
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, err
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant, cf.OSVersion = plat.OS, plat.Architecture, plat.Variant, plat.OSVersion
-	cf.Created = v1.Time{Time: created}
-	cf.Config.Labels = map[string]string{"dev.ciel.e2e.synthetic": "true"}
-	for _, l := range f.labels {
-		key, val, _ := strings.Cut(l, "=")
-		cf.Config.Labels[key] = val
-	}
-	return mutate.ConfigFile(img, cf)
-}
-
-// hashTree hashes the names, modes and contents of the files below dir, in
-// lexical order.
-func hashTree(h io.Writer, dir string) error {
-	var paths []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.Type().IsRegular() {
-			paths = append(paths, p)
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("hashing the build context: %w", err)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		rel, _ := filepath.Rel(dir, p)
-		fmt.Fprintf(h, "%s\n", rel)
-		fh, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(h, fh)
-		fh.Close()
-		if err != nil {
-			return err
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && (fields[4] == root || strings.HasPrefix(fields[4], root+"/")) {
+			return fmt.Errorf("not removing %s: %s is still mounted", root, fields[4])
 		}
 	}
-	return nil
-}
-
-func (k *SyntheticKaniko) writeResults(s *Step, f *kanikoFlags, refs []name.Reference, digest v1.Hash) error {
-	write := func(containerPath, content string) error {
-		host, err := s.HostPath(containerPath)
-		if err != nil {
-			return fmt.Errorf("kaniko: writing %s: %w", containerPath, err)
-		}
-		if err := os.WriteFile(host, []byte(content), 0o644); err != nil {
-			return fmt.Errorf("kaniko: writing %s: %w", containerPath, err)
-		}
-		return nil
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("checking mounts before removing %s: %w", root, err)
 	}
-	if f.digestFile != "" {
-		if err := write(f.digestFile, digest.String()); err != nil {
-			return err
-		}
-	}
-	if f.imageNameDigestFile != "" {
-		var b strings.Builder
-		for _, r := range refs {
-			fmt.Fprintf(&b, "%s@%s\n", r.Context().Name(), digest)
-		}
-		if err := write(f.imageNameDigestFile, b.String()); err != nil {
-			return err
-		}
-	}
-	if f.imageNameTagDigestFile != "" {
-		var parts []string
-		for _, r := range refs {
-			tag := "latest"
-			if t, ok := r.(name.Tag); ok {
-				tag = t.TagStr()
-			}
-			parts = append(parts, fmt.Sprintf(`{"image":%q,"tag":%q,"digest":%q}`, r.Context().Name(), tag, digest.String()))
-		}
-		if err := write(f.imageNameTagDigestFile, "["+strings.Join(parts, ",")+"]"); err != nil {
-			return err
-		}
-	}
-	return nil
+	return os.RemoveAll(root)
 }

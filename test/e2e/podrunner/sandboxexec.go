@@ -39,6 +39,10 @@ type Sandbox struct {
 	// Rewrite, when set, may rewrite the command before it runs (e.g. to
 	// point "ciel" at Programs' "/ko-app/ciel").
 	Rewrite func(command []string) []string
+	// PIDNamespace runs the program in a PID namespace of its own, as
+	// PID 1, with a /proc showing only its processes; when it exits, the
+	// kernel kills whatever it left running.
+	PIDNamespace bool
 }
 
 var _ Executor = (*Sandbox)(nil)
@@ -109,6 +113,9 @@ func (sb *Sandbox) Execute(ctx context.Context, s *Step) error {
 		Unshareflags: syscall.CLONE_NEWNS,
 		Setpgid:      true,
 		Pdeathsig:    syscall.SIGKILL,
+	}
+	if sb.PIDNamespace {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWPID
 	}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	runErr := cmd.Run()
