@@ -128,6 +128,8 @@ type ContainerRecord struct {
 	TerminationMessage string
 	// LogFile holds the container's output.
 	LogFile string
+	// Duration is how long the step's program ran (zero when it did not).
+	Duration time.Duration
 }
 
 // New validates cfg and returns a Runner.
@@ -909,7 +911,9 @@ func (pr *podRun) runStep(ctx context.Context, i int, c *corev1.Container) (int,
 		stepCtx, cancel = context.WithTimeout(ctx, inv.Timeout)
 		defer cancel()
 	}
+	execStart := time.Now()
 	exitCode, execErr := pr.exec(stepCtx, rule, c, command, env, mounts, logFile, extra)
+	rec.Duration = time.Since(execStart)
 	switch {
 	case stepCtx.Err() != nil && ctx.Err() == nil:
 		// The step's own timeout.

@@ -15,6 +15,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,7 +24,9 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -34,6 +38,7 @@ import (
 	"github.com/ciel-ci/ciel/interceptor/gitlabapi"
 	"github.com/ciel-ci/ciel/interceptor/server"
 	"github.com/ciel-ci/ciel/test/e2e/harness"
+	"github.com/ciel-ci/ciel/test/e2e/podrunner"
 )
 
 var suite harness.Suite
@@ -294,27 +299,24 @@ func TestSourcePushStartsOneBuild(t *testing.T) {
 	_ = io.Discard
 }
 
-// gitRepo makes a local repository with a Dockerfile and sources and
-// returns its path and HEAD commit.
-func gitRepo(t *testing.T) (string, string) {
+// gitRepo makes a local repository of the test project (testdata/hello,
+// its bases under baseRegistry) and returns its path and HEAD commit.
+func gitRepo(t *testing.T, env *harness.Env, baseRegistry string) (string, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "payments-api.git")
 	run := func(args ...string) string {
 		cmd := exec.Command("git", args...)
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=ciel", "GIT_AUTHOR_EMAIL=ciel@example.com",
-			"GIT_COMMITTER_NAME=ciel", "GIT_COMMITTER_EMAIL=ciel@example.com", "GIT_CONFIG_GLOBAL=/dev/null")
+			"GIT_COMMITTER_NAME=ciel", "GIT_COMMITTER_EMAIL=ciel@example.com", "GIT_CONFIG_GLOBAL=/dev/null",
+			"GIT_AUTHOR_DATE=2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE=2026-01-01T00:00:00Z")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("git %v: %v\n%s", args, err, out)
 		}
 		return strings.TrimSpace(string(out))
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "cmd", "server"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY cmd /cmd\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "cmd", "server", "main.go"), []byte("package main\n\nfunc main() {}\n"), 0o644)
+	helloProject(t, env, dir, baseRegistry)
 	run("init", "-q", "-b", "main")
 	run("add", ".")
 	run("commit", "-q", "-m", "first")
@@ -336,6 +338,13 @@ func pushFor(t *testing.T, env *harness.Env, repo, sha string) []byte {
 	return b
 }
 
+// TestSourcePushBuildsMultiArchIndex follows a push of the test project
+// (testdata/hello) through the whole product: the real Kaniko executor
+// builds linux/amd64 and linux/arm64 on nodes of those architectures, the
+// merge pushes the OCI index; a second delivery of the push rebuilds from
+// the per-platform Kaniko caches and gets the same digests, as does a
+// rebuild with an empty cache (--reproducible); tag pushes then release
+// the index without a rebuild.
 func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	w := setUp(t)
 	reg := w.env.StartRegistry(t)
@@ -345,49 +354,132 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 		types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	repo, sha := gitRepo(t)
-	w.env.StartPodRunner(t, []string{w.ns}, harness.WithSandboxBind(repo))
+	base := w.env.PushBaseImages(t, reg.Host)
+	repo, sha := gitRepo(t, w.env, base)
+	runner := w.env.StartPodRunner(t, []string{w.ns}, harness.WithSandboxBind(repo))
+	image := reg.Host + "/acme/payments-api"
+	push := pushFor(t, w.env, repo, sha)
 
 	start := time.Now()
-	w.post(t, "Push Hook", "s3cret", "delivery-build", pushFor(t, w.env, repo, sha))
-	prs := w.env.WaitPipelineRuns(t, w.ns, 1, 90*time.Second)
-	pr := w.env.WaitPipelineRunDone(t, w.ns, prs[0].Name, 10*time.Minute)
-	if c := pr.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Status != corev1.ConditionTrue {
-		t.Fatalf("PipelineRun %s: %+v", pr.Name, c)
-	}
-	t.Logf("push to finished multi-arch index: %s", time.Since(start).Round(time.Millisecond))
+	w.post(t, "Push Hook", "s3cret", "delivery-build", push)
+	first := w.waitNewRun(t, nil)
+	t.Logf("push to finished multi-arch index (cold Kaniko caches): %s", time.Since(start).Round(time.Millisecond))
+	cold := kanikoBuilds(t, w.env, runner, w.ns, first.Name)
 
 	// The index under the short SHA holds exactly linux/amd64 and linux/arm64,
-	// each child's config saying so.
-	ref, err := name.ParseReference(fmt.Sprintf("%s/acme/payments-api:%s", reg.Host, sha[:8]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	idx, err := remote.Index(ref)
+	// each child's config saying so, with the program built for it; the
+	// amd64 child holds what its RUN wrote.
+	idx, err := remote.Index(mustRef(t, image+":"+sha[:8]))
 	if err != nil {
 		t.Fatalf("reading the index: %v", err)
 	}
-	im, err := idx.IndexManifest()
+	indexDigest, err := idx.Digest()
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	for _, d := range im.Manifests {
-		img, err := idx.Image(d.Digest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d.Platform == nil || d.Platform.OS != cf.OS || d.Platform.Architecture != cf.Architecture {
-			t.Errorf("child %s: index says %v, config says %s/%s", d.Digest, d.Platform, cf.OS, cf.Architecture)
-		}
-		got = append(got, cf.OS+"/"+cf.Architecture)
+	if got := pipelineResult(first, "IMAGE_DIGEST"); got != indexDigest.String() {
+		t.Errorf("the PipelineRun's IMAGE_DIGEST is %q, the tag points at %s", got, indexDigest)
 	}
-	if strings.Join(got, ",") != "linux/amd64,linux/arm64" {
-		t.Errorf("index platforms %v, want linux/amd64 and linux/arm64", got)
+	children := indexChildren(t, idx)
+	if len(children) != 2 || children["linux/amd64"] == "" || children["linux/arm64"] == "" {
+		t.Fatalf("index children %v, want linux/amd64 and linux/arm64", children)
+	}
+	for plat, d := range children {
+		arch := strings.TrimPrefix(plat, "linux/")
+		img, err := idx.Image(mustHash(t, d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		files := imageFiles(t, img, "usr/local/bin/hello", "etc/hello-build", "bin/busybox")
+		if got := elfMachine(t, files["usr/local/bin/hello"]); got != arch {
+			t.Errorf("%s: /usr/local/bin/hello is built for %s", plat, got)
+		}
+		if got := elfMachine(t, files["bin/busybox"]); got != arch {
+			t.Errorf("%s: the base image's /bin/busybox is %s", plat, got)
+		}
+		built, ok := files["etc/hello-build"]
+		switch {
+		case arch == "amd64" && string(built) != "hello from linux/amd64\n":
+			t.Errorf("linux/amd64: /etc/hello-build, written by its RUN, holds %q", built)
+		case arch != "amd64" && ok:
+			t.Errorf("%s has /etc/hello-build, which only the amd64 stage RUNs", plat)
+		}
+	}
+
+	// Cold builds look up their own platform's cache repository only, and
+	// find nothing there.
+	for arch, b := range cold {
+		repos, hits := cacheLookups(b.log)
+		if want := image + "/cache-linux-" + arch; len(repos) != 1 || repos[0] != want {
+			t.Errorf("cold %s build looked up cached layers in %v, want only %s", arch, repos, want)
+		}
+		if hits != 0 {
+			t.Errorf("cold %s build used %d cached layers", arch, hits)
+		}
+	}
+
+	// A second delivery of the push (a new webhook, same commit) runs the
+	// pipeline again: every platform's build hits its own cache, and the
+	// result is the same images and index.
+	start = time.Now()
+	w.post(t, "Push Hook", "s3cret", "delivery-build-again", push)
+	second := w.waitNewRun(t, []string{first.Name})
+	t.Logf("push to finished multi-arch index (warm Kaniko caches): %s", time.Since(start).Round(time.Millisecond))
+	cached := kanikoBuilds(t, w.env, runner, w.ns, second.Name)
+	for arch, b := range cached {
+		repos, hits := cacheLookups(b.log)
+		if want := image + "/cache-linux-" + arch; len(repos) != 1 || repos[0] != want {
+			t.Errorf("cached %s build looked up cached layers in %v, want only %s", arch, repos, want)
+		}
+		if hits == 0 {
+			t.Errorf("the second %s build used no cached layer:\n%s", arch, b.log)
+		}
+		t.Logf("kaniko build linux/%s: cold %s, cached %s (%d cached layers)", arch,
+			cold[arch].took.Round(time.Millisecond), b.took.Round(time.Millisecond), hits)
+	}
+	if got := pipelineResult(second, "IMAGE_DIGEST"); got != indexDigest.String() {
+		t.Errorf("the cached rebuild's index is %s, want the first run's %s", got, indexDigest)
+	}
+	// Neither platform's cache holds a layer of the other's.
+	amdLayers := cacheLayers(t, image+"/cache-linux-amd64")
+	armLayers := cacheLayers(t, image+"/cache-linux-arm64")
+	if len(amdLayers) == 0 || len(armLayers) == 0 {
+		t.Errorf("cache layers: %d for amd64, %d for arm64; want some for both", len(amdLayers), len(armLayers))
+	}
+	for l := range amdLayers {
+		if armLayers[l] {
+			t.Errorf("layer %s is cached for both platforms", l)
+		}
+	}
+
+	// --reproducible: the same commit rebuilt from scratch (an empty cache
+	// repository) gives the same images, hence the same index.
+	fresh := first.DeepCopy()
+	fresh.ObjectMeta = metav1.ObjectMeta{Name: "rebuild-without-cache", Namespace: w.ns, Labels: first.Labels, Annotations: first.Annotations}
+	fresh.Status = pipelinev1.PipelineRunStatus{}
+	setParam(fresh, "cache-repo", image+"/fresh-cache")
+	if _, err := w.env.Tekton.TektonV1().PipelineRuns(w.ns).Create(context.Background(), fresh, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	third := w.env.WaitPipelineRunDone(t, w.ns, fresh.Name, 10*time.Minute)
+	if c := third.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Status != corev1.ConditionTrue {
+		t.Fatalf("PipelineRun %s: %+v", third.Name, c)
+	}
+	for arch, b := range kanikoBuilds(t, w.env, runner, w.ns, third.Name) {
+		if _, hits := cacheLookups(b.log); hits != 0 {
+			t.Errorf("the rebuild without cache used %d cached layers for %s", hits, arch)
+		}
+		t.Logf("kaniko build linux/%s without cache: %s", arch, b.took.Round(time.Millisecond))
+	}
+	if got := pipelineResult(third, "IMAGE_DIGEST"); got != indexDigest.String() {
+		t.Errorf("the rebuild without cache made index %s, want %s", got, indexDigest)
+	}
+	idx3, err := remote.Index(mustRef(t, pipelineResult(third, "IMAGE_URL")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := indexChildren(t, idx3); fmt.Sprint(got) != fmt.Sprint(children) {
+		t.Errorf("rebuilt children %v, want %v", got, children)
 	}
 
 	// Each build pod ran on a node of its architecture.
@@ -406,30 +498,27 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 			t.Errorf("pod %s wants %s but ran on %s", p.Name, arch, p.Spec.NodeName)
 		}
 	}
-	if builds != 2 {
-		t.Errorf("%d pods pinned to an architecture, want the 2 builds", builds)
+	if builds != 6 {
+		t.Errorf("%d pods pinned to an architecture, want the 2 builds of 3 runs", builds)
 	}
 
 	// Scenario 6: tag pushes release the index just built, without a rebuild.
-	indexDigest, err := idx.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	repoRef := fmt.Sprintf("%s/acme/payments-api", reg.Host)
-	release := func(tag string, want int) {
+	repoRef := image
+	release := func(tag string) {
 		t.Helper()
-		w.post(t, "Tag Push Hook", "s3cret", "delivery-"+tag, tagPushFor(t, w.env, repo, sha, tag))
-		prs := w.env.WaitPipelineRuns(t, w.ns, want, 90*time.Second)
-		for _, p := range prs {
-			if p.Spec.PipelineRef != nil && p.Spec.PipelineRef.Name == "release" && p.Annotations["ciel.dev/gitlab-ref"] == "refs/tags/"+tag {
-				pr := w.env.WaitPipelineRunDone(t, w.ns, p.Name, 5*time.Minute)
-				if c := pr.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Status != corev1.ConditionTrue {
-					t.Fatalf("release %s: %+v", tag, c)
-				}
-				return
-			}
+		before, err := w.env.Tekton.TektonV1().PipelineRuns(w.ns).List(context.Background(), metav1.ListOptions{})
+		if err != nil {
+			t.Fatal(err)
 		}
-		t.Fatalf("no release PipelineRun for %s among %d", tag, len(prs))
+		var seen []string
+		for _, p := range before.Items {
+			seen = append(seen, p.Name)
+		}
+		w.post(t, "Tag Push Hook", "s3cret", "delivery-"+tag, tagPushFor(t, w.env, repo, sha, tag))
+		pr := w.waitNewRun(t, seen)
+		if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != "release" || pr.Annotations["ciel.dev/gitlab-ref"] != "refs/tags/"+tag {
+			t.Fatalf("tag %s started %s (%+v, ref %q), want the release pipeline", tag, pr.Name, pr.Spec.PipelineRef, pr.Annotations["ciel.dev/gitlab-ref"])
+		}
 	}
 	digestOf := func(tag string) string {
 		t.Helper()
@@ -439,13 +528,13 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 		}
 		return d.Digest.String()
 	}
-	release("v1.2.3", 2)
+	release("v1.2.3")
 	for _, tag := range []string{"v1.2.3", "v1.2", "v1", "latest"} {
 		if got := digestOf(tag); got != indexDigest.String() {
 			t.Errorf("after v1.2.3: %s is %s, want the built index %s", tag, got, indexDigest)
 		}
 	}
-	release("v1.1.9", 3)
+	release("v1.1.9")
 	if got := digestOf("v1.1"); got != indexDigest.String() {
 		t.Errorf("after v1.1.9: v1.1 is %s, want %s", got, indexDigest)
 	}
@@ -465,9 +554,178 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 			archPods++
 		}
 	}
-	if archPods != 2 {
-		t.Errorf("%d build pods after the releases, want the 2 of the branch build", archPods)
+	if archPods != builds {
+		t.Errorf("%d build pods after the releases, want the %d of the branch builds", archPods, builds)
 	}
+}
+
+// waitNewRun waits for a PipelineRun not named in seen, then for it to
+// succeed, and returns it.
+func (w *world) waitNewRun(t *testing.T, seen []string) *pipelinev1.PipelineRun {
+	t.Helper()
+	prs := w.env.WaitPipelineRuns(t, w.ns, len(seen)+1, 90*time.Second)
+	for _, p := range prs {
+		if slices.Contains(seen, p.Name) {
+			continue
+		}
+		pr := w.env.WaitPipelineRunDone(t, w.ns, p.Name, 10*time.Minute)
+		if c := pr.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Status != corev1.ConditionTrue {
+			t.Fatalf("PipelineRun %s: %+v", pr.Name, c)
+		}
+		return pr
+	}
+	t.Fatalf("no new PipelineRun besides %v", seen)
+	return nil
+}
+
+func pipelineResult(pr *pipelinev1.PipelineRun, name string) string {
+	for _, r := range pr.Status.Results {
+		if r.Name == name {
+			return r.Value.StringVal
+		}
+	}
+	return ""
+}
+
+func setParam(pr *pipelinev1.PipelineRun, name, value string) {
+	for i, p := range pr.Spec.Params {
+		if p.Name == name {
+			pr.Spec.Params[i].Value = *pipelinev1.NewStructuredValues(value)
+			return
+		}
+	}
+	pr.Spec.Params = append(pr.Spec.Params, pipelinev1.Param{Name: name, Value: *pipelinev1.NewStructuredValues(value)})
+}
+
+// indexChildren maps each child's platform (as its config states it,
+// checked against the index's descriptor) to its digest.
+func indexChildren(t *testing.T, idx v1.ImageIndex) map[string]string {
+	t.Helper()
+	im, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, d := range im.Manifests {
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Platform == nil || d.Platform.OS != cf.OS || d.Platform.Architecture != cf.Architecture {
+			t.Errorf("child %s: index says %v, config says %s/%s", d.Digest, d.Platform, cf.OS, cf.Architecture)
+		}
+		out[cf.OS+"/"+cf.Architecture] = d.Digest.String()
+	}
+	return out
+}
+
+func mustHash(t *testing.T, s string) v1.Hash {
+	t.Helper()
+	h, err := v1.NewHash(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// kanikoBuild is one kaniko-build pod's Kaniko step, as the pod runner ran it.
+type kanikoBuild struct {
+	took time.Duration
+	log  string
+}
+
+// kanikoBuilds returns the Kaniko steps of a PipelineRun's pods by the
+// architecture of the node they ran on; it fails unless there is exactly
+// one for amd64 and one for arm64.
+func kanikoBuilds(t *testing.T, env *harness.Env, runner *podrunner.Runner, ns, pipelineRun string) map[string]kanikoBuild {
+	t.Helper()
+	pods, err := env.Kube.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "tekton.dev/pipelineRun=" + pipelineRun})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := map[string]bool{}
+	for _, p := range pods.Items {
+		mine[p.Name] = true
+	}
+	out := map[string]kanikoBuild{}
+	for _, rec := range runner.Records() {
+		if rec.Namespace != ns || !mine[rec.Name] {
+			continue
+		}
+		for _, c := range rec.Containers {
+			if c.Rule != "kaniko" {
+				continue
+			}
+			b, err := os.ReadFile(c.LogFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, dup := out[rec.Arch]; dup {
+				t.Errorf("%s: two Kaniko builds on %s nodes", pipelineRun, rec.Arch)
+			}
+			out[rec.Arch] = kanikoBuild{took: c.Duration, log: ansi.ReplaceAllString(string(b), "")}
+		}
+	}
+	if len(out) != 2 || out["amd64"].log == "" || out["arm64"].log == "" {
+		t.Fatalf("%s: Kaniko ran on %d nodes' architectures, want amd64 and arm64", pipelineRun, len(out))
+	}
+	return out
+}
+
+var (
+	ansi          = regexp.MustCompile(`\x1b\[[0-9;]*m`)
+	cacheCheckLog = regexp.MustCompile(`Checking for cached layer (\S+)\.\.\.`)
+)
+
+// cacheLookups returns the cache repositories a Kaniko log shows lookups
+// in, and how many commands it took from the cache.
+func cacheLookups(log string) (repos []string, hits int) {
+	for _, m := range cacheCheckLog.FindAllStringSubmatch(log, -1) {
+		repo := m[1]
+		if i := strings.LastIndex(repo, ":"); i > strings.LastIndex(repo, "/") {
+			repo = repo[:i]
+		}
+		if !slices.Contains(repos, repo) {
+			repos = append(repos, repo)
+		}
+	}
+	return repos, strings.Count(log, "Using caching version of cmd")
+}
+
+// cacheLayers returns the digests of the layers Kaniko cached in repo.
+func cacheLayers(t *testing.T, repo string) map[string]bool {
+	t.Helper()
+	r, err := name.NewRepository(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tags, err := remote.List(r)
+	if err != nil {
+		t.Fatalf("listing %s: %v", repo, err)
+	}
+	out := map[string]bool{}
+	for _, tag := range tags {
+		img, err := remote.Image(r.Tag(tag))
+		if err != nil {
+			t.Fatal(err)
+		}
+		layers, err := img.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range layers {
+			d, err := l.Digest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[d.String()] = true
+		}
+	}
+	return out
 }
 
 func mustRef(t *testing.T, s string) name.Reference {
