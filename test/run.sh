@@ -18,6 +18,8 @@ command -v etcd >/dev/null || need+=(etcd-server)
 command -v git >/dev/null || need+=(git)
 command -v openssl >/dev/null || need+=(openssl)
 command -v unshare >/dev/null || need+=(util-linux)
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)   # the e2e Kaniko image's CA bundle
+command -v dpkg-deb >/dev/null || need+=(dpkg)                          # unpacks the e2e base images' busybox
 if [ ${#need[@]} -gt 0 ]; then
   step "installing ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi

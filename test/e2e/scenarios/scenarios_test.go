@@ -664,6 +664,9 @@ func kanikoBuilds(t *testing.T, env *harness.Env, runner *podrunner.Runner, ns, 
 			if err != nil {
 				t.Fatal(err)
 			}
+			if c.Duration <= 0 || c.ExitCode != 0 {
+				t.Errorf("%s: Kaniko step of %s: exit code %d after %s", pipelineRun, rec.Name, c.ExitCode, c.Duration)
+			}
 			if _, dup := out[rec.Arch]; dup {
 				t.Errorf("%s: two Kaniko builds on %s nodes", pipelineRun, rec.Arch)
 			}
