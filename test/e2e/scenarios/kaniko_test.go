@@ -97,6 +97,37 @@ func elfMachine(t *testing.T, b []byte) string {
 	return f.Machine.String()
 }
 
+// checkHelloImage checks an image of the test project built for
+// linux/arch: its config, its program's and its base's ELF machine, and
+// that only the amd64 image holds what the amd64 stage's RUN wrote.
+func checkHelloImage(t *testing.T, img v1.Image, arch string) {
+	t.Helper()
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.OS != "linux" || cf.Architecture != arch {
+		t.Errorf("linux/%s image: config says %s/%s", arch, cf.OS, cf.Architecture)
+	}
+	if cf.Config.User != "65532:65532" || strings.Join(cf.Config.Entrypoint, " ") != "/usr/local/bin/hello" {
+		t.Errorf("linux/%s image: user %q, entrypoint %q; want the Dockerfile's", arch, cf.Config.User, cf.Config.Entrypoint)
+	}
+	files := imageFiles(t, img, "usr/local/bin/hello", "etc/hello-build", "bin/busybox")
+	if got := elfMachine(t, files["usr/local/bin/hello"]); got != arch {
+		t.Errorf("linux/%s image: /usr/local/bin/hello is built for %s", arch, got)
+	}
+	if got := elfMachine(t, files["bin/busybox"]); got != arch {
+		t.Errorf("linux/%s image: the base's /bin/busybox is %s", arch, got)
+	}
+	built, ok := files["etc/hello-build"]
+	switch {
+	case arch == "amd64" && string(built) != "hello from linux/amd64\n":
+		t.Errorf("linux/amd64 image: /etc/hello-build, which its RUN writes, holds %q", built)
+	case arch != "amd64" && ok:
+		t.Errorf("linux/%s image has /etc/hello-build, which only the amd64 stage RUNs", arch)
+	}
+}
+
 // kanikoStep is a build step as Tekton renders the kaniko-build Task's
 // (the source workspace, the results directory), for podrunner.Kaniko
 // directly.
@@ -156,30 +187,7 @@ func TestKanikoRunsTheRenderedStep(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the pushed image: %v", err)
 			}
-			cf, err := img.ConfigFile()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if cf.OS != "linux" || cf.Architecture != arch {
-				t.Errorf("config says %s/%s, want linux/%s", cf.OS, cf.Architecture, arch)
-			}
-			if cf.Config.User != "65532:65532" {
-				t.Errorf("user %q, want 65532:65532", cf.Config.User)
-			}
-			files := imageFiles(t, img, "usr/local/bin/hello", "etc/hello-build", "bin/busybox")
-			if got := elfMachine(t, files["usr/local/bin/hello"]); got != arch {
-				t.Errorf("/usr/local/bin/hello is built for %s, want %s", got, arch)
-			}
-			if got := elfMachine(t, files["bin/busybox"]); got != arch {
-				t.Errorf("the base's /bin/busybox is %s, want %s", got, arch)
-			}
-			built, ok := files["etc/hello-build"]
-			switch {
-			case arch == "amd64" && string(built) != "hello from linux/amd64\n":
-				t.Errorf("/etc/hello-build, which the amd64 RUN writes, holds %q", built)
-			case arch != "amd64" && ok:
-				t.Errorf("the %s image has /etc/hello-build: a RUN of another stage leaked in", arch)
-			}
+			checkHelloImage(t, img, arch)
 		})
 	}
 

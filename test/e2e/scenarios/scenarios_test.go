@@ -390,20 +390,7 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		files := imageFiles(t, img, "usr/local/bin/hello", "etc/hello-build", "bin/busybox")
-		if got := elfMachine(t, files["usr/local/bin/hello"]); got != arch {
-			t.Errorf("%s: /usr/local/bin/hello is built for %s", plat, got)
-		}
-		if got := elfMachine(t, files["bin/busybox"]); got != arch {
-			t.Errorf("%s: the base image's /bin/busybox is %s", plat, got)
-		}
-		built, ok := files["etc/hello-build"]
-		switch {
-		case arch == "amd64" && string(built) != "hello from linux/amd64\n":
-			t.Errorf("linux/amd64: /etc/hello-build, written by its RUN, holds %q", built)
-		case arch != "amd64" && ok:
-			t.Errorf("%s has /etc/hello-build, which only the amd64 stage RUNs", plat)
-		}
+		checkHelloImage(t, img, arch)
 	}
 
 	// Cold builds look up their own platform's cache repository only, and
