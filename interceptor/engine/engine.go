@@ -270,10 +270,17 @@ type Input struct {
 	// Namespace is the trigger's namespace: compareSecret reads there.
 	Namespace string
 	// ChangedFiles computes extensions.changed_files of a push. Default:
-	// gitlab.PayloadSource{} (the payload only, no network).
+	// gitlab.PayloadSource{} (the payload only, no network). For a merge
+	// request event it must also implement gitlab.MergeRequestFilesSource
+	// (gitlabapi.Source, gitlab.FixedSource do); otherwise the MR's changed
+	// files are unknown (gitlab.UnknownChangedFiles).
 	ChangedFiles gitlab.ChangedFilesSource
 	// Event is the already decoded body, from Engine.Decode.
 	Event *gitlab.Event
+
+	// mr is a merge request event's changed files across the passes of
+	// evaluateMergeRequest.
+	mr *mrFiles
 }
 
 // Decode decodes in.Body as the event named by in.Header's X-Gitlab-Event,
@@ -303,8 +310,11 @@ type Decision struct {
 	Event *gitlab.Event
 	// Push is extensions.push; nil unless the event is a push or tag push.
 	Push map[string]any
+	// MergeRequest is extensions.merge_request; nil unless the event is a
+	// merge request.
+	MergeRequest map[string]any
 	// ChangedFiles is extensions.changed_files; nil unless the event is a
-	// push or tag push.
+	// push or tag push, or a merge request whose files were fetched.
 	ChangedFiles *gitlab.ChangedFiles
 	// Overlays are the overlays' values in the order of the rules; empty
 	// when the filter is false (overlays are not evaluated then).
@@ -338,6 +348,9 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 			return nil, err
 		}
 	}
+	if ev.MergeRequest != nil && in.mr == nil {
+		return e.evaluateMergeRequest(ctx, p, in, ev)
+	}
 	d = &Decision{Event: ev}
 
 	exts := make(map[string]any, len(in.Extensions)+2)
@@ -360,6 +373,9 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 		exts["push"] = d.Push
 		exts["changed_files"] = cfMap
 		own = map[string]any{"push": d.Push, "changed_files": cfMap}
+	}
+	if in.mr != nil {
+		own = in.mr.extensions(exts, d)
 	}
 
 	ctx = celenv.WithNamespace(ctx, in.Namespace)

@@ -28,20 +28,23 @@ var ErrTooLarge = errors.New("webhook body too large")
 // form, and for system hooks, whose push and tag push payloads have the same
 // shape as the project hooks'.
 const (
-	HeaderPush    = "Push Hook"
-	HeaderTagPush = "Tag Push Hook"
-	HeaderSystem  = "System Hook"
+	HeaderPush         = "Push Hook"
+	HeaderTagPush      = "Tag Push Hook"
+	HeaderMergeRequest = "Merge Request Hook"
+	HeaderSystem       = "System Hook"
 )
 
 // Kind is the kind of a decoded event.
 type Kind string
 
-// The kinds Decode distinguishes. Every event that is not a push or a tag
-// push is KindOther; its body is still available, untyped, in Event.Body.
+// The kinds Decode distinguishes. Every event that is not a push, a tag
+// push or a merge request is KindOther; its body is still available,
+// untyped, in Event.Body.
 const (
-	KindPush    Kind = "push"     // object_kind "push": commits pushed to a branch, or a branch created or deleted
-	KindTagPush Kind = "tag_push" // object_kind "tag_push": a tag created or deleted
-	KindOther   Kind = "other"    // merge requests, pipelines, notes, ...
+	KindPush         Kind = "push"          // object_kind "push": commits pushed to a branch, or a branch created or deleted
+	KindTagPush      Kind = "tag_push"      // object_kind "tag_push": a tag created or deleted
+	KindMergeRequest Kind = "merge_request" // object_kind "merge_request": a merge request opened, updated, merged...
+	KindOther        Kind = "other"         // pipelines, notes, issues, ...
 )
 
 // Event is a decoded GitLab webhook.
@@ -61,6 +64,9 @@ type Event struct {
 	// KindPush or KindTagPush. It shares strings and slices with Body;
 	// treat both as read-only.
 	Push *PushEvent
+	// MergeRequest is the typed merge request event: non-nil exactly when
+	// Kind is KindMergeRequest. It shares strings with Body.
+	MergeRequest *MergeRequestEvent
 }
 
 // DecodeOption configures Decode and NewDecoder.
@@ -158,7 +164,13 @@ func (d *Decoder) Decode(eventType string, body []byte) (*Event, error) {
 	if ev.Kind, err = kindOf(eventType, ev.ObjectKind); err != nil {
 		return nil, fmt.Errorf("decoding webhook body: %w", err)
 	}
-	if ev.Kind == KindOther {
+	switch ev.Kind {
+	case KindOther:
+		return ev, nil
+	case KindMergeRequest:
+		if ev.MergeRequest, err = mergeRequestFromBody(obj); err != nil {
+			return nil, fmt.Errorf("decoding %s event: %w", ev.Kind, err)
+		}
 		return ev, nil
 	}
 	if ev.Push, err = pushFromBody(obj); err != nil {
@@ -181,6 +193,8 @@ func kindOf(header, objectKind string) (Kind, error) {
 		kind = KindPush
 	case string(KindTagPush):
 		kind = KindTagPush
+	case string(KindMergeRequest):
+		kind = KindMergeRequest
 	default:
 		kind = KindOther
 	}
@@ -195,6 +209,10 @@ func kindOf(header, objectKind string) (Kind, error) {
 		if kind != KindTagPush {
 			return "", fmt.Errorf("X-Gitlab-Event %q wants object_kind %q, got %s", header, KindTagPush, describeKind(objectKind))
 		}
+	case HeaderMergeRequest:
+		if kind != KindMergeRequest {
+			return "", fmt.Errorf("X-Gitlab-Event %q wants object_kind %q, got %s", header, KindMergeRequest, describeKind(objectKind))
+		}
 	default:
 		if kind != KindOther {
 			return "", fmt.Errorf("object_kind %q arrived with X-Gitlab-Event %q; GitLab sends it with %q or %q",
@@ -205,8 +223,11 @@ func kindOf(header, objectKind string) (Kind, error) {
 }
 
 func headerFor(k Kind) string {
-	if k == KindTagPush {
+	switch k {
+	case KindTagPush:
 		return HeaderTagPush
+	case KindMergeRequest:
+		return HeaderMergeRequest
 	}
 	return HeaderPush
 }

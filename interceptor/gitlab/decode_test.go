@@ -31,7 +31,7 @@ var fixtures = []struct {
 	{"tag_push_prerelease.json", HeaderTagPush, KindTagPush},
 	{"tag_push_not_semver.json", HeaderTagPush, KindTagPush},
 	{"tag_delete.json", HeaderTagPush, KindTagPush},
-	{"merge_request.json", "Merge Request Hook", KindOther},
+	{"merge_request.json", HeaderMergeRequest, KindMergeRequest},
 }
 
 func readFixture(t testing.TB, name string) []byte {
@@ -68,7 +68,16 @@ func TestDecodeFixtures(t *testing.T) {
 			if ev.ObjectKind != wantBody["object_kind"] {
 				t.Errorf("ObjectKind = %q, want %q", ev.ObjectKind, wantBody["object_kind"])
 			}
-			if fx.kind == KindOther {
+			if fx.kind == KindMergeRequest {
+				var wantMR MergeRequestEvent
+				if err := json.Unmarshal(body, &wantMR); err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(&wantMR, ev.MergeRequest); diff != "" {
+					t.Errorf("MergeRequest differs from encoding/json (-want +got):\n%s", diff)
+				}
+			}
+			if fx.kind == KindOther || fx.kind == KindMergeRequest {
 				if ev.Push != nil {
 					t.Errorf("Push = %+v, want nil for %s", ev.Push, fx.kind)
 				}
@@ -89,7 +98,7 @@ func TestDecodeKinds(t *testing.T) {
 	const (
 		push    = `{"object_kind":"push","ref":"refs/heads/main"}`
 		tagPush = `{"object_kind":"tag_push","ref":"refs/tags/v1.0.0"}`
-		mr      = `{"object_kind":"merge_request"}`
+		mr      = `{"object_kind":"merge_request","object_attributes":{"iid":1,"source_branch":"f","target_branch":"main","target_project_id":1}}`
 	)
 	tests := []struct {
 		name   string
@@ -103,8 +112,9 @@ func TestDecodeKinds(t *testing.T) {
 		{"tag push with its header", HeaderTagPush, tagPush, KindTagPush},
 		{"tag push without header", "", tagPush, KindTagPush},
 		{"tag push from a system hook", HeaderSystem, tagPush, KindTagPush},
-		{"merge request", "Merge Request Hook", mr, KindOther},
-		{"merge request without header", "", mr, KindOther},
+		{"merge request", "Merge Request Hook", mr, KindMergeRequest},
+		{"merge request without header", "", mr, KindMergeRequest},
+		{"merge request from a system hook", HeaderSystem, mr, KindMergeRequest},
 		{"no object_kind", "", `{"event_name":"user_add_to_group"}`, KindOther},
 		{"null object_kind", "Member Hook", `{"object_kind":null}`, KindOther},
 		{"unknown header", "Future Hook", `{"object_kind":"future"}`, KindOther},
@@ -119,8 +129,11 @@ func TestDecodeKinds(t *testing.T) {
 			if ev.Kind != tt.want {
 				t.Errorf("Kind = %q, want %q", ev.Kind, tt.want)
 			}
-			if got, want := ev.Push != nil, tt.want != KindOther; got != want {
+			if got, want := ev.Push != nil, tt.want == KindPush || tt.want == KindTagPush; got != want {
 				t.Errorf("Push set = %v, want %v", got, want)
+			}
+			if got, want := ev.MergeRequest != nil, tt.want == KindMergeRequest; got != want {
+				t.Errorf("MergeRequest set = %v, want %v", got, want)
 			}
 		})
 	}
@@ -339,7 +352,7 @@ func TestDecodeErrors(t *testing.T) {
 			name:   "push payload under another header",
 			header: "Merge Request Hook",
 			body:   `{"object_kind":"push","ref":"refs/heads/main"}`,
-			want:   `decoding webhook body: object_kind "push" arrived with X-Gitlab-Event "Merge Request Hook"; GitLab sends it with "Push Hook" or "System Hook"`,
+			want:   `decoding webhook body: X-Gitlab-Event "Merge Request Hook" wants object_kind "merge_request", got "push"`,
 		},
 		{
 			name: "commits not an array",

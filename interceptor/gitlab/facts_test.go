@@ -24,6 +24,7 @@ type golden struct {
 	ObjectKind   string         `json:"object_kind"`
 	Push         map[string]any `json:"push,omitempty"`          // Facts.Map()
 	ChangedFiles map[string]any `json:"changed_files,omitempty"` // PayloadChangedFiles(...).Map()
+	MergeRequest map[string]any `json:"merge_request,omitempty"` // MergeRequestEvent.Facts().Map()
 }
 
 func TestGolden(t *testing.T) {
@@ -37,6 +38,9 @@ func TestGolden(t *testing.T) {
 			if ev.Push != nil {
 				g.Push = ev.Push.Facts().Map()
 				g.ChangedFiles = PayloadChangedFiles(ev.Push).Map()
+			}
+			if ev.MergeRequest != nil {
+				g.MergeRequest = ev.MergeRequest.Facts().Map()
 			}
 			got, err := json.MarshalIndent(g, "", "  ")
 			if err != nil {
@@ -408,7 +412,12 @@ func TestMapJSONMatchesStruct(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			f := ev.Push.Facts()
+			var f interface{ Map() map[string]any }
+			if ev.MergeRequest != nil {
+				f = ev.MergeRequest.Facts()
+			} else {
+				f = ev.Push.Facts()
+			}
 			viaStruct, err := json.Marshal(f)
 			if err != nil {
 				t.Fatal(err)

@@ -26,6 +26,8 @@ func FuzzDecode(f *testing.F) {
 		`{"object_kind":"tag_push","ref":"refs/tags/v1.2.3","after":"0000000000000000000000000000000000000000"}`,
 		`{"object_kind":"push","ref":"refs/heads/main","commits":[{},{"added":[1]}]}`,
 		`{"a":[[[[[[[[[[]]]]]]]]]]}`, `{"a":1} x`, `{"a":-0.0e-0}`,
+		`{"object_kind":"merge_request","object_attributes":{"iid":3,"source_branch":"f","target_branch":"main","source_project_id":7,"target_project_id":42,"action":"update","oldrev":"839dc7c73c1f22b920b5eeacacc72503a86727a5"},"changes":{"labels":{"previous":[{"title":"a"}],"current":[{"title":"b"},{"title":"b"}]}}}`,
+		`{"object_kind":"merge_request","object_attributes":{"iid":3,"source_branch":"f","target_branch":"main","assignee_ids":[1,2.5]}}`,
 	} {
 		f.Add("", []byte(s))
 		f.Add(HeaderPush, []byte(s))
@@ -105,15 +107,46 @@ func checkEvent(t *testing.T, eventType string, ev *Event, std any) {
 			t.Fatalf("Facts.Map has %d keys", len(facts.Map()))
 		}
 		checkChangedFiles(t, ev.Push)
-	case KindOther:
-		if ev.Push != nil {
-			t.Fatal("KindOther with Push")
+	case KindMergeRequest:
+		if ev.MergeRequest == nil || ev.Push != nil {
+			t.Fatalf("Kind %s with MergeRequest %v, Push %v", ev.Kind, ev.MergeRequest != nil, ev.Push != nil)
 		}
-		if ev.ObjectKind == "push" || ev.ObjectKind == "tag_push" {
+		if eventType != "" && eventType != HeaderSystem && eventType != HeaderMergeRequest {
+			t.Fatalf("Kind %s accepted under X-Gitlab-Event %q", ev.Kind, eventType)
+		}
+		checkMergeRequest(t, ev.MergeRequest)
+	case KindOther:
+		if ev.Push != nil || ev.MergeRequest != nil {
+			t.Fatal("KindOther with Push or MergeRequest")
+		}
+		if ev.ObjectKind == "push" || ev.ObjectKind == "tag_push" || ev.ObjectKind == "merge_request" {
 			t.Fatalf("object_kind %q decoded as %s", ev.ObjectKind, ev.Kind)
 		}
 	default:
 		t.Fatalf("unknown Kind %q", ev.Kind)
+	}
+}
+
+// checkMergeRequest checks the invariants of extensions.merge_request.
+func checkMergeRequest(t *testing.T, e *MergeRequestEvent) {
+	t.Helper()
+	f := e.Facts()
+	if len(f.Map()) != 14 {
+		t.Fatalf("MergeRequestFacts.Map has %d keys", len(f.Map()))
+	}
+	if f.IID <= 0 || f.SourceBranch == "" || f.TargetBranch == "" {
+		t.Fatalf("accepted a merge request without iid or branches: %+v", f)
+	}
+	if f.HasNewCommits && (f.Action != ActionUpdate || e.ObjectAttributes.OldRev == "") {
+		t.Fatalf("has_new_commits on action %q, oldrev %q", f.Action, e.ObjectAttributes.OldRev)
+	}
+	if f.FromFork != (f.SourceProjectID != f.TargetProjectID) || (f.FromFork && f.ForkRefusal() == "") {
+		t.Fatalf("from_fork %v for projects %d -> %d", f.FromFork, f.SourceProjectID, f.TargetProjectID)
+	}
+	for _, added := range f.LabelsAdded {
+		if slices.Contains(f.LabelsRemoved, added) {
+			t.Fatalf("label %q both added and removed", added)
+		}
 	}
 }
 

@@ -105,21 +105,28 @@ func (p *Policy) Input(c Case) (engine.Input, error) {
 	return in, nil
 }
 
-// Override is the ChangedFilesSource of cel-eval --files and of test
-// cases: the paths given, as gitlab.OverrideChangedFiles lists them.
+// Override is the changed files source of cel-eval --files and of test
+// cases: the paths given, as gitlab.OverrideChangedFiles lists them, for
+// pushes and for merge requests (their diff and their update alike).
 func Override(paths []string) gitlab.ChangedFilesSource {
-	cf := gitlab.OverrideChangedFiles(paths)
-	return gitlab.ChangedFilesFunc(func(context.Context, *gitlab.PushEvent) (gitlab.ChangedFiles, error) {
-		return cf, nil
-	})
+	return gitlab.FixedSource{Files: gitlab.OverrideChangedFiles(paths)}
 }
 
 // Decide runs the policy on one input: an event type the policy does not
-// accept gives Continue false and a reason, without evaluating anything;
-// otherwise the engine decides. reason explains a false decision.
+// accept, or a merge request from a fork the policy does not allow
+// (ForkRefusal), gives Continue false and a reason, without evaluating
+// anything; otherwise the engine decides. reason explains a false decision.
 func (p *Policy) Decide(ctx context.Context, eng *engine.Engine, in engine.Input) (d *engine.Decision, reason string, err error) {
 	if ev := in.Header.Get("X-Gitlab-Event"); !p.AllowsEvent(ev) {
 		return &engine.Decision{}, fmt.Sprintf("event type %q is not one of the policy's eventTypes %q", ev, p.EventTypes), nil
+	}
+	if in.Event == nil {
+		if in.Event, err = eng.Decode(in); err != nil {
+			return nil, "", err
+		}
+	}
+	if reason := ForkRefusal(in.Event, p.AllowForks); reason != "" {
+		return &engine.Decision{Event: in.Event, MergeRequest: in.Event.MergeRequest.Facts().Map()}, reason, nil
 	}
 	d, err = eng.Evaluate(ctx, p.Program, in)
 	if err != nil {
@@ -129,6 +136,18 @@ func (p *Policy) Decide(ctx context.Context, eng *engine.Engine, in engine.Input
 		reason = fmt.Sprintf("policy %s: the filter is false", p.Name)
 	}
 	return d, reason, nil
+}
+
+// ForkRefusal says why a merge request event from a fork must not be
+// built: its source project's code would run with the target project's
+// credentials (docs/security.md). It returns "" for any other event, or
+// when allow is set (a policy's allowForks, the interceptor's allowForks
+// param).
+func ForkRefusal(ev *gitlab.Event, allow bool) string {
+	if allow || ev == nil || ev.MergeRequest == nil {
+		return ""
+	}
+	return ev.MergeRequest.Facts().ForkRefusal()
 }
 
 // CaseResult is the outcome of one test case.
@@ -158,7 +177,7 @@ func (p *Policy) runCase(ctx context.Context, eng *engine.Engine, c Case, r *Cas
 	if err != nil {
 		return err.Error()
 	}
-	d, _, err := p.Decide(ctx, eng, in)
+	d, reason, err := p.Decide(ctx, eng, in)
 	if c.Expect.Error != "" {
 		switch {
 		case err == nil:
@@ -174,6 +193,9 @@ func (p *Policy) runCase(ctx context.Context, eng *engine.Engine, c Case, r *Cas
 	r.Decision = d
 	if want := *c.Expect.Continue; d.Continue != want {
 		return fmt.Sprintf("decision %v, want %v", d.Continue, want)
+	}
+	if c.Expect.Reason != "" && !strings.Contains(reason, c.Expect.Reason) {
+		return fmt.Sprintf("reason %q, want one containing %q", reason, c.Expect.Reason)
 	}
 	if len(c.Expect.Overlays) > 0 {
 		got := map[string]any{}

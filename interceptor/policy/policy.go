@@ -53,7 +53,10 @@ type Policy struct {
 	Typed       bool             `json:"typed,omitempty"`
 	Filter      string           `json:"filter,omitempty"`
 	Overlays    []engine.Overlay `json:"overlays,omitempty"`
-	Tests       []Case           `json:"tests,omitempty"`
+	// AllowForks builds merge requests from forks. Default false: such a
+	// merge request is refused before any rule runs (ForkRefusal).
+	AllowForks bool   `json:"allowForks,omitempty"`
+	Tests      []Case `json:"tests,omitempty"`
 
 	// File is where the policy was read from.
 	File string `json:"-"`
@@ -88,6 +91,8 @@ type Expect struct {
 	Overlays map[string]any `json:"overlays,omitempty"`
 	// Error, when set, is a substring of the expected error.
 	Error string `json:"error,omitempty"`
+	// Reason, when set, is a substring of the reason of a false decision.
+	Reason string `json:"reason,omitempty"`
 }
 
 var nameRE = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)

@@ -38,6 +38,9 @@ type Params struct {
 	FailOpen bool `json:"failOpen,omitempty"`
 	// Dedup drops repeated deliveries (default true).
 	Dedup *bool `json:"dedup,omitempty"`
+	// AllowForks builds merge requests whose source project is a fork
+	// (default false: refused with FailedPrecondition, docs/security.md).
+	AllowForks bool `json:"allowForks,omitempty"`
 }
 
 // SecretRef names a key of a Secret.
@@ -64,6 +67,7 @@ var paramShapes = map[string]string{
 	"changedFiles":     `one of "payload", "api", "off"`,
 	"failOpen":         "a boolean",
 	"dedup":            "a boolean",
+	"allowForks":       "a boolean",
 }
 
 // ParseParams reads the interceptor params, naming the param and the
@@ -86,7 +90,7 @@ func ParseParams(raw map[string]any) (Params, error) {
 			return p, fmt.Errorf("param %s: wrong type: got a JSON %s", te.Field, te.Value)
 		}
 		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return p, fmt.Errorf("unknown param %s: known params are secretRef, signingSecretRef, eventTypes, filter, overlays, typed, policy, changedFiles, failOpen, dedup", name)
+			return p, fmt.Errorf("unknown param %s: known params are secretRef, signingSecretRef, eventTypes, filter, overlays, typed, policy, changedFiles, failOpen, dedup, allowForks", name)
 		}
 		return p, fmt.Errorf("reading the interceptor params: %w", err)
 	}

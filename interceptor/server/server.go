@@ -272,8 +272,16 @@ func (s *Server) decide(ctx context.Context, p Params, prog *engine.Program, bod
 	if resp != nil {
 		return resp
 	}
+	ev, err := s.cfg.Engine.Decode(engine.Input{Body: body, Header: header})
+	if err != nil {
+		return fail(codes.InvalidArgument, err.Error())
+	}
+	if resp := s.refuseFork(p, ev); resp != nil {
+		return resp
+	}
 	d, err := s.cfg.Engine.Evaluate(ctx, prog, engine.Input{
-		Body: body, Header: header, RequestURL: eventURL, Extensions: exts, Namespace: ns, ChangedFiles: src,
+		Body: body, Header: header, RequestURL: eventURL, Extensions: exts, Namespace: ns,
+		ChangedFiles: s.withMergeRequests(src, p, log), Event: ev,
 	})
 	if err != nil {
 		switch engine.KindOf(err) {

@@ -94,8 +94,10 @@ func NewCommand() *cobra.Command {
 		Long: `cel-eval evaluates a CEL expression or a ciel policy against a GitLab webhook
 read from a file, with the engine the ciel ClusterInterceptor runs: the same
 variables (body, header, extensions, requestURL), Tekton Triggers' functions,
-ciel's glob functions, and extensions.push / extensions.changed_files computed
-from the payload (--files overrides the changed files).
+ciel's glob functions, and extensions.push / extensions.merge_request /
+extensions.changed_files computed from the payload (--files overrides the
+changed files; a merge request's changed files, which only the GitLab API
+knows, are unknown without --files: empty, truncated, source "none").
 
 The value is printed on stdout's first line: true or false, or the JSON value
 of a non-bool expression; then the decision's details. -o json prints one
@@ -108,6 +110,7 @@ payload, bad flags).
 Tekton's cel-eval form works unchanged: cel-eval -e expression.txt -r request.txt`,
 		Example: `  cel-eval --policy policies/build-on-change.yaml -r policies/testdata/push-src.http
   cel-eval --expr 'extensions.changed_files.all.matchesAny(["src/**"])' --body push.json -H 'X-Gitlab-Event: Push Hook'
+  cel-eval --policy policies/build-mr-on-change.yaml -r policies/testdata/mr-open.http --files src/refunds.go
   cel-eval -e filter.cel -r request.http --files src/main.go,README.md -o json
   cel-eval test policies/`,
 		Args:          cobra.NoArgs,
@@ -125,10 +128,10 @@ Tekton's cel-eval form works unchanged: cel-eval -e expression.txt -r request.tx
 	fl.StringVarP(&f.request, "request", "r", "", "raw HTTP request file: request line, headers, blank line, JSON body (Tekton cel-eval's -r)")
 	fl.StringVar(&f.body, "body", "", "JSON body file (headers from -H)")
 	fl.StringArrayVarP(&f.headers, "header", "H", nil, "request header 'Name: value' (repeatable; added to -r's)")
-	fl.StringSliceVar(&f.files, "files", nil, "override the changed files of a push: a,b,c (source \"override\")")
+	fl.StringSliceVar(&f.files, "files", nil, "override the changed files of a push or merge request: a,b,c (source \"override\")")
 	fl.StringVar(&f.policy, "policy", "", "policy file: evaluate its eventTypes, filter and overlays")
 	fl.StringVarP(&f.output, "output", "o", "text", "output: text or json")
-	fl.BoolVar(&f.typed, "typed", false, "type-check against the GitLab push and tag push shapes (body.comits is an error)")
+	fl.BoolVar(&f.typed, "typed", false, "type-check against the GitLab push, tag push and merge request shapes (body.comits is an error)")
 	fl.StringVar(&f.secretDir, "secret-dir", "", "directory of Secrets for compareSecret: DIR/NAME/KEY files")
 	fl.StringVar(&f.namespace, "namespace", "default", "the trigger's namespace (compareSecret)")
 	fl.StringVar(&f.url, "url", "", "requestURL (default: from -r's request line and Host, else http://localhost/)")
@@ -210,6 +213,7 @@ type report struct {
 	Event        string             `json:"event,omitempty"`
 	Kind         string             `json:"kind,omitempty"`
 	Push         map[string]any     `json:"push,omitempty"`
+	MergeRequest map[string]any     `json:"merge_request,omitempty"`
 	ChangedFiles map[string]any     `json:"changed_files,omitempty"`
 	Overlays     map[string]any     `json:"overlays,omitempty"`
 	overlayOrder []string           `json:"-"`
@@ -294,6 +298,7 @@ func (f *flags) run(ctx context.Context, out io.Writer) error {
 		rep.Event, rep.Kind = d.Event.Type, string(d.Event.Kind)
 	}
 	rep.Push = d.Push
+	rep.MergeRequest = d.MergeRequest
 	if d.ChangedFiles != nil {
 		rep.ChangedFiles = d.ChangedFiles.Map()
 	}
@@ -364,6 +369,13 @@ func (f *flags) print(out io.Writer, rep *report, d *engine.Decision) error {
 		}
 		fmt.Fprintf(&b, "push: %v at %v (%v)\n", ref, orDash(fmt.Sprint(d.Push["short_sha"])), d.Push["project_path"])
 	}
+	if mr := d.MergeRequest; mr != nil {
+		fmt.Fprintf(&b, "merge request: !%v %v %s -> %s at %v (%s)\n", mr["iid"], mr["action"], mr["source_branch"], mr["target_branch"],
+			orDash(shortSHA(mr["sha"])), mergeRequestNotes(mr))
+		if d.ChangedFiles == nil {
+			b.WriteString("changed files: not fetched (no rule needed them)\n")
+		}
+	}
 	if cf := d.ChangedFiles; cf != nil {
 		state := "complete"
 		if cf.Truncated {
@@ -393,6 +405,28 @@ func (f *flags) print(out io.Writer, rep *report, d *engine.Decision) error {
 	fmt.Fprintf(&b, "cost: %d\n", rep.Cost)
 	_, err := io.WriteString(out, b.String())
 	return err
+}
+
+func shortSHA(v any) string {
+	s, _ := v.(string)
+	return s[:min(len(s), gitlab.ShortSHALength)]
+}
+
+// mergeRequestNotes summarises the flags of extensions.merge_request.
+func mergeRequestNotes(mr map[string]any) string {
+	var notes []string
+	if mr["has_new_commits"] == true {
+		notes = append(notes, "new commits")
+	} else {
+		notes = append(notes, "no new commits")
+	}
+	if mr["draft"] == true {
+		notes = append(notes, "draft")
+	}
+	if mr["from_fork"] == true {
+		notes = append(notes, fmt.Sprintf("from fork project %v", mr["source_project_id"]))
+	}
+	return strings.Join(notes, ", ")
 }
 
 func orDash(s string) string {
