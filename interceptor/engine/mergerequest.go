@@ -22,8 +22,10 @@ import (
 //  1. the rules are evaluated with changed_files unfetched: reading any of
 //     its keys yields an error value and records which part was read (the
 //     MR's diff, or the update's);
-//  2. if something was read, it is fetched, outside of any CEL evaluation
-//     and its deadline, and the rules are evaluated again from scratch.
+//  2. if the evaluation failed and something was read, that is fetched,
+//     outside of any CEL evaluation and its deadline, and the rules are
+//     evaluated again from scratch. An evaluation that succeeded did not
+//     depend on what it read: CEL absorbed the error values.
 //
 // CEL's logical operators are commutative and absorb errors when the other
 // side decides (`false && x` and `x && false` are false), so a rule such as
@@ -100,8 +102,12 @@ func (e *Engine) evaluateMergeRequest(ctx context.Context, p *Program, in Input,
 	in.Event, in.mr = ev, st
 	for pass := 0; pass < maxMergeRequestPasses; pass++ {
 		d, err := e.Evaluate(ctx, p, in)
-		if !st.wanting() && err == nil && d.Continue && st.files == nil && st.facts.BringsCode() {
-			st.wantFiles = true // for the Trigger's bindings
+		if err == nil {
+			// The outcome did not depend on what was read unfetched (CEL
+			// absorbed the error values): nothing to fetch, but the
+			// bindings of a firing event that brings code.
+			st.wantFiles = d.Continue && st.files == nil && st.facts.BringsCode()
+			st.wantUpdate = false
 		}
 		if !st.wanting() {
 			return d, err

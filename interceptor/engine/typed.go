@@ -17,8 +17,11 @@ import (
 //
 // A Rules with Typed set is type-checked in a second environment where body
 // is an object type derived from gitlab.PushEvent (the push and tag push
-// payloads share one shape) and extensions an object holding push and
-// changed_files, typed from what the engine puts there. A misspelt field,
+// payloads share one shape) and gitlab.MergeRequestEvent together (the
+// fields of both: one rule may serve both events), and extensions an
+// object holding push, merge_request and changed_files, typed from what
+// the engine puts there (changed_files.update exists on merge request
+// events only). A misspelt field,
 // body.comits, is then a compile error with its line and column instead of
 // a runtime "no such key".
 //
@@ -30,9 +33,9 @@ import (
 // semver.major) an int.
 //
 // Consequences, documented for policy authors: typed rules may read only
-// extensions.push and extensions.changed_files (not extensions set by an
-// earlier interceptor), and only the fields of push and tag push payloads
-// (not merge request or other events).
+// extensions.push, extensions.merge_request and extensions.changed_files
+// (not extensions set by an earlier interceptor), and only the fields of
+// push, tag push and merge request payloads (not other events).
 
 const (
 	typePrefix     = "ciel.gitlab."
@@ -52,14 +55,40 @@ var _ types.Provider = (*schema)(nil)
 func newSchema(base types.Provider) (*schema, error) {
 	s := &schema{base: base, structs: map[string]map[string]*types.Type{}}
 	s.fromStruct(bodyTypeName, reflect.TypeOf(gitlab.PushEvent{}))
+	if err := s.mergeStruct(bodyTypeName, reflect.TypeOf(gitlab.MergeRequestEvent{})); err != nil {
+		return nil, err
+	}
 
 	push := s.fromMap(typePrefix+"Push", gitlab.Facts{}.Map())
-	changed := s.fromMap(typePrefix+"ChangedFiles", gitlab.ChangedFiles{}.Map())
+	mr := s.fromMap(typePrefix+"MergeRequest", gitlab.MergeRequestFacts{}.Map())
+	cf := gitlab.ChangedFiles{}.Map()
+	cf["update"] = gitlab.ChangedFiles{}.Map()
+	changed := s.fromMap(typePrefix+"ChangedFiles", cf)
 	s.structs[extensionsName] = map[string]*types.Type{
 		"push":          push,
+		"merge_request": mr,
 		"changed_files": changed,
 	}
 	return s, nil
+}
+
+// mergeStruct adds the fields of t to the object type name; a field both
+// have must have the same type in both.
+func (s *schema) mergeStruct(name string, t reflect.Type) error {
+	fields := s.structs[name]
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == "" || tag == "-" || !f.IsExported() {
+			continue
+		}
+		ft := s.jsonType(f.Type)
+		if prev, ok := fields[tag]; ok && !prev.IsExactType(ft) {
+			return fmt.Errorf("building the typed schema: field %s of %s is %s in one event and %s in another", tag, name, prev, ft)
+		}
+		fields[tag] = ft
+	}
+	return nil
 }
 
 // fromStruct declares the object type name with a field per json-tagged

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,7 +39,8 @@ type fakeGitLab struct {
 	calls    []string
 	compare  func(r *http.Request) (int, any)
 	diffs    map[string][]map[string]any
-	failures atomic.Int32 // answer 503 this many times first
+	mrDiffs  []map[string]any // GET .../merge_requests/:iid/diffs, 100 a page
+	failures atomic.Int32     // answer 503 this many times first
 }
 
 func (f *fakeGitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -62,6 +64,15 @@ func (f *fakeGitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		code, body := f.compare(r)
 		w.WriteHeader(code)
 		json.NewEncoder(w).Encode(body)
+	case strings.Contains(r.URL.Path, "/merge_requests/") && strings.HasSuffix(r.URL.Path, "/diffs"):
+		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+		page = max(page, 1)
+		start := min(len(f.mrDiffs), (page-1)*100)
+		end := min(len(f.mrDiffs), start+100)
+		if end < len(f.mrDiffs) {
+			w.Header().Set("X-Next-Page", strconv.Itoa(page+1))
+		}
+		json.NewEncoder(w).Encode(f.mrDiffs[start:end])
 	case strings.Contains(r.URL.Path, "/repository/commits/") && strings.HasSuffix(r.URL.Path, "/diff"):
 		sha := strings.Split(r.URL.Path, "/")[7]
 		d := f.diffs[sha]

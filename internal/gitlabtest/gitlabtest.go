@@ -11,7 +11,9 @@
 //     same pending or running state is posted twice;
 //   - description and target_url longer than 255 characters are refused.
 //
-// Failures can be scripted with FailNext.
+// Failures can be scripted with FailNext. It also serves the merge request
+// diffs and repository compare APIs (repository.go), paged as GitLab pages
+// them, counting every request.
 package gitlabtest
 
 import (
@@ -64,6 +66,11 @@ type Server struct {
 	failures []failure
 	changed  chan struct{}
 	nextID   int64
+
+	mrDiffs         map[string][]Diff
+	compares        map[string][]Diff
+	mrDiffRequests  int
+	compareRequests int
 }
 
 type failure struct {
@@ -82,6 +89,15 @@ var (
 func NewServer(t interface{ Cleanup(func()) }, token string) *Server {
 	s := &Server{token: token, changed: make(chan struct{})}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// NewTLSServer is NewServer over HTTPS, with a certificate for 127.0.0.1
+// that Client() trusts.
+func NewTLSServer(t interface{ Cleanup(func()) }, token string) *Server {
+	s := &Server{token: token, changed: make(chan struct{})}
+	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
 }
@@ -144,6 +160,9 @@ func (s *Server) Changed() <-chan struct{} {
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if r.Header.Get("Private-Token") != s.token {
 		writeJSON(w, http.StatusUnauthorized, map[string]string{"message": "401 Unauthorized"})
+		return
+	}
+	if s.serveRepository(w, r) {
 		return
 	}
 	if m := listRE.FindStringSubmatch(r.URL.Path); m != nil && r.Method == http.MethodGet {
