@@ -20,7 +20,7 @@ func TestShippedPolicies(t *testing.T) {
 		t.Fatal(err)
 	}
 	// config/triggers refers to these by name.
-	for _, name := range []string{"build-on-change", "release-semver"} {
+	for _, name := range []string{"build-on-change", "release-semver", "build-mr-on-change", "skip-mr-metadata-edits"} {
 		if _, ok := set.Get(name); !ok {
 			t.Errorf("policy %q is missing (config/triggers uses it)", name)
 		}

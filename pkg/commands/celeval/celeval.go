@@ -378,7 +378,10 @@ func (f *flags) print(out io.Writer, rep *report, d *engine.Decision) error {
 	}
 	if cf := d.ChangedFiles; cf != nil {
 		state := "complete"
-		if cf.Truncated {
+		switch {
+		case cf.Truncated && d.MergeRequest != nil && cf.Source == gitlab.SourceNone:
+			state = "UNKNOWN: only the GitLab API lists a merge request's files (give them with --files)"
+		case cf.Truncated:
 			state = "TRUNCATED: the payload does not list every change"
 		}
 		fmt.Fprintf(&b, "changed files: %d, source %s, %s\n", len(cf.All), cf.Source, state)
