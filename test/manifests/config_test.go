@@ -54,7 +54,7 @@ func render(t *testing.T, dir string) map[string][][]byte {
 func TestConfigRenders(t *testing.T) {
 	objs := renderConfig(t)
 	for kind, n := range map[string]int{"Namespace": 1, "Deployment": 1, "Service": 1, "ClusterInterceptor": 1, "ConfigMap": 1,
-		"EventListener": 1, "TriggerTemplate": 2, "TriggerBinding": 2, "Pipeline": 2, "Task": 5} {
+		"EventListener": 1, "TriggerTemplate": 3, "TriggerBinding": 3, "Pipeline": 2, "Task": 5} {
 		if got := len(objs[kind]); got != n {
 			t.Errorf("%d %s rendered, want %d", got, kind, n)
 		}
