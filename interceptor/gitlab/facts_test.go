@@ -345,9 +345,9 @@ func TestHasSkipMarker(t *testing.T) {
 	}
 }
 
-// TestMapKeysMatchDocs keeps Facts.Map, Semver.Map and ChangedFiles.Map in
-// step with the tables of docs/extensions.md, the contract policies and
-// TriggerBindings are written against.
+// TestMapKeysMatchDocs keeps Facts.Map, MergeRequestFacts.Map, Semver.Map
+// and ChangedFiles.Map in step with the tables of docs/extensions.md, the
+// contract policies and TriggerBindings are written against.
 func TestMapKeysMatchDocs(t *testing.T) {
 	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "extensions.md"))
 	if err != nil {
@@ -385,6 +385,7 @@ func TestMapKeysMatchDocs(t *testing.T) {
 	}
 	for name, got := range map[string][]string{
 		"extensions.push":          keys(Facts{}.Map()),
+		"extensions.merge_request": keys(MergeRequestFacts{}.Map()),
 		"extensions.changed_files": keys(ChangedFiles{}.Map()),
 		"semver":                   keys(Semver{}.Map()),
 	} {

@@ -113,7 +113,7 @@ Otherwise (or with --local): plain HTTP on --http-addr, Secrets from
 	f.StringVar(&o.policies, "policies", "policies", "policy directory (the mounted ConfigMap), reloaded on change")
 	f.DurationVar(&o.policyPoll, "policy-poll", 10*time.Second, "how often the policy directory is checked, besides file events")
 	f.StringVar(&o.secretDir, "secret-dir", "", "local mode: Secrets as files DIR/NAME/KEY")
-	f.StringVar(&o.gitlabURL, "gitlab-url", "", "GitLab base URL for completing changed files (e.g. https://gitlab.example.com); empty: payload only")
+	f.StringVar(&o.gitlabURL, "gitlab-url", "", "GitLab base URL for completing changed files of pushes and listing those of merge requests (e.g. https://gitlab.example.com); empty: payload only")
 	f.StringVar(&o.gitlabTokenFile, "gitlab-token-file", "", "file holding a GitLab API token (read_api)")
 	f.StringVar(&o.gitlabTokenEnv, "gitlab-token-env", "GITLAB_TOKEN", "environment variable holding the token when no --gitlab-token-file")
 	f.DurationVar(&o.gitlabTimeout, "gitlab-timeout", gitlabapi.DefaultTimeout, "timeout of one GitLab API request")
