@@ -11,7 +11,9 @@
 //
 // An evaluation decodes the body once (interceptor/gitlab: bounded size and
 // depth), computes extensions.push and extensions.changed_files for pushes
-// and tag pushes (docs/extensions.md), then evaluates the filter and, when
+// and tag pushes, extensions.merge_request and (only when the outcome
+// depends on them, mergerequest.go) extensions.changed_files for merge
+// requests (docs/extensions.md), then evaluates the filter and, when
 // it holds, the overlays, as Tekton Triggers' CEL interceptor does, in the
 // environment of interceptor/celenv. Programs are compiled once and kept in
 // a bounded cache keyed by expression; every evaluation is bounded by a CEL

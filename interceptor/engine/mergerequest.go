@@ -47,9 +47,11 @@ type mrFiles struct {
 	facts gitlab.MergeRequestFacts
 	src   gitlab.MergeRequestFilesSource
 
-	files, update          *gitlab.ChangedFiles
-	wantFiles, wantUpdate  bool
-	filesCalls, updateCall int
+	files, update         *gitlab.ChangedFiles
+	wantFiles, wantUpdate bool
+	// The fetched lists as CEL values, built once across passes.
+	filesVal  traits.Mapper
+	updateVal ref.Val
 }
 
 func newMRFiles(ev *gitlab.MergeRequestEvent, src gitlab.ChangedFilesSource) *mrFiles {
@@ -193,24 +195,24 @@ func (l *lazyFiles) Find(key ref.Val) (ref.Val, bool) {
 		return nil, false
 	}
 	st := l.st
-	var cf *gitlab.ChangedFiles
 	if k == "update" {
 		if st.update == nil {
 			st.wantUpdate = true
 			return l.pending(), false
 		}
-		cf = st.update
-	} else {
-		if st.files == nil {
-			st.wantFiles = true
-			return l.pending(), false
+		if st.updateVal == nil {
+			st.updateVal = types.DefaultTypeAdapter.NativeToValue(st.update.Map())
 		}
-		cf = st.files
+		return st.updateVal, true
 	}
-	if k == "update" {
-		return types.DefaultTypeAdapter.NativeToValue(cf.Map()), true
+	if st.files == nil {
+		st.wantFiles = true
+		return l.pending(), false
 	}
-	return types.DefaultTypeAdapter.NativeToValue(cf.Map()[string(k)]), true
+	if st.filesVal == nil {
+		st.filesVal = types.DefaultTypeAdapter.NativeToValue(st.files.Map()).(traits.Mapper)
+	}
+	return st.filesVal.Find(key)
 }
 
 func (l *lazyFiles) Get(key ref.Val) ref.Val {

@@ -1,13 +1,16 @@
 // Package gitlab decodes GitLab webhooks for ciel's decision engine: one
 // bounded pass over the request body gives both the untyped body CEL sees
 // (identical to what Tekton Triggers' CEL interceptor sees) and, for push and
-// tag push events, a typed PushEvent whose fields have been checked against
-// GitLab's documented types.
+// tag push events, a typed PushEvent, for merge request events a typed
+// MergeRequestEvent, whose fields have been checked against GitLab's
+// documented types.
 //
 // From a PushEvent the package derives what the engine exposes as
 // extensions.push (Facts) and extensions.changed_files (ChangedFiles, from
-// the payload by PayloadChangedFiles, or from any ChangedFilesSource). The
-// exact shape of both is documented in docs/extensions.md.
+// the payload by PayloadChangedFiles, or from any ChangedFilesSource); from
+// a MergeRequestEvent, extensions.merge_request (MergeRequestFacts), its
+// changed files coming from a MergeRequestFilesSource (the GitLab API). The
+// exact shape of each is documented in docs/extensions.md.
 //
 // Typical use, once per webhook:
 //

@@ -9,7 +9,8 @@
 // policy or inline CEL. The response's extensions carry push,
 // changed_files and the overlays. Status codes are those Triggers uses:
 // InvalidArgument for bad input, tokens and expressions, FailedPrecondition
-// for a false filter, a refused event type or a duplicate, Unavailable when
+// for a false filter, a refused event type, a duplicate or a merge request
+// from a fork not allowed (mergerequest.go), Unavailable when
 // GitLab's API is down (failing closed), Internal for ciel's own bugs.
 package server
 
