@@ -150,8 +150,9 @@ func TestMergeRequestAPIDown(t *testing.T) {
 
 // BenchmarkMergeRequestDecision measures one interceptor decision on an MR
 // event: opened (its 150 files from the GitLab API, the first time over
-// HTTPS on loopback, then from the cache), a label edit (no API call), and
-// a branch push with the push policy for comparison.
+// HTTPS on loopback, then from the cache), a label edit (no API call), a
+// branch push of 6 files with the push policy, and an MR of 6 files, for
+// comparison.
 func BenchmarkMergeRequestDecision(b *testing.B) {
 	srv, gl := mrServer(b, 150)
 	cases := []struct {
@@ -180,6 +181,16 @@ func BenchmarkMergeRequestDecision(b *testing.B) {
 			}
 		})
 	}
+	// The same decision on an MR of 6 files, the size of the push above.
+	small, _ := mrServer(b, 6)
+	b.Run("mr-open-6-files/cached", func(b *testing.B) {
+		req := mrRequest(b, "mr-open.http", map[string]any{"policy": "build-mr-on-change"})
+		for b.Loop() {
+			if resp := small.Process(context.Background(), req); !resp.Continue {
+				b.Fatalf("status %s %q", resp.Status.Code, resp.Status.Message)
+			}
+		}
+	})
 	heads := 0 // across runs of the sub-benchmark: every head is new
 	// Every iteration a new head SHA: the MR's two pages are fetched from
 	// the HTTPS GitLab each time.
