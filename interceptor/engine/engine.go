@@ -362,7 +362,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 		own = map[string]any{"push": d.Push, "changed_files": cfMap}
 	}
 
-	ctx = celenv.WithNamespace(ctx, in.Namespace)
+	ctx = celenv.WithCostLimit(celenv.WithNamespace(ctx, in.Namespace), e.costLimit)
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	header := in.Header
