@@ -260,6 +260,7 @@ func (o *options) run(ctx context.Context) error {
 		st := src.Stats()
 		metrics.CounterFunc("ciel_gitlab_api_requests_total", "GitLab API requests made to complete changed files.", func() float64 { return float64(st.Requests.Load()) })
 		metrics.CounterFunc("ciel_gitlab_api_errors_total", "GitLab API lookups that failed after retries.", func() float64 { return float64(st.Errors.Load()) })
+		metrics.CounterFunc("ciel_changed_files_truncated_total", "Changed-files lookups cut by a limit (commits, pages, bytes, time) and answered truncated.", func() float64 { return float64(st.Truncations.Load()) })
 		metrics.CounterFunc("ciel_changed_files_cache_hits_total", "Changed-files lookups answered from the cache.", func() float64 { return float64(st.CacheHits.Load()) })
 		api = src
 	}
