@@ -38,6 +38,21 @@ type Params struct {
 	FailOpen bool `json:"failOpen,omitempty"`
 	// Dedup drops repeated deliveries (default true).
 	Dedup *bool `json:"dedup,omitempty"`
+	// Insecure accepts a Trigger with neither SecretRef nor
+	// SigningSecretRef, for a test setup. Without it such a Trigger is
+	// refused: anyone reaching the EventListener could start builds.
+	Insecure bool `json:"insecure,omitempty"`
+	// AllowedHosts are the GitLab hosts (host, host:port or host/path)
+	// the payload's clone and web URLs may point to; default: the
+	// interceptor's --allowed-git-hosts (the host of --gitlab-url).
+	AllowedHosts []string `json:"allowedHosts,omitempty"`
+	// AllowedProjects are path patterns (pathglob: "team-a/**",
+	// "!team-a/sandbox") of the project paths (path_with_namespace) this
+	// Trigger accepts; empty: any.
+	AllowedProjects []string `json:"allowedProjects,omitempty"`
+	// VerifyCommit asks GitLab whether the pushed commit exists in the
+	// payload's project before continuing (one call, cached).
+	VerifyCommit bool `json:"verifyCommit,omitempty"`
 }
 
 // SecretRef names a key of a Secret.
@@ -64,6 +79,10 @@ var paramShapes = map[string]string{
 	"changedFiles":     `one of "payload", "api", "off"`,
 	"failOpen":         "a boolean",
 	"dedup":            "a boolean",
+	"insecure":         "a boolean",
+	"allowedHosts":     `a list of strings, e.g. ["gitlab.example.com"]`,
+	"allowedProjects":  `a list of project path patterns, e.g. ["team-a/**"]`,
+	"verifyCommit":     "a boolean",
 }
 
 // ParseParams reads the interceptor params, naming the param and the
@@ -86,7 +105,7 @@ func ParseParams(raw map[string]any) (Params, error) {
 			return p, fmt.Errorf("param %s: wrong type: got a JSON %s", te.Field, te.Value)
 		}
 		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return p, fmt.Errorf("unknown param %s: known params are secretRef, signingSecretRef, eventTypes, filter, overlays, typed, policy, changedFiles, failOpen, dedup", name)
+			return p, fmt.Errorf("unknown param %s: known params are secretRef, signingSecretRef, insecure, eventTypes, filter, overlays, typed, policy, changedFiles, failOpen, dedup, allowedHosts, allowedProjects, verifyCommit", name)
 		}
 		return p, fmt.Errorf("reading the interceptor params: %w", err)
 	}
@@ -104,6 +123,9 @@ func ParseParams(raw map[string]any) (Params, error) {
 	case ChangedFilesPayload, ChangedFilesModeAPI, ChangedFilesOff:
 	default:
 		return p, fmt.Errorf("param changedFiles: want %s, got %q", paramShapes["changedFiles"], p.ChangedFiles)
+	}
+	if p.Insecure && (p.SecretRef != nil || p.SigningSecretRef != nil) {
+		return p, errors.New("param insecure: true with a secretRef or signingSecretRef: remove insecure")
 	}
 	if p.Policy != "" && (p.Filter != "" || len(p.Overlays) > 0) {
 		return p, errors.New("params policy and filter/overlays: give a policy or inline CEL, not both")

@@ -60,6 +60,10 @@ type Config struct {
 	Secrets  secrets.Getter  // optional: secretRef and signingSecretRef need it
 	API      ChangedFilesAPI // optional: completing changed files needs it
 	Dedup    *dedup.Cache    // optional: no dedup without it
+	Commits  CommitChecker   // optional: the param verifyCommit needs it
+	// AllowedHosts are the GitLabs clone URLs may point to when a trigger
+	// gives no allowedHosts; empty: any host (the path is still checked).
+	AllowedHosts []GitHost
 	Metrics  *Metrics        // optional
 	Logger   *slog.Logger    // optional
 
@@ -198,6 +202,9 @@ func (s *Server) process(ctx context.Context, req *triggersv1.InterceptorRequest
 	if err != nil {
 		return fail(codes.InvalidArgument, err.Error())
 	}
+	if p.SecretRef == nil && p.SigningSecretRef == nil && !p.Insecure {
+		return fail(codes.FailedPrecondition, "this trigger's ciel interceptor names neither secretRef nor signingSecretRef: anyone reaching the EventListener could start builds; name the webhook's Secret (or set insecure: true for a test setup)")
+	}
 	ns := ""
 	if triggerID != "" {
 		ns, _ = triggersv1.ParseTriggerID(triggerID)
@@ -239,32 +246,54 @@ func (s *Server) process(ctx context.Context, req *triggersv1.InterceptorRequest
 	}
 
 	// Once per delivery.
-	if s.cfg.Dedup != nil && p.dedup() {
-		if id := deliveryID(header); id != "" {
-			ticket, err := s.cfg.Dedup.Begin(ctx, triggerID+"/"+id)
-			if errors.Is(err, dedup.ErrDuplicate) {
-				if s.cfg.Metrics != nil {
-					s.cfg.Metrics.duplicates.Inc()
-				}
-				return fail(codes.FailedPrecondition, fmt.Sprintf("duplicate delivery %s: already accepted for this trigger", id))
-			}
-			if err != nil {
-				return fail(codes.Unavailable, "waiting for a copy of this delivery in flight: "+err.Error())
-			}
-			accepted := false
-			defer func() {
-				if accepted {
-					ticket.Accept()
-				} else {
-					ticket.Forget()
-				}
-			}()
-			resp := s.decide(ctx, p, prog, body, header, req.Extensions, ns, eventURL, log)
-			accepted = resp.Continue
-			return resp
-		}
+	dlv, err := deliveryOf(header, p.SigningSecretRef != nil)
+	if err != nil {
+		return fail(codes.InvalidArgument, err.Error())
 	}
-	return s.decide(ctx, p, prog, body, header, req.Extensions, ns, eventURL, log)
+	eventID := ""
+	if req.Context != nil {
+		eventID = req.Context.EventID
+	}
+	if !p.dedup() {
+		dlv.id = ""
+	}
+	suffix := nameSuffix(triggerID, dlv.id, eventID)
+	if s.cfg.Dedup != nil && dlv.id != "" {
+		ticket, err := s.cfg.Dedup.Begin(ctx, dlv.key(triggerID))
+		if errors.Is(err, dedup.ErrDuplicate) {
+			if s.cfg.Metrics != nil {
+				s.cfg.Metrics.duplicates.Inc()
+			}
+			return fail(codes.FailedPrecondition, fmt.Sprintf("duplicate delivery %s: already accepted for this trigger", dlv.id))
+		}
+		if err != nil {
+			return fail(codes.Unavailable, "waiting for a copy of this delivery in flight: "+err.Error())
+		}
+		accepted := false
+		defer func() {
+			if accepted {
+				ticket.Accept()
+			} else {
+				ticket.Forget()
+			}
+		}()
+		resp := withDelivery(s.decide(ctx, p, prog, body, header, req.Extensions, ns, eventURL, log), suffix)
+		accepted = resp.Continue
+		return resp
+	}
+	return withDelivery(s.decide(ctx, p, prog, body, header, req.Extensions, ns, eventURL, log), suffix)
+}
+
+// withDelivery adds extensions.delivery to an accepted response.
+func withDelivery(resp *triggersv1.InterceptorResponse, suffix string) *triggersv1.InterceptorResponse {
+	if !resp.Continue {
+		return resp
+	}
+	if resp.Extensions == nil {
+		resp.Extensions = map[string]any{}
+	}
+	resp.Extensions[ExtensionDelivery] = map[string]any{"name_suffix": suffix}
+	return resp
 }
 
 func (s *Server) decide(ctx context.Context, p Params, prog *engine.Program, body []byte, header http.Header, exts map[string]any, ns, eventURL string, log *slog.Logger) *triggersv1.InterceptorResponse {
@@ -292,6 +321,11 @@ func (s *Server) decide(ctx context.Context, p Params, prog *engine.Program, bod
 			what = "policy " + p.Policy
 		}
 		return fail(codes.FailedPrecondition, what+" did not return true")
+	}
+	if d.Event != nil && d.Event.Push != nil {
+		if resp := s.checkProject(ctx, p, d.Event.Push); resp != nil {
+			return resp
+		}
 	}
 	return &triggersv1.InterceptorResponse{Continue: true, Extensions: d.Extensions}
 }
@@ -364,15 +398,6 @@ func (s *Server) secret(ctx context.Context, ns string, ref *SecretRef, param st
 		return nil, fail(codes.Unavailable, fmt.Sprintf("param %s: reading secret %s: %v", param, ref.SecretName, err))
 	}
 	return b, nil
-}
-
-// deliveryID identifies a delivery: GitLab's Idempotency-Key, else the
-// event UUID (the same on retries).
-func deliveryID(h http.Header) string {
-	if v := h.Get("Idempotency-Key"); v != "" {
-		return v
-	}
-	return h.Get("X-Gitlab-Event-UUID")
 }
 
 func contains(list []string, s string) bool {
