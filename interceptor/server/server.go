@@ -64,8 +64,8 @@ type Config struct {
 	// AllowedHosts are the GitLabs clone URLs may point to when a trigger
 	// gives no allowedHosts; empty: any host (the path is still checked).
 	AllowedHosts []GitHost
-	Metrics  *Metrics        // optional
-	Logger   *slog.Logger    // optional
+	Metrics      *Metrics     // optional
+	Logger       *slog.Logger // optional
 
 	MaxRequestBytes int64         // default DefaultMaxRequestBytes
 	RequestTimeout  time.Duration // default DefaultRequestTimeout
