@@ -60,12 +60,14 @@ type Config struct {
 	Secrets  secrets.Getter  // optional: secretRef and signingSecretRef need it
 	API      ChangedFilesAPI // optional: completing changed files needs it
 	Dedup    *dedup.Cache    // optional: no dedup without it
-	Commits  CommitChecker   // optional: the param verifyCommit needs it
+	Metrics  *Metrics        // optional
+	Logger   *slog.Logger    // optional
+
+	// Commits is optional: the param verifyCommit needs it.
+	Commits CommitChecker
 	// AllowedHosts are the GitLabs clone URLs may point to when a trigger
 	// gives no allowedHosts; empty: any host (the path is still checked).
 	AllowedHosts []GitHost
-	Metrics      *Metrics     // optional
-	Logger       *slog.Logger // optional
 
 	MaxRequestBytes int64         // default DefaultMaxRequestBytes
 	RequestTimeout  time.Duration // default DefaultRequestTimeout
