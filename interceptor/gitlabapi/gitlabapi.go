@@ -95,6 +95,7 @@ type Source struct {
 	logger       *slog.Logger
 	group        singleflight.Group
 	cache        *lru.Cache[gitlab.ChangedFiles]
+	commits      *lru.Cache[bool] // commits known to exist, by project path and SHA
 	stats        Stats
 }
 
@@ -285,7 +286,8 @@ func New(baseURL, token string, opts ...Option) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuring the GitLab API client: %w", err)
 	}
-	return &Source{client: c, maxDiffFiles: o.maxDiffFiles, limits: o.limits, logger: o.logger, cache: lru.New[gitlab.ChangedFiles](o.cacheSize)}, nil
+	return &Source{client: c, maxDiffFiles: o.maxDiffFiles, limits: o.limits, logger: o.logger,
+		cache: lru.New[gitlab.ChangedFiles](o.cacheSize), commits: lru.New[bool](o.cacheSize)}, nil
 }
 
 // Stats returns the counters (requests, errors, cache hits, fallbacks).
@@ -436,6 +438,48 @@ type diffPaths struct {
 	NewFile     bool   `json:"new_file"`
 	RenamedFile bool   `json:"renamed_file"`
 	DeletedFile bool   `json:"deleted_file"`
+}
+
+// maxCommitBytes bounds GitLab's answer about one commit.
+const maxCommitBytes = 1 << 20
+
+// CommitExists reports whether sha is a commit of the project at
+// projectPath (path_with_namespace), for the interceptor's verifyCommit: a
+// forged payload naming a commit of another project, or none, is refused.
+// It asks by path, not by the payload's project ID, so the answer is about
+// the repository the clone URL names. A commit found is remembered (it
+// cannot stop existing in a way that matters here); a 404 is false, any
+// other failure an error.
+func (s *Source) CommitExists(ctx context.Context, projectPath, sha string) (bool, error) {
+	key := projectPath + "@" + sha
+	if _, ok := s.commits.Get(key); ok {
+		s.stats.CacheHits.Add(1)
+		return true, nil
+	}
+	v, err, _ := s.group.Do("commit|"+key, func() (any, error) {
+		b := &budget{limits: limits{bytes: maxCommitBytes}}
+		var commit struct {
+			ID string `json:"id"`
+		}
+		_, err := s.get(withBudget(ctx, b), fmt.Sprintf("projects/%s/repository/commits/%s", gl.PathEscape(projectPath), gl.PathEscape(sha)), nil, &commit)
+		var re *requestError
+		if errors.As(err, &re) && re.resp != nil && re.resp.StatusCode == http.StatusNotFound {
+			return false, nil
+		}
+		if err != nil {
+			return false, describe(fmt.Sprintf("looking up commit %s in %s", short(sha), projectPath), err)
+		}
+		// GitLab resolves refs and short SHAs too: only the full SHA counts.
+		if !strings.EqualFold(commit.ID, sha) {
+			return false, nil
+		}
+		s.commits.Add(key, true)
+		return true, nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return v.(bool), nil
 }
 
 // fromDiffs turns diffs (one list per commit, oldest first) into changed

@@ -2,83 +2,18 @@ package gitlabapi
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
+	"github.com/ciel-ci/ciel/internal/gitlabtest"
 )
-
-// hostileGitLab is a GitLab that never ends: its compare is always cut, it
-// lists thousands of commits, and every commit's diff has another page of
-// large diffs.
-type hostileGitLab struct {
-	commits  int
-	pageSize int // diffs per page
-	diffText int // bytes of each diff's text
-	calls    atomic.Int64
-	bytes    atomic.Int64
-	lastPage int           // when > 0, the diffs end at this page
-	stall    time.Duration // wait this long (or until the client leaves) before answering
-	once     sync.Once
-	page     []byte // one page of diffs, rendered once so the stub allocates little
-}
-
-func (h *hostileGitLab) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.calls.Add(1)
-	if h.stall > 0 {
-		select {
-		case <-time.After(h.stall):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	var body any
-	switch {
-	case strings.HasSuffix(r.URL.Path, "/repository/compare"):
-		commits := make([]map[string]any, h.commits)
-		for i := range commits {
-			commits[i] = map[string]any{"id": fmt.Sprintf("%040x", i+1)}
-		}
-		body = map[string]any{"compare_timeout": true, "diffs": []any{}, "commits": commits}
-	case strings.HasSuffix(r.URL.Path, "/diff"):
-		page, _ := strconv.Atoi(r.URL.Query().Get("page"))
-		if page == 0 {
-			page = 1
-		}
-		if h.lastPage == 0 || page < h.lastPage {
-			w.Header().Set("X-Next-Page", strconv.Itoa(page+1))
-		}
-		w.Header().Set("X-Total-Pages", "1000000")
-		h.once.Do(func() {
-			text := strings.Repeat("+x\n", h.diffText/3)
-			diffs := make([]map[string]any, h.pageSize)
-			for i := range diffs {
-				p := fmt.Sprintf("dir/%d/file-%d.go", i, i)
-				diffs[i] = map[string]any{"old_path": p, "new_path": p, "new_file": true, "diff": text}
-			}
-			h.page, _ = json.Marshal(diffs)
-		})
-		h.bytes.Add(int64(len(h.page)))
-		w.Write(h.page)
-		return
-	default:
-		http.NotFound(w, r)
-		return
-	}
-	b, _ := json.Marshal(body)
-	h.bytes.Add(int64(len(b)))
-	w.Write(b)
-}
 
 // hostileSource is a Source on a hostile GitLab served over HTTPS on
 // loopback.
@@ -99,7 +34,7 @@ func hostileSource(t *testing.T, h http.Handler, opts ...Option) *Source {
 // cost. Before the limits (issue 21, item 8) the same lookup made 2,649
 // calls in 20 s, allocated 4.5 GiB and ended in an error (Unavailable).
 func TestHostileGitLabBounded(t *testing.T) {
-	h := &hostileGitLab{commits: 5000, pageSize: 100, diffText: 3000}
+	h := &gitlabtest.Hostile{Commits: 5000, PageSize: 100, DiffBytes: 3000}
 	s := hostileSource(t, h)
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -109,14 +44,14 @@ func TestHostileGitLabBounded(t *testing.T) {
 	took := time.Since(start)
 	runtime.ReadMemStats(&after)
 	t.Logf("calls %d, served %d MiB, took %s, allocated %d MiB (stub included), files %d, truncated %v",
-		h.calls.Load(), h.bytes.Load()>>20, took.Round(time.Millisecond), (after.TotalAlloc-before.TotalAlloc)>>20, len(cf.All), cf.Truncated)
+		h.Calls(), h.Bytes()>>20, took.Round(time.Millisecond), (after.TotalAlloc-before.TotalAlloc)>>20, len(cf.All), cf.Truncated)
 	if err != nil {
 		t.Fatalf("a capped lookup is a truncated answer, not an error: %v", err)
 	}
 	if !cf.Truncated || cf.Source != gitlab.SourceAPI || len(cf.All) == 0 {
 		t.Errorf("got %d files, truncated %v, source %s; want what was read, truncated, from the API", len(cf.All), cf.Truncated, cf.Source)
 	}
-	if n := h.calls.Load(); n > 1+DefaultMaxPages {
+	if n := h.Calls(); n > 1+DefaultMaxPages {
 		t.Errorf("%d calls, want at most 1 + %d", n, DefaultMaxPages)
 	}
 	if s.Stats().Truncations.Load() != 1 {
@@ -128,15 +63,15 @@ func TestHostileGitLabBounded(t *testing.T) {
 func TestLimitsTruncate(t *testing.T) {
 	tests := []struct {
 		name      string
-		h         *hostileGitLab
+		h         *gitlabtest.Hostile
 		opts      []Option
 		maxCalls  int64
 		wantFiles int
 	}{
-		{"commits", &hostileGitLab{commits: 50, pageSize: 1, diffText: 3, lastPage: 1}, []Option{WithMaxCommits(3)}, 4, 1},
-		{"pages", &hostileGitLab{commits: 50, pageSize: 2, diffText: 3}, []Option{WithMaxPages(5)}, 6, 2},
-		{"bytes", &hostileGitLab{commits: 50, pageSize: 100, diffText: 3000}, []Option{WithMaxBytes(1 << 20)}, 5, 100},
-		{"time", &hostileGitLab{commits: 50, pageSize: 1, diffText: 3, stall: time.Hour}, []Option{WithMaxDuration(200 * time.Millisecond)}, 2, 0},
+		{"commits", &gitlabtest.Hostile{Commits: 50, PageSize: 1, DiffBytes: 3, LastPage: 1}, []Option{WithMaxCommits(3)}, 4, 1},
+		{"pages", &gitlabtest.Hostile{Commits: 50, PageSize: 2, DiffBytes: 3}, []Option{WithMaxPages(5)}, 6, 2},
+		{"bytes", &gitlabtest.Hostile{Commits: 50, PageSize: 100, DiffBytes: 3000}, []Option{WithMaxBytes(1 << 20)}, 5, 100},
+		{"time", &gitlabtest.Hostile{Commits: 50, PageSize: 1, DiffBytes: 3, Stall: time.Hour}, []Option{WithMaxDuration(200 * time.Millisecond)}, 2, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -146,8 +81,8 @@ func TestLimitsTruncate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !cf.Truncated || tc.h.calls.Load() > tc.maxCalls {
-				t.Errorf("truncated %v after %d calls; want truncated after at most %d", cf.Truncated, tc.h.calls.Load(), tc.maxCalls)
+			if !cf.Truncated || tc.h.Calls() > tc.maxCalls {
+				t.Errorf("truncated %v after %d calls; want truncated after at most %d", cf.Truncated, tc.h.Calls(), tc.maxCalls)
 			}
 			if tc.wantFiles > 0 && len(cf.All) != tc.wantFiles {
 				t.Errorf("%d files, want the %d read before the cap", len(cf.All), tc.wantFiles)
@@ -163,7 +98,7 @@ func TestLimitsTruncate(t *testing.T) {
 // lookup fails (Unavailable upstream) instead of passing a truncated list
 // off as an answer.
 func TestRequestDeadlineIsAnError(t *testing.T) {
-	s := hostileSource(t, &hostileGitLab{commits: 5, pageSize: 1, diffText: 3, stall: time.Hour})
+	s := hostileSource(t, &gitlabtest.Hostile{Commits: 5, PageSize: 1, DiffBytes: 3, Stall: time.Hour})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	if _, err := s.ChangedFiles(ctx, event(t, "force_push.json")); err == nil {
@@ -182,11 +117,9 @@ func TestCrossHostRedirectRefused(t *testing.T) {
 		fmt.Fprint(w, `{"diffs":[]}`)
 	}))
 	defer other.Close()
-	f := &fakeGitLab{compare: func(*http.Request) (int, any) { return 200, nil }}
 	redirect := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusFound)
 	})
-	_ = f
 	srv := httptest.NewServer(redirect)
 	defer srv.Close()
 	s, err := New(srv.URL, "glpat-test", WithRetries(0, time.Millisecond, time.Millisecond))
@@ -198,5 +131,53 @@ func TestCrossHostRedirectRefused(t *testing.T) {
 	}
 	if leaked.Load() != 0 {
 		t.Error("the token reached the other host")
+	}
+}
+
+// TestCommitExists asks a GitLab over HTTPS on loopback by project path:
+// found (and remembered), unknown (404), a ref that is not the SHA, down.
+func TestCommitExists(t *testing.T) {
+	const sha = "c95fc90a82e297e2b5fcd3722b931d149a388884"
+	var calls atomic.Int32
+	var down atomic.Bool
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if down.Load() {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		switch r.URL.EscapedPath() {
+		case "/api/v4/projects/acme%2Fpayments-api/repository/commits/" + sha:
+			fmt.Fprintf(w, `{"id":%q,"short_id":"c95fc90a"}`, sha)
+		case "/api/v4/projects/acme%2Fpayments-api/repository/commits/main":
+			fmt.Fprintf(w, `{"id":%q}`, sha)
+		default:
+			w.WriteHeader(http.StatusNotFound)
+			fmt.Fprint(w, `{"message":"404 Commit Not Found"}`)
+		}
+	}))
+	defer srv.Close()
+	s, err := New(srv.URL, "glpat-test", WithHTTPClient(srv.Client()), WithRetries(0, time.Millisecond, time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 2 {
+		if ok, err := s.CommitExists(ctx, "acme/payments-api", sha); !ok || err != nil {
+			t.Fatalf("lookup %d: %v %v", i, ok, err)
+		}
+	}
+	if calls.Load() != 1 {
+		t.Errorf("%d calls for two lookups of one commit, want 1 (cached)", calls.Load())
+	}
+	if ok, err := s.CommitExists(ctx, "victim/repo", sha); ok || err != nil {
+		t.Errorf("commit of another project: %v %v", ok, err)
+	}
+	if ok, err := s.CommitExists(ctx, "acme/payments-api", "main"); ok || err != nil {
+		t.Errorf("a ref instead of the SHA: %v %v", ok, err)
+	}
+	down.Store(true)
+	if _, err := s.CommitExists(ctx, "acme/payments-api", strings.Repeat("a", 40)); err == nil {
+		t.Error("GitLab down: no error")
 	}
 }

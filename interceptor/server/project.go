@@ -179,15 +179,22 @@ func splitRepoURL(raw string) (host, path string, err error) {
 }
 
 // maxLogString bounds an attacker-controlled string quoted in a message or
-// a log line.
-const maxLogString = 200
+// a log line; maxLogReason bounds a whole message in a log line.
+const (
+	maxLogString = 200
+	maxLogReason = 1024
+)
 
 // short cuts an attacker-controlled string for a message or a log line.
-func short(s string) string {
-	if len(s) <= maxLogString {
+func short(s string) string { return shortN(s, maxLogString) }
+
+// shortN cuts s to at most n bytes (on a UTF-8 boundary) and says how long
+// it was.
+func shortN(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	cut := maxLogString
+	cut := n
 	for cut > 0 && !utf8RuneStart(s[cut]) {
 		cut--
 	}

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -226,5 +229,37 @@ func TestShortCutsAttackerStrings(t *testing.T) {
 	}
 	if short("abc") != "abc" {
 		t.Error("short changed a short string")
+	}
+}
+
+// TestLogsBoundedAndRefusalsLogged: requests refused before Process (bad
+// JSON, wrong method) are logged, and no log line carries more than a
+// bounded piece of an attacker's header.
+func TestLogsBoundedAndRefusalsLogged(t *testing.T) {
+	f := newFixture(t)
+	var logs bytes.Buffer
+	f.srv.logger = slog.New(slog.NewJSONHandler(&logs, nil))
+	huge := strings.Repeat("A", 100<<10)
+	f.srv.Process(context.Background(), request(t, "push.json", "Push Hook", map[string]any{"eventTypes": []any{"Tag Push Hook"}},
+		withHeader("X-Gitlab-Event", huge), withHeader("X-Gitlab-Event-Uuid", huge)))
+	rec := httptest.NewRecorder()
+	f.srv.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/gitlab", strings.NewReader(`{"body": `+huge)))
+	if rec.Code != http.StatusBadRequest {
+		t.Fatalf("bad JSON answered %d", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	f.srv.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/gitlab", nil))
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	refused := 0
+	for _, l := range lines {
+		if len(l) > 4096 {
+			t.Errorf("a log line of %d bytes: %.200s…", len(l), l)
+		}
+		if strings.Contains(l, `"msg":"request refused"`) {
+			refused++
+		}
+	}
+	if refused != 2 {
+		t.Errorf("%d refusals logged, want 2 (bad JSON, GET):\n%s", refused, logs.String())
 	}
 }

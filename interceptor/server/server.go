@@ -113,6 +113,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.write(w, status, resp)
 		s.observe(resp, time.Since(start))
+		if status >= 400 && resp != nil {
+			// Refused before Process logs it: say so, bounded.
+			s.logger.Warn("request refused", "status", status, "method", r.Method, "path", short(r.URL.Path),
+				"remote", r.RemoteAddr, "reason", shortN(resp.Status.Message, maxLogReason))
+		}
 	}()
 	switch strings.TrimSuffix(strings.ToLower(r.URL.Path), "/") {
 	case "", "/gitlab":
@@ -186,15 +191,16 @@ func (s *Server) Process(ctx context.Context, req *triggersv1.InterceptorRequest
 	if req.Context != nil {
 		triggerID, eventURL = req.Context.TriggerID, req.Context.EventURL
 	}
-	log := s.logger.With("trigger", triggerID, "delivery", header.Get("X-Gitlab-Event-UUID"), "event", header.Get("X-Gitlab-Event"))
+	// Every header and context value is the sender's: bounded in logs.
+	log := s.logger.With("trigger", short(triggerID), "delivery", short(header.Get("X-Gitlab-Event-UUID")), "event", short(header.Get("X-Gitlab-Event")))
 	if req.Context != nil {
-		log = log.With("event_id", req.Context.EventID)
+		log = log.With("event_id", short(req.Context.EventID))
 	}
 	resp := s.process(ctx, req, header, triggerID, eventURL, log)
 	if resp.Continue {
 		log.Info("continue")
 	} else {
-		log.Info("stop", "code", resp.Status.Code.String(), "reason", resp.Status.Message)
+		log.Info("stop", "code", resp.Status.Code.String(), "reason", shortN(resp.Status.Message, maxLogReason))
 	}
 	return resp
 }
@@ -240,7 +246,7 @@ func (s *Server) process(ctx context.Context, req *triggersv1.InterceptorRequest
 	// What it is.
 	event := header.Get("X-Gitlab-Event")
 	if len(p.EventTypes) > 0 && !contains(p.EventTypes, event) {
-		return fail(codes.FailedPrecondition, fmt.Sprintf("event type %q is not allowed: eventTypes is %q", event, p.EventTypes))
+		return fail(codes.FailedPrecondition, fmt.Sprintf("event type %q is not allowed: eventTypes is %q", short(event), p.EventTypes))
 	}
 	prog, resp := s.rules(p, event)
 	if resp != nil {
@@ -266,7 +272,7 @@ func (s *Server) process(ctx context.Context, req *triggersv1.InterceptorRequest
 			if s.cfg.Metrics != nil {
 				s.cfg.Metrics.duplicates.Inc()
 			}
-			return fail(codes.FailedPrecondition, fmt.Sprintf("duplicate delivery %s: already accepted for this trigger", dlv.id))
+			return fail(codes.FailedPrecondition, fmt.Sprintf("duplicate delivery %s: already accepted for this trigger", short(dlv.id)))
 		}
 		if err != nil {
 			return fail(codes.Unavailable, "waiting for a copy of this delivery in flight: "+err.Error())
@@ -346,7 +352,7 @@ func (s *Server) rules(p Params, event string) (*engine.Program, *triggersv1.Int
 			return nil, fail(codes.InvalidArgument, fmt.Sprintf("param policy: unknown policy %q; loaded policies: %s", p.Policy, strings.Join(names, ", ")))
 		}
 		if !pol.AllowsEvent(event) {
-			return nil, fail(codes.FailedPrecondition, fmt.Sprintf("policy %s does not accept event type %q (its eventTypes: %q)", pol.Name, event, pol.EventTypes))
+			return nil, fail(codes.FailedPrecondition, fmt.Sprintf("policy %s does not accept event type %q (its eventTypes: %q)", pol.Name, short(event), pol.EventTypes))
 		}
 		return pol.Program, nil
 	}
