@@ -1,6 +1,7 @@
 package server
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -62,8 +63,16 @@ func (d delivery) key(triggerID string) string { return triggerID + "/" + d.id }
 // DNS-1123 label and fits in any name: 64 bits, no collision in practice.
 func nameSuffix(triggerID, deliveryID, eventID string) string {
 	src := "delivery\x00" + triggerID + "\x00" + deliveryID
-	if deliveryID == "" {
+	switch {
+	case deliveryID != "":
+	case eventID != "":
 		src = "event\x00" + triggerID + "\x00" + eventID
+	default:
+		// Nothing identifies the request: a random suffix, so that two
+		// such requests never share a name.
+		var b [8]byte
+		rand.Read(b[:])
+		return hex.EncodeToString(b[:])
 	}
 	sum := sha256.Sum256([]byte(src))
 	return hex.EncodeToString(sum[:8])

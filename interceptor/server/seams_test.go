@@ -116,6 +116,14 @@ func TestDeliveryNameSuffix(t *testing.T) {
 	if got, want := a, nameSuffix(triggerID, "delivery-1", ""); got != want {
 		t.Errorf("name_suffix %s, want %s", got, want)
 	}
+	// With no delivery ID the event ID stands in; with neither, a random
+	// suffix: never one name for two unidentified requests.
+	if x, y := nameSuffix(triggerID, "", "ev1"), nameSuffix(triggerID, "", "ev2"); x == y || !nameSuffixRE.MatchString(x) {
+		t.Errorf("event IDs: %s %s", x, y)
+	}
+	if x, y := nameSuffix(triggerID, "", ""), nameSuffix(triggerID, "", ""); x == y || !nameSuffixRE.MatchString(x) {
+		t.Errorf("no ID at all: %s %s", x, y)
+	}
 }
 
 type fakeCommits struct {
