@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -270,4 +271,34 @@ func TestLogsBoundedAndRefusalsLogged(t *testing.T) {
 	if refused != 2 {
 		t.Errorf("%d refusals logged, want 2 (bad JSON, GET):\n%s", refused, logs.String())
 	}
+}
+
+// FuzzCheckRepoURL: the clone-URL check never panics, and whatever it
+// accepts names the project: its path ends with /<project>.git and its
+// host is the allowed one.
+func FuzzCheckRepoURL(f *testing.F) {
+	for _, s := range []string{"https://gitlab.example.com/g/p.git", "git@gitlab.example.com:g/p.git", "ssh://git@gitlab.example.com:2222/g/p.git",
+		"https://gitlab.example.com/g/p.git?x", "file:///g/p.git", "/tmp/g/p.git", "https://a@b@gitlab.example.com/g/p.git", "git@:g/p.git", "%", ""} {
+		f.Add(s)
+	}
+	allowed, _ := ParseGitHost("gitlab.example.com")
+	f.Fuzz(func(t *testing.T, raw string) {
+		if err := checkRepoURL(raw, "g/p", ".git", []GitHost{allowed}); err != nil {
+			return
+		}
+		host, path, err := splitRepoURL(raw)
+		if err != nil || path != "/g/p.git" || !hostMatches(host, "gitlab.example.com") {
+			t.Errorf("accepted %q: host %q path %q (%v)", raw, host, path, err)
+		}
+		// Independently, as net/url (and so git's HTTP transport) reads it.
+		if strings.Contains(raw, "://") {
+			u, err := url.Parse(raw)
+			if err != nil {
+				t.Fatalf("accepted %q, which net/url cannot parse: %v", raw, err)
+			}
+			if !strings.EqualFold(u.Hostname(), "gitlab.example.com") || u.Path != "/g/p.git" {
+				t.Errorf("accepted %q, which net/url reads as host %q path %q", raw, u.Hostname(), u.Path)
+			}
+		}
+	})
 }
