@@ -67,7 +67,7 @@ type fixture struct {
 	api *fakeAPI
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	eng, err := engine.New()
 	if err != nil {
