@@ -70,3 +70,25 @@ func requestContext(vars interpreter.Activation) (context.Context, bool) {
 	ctx, ok := v.(context.Context)
 	return ctx, ok && ctx != nil
 }
+
+type costLimitKey struct{}
+
+// WithCostLimit returns a context carrying the evaluation's cost limit (the
+// cel.CostLimit of the program). cel-go charges a call's cost after the
+// call returns; the path functions (glob, matchesAny, filterPaths), whose
+// work grows with path length × pattern size, compare their own cost with
+// this limit before they start and refuse with ErrCostLimit instead of
+// working past it. Without it they only stop when the context is done.
+func WithCostLimit(ctx context.Context, limit uint64) context.Context {
+	return context.WithValue(ctx, costLimitKey{}, limit)
+}
+
+// costLimitFrom returns the limit set by WithCostLimit.
+func costLimitFrom(ctx context.Context) (uint64, bool) {
+	l, ok := ctx.Value(costLimitKey{}).(uint64)
+	return l, ok
+}
+
+// ErrCostLimit is wrapped by the error of a call refused because its own
+// cost exceeds the evaluation's cost limit (WithCostLimit).
+var ErrCostLimit = errors.New("cost limit exceeded")

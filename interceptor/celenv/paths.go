@@ -1,6 +1,7 @@
 package celenv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
+	"github.com/google/cel-go/interpreter"
 
 	"github.com/ciel-ci/ciel/interceptor/pathglob"
 )
@@ -170,8 +172,97 @@ func pathFunctions(st *state) []cel.EnvOption {
 
 var errNegatedGlob = errors.New("negation (!) only has a meaning in a pattern list (matchesAny, filterPaths): write !path.glob('...') instead")
 
+// pathCall evaluates one glob, matchesAny or filterPaths call with the
+// request context of the evaluation: the matching stops when the context is
+// done (pathglob's *Context functions look at it inside their loops), and a
+// call whose cost, charged by cel-go only once it returns, would exceed the
+// evaluation's cost limit is refused before it starts.
+type pathCall struct {
+	interpreter.InterpretableCall
+	st *state
+}
+
+// decoratePaths replaces the planned path-function calls by pathCalls.
+func (st *state) decoratePaths(i interpreter.InterpretableV2) (interpreter.InterpretableV2, error) {
+	call, ok := i.(interpreter.InterpretableCall)
+	if !ok {
+		return i, nil
+	}
+	switch call.Function() {
+	case fnGlob, fnMatchesAny, fnFilterPaths:
+		if len(call.Args()) == 2 {
+			return &pathCall{InterpretableCall: call, st: st}, nil
+		}
+	}
+	return i, nil
+}
+
+func (c *pathCall) Eval(vars interpreter.Activation) ref.Val {
+	return c.Exec(interpreter.AsFrame(vars))
+}
+
+func (c *pathCall) Exec(frame *interpreter.ExecutionFrame) ref.Val {
+	args := c.Args()
+	vals := make([]ref.Val, len(args))
+	var unknown *types.Unknown
+	for i, a := range args {
+		vals[i] = a.Exec(frame)
+		if types.IsError(vals[i]) {
+			return vals[i]
+		}
+		unknown, _ = types.MaybeMergeUnknowns(vals[i], unknown)
+	}
+	if unknown != nil {
+		return unknown
+	}
+	ctx, ok := requestContext(frame)
+	if !ok {
+		ctx = context.Background()
+	}
+	fn := c.Function()
+	if limit, ok := costLimitFrom(ctx); ok {
+		if cost := *pathsTracker(vals, nil); cost > limit {
+			return types.LabelErrNode(c.ID(), types.NewErr("%s: %w: matching these paths against these patterns costs %d, over the limit of %d", fn, ErrCostLimit, cost, limit))
+		}
+	}
+	var v ref.Val
+	switch fn {
+	case fnGlob:
+		v = c.st.globContext(ctx, vals[0], vals[1])
+	case fnFilterPaths:
+		v = c.st.filterPathsContext(ctx, vals[0], vals[1])
+	default:
+		switch vals[0].(type) {
+		case types.String:
+			v = c.st.matchesAnyStringContext(ctx, vals[0], vals[1])
+		case traits.Lister:
+			v = c.st.matchesAnyListContext(ctx, vals[0], vals[1])
+		default:
+			v = types.NewErr("no such overload: matchesAny: receiver is %v, want a string or a list of strings", vals[0].Type())
+		}
+	}
+	return types.LabelErrNode(c.ID(), v)
+}
+
+// stopped is the CEL error of a match cut by its context.
+func stopped(fn string, err error) ref.Val {
+	return types.NewErr("%s: matching stopped: %w", fn, err)
+}
+
 func (st *state) glob(path, pattern ref.Val) ref.Val {
-	text := string(pattern.(types.String))
+	return st.globContext(context.Background(), path, pattern)
+}
+
+func (st *state) globContext(ctx context.Context, path, pattern ref.Val) ref.Val {
+	ps, ok := path.(types.String)
+	if !ok {
+		return types.NewErr("no such overload: glob: receiver is %v, want string", path.Type())
+	}
+	pt, ok := pattern.(types.String)
+	if !ok {
+		return types.NewErr("no such overload: glob: pattern is %v, want string", pattern.Type())
+	}
+	text := string(pt)
 	p, err := st.patterns.get(text, func() (*pathglob.Pattern, error) {
 		p, err := pathglob.Compile(text)
 		if err == nil && p.Negated() {
@@ -182,7 +273,11 @@ func (st *state) glob(path, pattern ref.Val) ref.Val {
 	if err != nil {
 		return types.NewErr("glob: %v", err)
 	}
-	return types.Bool(p.Match(string(path.(types.String))))
+	ok, err = p.MatchContext(ctx, string(ps))
+	if err != nil {
+		return stopped(fnGlob, err)
+	}
+	return types.Bool(ok)
 }
 
 // patternList compiles (or finds in the cache) the pattern list argument.
@@ -229,6 +324,10 @@ func stringList(v ref.Val) ([]string, error) {
 }
 
 func (st *state) matchesAnyList(paths, patterns ref.Val) ref.Val {
+	return st.matchesAnyListContext(context.Background(), paths, patterns)
+}
+
+func (st *state) matchesAnyListContext(ctx context.Context, paths, patterns ref.Val) ref.Val {
 	l, errVal := st.patternList(fnMatchesAny, patterns)
 	if errVal != nil {
 		return errVal
@@ -237,18 +336,34 @@ func (st *state) matchesAnyList(paths, patterns ref.Val) ref.Val {
 	if err != nil {
 		return types.NewErr("matchesAny: paths: %v", err)
 	}
-	return types.Bool(l.IncludesAny(ps))
+	ok, err := l.IncludesAnyContext(ctx, ps)
+	if err != nil {
+		return stopped(fnMatchesAny, err)
+	}
+	return types.Bool(ok)
 }
 
 func (st *state) matchesAnyString(path, patterns ref.Val) ref.Val {
+	return st.matchesAnyStringContext(context.Background(), path, patterns)
+}
+
+func (st *state) matchesAnyStringContext(ctx context.Context, path, patterns ref.Val) ref.Val {
 	l, errVal := st.patternList(fnMatchesAny, patterns)
 	if errVal != nil {
 		return errVal
 	}
-	return types.Bool(l.Includes(string(path.(types.String))))
+	ok, err := l.IncludesContext(ctx, string(path.(types.String)))
+	if err != nil {
+		return stopped(fnMatchesAny, err)
+	}
+	return types.Bool(ok)
 }
 
 func (st *state) filterPaths(paths, patterns ref.Val) ref.Val {
+	return st.filterPathsContext(context.Background(), paths, patterns)
+}
+
+func (st *state) filterPathsContext(ctx context.Context, paths, patterns ref.Val) ref.Val {
 	l, errVal := st.patternList(fnFilterPaths, patterns)
 	if errVal != nil {
 		return errVal
@@ -257,5 +372,9 @@ func (st *state) filterPaths(paths, patterns ref.Val) ref.Val {
 	if err != nil {
 		return types.NewErr("filterPaths: paths: %v", err)
 	}
-	return types.NewStringList(types.DefaultTypeAdapter, l.Filter(ps))
+	out, err := l.FilterContext(ctx, ps)
+	if err != nil {
+		return stopped(fnFilterPaths, err)
+	}
+	return types.NewStringList(types.DefaultTypeAdapter, out)
 }

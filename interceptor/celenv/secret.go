@@ -9,6 +9,8 @@ import (
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
+
+	"github.com/ciel-ci/ciel/interceptor/webhook"
 )
 
 // SecretGetter returns the value of one key of a Kubernetes Secret. The
@@ -22,10 +24,11 @@ type SecretGetter interface {
 // compareSecret
 //
 // Compares the string with the value of a key of a Secret in the trigger's
-// namespace, in constant time. The third argument, a namespace, is accepted
-// for compatibility and ignored, as in Triggers (which stopped reading other
-// namespaces' Secrets): the Secret is always read in the trigger's
-// namespace. The evaluation must get its input from NewActivation, with the
+// namespace, in constant time. Trailing line breaks of the stored value are
+// ignored, as by the interceptor's secretRef check (webhook.SecretValue).
+// The third argument, a namespace, is accepted for compatibility and
+// ignored, as in Triggers (which stopped reading other namespaces'
+// Secrets): the Secret is always read in the trigger's namespace. The evaluation must get its input from NewActivation, with the
 // namespace set by WithNamespace, and the environment a WithSecretGetter;
 // otherwise the call is an error saying which is missing.
 //
@@ -157,5 +160,7 @@ func (st *state) compareSecret(vars interpreter.Activation, vals []ref.Val) ref.
 	if err != nil {
 		return types.NewErr("compareSecret: reading key %q of secret %q in namespace %q: %w", key, name, ns, err)
 	}
-	return types.Bool(subtle.ConstantTimeCompare(secret, []byte(value)) == 1)
+	// The same rule as the X-Gitlab-Token check: trailing line breaks of
+	// the stored value are not part of the token.
+	return types.Bool(subtle.ConstantTimeCompare(webhook.SecretValue(secret), []byte(value)) == 1)
 }

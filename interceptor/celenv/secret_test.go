@@ -3,12 +3,15 @@ package celenv
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ciel-ci/ciel/interceptor/webhook"
 )
 
 func TestCompareSecret(t *testing.T) {
@@ -268,5 +271,43 @@ func TestCompareSecretNotFolded(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"ns/s/k"}, secrets.calls); diff != "" {
 		t.Errorf("lookups (-want +got):\n%s", diff)
+	}
+}
+
+// TestCompareSecretAgreesWithTokenCheck: compareSecret and the
+// interceptor's secretRef check (webhook.CheckToken) follow one rule on
+// what a stored token is (webhook.SecretValue): they agree on every case.
+func TestCompareSecretAgreesWithTokenCheck(t *testing.T) {
+	tests := []struct {
+		name, stored, sent string
+		want               bool
+	}{
+		{"same", "tok", "tok", true},
+		{"stored with a newline (kubectl --from-file)", "tok\n", "tok", true},
+		{"stored with CRLF", "tok\r\n", "tok", true},
+		{"stored with two newlines", "tok\n\n", "tok", true},
+		{"trailing space is part of the token", "tok ", "tok", false},
+		{"leading newline is part of the token", "\ntok", "tok", false},
+		{"sent with a trailing space", "tok", "tok ", false},
+		{"other token", "tok\n", "tik", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env, err := New(WithSecretGetter(&fakeSecrets{secrets: map[string]string{"ns/s/k": tc.stored}}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := http.Header{}
+			h.Set("X-Gitlab-Token", tc.sent)
+			got, _, err := eval(t, env, WithNamespace(context.Background(), "ns"), "header.canonical('X-Gitlab-Token').compareSecret('k', 's')",
+				map[string]any{"body": map[string]any{}, "header": h, "extensions": map[string]any{}, "requestURL": ""})
+			if err != nil {
+				t.Fatal(err)
+			}
+			check := webhook.CheckToken(h, []byte(tc.stored)) == nil
+			if native(got) != tc.want || check != tc.want {
+				t.Errorf("compareSecret %v, CheckToken %v; want both %v", native(got), check, tc.want)
+			}
+		})
 	}
 }

@@ -87,6 +87,8 @@ func (l *cielLib) CompileOptions() []cel.EnvOption {
 // ProgramOptions implements cel.Library.
 func (l *cielLib) ProgramOptions() []cel.ProgramOption {
 	return []cel.ProgramOption{
+		// Paths first: the alias decorator then wraps the pathCall.
+		cel.CustomDecoratorV2(l.st.decoratePaths),
 		cel.CustomDecoratorV2(aliasDecorator(map[string]string{fnMatchesAny: matchesAnyAlias})),
 		trackerOptions(pathCosts),
 	}

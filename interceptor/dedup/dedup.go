@@ -11,11 +11,16 @@
 // is evaluated afresh and nothing is lost. A duplicate that arrives while the
 // first copy is still being evaluated waits for its outcome instead of
 // guessing.
+//
+// Memory is bounded in bytes, not only in entries: keys are remembered as
+// their SHA-256 (32 bytes), whatever the length of the header they came
+// from, so an entry costs the same ~200 bytes for any delivery.
 package dedup
 
 import (
 	"container/list"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -68,8 +73,11 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
+// hashedKey is what the cache stores of a key.
+type hashedKey = [sha256.Size]byte
+
 type entry struct {
-	key      string
+	key      hashedKey
 	accepted time.Time     // zero while in flight
 	done     chan struct{} // closed when the in-flight evaluation ends
 	elem     *list.Element // position in the age list, once accepted
@@ -79,7 +87,7 @@ type entry struct {
 type Cache struct {
 	opts    options
 	mu      sync.Mutex
-	entries map[string]*entry
+	entries map[hashedKey]*entry
 	age     *list.List // accepted entries, oldest first
 }
 
@@ -91,7 +99,7 @@ func New(opts ...Option) (*Cache, error) {
 			return nil, err
 		}
 	}
-	return &Cache{opts: o, entries: map[string]*entry{}, age: list.New()}, nil
+	return &Cache{opts: o, entries: map[hashedKey]*entry{}, age: list.New()}, nil
 }
 
 // Ticket is an in-flight delivery. Exactly one of Accept or Forget must be
@@ -101,10 +109,12 @@ type Ticket struct {
 	e *entry
 }
 
-// Begin starts evaluating the delivery key. It returns ErrDuplicate if the
+// Begin starts evaluating the delivery id (any length; only its hash is
+// kept). It returns ErrDuplicate if the
 // delivery was accepted within the TTL. If another copy is in flight, Begin
 // waits (bounded by ctx) for it to finish.
-func (c *Cache) Begin(ctx context.Context, key string) (*Ticket, error) {
+func (c *Cache) Begin(ctx context.Context, id string) (*Ticket, error) {
+	key := sha256.Sum256([]byte(id))
 	for {
 		c.mu.Lock()
 		c.expireLocked()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -162,5 +163,33 @@ func TestOptionsValidated(t *testing.T) {
 		if _, err := New(o); err == nil {
 			t.Errorf("invalid option accepted")
 		}
+	}
+}
+
+// TestMemoryBoundedInBytes: an entry costs the same whatever the length of
+// its key, since only the key's hash is kept.
+func TestMemoryBoundedInBytes(t *testing.T) {
+	perEntry := func(keyLen int) float64 {
+		c, _ := newCache(t)
+		const n = 2000
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for i := range n {
+			tk, err := c.Begin(context.Background(), fmt.Sprintf("%0*d", keyLen, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			tk.Accept()
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		runtime.KeepAlive(c)
+		return float64(int64(after.HeapAlloc)-int64(before.HeapAlloc)) / n
+	}
+	short, long := perEntry(36), perEntry(64<<10)
+	t.Logf("heap per entry: %.0f bytes with 36-byte keys, %.0f bytes with 64 KiB keys", short, long)
+	if long > 4*short+1024 {
+		t.Errorf("a 64 KiB key costs %.0f bytes per entry against %.0f for a UUID: keys are kept whole", long, short)
 	}
 }

@@ -380,7 +380,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 		own = in.mr.extensions(exts, d)
 	}
 
-	ctx = celenv.WithNamespace(ctx, in.Namespace)
+	ctx = celenv.WithCostLimit(celenv.WithNamespace(ctx, in.Namespace), e.costLimit)
 	ctx, cancel := context.WithTimeout(ctx, e.timeout)
 	defer cancel()
 	header := in.Header

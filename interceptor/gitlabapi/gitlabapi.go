@@ -24,6 +24,14 @@
 // Results are cached by (project, before, after), concurrent identical
 // lookups share one request, and the client retries 429/5xx with backoff
 // (honouring Retry-After) before giving up with an error that says why.
+//
+// Every push has a total budget, whatever GitLab answers: at most
+// WithMaxCommits commits read one by one, WithMaxPages diff pages,
+// WithMaxBytes bytes of responses and WithMaxDuration of time. Only paths
+// are decoded (a diff's text is skipped). Past a cap the result is what was
+// read so far with Truncated true, and the policy's truncated branch
+// decides, as when GitLab cuts the payload. The client follows redirects
+// only on the same host (package httpredirect): the token never leaves it.
 package gitlabapi
 
 import (
@@ -40,6 +48,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
+	"github.com/ciel-ci/ciel/internal/httpredirect"
 	"github.com/ciel-ci/ciel/internal/lru"
 )
 
@@ -53,22 +62,40 @@ const (
 	// DefaultMaxDiffFiles is GitLab's default "maximum diff files" limit:
 	// a compare listing this many files may have been cut.
 	DefaultMaxDiffFiles = 1000
-	// maxCommitPages bounds the per-commit fallback.
+	// maxCommitPages bounds the pages of one commit's diff.
 	maxCommitPages = 50
+	// DefaultMaxCommits bounds the commits whose diffs are read one by one
+	// for one push.
+	DefaultMaxCommits = 100
+	// DefaultMaxPages bounds the diff pages (100 files each) read for one
+	// push, all commits together.
+	DefaultMaxPages = 200
+	// DefaultMaxBytes bounds the bytes of GitLab's responses read for one
+	// push: 200 pages of 100 paths fit with room to spare; a compare whose
+	// inline diffs exceed it is cut.
+	DefaultMaxBytes = 32 << 20
+	// DefaultMaxDuration bounds the time spent on one push, below the
+	// interceptor's request timeout so that a truncated answer still
+	// arrives in time.
+	DefaultMaxDuration = 10 * time.Second
 )
 
 // Stats are counters for metrics.
 type Stats struct {
 	Requests, Errors, CacheHits, Fallbacks atomic.Uint64
+	// Truncations counts pushes whose lookup a limit cut.
+	Truncations atomic.Uint64
 }
 
 // Source completes changed files from the GitLab API.
 type Source struct {
 	client       *gl.Client
 	maxDiffFiles int
+	limits       limits
 	logger       *slog.Logger
 	group        singleflight.Group
 	cache        *lru.Cache[gitlab.ChangedFiles]
+	commits      *lru.Cache[bool] // commits known to exist, by project path and SHA
 	stats        Stats
 }
 
@@ -83,6 +110,14 @@ type options struct {
 	logger       *slog.Logger
 	waitMin      time.Duration
 	waitMax      time.Duration
+	limits       limits
+}
+
+// limits are the caps of one push's lookup.
+type limits struct {
+	commits, pages int
+	bytes          int64
+	duration       time.Duration
 }
 
 // Option configures New.
@@ -150,6 +185,54 @@ func WithMaxDiffFiles(n int) Option {
 	}
 }
 
+// WithMaxCommits bounds the commits whose diffs are read one by one for one
+// push; past it the result is truncated. Default: DefaultMaxCommits.
+func WithMaxCommits(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("max commits must be positive, got %d", n)
+		}
+		o.limits.commits = n
+		return nil
+	}
+}
+
+// WithMaxPages bounds the diff pages read for one push, all commits
+// together; past it the result is truncated. Default: DefaultMaxPages.
+func WithMaxPages(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("max pages must be positive, got %d", n)
+		}
+		o.limits.pages = n
+		return nil
+	}
+}
+
+// WithMaxBytes bounds the bytes of GitLab's responses read for one push;
+// past it the result is truncated. Default: DefaultMaxBytes.
+func WithMaxBytes(n int64) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("max bytes must be positive, got %d", n)
+		}
+		o.limits.bytes = n
+		return nil
+	}
+}
+
+// WithMaxDuration bounds the time spent on one push; past it the result is
+// what was read, truncated. Default: DefaultMaxDuration.
+func WithMaxDuration(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("max duration must be positive, got %s", d)
+		}
+		o.limits.duration = d
+		return nil
+	}
+}
+
 // WithLogger sets the logger. Default: discard.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
@@ -165,7 +248,8 @@ func WithLogger(l *slog.Logger) Option {
 // with an API token (read_api scope suffices).
 func New(baseURL, token string, opts ...Option) (*Source, error) {
 	o := options{timeout: DefaultTimeout, retries: DefaultRetries, cacheSize: DefaultCacheSize,
-		maxDiffFiles: DefaultMaxDiffFiles, waitMin: 100 * time.Millisecond, waitMax: 2 * time.Second}
+		maxDiffFiles: DefaultMaxDiffFiles, waitMin: 100 * time.Millisecond, waitMax: 2 * time.Second,
+		limits: limits{commits: DefaultMaxCommits, pages: DefaultMaxPages, bytes: DefaultMaxBytes, duration: DefaultMaxDuration}}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, fmt.Errorf("configuring the GitLab API client: %w", err)
@@ -184,7 +268,11 @@ func New(baseURL, token string, opts ...Option) (*Source, error) {
 	if hc == nil {
 		hc = &http.Client{}
 	}
-	hc = &http.Client{Transport: hc.Transport, Timeout: o.timeout, CheckRedirect: hc.CheckRedirect}
+	rt := hc.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	hc = &http.Client{Transport: countingTransport{rt}, Timeout: o.timeout, CheckRedirect: httpredirect.SameHost}
 	copts := []gl.ClientOptionFunc{
 		gl.WithBaseURL(strings.TrimSuffix(baseURL, "/") + "/api/v4"),
 		gl.WithHTTPClient(hc),
@@ -198,7 +286,8 @@ func New(baseURL, token string, opts ...Option) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("configuring the GitLab API client: %w", err)
 	}
-	return &Source{client: c, maxDiffFiles: o.maxDiffFiles, logger: o.logger, cache: lru.New[gitlab.ChangedFiles](o.cacheSize)}, nil
+	return &Source{client: c, maxDiffFiles: o.maxDiffFiles, limits: o.limits, logger: o.logger,
+		cache: lru.New[gitlab.ChangedFiles](o.cacheSize), commits: lru.New[bool](o.cacheSize)}, nil
 }
 
 // Stats returns the counters (requests, errors, cache hits, fallbacks).
@@ -240,12 +329,40 @@ func (s *Source) Compare(ctx context.Context, e *gitlab.PushEvent) (gitlab.Chang
 		s.stats.CacheHits.Add(1)
 		return cf, nil
 	}
+	return s.lookup(ctx, key, true, func(ctx context.Context, b *budget) (gitlab.ChangedFiles, error) {
+		return s.compare(ctx, b, pid, from, e.After, straight)
+	}, func() gitlab.ChangedFiles {
+		return gitlab.PayloadChangedFiles(e) // cut during the compare itself: the payload's list
+	})
+}
+
+// lookup runs fn once for concurrent callers of key, within one budget of
+// the Source's limits (WithMaxCommits, WithMaxPages, WithMaxBytes,
+// WithMaxDuration), and caches a complete answer when cache is set. When a
+// cap stops fn, the answer is what fn read so far (or cut(), when it read
+// nothing) with Truncated true: the policy's truncated branch decides.
+func (s *Source) lookup(ctx context.Context, key string, cache bool, fn func(context.Context, *budget) (gitlab.ChangedFiles, error), cut func() gitlab.ChangedFiles) (gitlab.ChangedFiles, error) {
 	v, err, _ := s.group.Do(key, func() (any, error) {
-		cf, err := s.compare(ctx, pid, from, e.After, straight)
+		b := &budget{limits: s.limits}
+		bctx, cancel := context.WithTimeoutCause(withBudget(ctx, b), s.limits.duration, errTimeCap)
+		defer cancel()
+		cf, err := fn(bctx, b)
+		if err != nil && b.capped(bctx, err) && ctx.Err() == nil {
+			s.stats.Truncations.Add(1)
+			s.logger.WarnContext(ctx, "changed files cut by a limit", "lookup", key, "reason", b.reason(bctx, err),
+				"pages", b.pages, "bytes", b.read.Load())
+			if cf.Source == "" {
+				cf = cut()
+			}
+			cf.Truncated = true
+			return cf, nil
+		}
 		if err != nil {
 			return nil, err
 		}
-		s.cache.Add(key, cf)
+		if cache {
+			s.cache.Add(key, cf)
+		}
 		return cf, nil
 	})
 	if err != nil {
@@ -254,49 +371,134 @@ func (s *Source) Compare(ctx context.Context, e *gitlab.PushEvent) (gitlab.Chang
 	return v.(gitlab.ChangedFiles), nil
 }
 
-func (s *Source) compare(ctx context.Context, pid int64, from, to string, straight bool) (gitlab.ChangedFiles, error) {
-	s.stats.Requests.Add(1)
-	cmp, resp, err := s.client.Repositories.Compare(pid, &gl.CompareOptions{From: &from, To: &to, Straight: &straight}, gl.WithContext(ctx))
-	if err != nil {
-		s.stats.Errors.Add(1)
-		return gitlab.ChangedFiles{}, describe(fmt.Sprintf("comparing %s...%s in project %d", short(from), short(to), pid), resp, err)
+// compare asks GitLab within the budget b. When a cap stops it, it returns
+// what it read so far with the error of the cap (budget.capped).
+func (s *Source) compare(ctx context.Context, b *budget, pid int64, from, to string, straight bool) (gitlab.ChangedFiles, error) {
+	var cmp compareResult
+	opt := &gl.CompareOptions{From: &from, To: &to, Straight: &straight}
+	if _, err := s.get(ctx, fmt.Sprintf("projects/%d/repository/compare", pid), opt, &cmp); err != nil {
+		return gitlab.ChangedFiles{}, describe(fmt.Sprintf("comparing %s...%s in project %d", short(from), short(to), pid), err)
 	}
 	if !cmp.CompareTimeout && len(cmp.Diffs) < s.maxDiffFiles {
-		return fromDiffs([][]*gl.Diff{cmp.Diffs}, false), nil
+		return fromDiffs([][]diffPaths{cmp.Diffs}, false), nil
 	}
 	// Cut by GitLab: combine the commits' own diffs, oldest first.
 	s.stats.Fallbacks.Add(1)
 	s.logger.InfoContext(ctx, "compare cut by GitLab, reading commit diffs", "project", pid, "commits", len(cmp.Commits), "timeout", cmp.CompareTimeout)
-	var all [][]*gl.Diff
+	commits := cmp.Commits
 	cut := false
-	for _, c := range cmp.Commits {
-		var diffs []*gl.Diff
-		opt := &gl.GetCommitDiffOptions{ListOptions: gl.ListOptions{PerPage: 100, Page: 1}}
-		for page := 0; ; page++ {
-			if page == maxCommitPages {
+	if len(commits) > b.commits {
+		commits, cut = commits[:b.commits], true
+	}
+	all := make([][]diffPaths, 0, len(commits))
+	for _, c := range commits {
+		var diffs []diffPaths
+		for page := 1; ; page++ {
+			if page > maxCommitPages {
 				cut = true
 				break
 			}
-			s.stats.Requests.Add(1)
-			d, resp, err := s.client.Commits.GetCommitDiff(pid, c.ID, opt, gl.WithContext(ctx))
+			if b.pages >= b.limits.pages {
+				return fromDiffs(append(all, diffs), true), errPageCap
+			}
+			b.pages++
+			var d []diffPaths
+			opt := &gl.GetCommitDiffOptions{ListOptions: gl.ListOptions{PerPage: 100, Page: int64(page)}}
+			next, err := s.get(ctx, fmt.Sprintf("projects/%d/repository/commits/%s/diff", pid, gl.PathEscape(c.ID)), opt, &d)
 			if err != nil {
-				s.stats.Errors.Add(1)
-				return gitlab.ChangedFiles{}, describe(fmt.Sprintf("reading the diff of commit %s in project %d", short(c.ID), pid), resp, err)
+				return fromDiffs(append(all, diffs), true), describe(fmt.Sprintf("reading the diff of commit %s in project %d", short(c.ID), pid), err)
 			}
 			diffs = append(diffs, d...)
-			if resp == nil || resp.NextPage == 0 {
+			if next == 0 {
 				break
 			}
-			opt.Page = resp.NextPage
 		}
 		all = append(all, diffs)
 	}
 	return fromDiffs(all, cut), nil
 }
 
+// get does one API request and decodes the answer into v; it returns
+// GitLab's next page (0 when none).
+func (s *Source) get(ctx context.Context, path string, opt, v any) (int64, error) {
+	s.stats.Requests.Add(1)
+	req, err := s.client.NewRequest(http.MethodGet, path, opt, []gl.RequestOptionFunc{gl.WithContext(ctx)})
+	if err != nil {
+		s.stats.Errors.Add(1)
+		return 0, err
+	}
+	resp, err := s.client.Do(req, v)
+	if err != nil {
+		s.stats.Errors.Add(1)
+		return 0, &requestError{resp: resp, err: err}
+	}
+	return resp.NextPage, nil
+}
+
+// compareResult is GitLab's compare answer, paths only.
+type compareResult struct {
+	Commits []struct {
+		ID string `json:"id"`
+	} `json:"commits"`
+	Diffs          []diffPaths `json:"diffs"`
+	CompareTimeout bool        `json:"compare_timeout"`
+}
+
+// diffPaths is one entry of a diff list without its text: the text is
+// skipped by the decoder, never kept.
+type diffPaths struct {
+	OldPath     string `json:"old_path"`
+	NewPath     string `json:"new_path"`
+	NewFile     bool   `json:"new_file"`
+	RenamedFile bool   `json:"renamed_file"`
+	DeletedFile bool   `json:"deleted_file"`
+}
+
+// maxCommitBytes bounds GitLab's answer about one commit.
+const maxCommitBytes = 1 << 20
+
+// CommitExists reports whether sha is a commit of the project at
+// projectPath (path_with_namespace), for the interceptor's verifyCommit: a
+// forged payload naming a commit of another project, or none, is refused.
+// It asks by path, not by the payload's project ID, so the answer is about
+// the repository the clone URL names. A commit found is remembered (it
+// cannot stop existing in a way that matters here); a 404 is false, any
+// other failure an error.
+func (s *Source) CommitExists(ctx context.Context, projectPath, sha string) (bool, error) {
+	key := projectPath + "@" + sha
+	if _, ok := s.commits.Get(key); ok {
+		s.stats.CacheHits.Add(1)
+		return true, nil
+	}
+	v, err, _ := s.group.Do("commit|"+key, func() (any, error) {
+		b := &budget{limits: limits{bytes: maxCommitBytes}}
+		var commit struct {
+			ID string `json:"id"`
+		}
+		_, err := s.get(withBudget(ctx, b), fmt.Sprintf("projects/%s/repository/commits/%s", gl.PathEscape(projectPath), gl.PathEscape(sha)), nil, &commit)
+		var re *requestError
+		if errors.As(err, &re) && re.resp != nil && re.resp.StatusCode == http.StatusNotFound {
+			return false, nil
+		}
+		if err != nil {
+			return false, describe(fmt.Sprintf("looking up commit %s in %s", short(sha), projectPath), err)
+		}
+		// GitLab resolves refs and short SHAs too: only the full SHA counts.
+		if !strings.EqualFold(commit.ID, sha) {
+			return false, nil
+		}
+		s.commits.Add(key, true)
+		return true, nil
+	})
+	if err != nil {
+		return false, err
+	}
+	return v.(bool), nil
+}
+
 // fromDiffs turns diffs (one list per commit, oldest first) into changed
 // files with the payload's net semantics.
-func fromDiffs(commits [][]*gl.Diff, truncated bool) gitlab.ChangedFiles {
+func fromDiffs(commits [][]diffPaths, truncated bool) gitlab.ChangedFiles {
 	if len(commits) == 0 {
 		return gitlab.ChangedFiles{All: []string{}, Added: []string{}, Modified: []string{}, Removed: []string{}, Source: gitlab.SourceAPI, Truncated: truncated}
 	}
@@ -325,10 +527,20 @@ func fromDiffs(commits [][]*gl.Diff, truncated bool) gitlab.ChangedFiles {
 	return cf
 }
 
+// requestError is a failed request with GitLab's answer, if any.
+type requestError struct {
+	resp *gl.Response
+	err  error
+}
+
+func (e *requestError) Error() string { return e.err.Error() }
+func (e *requestError) Unwrap() error { return e.err }
+
 // describe says why a request failed, with GitLab's status when it answered.
-func describe(what string, resp *gl.Response, err error) error {
-	if resp != nil && resp.Response != nil {
-		return fmt.Errorf("%s: GitLab answered %s: %w", what, resp.Status, err)
+func describe(what string, err error) error {
+	var re *requestError
+	if errors.As(err, &re) && re.resp != nil && re.resp.Response != nil {
+		return fmt.Errorf("%s: GitLab answered %s: %w", what, re.resp.Status, re.err)
 	}
 	return fmt.Errorf("%s: GitLab unreachable: %w", what, err)
 }

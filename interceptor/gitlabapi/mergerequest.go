@@ -37,47 +37,43 @@ func (s *Source) MergeRequestFiles(ctx context.Context, e *gitlab.MergeRequestEv
 		s.stats.CacheHits.Add(1)
 		return cf, nil
 	}
-	v, err, _ := s.group.Do(key, func() (any, error) {
-		cf, err := s.mergeRequestDiffs(ctx, f.TargetProjectID, f.IID)
-		if err != nil {
-			return nil, err
-		}
-		if f.SHA != "" { // without a head SHA there is nothing to key a cache on
-			s.cache.Add(key, cf)
-		}
-		return cf, nil
-	})
-	if err != nil {
-		return gitlab.ChangedFiles{}, err
-	}
-	return v.(gitlab.ChangedFiles), nil
+	// Without a head SHA there is nothing to key a cache on.
+	return s.lookup(ctx, key, f.SHA != "", func(ctx context.Context, b *budget) (gitlab.ChangedFiles, error) {
+		return s.mergeRequestDiffs(ctx, b, f.TargetProjectID, f.IID)
+	}, unknownFiles)
 }
 
-func (s *Source) mergeRequestDiffs(ctx context.Context, pid, iid int64) (gitlab.ChangedFiles, error) {
-	var diffs []*gl.Diff
-	cut := false
-	opt := &gl.ListMergeRequestDiffsOptions{ListOptions: gl.ListOptions{PerPage: 100, Page: 1}}
-	for page := 0; ; page++ {
-		if page == maxMergeRequestPages {
-			cut = true
-			break
+// unknownFiles is the answer when a limit stopped a lookup before it read
+// anything: no files known, Truncated.
+func unknownFiles() gitlab.ChangedFiles {
+	return gitlab.ChangedFiles{All: []string{}, Added: []string{}, Modified: []string{}, Removed: []string{},
+		Source: gitlab.SourceAPI, Truncated: true}
+}
+
+func (s *Source) mergeRequestDiffs(ctx context.Context, b *budget, pid, iid int64) (gitlab.ChangedFiles, error) {
+	var diffs []diffPaths
+	for page := int64(1); ; page++ {
+		if page > maxMergeRequestPages {
+			return fromDiffs([][]diffPaths{diffs}, true), nil
 		}
-		s.stats.Requests.Add(1)
-		d, resp, err := s.client.MergeRequests.ListMergeRequestDiffs(pid, iid, opt, gl.WithContext(ctx))
+		if b.pages >= b.limits.pages {
+			return fromDiffs([][]diffPaths{diffs}, true), errPageCap
+		}
+		b.pages++
+		var d []diffPaths
+		opt := &gl.ListMergeRequestDiffsOptions{ListOptions: gl.ListOptions{PerPage: 100, Page: page}}
+		next, err := s.get(ctx, fmt.Sprintf("projects/%d/merge_requests/%d/diffs", pid, iid), opt, &d)
 		if err != nil {
-			s.stats.Errors.Add(1)
-			return gitlab.ChangedFiles{}, describe(fmt.Sprintf("listing the changes of merge request !%d in project %d", iid, pid), resp, err)
+			if len(diffs) > 0 {
+				return fromDiffs([][]diffPaths{diffs}, true), describe(fmt.Sprintf("listing the changes of merge request !%d in project %d", iid, pid), err)
+			}
+			return gitlab.ChangedFiles{}, describe(fmt.Sprintf("listing the changes of merge request !%d in project %d", iid, pid), err)
 		}
-		for _, x := range d {
-			diffs = append(diffs, &gl.Diff{OldPath: x.OldPath, NewPath: x.NewPath, NewFile: x.NewFile,
-				RenamedFile: x.RenamedFile, DeletedFile: x.DeletedFile})
+		diffs = append(diffs, d...)
+		if next == 0 {
+			return fromDiffs([][]diffPaths{diffs}, len(diffs) >= s.maxDiffFiles), nil
 		}
-		if resp == nil || resp.NextPage == 0 {
-			break
-		}
-		opt.Page = resp.NextPage
 	}
-	return fromDiffs([][]*gl.Diff{diffs}, cut || len(diffs) >= s.maxDiffFiles), nil
 }
 
 // MergeRequestUpdateFiles returns the changes of this update only, from
@@ -101,16 +97,7 @@ func (s *Source) MergeRequestUpdateFiles(ctx context.Context, e *gitlab.MergeReq
 		s.stats.CacheHits.Add(1)
 		return cf, nil
 	}
-	v, err, _ := s.group.Do(key, func() (any, error) {
-		cf, err := s.compare(ctx, f.TargetProjectID, from, f.SHA, true)
-		if err != nil {
-			return nil, err
-		}
-		s.cache.Add(key, cf)
-		return cf, nil
-	})
-	if err != nil {
-		return gitlab.ChangedFiles{}, err
-	}
-	return v.(gitlab.ChangedFiles), nil
+	return s.lookup(ctx, key, true, func(ctx context.Context, b *budget) (gitlab.ChangedFiles, error) {
+		return s.compare(ctx, b, f.TargetProjectID, from, f.SHA, true)
+	}, unknownFiles)
 }

@@ -1,6 +1,9 @@
 package pathglob
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+)
 
 // List is an ordered list of patterns with GitHub's include/exclude rule: a
 // path is included when the last pattern that matches it is positive. It is
@@ -39,45 +42,106 @@ func (l *List) Patterns() []string {
 	return out
 }
 
+// Tokens is the total size of the patterns' automata (see
+// Pattern.Tokens): including a path of n characters takes at most
+// n × Tokens() steps.
+func (l *List) Tokens() int {
+	t := 0
+	for _, p := range l.patterns {
+		t += p.Tokens()
+	}
+	return t
+}
+
 // Includes reports whether path is included: the last pattern matching it is
 // positive.
 func (l *List) Includes(path string) bool {
+	ok, _ := l.includes(nil, path)
+	return ok
+}
+
+// IncludesContext is Includes that stops with ctx's error when ctx is done
+// (see Pattern.MatchContext).
+func (l *List) IncludesContext(ctx context.Context, path string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	return l.includes(ctx, path)
+}
+
+func (l *List) includes(ctx context.Context, path string) (bool, error) {
 	if !l.positive {
-		return false
+		return false, nil
 	}
 	for i := len(l.patterns) - 1; i >= 0; i-- {
 		p := l.patterns[i]
-		if p.Match(path) {
-			return !p.negated
+		ok, err := p.match(ctx, path)
+		if err != nil {
+			return false, err
+		}
+		if ok {
+			return !p.negated, nil
 		}
 	}
-	return false
+	return false, nil
 }
 
 // IncludesAny reports whether at least one of paths is included.
 func (l *List) IncludesAny(paths []string) bool {
+	ok, _ := l.includesAny(nil, paths)
+	return ok
+}
+
+// IncludesAnyContext is IncludesAny that stops with ctx's error when ctx
+// is done, between paths and inside long ones.
+func (l *List) IncludesAnyContext(ctx context.Context, paths []string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	return l.includesAny(ctx, paths)
+}
+
+func (l *List) includesAny(ctx context.Context, paths []string) (bool, error) {
 	if !l.positive {
-		return false
+		return false, nil
 	}
 	for _, path := range paths {
-		if l.Includes(path) {
-			return true
+		ok, err := l.includes(ctx, path)
+		if err != nil || ok {
+			return ok, err
 		}
 	}
-	return false
+	return false, nil
 }
 
 // Filter returns the included paths, in their order. It returns a new slice
 // (empty, not nil, when nothing is included).
 func (l *List) Filter(paths []string) []string {
+	out, _ := l.filter(nil, paths)
+	return out
+}
+
+// FilterContext is Filter that stops with ctx's error when ctx is done.
+func (l *List) FilterContext(ctx context.Context, paths []string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return l.filter(ctx, paths)
+}
+
+func (l *List) filter(ctx context.Context, paths []string) ([]string, error) {
 	out := []string{}
 	if !l.positive {
-		return out
+		return out, nil
 	}
 	for _, path := range paths {
-		if l.Includes(path) {
+		ok, err := l.includes(ctx, path)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
 			out = append(out, path)
 		}
 	}
-	return out
+	return out, nil
 }

@@ -38,6 +38,7 @@
 package pathglob
 
 import (
+	"context"
 	"fmt"
 	"math/bits"
 	"strings"
@@ -439,33 +440,76 @@ func orInto(dst, src []uint64) {
 // Match reports whether path matches the pattern. A leading "!" is ignored
 // here: negation only has a meaning in a List.
 func (p *Pattern) Match(path string) bool {
+	ok, _ := p.match(nil, path)
+	return ok
+}
+
+// MatchContext is Match that stops when ctx is done, checked every few
+// thousand automaton steps: a long path against a long pattern costs up to
+// len(path) × Tokens() steps, which a deadline must be able to cut. The
+// error is ctx's.
+func (p *Pattern) MatchContext(ctx context.Context, path string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	return p.match(ctx, path)
+}
+
+// Tokens is the size of the pattern's automaton: matching a path of n
+// characters takes at most n × Tokens() steps. Patterns matched by their
+// literal prefix and suffix alone count 1.
+func (p *Pattern) Tokens() int {
+	if p.kind != midNFA {
+		return 1
+	}
+	return len(p.toks)
+}
+
+// checkSteps is how many automaton steps run between two looks at the
+// context: about 10-50 µs of work.
+const checkSteps = 1 << 14
+
+func (p *Pattern) match(ctx context.Context, path string) (bool, error) {
 	if len(path) < len(p.prefix)+len(p.suffix) ||
 		!strings.HasPrefix(path, p.prefix) || !strings.HasSuffix(path, p.suffix) {
-		return false
+		return false, nil
 	}
 	mid := path[len(p.prefix) : len(path)-len(p.suffix)]
 	switch p.kind {
 	case midEmpty:
-		return mid == ""
+		return mid == "", nil
 	case midAnything:
-		return true
+		return true, nil
 	case midNoSlash:
-		return strings.IndexByte(mid, '/') < 0
+		return strings.IndexByte(mid, '/') < 0, nil
 	}
 	if p.required != "" && !strings.Contains(mid, p.required) {
-		return false
+		return false, nil
+	}
+	// Runes between two looks at ctx; never zero.
+	every := max(1, checkSteps/len(p.toks))
+	if ctx == nil {
+		every = -1
 	}
 	if p.words == 1 {
-		return p.run1(mid)
+		return p.run1(ctx, mid, every)
 	}
-	return p.runN(mid)
+	return p.runN(ctx, mid, every)
 }
 
-// run1 simulates an automaton whose positions fit in one word.
-func (p *Pattern) run1(s string) bool {
+// run1 simulates an automaton whose positions fit in one word. It looks
+// at ctx every `every` runes (never when every < 0).
+func (p *Pattern) run1(ctx context.Context, s string, every int) (bool, error) {
 	n := len(p.toks)
 	cur := p.closure[0][0]
+	left := every
 	for i := 0; i < len(s); {
+		if left--; left == 0 {
+			if err := ctx.Err(); err != nil {
+				return false, err
+			}
+			left = every
+		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		valid := r != utf8.RuneError || size > 1
 		i += size
@@ -483,20 +527,27 @@ func (p *Pattern) run1(s string) bool {
 			next |= p.closure[to][0]
 		}
 		if next == 0 {
-			return false
+			return false, nil
 		}
 		cur = next
 	}
-	return cur&(1<<n) != 0
+	return cur&(1<<n) != 0, nil
 }
 
-// runN simulates an automaton of any size.
-func (p *Pattern) runN(s string) bool {
+// runN simulates an automaton of any size, looking at ctx as run1 does.
+func (p *Pattern) runN(ctx context.Context, s string, every int) (bool, error) {
 	n := len(p.toks)
 	cur := make([]uint64, p.words)
 	next := make([]uint64, p.words)
 	copy(cur, p.closure[0])
+	left := every
 	for i := 0; i < len(s); {
+		if left--; left == 0 {
+			if err := ctx.Err(); err != nil {
+				return false, err
+			}
+			left = every
+		}
 		r, size := utf8.DecodeRuneInString(s[i:])
 		valid := r != utf8.RuneError || size > 1
 		i += size
@@ -525,9 +576,9 @@ func (p *Pattern) runN(s string) bool {
 			}
 		}
 		if !moved {
-			return false
+			return false, nil
 		}
 		cur, next = next, cur
 	}
-	return cur[n/64]&(1<<(n%64)) != 0
+	return cur[n/64]&(1<<(n%64)) != 0, nil
 }

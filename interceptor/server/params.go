@@ -41,6 +41,21 @@ type Params struct {
 	// AllowForks builds merge requests whose source project is a fork
 	// (default false: refused with FailedPrecondition, docs/security.md).
 	AllowForks bool `json:"allowForks,omitempty"`
+	// Insecure accepts a Trigger with neither SecretRef nor
+	// SigningSecretRef, for a test setup. Without it such a Trigger is
+	// refused: anyone reaching the EventListener could start builds.
+	Insecure bool `json:"insecure,omitempty"`
+	// AllowedHosts are the GitLab hosts (host, host:port or host/path)
+	// the payload's clone and web URLs may point to; default: the
+	// interceptor's --allowed-git-hosts (the host of --gitlab-url).
+	AllowedHosts []string `json:"allowedHosts,omitempty"`
+	// AllowedProjects are path patterns (pathglob: "team-a/**",
+	// "!team-a/sandbox") of the project paths (path_with_namespace) this
+	// Trigger accepts; empty: any.
+	AllowedProjects []string `json:"allowedProjects,omitempty"`
+	// VerifyCommit asks GitLab whether the pushed commit exists in the
+	// payload's project before continuing (one call, cached).
+	VerifyCommit bool `json:"verifyCommit,omitempty"`
 }
 
 // SecretRef names a key of a Secret.
@@ -68,6 +83,10 @@ var paramShapes = map[string]string{
 	"failOpen":         "a boolean",
 	"dedup":            "a boolean",
 	"allowForks":       "a boolean",
+	"insecure":         "a boolean",
+	"allowedHosts":     `a list of strings, e.g. ["gitlab.example.com"]`,
+	"allowedProjects":  `a list of project path patterns, e.g. ["team-a/**"]`,
+	"verifyCommit":     "a boolean",
 }
 
 // ParseParams reads the interceptor params, naming the param and the
@@ -90,7 +109,7 @@ func ParseParams(raw map[string]any) (Params, error) {
 			return p, fmt.Errorf("param %s: wrong type: got a JSON %s", te.Field, te.Value)
 		}
 		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return p, fmt.Errorf("unknown param %s: known params are secretRef, signingSecretRef, eventTypes, filter, overlays, typed, policy, changedFiles, failOpen, dedup, allowForks", name)
+			return p, fmt.Errorf("unknown param %s: known params are secretRef, signingSecretRef, insecure, eventTypes, filter, overlays, typed, policy, changedFiles, failOpen, dedup, allowedHosts, allowedProjects, verifyCommit, allowForks", name)
 		}
 		return p, fmt.Errorf("reading the interceptor params: %w", err)
 	}
@@ -108,6 +127,9 @@ func ParseParams(raw map[string]any) (Params, error) {
 	case ChangedFilesPayload, ChangedFilesModeAPI, ChangedFilesOff:
 	default:
 		return p, fmt.Errorf("param changedFiles: want %s, got %q", paramShapes["changedFiles"], p.ChangedFiles)
+	}
+	if p.Insecure && (p.SecretRef != nil || p.SigningSecretRef != nil) {
+		return p, errors.New("param insecure: true with a secretRef or signingSecretRef: remove insecure")
 	}
 	if p.Policy != "" && (p.Filter != "" || len(p.Overlays) > 0) {
 		return p, errors.New("params policy and filter/overlays: give a policy or inline CEL, not both")

@@ -64,6 +64,12 @@ type Config struct {
 	Metrics  *Metrics        // optional
 	Logger   *slog.Logger    // optional
 
+	// Commits is optional: the param verifyCommit needs it.
+	Commits CommitChecker
+	// AllowedHosts are the GitLabs clone URLs may point to when a trigger
+	// gives no allowedHosts; empty: any host (the path is still checked).
+	AllowedHosts []GitHost
+
 	MaxRequestBytes int64         // default DefaultMaxRequestBytes
 	RequestTimeout  time.Duration // default DefaultRequestTimeout
 	// SignatureTolerance bounds a signed delivery's age; default
@@ -108,6 +114,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.write(w, status, resp)
 		s.observe(resp, time.Since(start))
+		if status >= 400 && resp != nil {
+			// Refused before Process logs it: say so, bounded.
+			s.logger.Warn("request refused", "status", status, "method", r.Method, "path", short(r.URL.Path),
+				"remote", r.RemoteAddr, "reason", shortN(resp.Status.Message, maxLogReason))
+		}
 	}()
 	switch strings.TrimSuffix(strings.ToLower(r.URL.Path), "/") {
 	case "", "/gitlab":
@@ -181,15 +192,16 @@ func (s *Server) Process(ctx context.Context, req *triggersv1.InterceptorRequest
 	if req.Context != nil {
 		triggerID, eventURL = req.Context.TriggerID, req.Context.EventURL
 	}
-	log := s.logger.With("trigger", triggerID, "delivery", header.Get("X-Gitlab-Event-UUID"), "event", header.Get("X-Gitlab-Event"))
+	// Every header and context value is the sender's: bounded in logs.
+	log := s.logger.With("trigger", short(triggerID), "delivery", short(header.Get("X-Gitlab-Event-UUID")), "event", short(header.Get("X-Gitlab-Event")))
 	if req.Context != nil {
-		log = log.With("event_id", req.Context.EventID)
+		log = log.With("event_id", short(req.Context.EventID))
 	}
 	resp := s.process(ctx, req, header, triggerID, eventURL, log)
 	if resp.Continue {
 		log.Info("continue")
 	} else {
-		log.Info("stop", "code", resp.Status.Code.String(), "reason", resp.Status.Message)
+		log.Info("stop", "code", resp.Status.Code.String(), "reason", shortN(resp.Status.Message, maxLogReason))
 	}
 	return resp
 }
@@ -198,6 +210,9 @@ func (s *Server) process(ctx context.Context, req *triggersv1.InterceptorRequest
 	p, err := ParseParams(req.InterceptorParams)
 	if err != nil {
 		return fail(codes.InvalidArgument, err.Error())
+	}
+	if p.SecretRef == nil && p.SigningSecretRef == nil && !p.Insecure {
+		return fail(codes.FailedPrecondition, "this trigger's ciel interceptor names neither secretRef nor signingSecretRef: anyone reaching the EventListener could start builds; name the webhook's Secret (or set insecure: true for a test setup)")
 	}
 	ns := ""
 	if triggerID != "" {
@@ -232,7 +247,7 @@ func (s *Server) process(ctx context.Context, req *triggersv1.InterceptorRequest
 	// What it is.
 	event := header.Get("X-Gitlab-Event")
 	if len(p.EventTypes) > 0 && !contains(p.EventTypes, event) {
-		return fail(codes.FailedPrecondition, fmt.Sprintf("event type %q is not allowed: eventTypes is %q", event, p.EventTypes))
+		return fail(codes.FailedPrecondition, fmt.Sprintf("event type %q is not allowed: eventTypes is %q", short(event), p.EventTypes))
 	}
 	prog, resp := s.rules(p, event)
 	if resp != nil {
@@ -240,32 +255,54 @@ func (s *Server) process(ctx context.Context, req *triggersv1.InterceptorRequest
 	}
 
 	// Once per delivery.
-	if s.cfg.Dedup != nil && p.dedup() {
-		if id := deliveryID(header); id != "" {
-			ticket, err := s.cfg.Dedup.Begin(ctx, triggerID+"/"+id)
-			if errors.Is(err, dedup.ErrDuplicate) {
-				if s.cfg.Metrics != nil {
-					s.cfg.Metrics.duplicates.Inc()
-				}
-				return fail(codes.FailedPrecondition, fmt.Sprintf("duplicate delivery %s: already accepted for this trigger", id))
-			}
-			if err != nil {
-				return fail(codes.Unavailable, "waiting for a copy of this delivery in flight: "+err.Error())
-			}
-			accepted := false
-			defer func() {
-				if accepted {
-					ticket.Accept()
-				} else {
-					ticket.Forget()
-				}
-			}()
-			resp := s.decide(ctx, p, prog, body, header, req.Extensions, ns, eventURL, log)
-			accepted = resp.Continue
-			return resp
-		}
+	dlv, err := deliveryOf(header, p.SigningSecretRef != nil)
+	if err != nil {
+		return fail(codes.InvalidArgument, err.Error())
 	}
-	return s.decide(ctx, p, prog, body, header, req.Extensions, ns, eventURL, log)
+	eventID := ""
+	if req.Context != nil {
+		eventID = req.Context.EventID
+	}
+	if !p.dedup() {
+		dlv.id = ""
+	}
+	suffix := nameSuffix(triggerID, dlv.id, eventID)
+	if s.cfg.Dedup != nil && dlv.id != "" {
+		ticket, err := s.cfg.Dedup.Begin(ctx, dlv.key(triggerID))
+		if errors.Is(err, dedup.ErrDuplicate) {
+			if s.cfg.Metrics != nil {
+				s.cfg.Metrics.duplicates.Inc()
+			}
+			return fail(codes.FailedPrecondition, fmt.Sprintf("duplicate delivery %s: already accepted for this trigger", short(dlv.id)))
+		}
+		if err != nil {
+			return fail(codes.Unavailable, "waiting for a copy of this delivery in flight: "+err.Error())
+		}
+		accepted := false
+		defer func() {
+			if accepted {
+				ticket.Accept()
+			} else {
+				ticket.Forget()
+			}
+		}()
+		resp := withDelivery(s.decide(ctx, p, prog, body, header, req.Extensions, ns, eventURL, log), suffix)
+		accepted = resp.Continue
+		return resp
+	}
+	return withDelivery(s.decide(ctx, p, prog, body, header, req.Extensions, ns, eventURL, log), suffix)
+}
+
+// withDelivery adds extensions.delivery to an accepted response.
+func withDelivery(resp *triggersv1.InterceptorResponse, suffix string) *triggersv1.InterceptorResponse {
+	if !resp.Continue {
+		return resp
+	}
+	if resp.Extensions == nil {
+		resp.Extensions = map[string]any{}
+	}
+	resp.Extensions[ExtensionDelivery] = map[string]any{"name_suffix": suffix}
+	return resp
 }
 
 func (s *Server) decide(ctx context.Context, p Params, prog *engine.Program, body []byte, header http.Header, exts map[string]any, ns, eventURL string, log *slog.Logger) *triggersv1.InterceptorResponse {
@@ -302,6 +339,11 @@ func (s *Server) decide(ctx context.Context, p Params, prog *engine.Program, bod
 		}
 		return fail(codes.FailedPrecondition, what+" did not return true")
 	}
+	if d.Event != nil && d.Event.Push != nil {
+		if resp := s.checkProject(ctx, p, d.Event.Push); resp != nil {
+			return resp
+		}
+	}
 	return &triggersv1.InterceptorResponse{Continue: true, Extensions: d.Extensions}
 }
 
@@ -319,7 +361,7 @@ func (s *Server) rules(p Params, event string) (*engine.Program, *triggersv1.Int
 			return nil, fail(codes.InvalidArgument, fmt.Sprintf("param policy: unknown policy %q; loaded policies: %s", p.Policy, strings.Join(names, ", ")))
 		}
 		if !pol.AllowsEvent(event) {
-			return nil, fail(codes.FailedPrecondition, fmt.Sprintf("policy %s does not accept event type %q (its eventTypes: %q)", pol.Name, event, pol.EventTypes))
+			return nil, fail(codes.FailedPrecondition, fmt.Sprintf("policy %s does not accept event type %q (its eventTypes: %q)", pol.Name, short(event), pol.EventTypes))
 		}
 		return pol.Program, nil
 	}
@@ -373,15 +415,6 @@ func (s *Server) secret(ctx context.Context, ns string, ref *SecretRef, param st
 		return nil, fail(codes.Unavailable, fmt.Sprintf("param %s: reading secret %s: %v", param, ref.SecretName, err))
 	}
 	return b, nil
-}
-
-// deliveryID identifies a delivery: GitLab's Idempotency-Key, else the
-// event UUID (the same on retries).
-func deliveryID(h http.Header) string {
-	if v := h.Get("Idempotency-Key"); v != "" {
-		return v
-	}
-	return h.Get("X-Gitlab-Event-UUID")
 }
 
 func contains(list []string, s string) bool {

@@ -67,7 +67,7 @@ type fixture struct {
 	api *fakeAPI
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	eng, err := engine.New()
 	if err != nil {
@@ -106,7 +106,20 @@ func payload(t testing.TB, name string) string {
 
 type reqOpt func(*triggersv1.InterceptorRequest)
 
+// request builds an InterceptorRequest for the fixture. Params naming no
+// secret (nor insecure) get the token's secretRef, which the request
+// carries: a trigger without one is refused.
 func request(t testing.TB, fixtureName, event string, params map[string]any, opts ...reqOpt) *triggersv1.InterceptorRequest {
+	_, a := params["secretRef"]
+	_, b := params["signingSecretRef"]
+	_, c := params["insecure"]
+	if !a && !b && !c {
+		withToken := map[string]any{"secretRef": tokenRef}
+		for k, v := range params {
+			withToken[k] = v
+		}
+		params = withToken
+	}
 	r := &triggersv1.InterceptorRequest{
 		Body: payload(t, fixtureName),
 		Header: map[string][]string{

@@ -59,15 +59,25 @@ var (
 	ErrBadSignature = errors.New("webhook-signature does not match the body")
 )
 
-// CheckToken compares the delivery's X-Gitlab-Token with secret in constant
-// time (both sides are hashed first, so not even the length leaks).
+// SecretValue is the one rule for a token stored in a Secret, shared by
+// CheckToken, SigningKey and CEL's compareSecret: trailing line breaks
+// (\n, \r\n), which `kubectl create secret --from-file` and editors keep,
+// are not part of the token. An HTTP header value cannot end with one, so
+// a token with them could never match. Nothing else is trimmed.
+func SecretValue(secret []byte) []byte {
+	return bytes.TrimRight(secret, "\r\n")
+}
+
+// CheckToken compares the delivery's X-Gitlab-Token with secret (see
+// SecretValue) in constant time (both sides are hashed first, so not even
+// the length leaks).
 func CheckToken(h http.Header, secret []byte) error {
 	got := h.Get(HeaderToken)
 	if got == "" {
 		return ErrMissingToken
 	}
 	a := sha256.Sum256([]byte(got))
-	b := sha256.Sum256(bytes.TrimRight(secret, "\r\n"))
+	b := sha256.Sum256(SecretValue(secret))
 	if subtle.ConstantTimeCompare(a[:], b[:]) != 1 {
 		return ErrTokenMismatch
 	}
@@ -79,7 +89,7 @@ func CheckToken(h http.Header, secret []byte) error {
 // issues); anything else is used as raw bytes. Trailing newlines, which
 // `kubectl create secret --from-file` often keeps, are ignored.
 func SigningKey(token []byte) ([]byte, error) {
-	t := strings.TrimRight(string(token), "\r\n")
+	t := string(SecretValue(token))
 	if t == "" {
 		return nil, errors.New("signing token is empty")
 	}

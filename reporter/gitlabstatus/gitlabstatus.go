@@ -28,6 +28,7 @@ import (
 
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 
+	"github.com/ciel-ci/ciel/internal/httpredirect"
 	"github.com/ciel-ci/ciel/reporter/status"
 )
 
@@ -235,7 +236,8 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	gl, err := gitlab.NewAuthSourceClient(auth,
 		gitlab.WithURLWarningLogger(o.log),
 		gitlab.WithBaseURL(baseURL),
-		gitlab.WithHTTPClient(&http.Client{Transport: rt, Timeout: o.timeout}),
+		// The token must not follow a redirect to another host.
+		gitlab.WithHTTPClient(&http.Client{Transport: rt, Timeout: o.timeout, CheckRedirect: httpredirect.SameHost}),
 		gitlab.WithoutRetries(),
 		gitlab.WithUserAgent(o.userAgent),
 	)

@@ -278,3 +278,24 @@ func TestOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestCrossHostRedirectRefused: a GitLab URL that redirects (307, so the
+// POST and its token would be replayed) to another host does not get the
+// status, nor the token, there.
+func TestCrossHostRedirectRefused(t *testing.T) {
+	gl := gitlabtest.NewServer(t, "tok")
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, gl.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer front.Close()
+	c, err := New(front.URL, WithToken("tok"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Post(context.Background(), st(status.Running)); err == nil || !strings.Contains(err.Error(), "redirect") {
+		t.Errorf("Post through a cross-host redirect: %v, want the refused redirect", err)
+	}
+	if n := len(gl.Calls()); n != 0 {
+		t.Errorf("the other host received %d calls with the token", n)
+	}
+}

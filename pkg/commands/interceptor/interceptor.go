@@ -14,8 +14,9 @@
 //
 // /healthz says the process is alive; /readyz that policies and the TLS
 // certificate are loaded and the server is not shutting down; /metrics is
-// Prometheus. SIGTERM stops accepting, marks the server not ready and lets
-// in-flight requests finish within --shutdown-timeout.
+// Prometheus (with Go runtime and process metrics). SIGTERM marks the
+// server not ready for --drain-period while it still serves, then stops
+// accepting and lets in-flight requests finish within --shutdown-timeout.
 package interceptor
 
 import (
@@ -72,6 +73,8 @@ type options struct {
 	costLimit       uint64
 	dedupTTL        time.Duration
 	shutdownTimeout time.Duration
+	drainPeriod     time.Duration
+	allowedHosts    []string
 	logFormat       string
 	logLevel        string
 }
@@ -123,6 +126,8 @@ Otherwise (or with --local): plain HTTP on --http-addr, Secrets from
 	f.Uint64Var(&o.costLimit, "cost-limit", engine.DefaultCostLimit, "CEL cost limit of one evaluation")
 	f.DurationVar(&o.dedupTTL, "dedup-ttl", time.Hour, "how long an accepted delivery is remembered")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM")
+	f.DurationVar(&o.drainPeriod, "drain-period", 5*time.Second, "after SIGTERM, how long /readyz fails while the listener still serves, so that endpoints drop the pod before it stops accepting")
+	f.StringSliceVar(&o.allowedHosts, "allowed-git-hosts", nil, "GitLab hosts (host, host:port or host/path) a payload's clone and web URLs may name; default: the host of --gitlab-url; empty: any host (the path must still be the project's)")
 	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
@@ -170,6 +175,24 @@ func (o *options) restConfig() (*rest.Config, error) {
 		return nil, fmt.Errorf("reading the in-cluster config: %w", err)
 	}
 	return c, nil
+}
+
+// gitHosts are the GitLabs a payload's URLs may name: --allowed-git-hosts,
+// else the host of --gitlab-url, else none (any host).
+func (o *options) gitHosts() ([]server.GitHost, error) {
+	list := o.allowedHosts
+	if len(list) == 0 && o.gitlabURL != "" {
+		list = []string{o.gitlabURL}
+	}
+	hosts := make([]server.GitHost, 0, len(list))
+	for _, h := range list {
+		gh, err := server.ParseGitHost(h)
+		if err != nil {
+			return nil, fmt.Errorf("--allowed-git-hosts: %w", err)
+		}
+		hosts = append(hosts, gh)
+	}
+	return hosts, nil
 }
 
 func (o *options) gitlabToken() (string, error) {
@@ -246,7 +269,12 @@ func (o *options) run(ctx context.Context) error {
 		tlsCert = fs.GetCertificate
 	}
 
+	hosts, err := o.gitHosts()
+	if err != nil {
+		return err
+	}
 	var api server.ChangedFilesAPI
+	var commits server.CommitChecker
 	if o.gitlabURL != "" {
 		token, err := o.gitlabToken()
 		if err != nil {
@@ -260,8 +288,9 @@ func (o *options) run(ctx context.Context) error {
 		st := src.Stats()
 		metrics.CounterFunc("ciel_gitlab_api_requests_total", "GitLab API requests made to complete changed files.", func() float64 { return float64(st.Requests.Load()) })
 		metrics.CounterFunc("ciel_gitlab_api_errors_total", "GitLab API lookups that failed after retries.", func() float64 { return float64(st.Errors.Load()) })
+		metrics.CounterFunc("ciel_changed_files_truncated_total", "Changed-files lookups cut by a limit (commits, pages, bytes, time) and answered truncated.", func() float64 { return float64(st.Truncations.Load()) })
 		metrics.CounterFunc("ciel_changed_files_cache_hits_total", "Changed-files lookups answered from the cache.", func() float64 { return float64(st.CacheHits.Load()) })
-		api = src
+		api, commits = src, src
 	}
 
 	pols, err := server.NewPolicies(eng, o.policies, log, metrics)
@@ -274,7 +303,7 @@ func (o *options) run(ctx context.Context) error {
 	}
 	metrics.GaugeFunc("ciel_dedup_remembered", "Deliveries remembered or in flight.", func() float64 { return float64(dd.Len()) })
 	srv, err := server.New(server.Config{Engine: eng, Policies: pols, Secrets: getter, API: api, Dedup: dd, Metrics: metrics,
-		Logger: log, RequestTimeout: o.requestTimeout, MaxRequestBytes: int64(2*o.maxBodyBytes + 1<<20)})
+		Commits: commits, AllowedHosts: hosts, Logger: log, RequestTimeout: o.requestTimeout, MaxRequestBytes: int64(2*o.maxBodyBytes + 1<<20)})
 	if err != nil {
 		return err
 	}
@@ -347,6 +376,16 @@ func (o *options) run(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	shuttingDown.Store(true)
+	if o.drainPeriod > 0 {
+		// Not ready, still serving: the endpoints controller drops the pod
+		// and the EventListener stops sending before the listener closes.
+		log.Info("draining: /readyz fails, still serving", "period", o.drainPeriod)
+		select {
+		case <-time.After(o.drainPeriod):
+		case err := <-errc:
+			return fmt.Errorf("serving: %w", err)
+		}
+	}
 	log.Info("shutting down: finishing in-flight requests", "timeout", o.shutdownTimeout)
 	sctx, scancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 	defer scancel()
