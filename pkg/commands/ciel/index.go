@@ -26,10 +26,9 @@ func newIndexCmd(g *globals) *cobra.Command {
 
 // Standard OCI annotation keys the create command can set.
 const (
-	annotationSource   = "org.opencontainers.image.source"
-	annotationRevision = "org.opencontainers.image.revision"
-	annotationVersion  = "org.opencontainers.image.version"
-	annotationCreated  = "org.opencontainers.image.created"
+	annotationSource  = "org.opencontainers.image.source"
+	annotationVersion = "org.opencontainers.image.version"
+	annotationCreated = "org.opencontainers.image.created"
 )
 
 type indexCreateFlags struct {
@@ -165,10 +164,10 @@ func indexAnnotations(cmd *cobra.Command, f *indexCreateFlags, format ociindex.F
 			}
 		}
 		for k, v := range map[string]string{
-			annotationSource:   f.sourceURL,
-			annotationRevision: f.revision,
-			annotationVersion:  f.imageVersion,
-			annotationCreated:  f.created,
+			annotationSource:            f.sourceURL,
+			ociindex.AnnotationRevision: f.revision,
+			annotationVersion:           f.imageVersion,
+			annotationCreated:           f.created,
 		} {
 			if v != "" {
 				out[k] = v
