@@ -366,10 +366,10 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	t.Logf("push to finished multi-arch index (cold Kaniko caches): %s", time.Since(start).Round(time.Millisecond))
 	cold := kanikoBuilds(t, w.env, runner, w.ns, first.Name)
 
-	// The index under the short SHA holds exactly linux/amd64 and linux/arm64,
+	// The index under the commit tag sha-<SHA> holds exactly linux/amd64 and linux/arm64,
 	// each child's config saying so, with the program built for it; the
 	// amd64 child holds what its RUN wrote.
-	idx, err := remote.Index(mustRef(t, image+":"+sha[:8]))
+	idx, err := remote.Index(mustRef(t, image+":sha-"+sha))
 	if err != nil {
 		t.Fatalf("reading the index: %v", err)
 	}
