@@ -14,6 +14,7 @@ import (
 	"github.com/ciel-ci/ciel/pkg/platform"
 	"github.com/ciel-ci/ciel/pkg/semver"
 	"github.com/google/go-cmp/cmp"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/substitution"
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
@@ -62,7 +63,7 @@ func TestEventListenerCreatesPipelineRuns(t *testing.T) {
 				return map[string]string{
 					"git-url": f.GitHTTPURL, "revision": f.SHA, "image": registryFromBinding + "/" + f.ProjectPath,
 					"tag": "sha-" + f.SHA, "extra-tags": `["branch-` + f.RefSlug + `"]`, "platforms": `["linux/amd64","linux/arm64"]`,
-					"source-url": f.ProjectURL,
+					"source-url": f.ProjectURL, "git-allow-http": "false",
 				}
 			},
 		},
@@ -71,7 +72,7 @@ func TestEventListenerCreatesPipelineRuns(t *testing.T) {
 			params: func(f gitlab.Facts) map[string]string {
 				return map[string]string{
 					"git-url": f.GitHTTPURL, "revision": f.SHA, "commit-tag": "sha-" + f.SHA, "image": registryFromBinding + "/" + f.ProjectPath,
-					"version": f.Tag, "platforms": `["linux/amd64","linux/arm64"]`, "source-url": f.ProjectURL,
+					"version": f.Tag, "platforms": `["linux/amd64","linux/arm64"]`, "source-url": f.ProjectURL, "git-allow-http": "false",
 				}
 			},
 		},
@@ -149,6 +150,17 @@ func TestEventListenerCreatesPipelineRuns(t *testing.T) {
 			}
 			checkWorkspaceBindings(t, pr, p, true)
 			checkMatrixScheduling(t, o, pr, p)
+			// The build pods get no ServiceAccount token: the Dockerfile's
+			// RUN lines could read it.
+			templates := []*pod.PodTemplate{pr.Spec.TaskRunTemplate.PodTemplate}
+			for _, s := range pr.Spec.TaskRunSpecs {
+				templates = append(templates, s.PodTemplate)
+			}
+			for _, tpl := range templates {
+				if tpl == nil || tpl.AutomountServiceAccountToken == nil || *tpl.AutomountServiceAccountToken {
+					t.Errorf("pod template %+v mounts the ServiceAccount token", tpl)
+				}
+			}
 		})
 	}
 }
