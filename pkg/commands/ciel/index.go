@@ -71,7 +71,10 @@ manifest-tool's form is accepted too: --platforms linux/amd64,linux/arm64
 
 The index lists manifests by platform, so the same inputs give the same
 digest; a tag that already points at the index is left alone (a re-run pushes
-nothing and prints the same digest). Children read from another repository of
+nothing and prints the same digest). Tags are PUT one by one, after every
+child is in place: a failure part-way leaves the earlier tags on the new index
+and the later ones where they were; rerunning the same command converges (same
+digest, only the missing tags written). Children read from another repository of
 the same registry are linked by cross-repository blob mount; every child is
 verified in the target repository before the index is PUT.
 
