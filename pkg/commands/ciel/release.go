@@ -52,7 +52,7 @@ const (
 func newPromoteCmd(g *globals) *cobra.Command {
 	f := &promoteFlags{}
 	cmd := &cobra.Command{
-		Use:   "promote --from REPO@sha256:... | --from REPO:SHORT_SHA --version vX.Y.Z [--repo REPO] [--floating] [--latest auto|always|never] [--dry-run]",
+		Use:   "promote --from REPO@sha256:... --version vX.Y.Z [--revision SHA] [--repo REPO] [--floating] [--latest auto|always|never] [--dry-run]",
 		Short: "Tag the tested index with a release version (strict SemVer); floating tags only move forward",
 		Long: `Promote the multi-arch index built (and tested) for a commit to release tags,
 without rebuilding: a manifest PUT of the same index under new tags, so no blob
