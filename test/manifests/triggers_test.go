@@ -431,3 +431,38 @@ func TestBranchTagsCannotNameReleaseOrCommitTags(t *testing.T) {
 		})
 	}
 }
+
+// TestImageRepositoryIgnoresPayloadURLs: the image a build pushes to is
+// REGISTRY/<project path>, whatever URLs the payload carries (clone URLs,
+// web URL, homepage): a URL naming another project or host changes the
+// clone source (which the interceptor checks), never the destination.
+func TestImageRepositoryIgnoresPayloadURLs(t *testing.T) {
+	o := decodeAll(t)
+	tr := findTrigger(t, o.listeners["ciel-gitlab"], "build-on-push")
+	body, err := os.ReadFile(filepath.Join(gitlabFixtures, "push.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var payload map[string]any
+	if err := json.Unmarshal(body, &payload); err != nil {
+		t.Fatal(err)
+	}
+	const evil = "https://evil.example.com/victim/app.git"
+	for _, obj := range []string{"project", "repository"} {
+		m := payload[obj].(map[string]any)
+		for _, k := range []string{"git_http_url", "git_ssh_url", "web_url", "url", "homepage"} {
+			m[k] = evil
+		}
+	}
+	b, _ := json.Marshal(payload)
+	pr := resolvePipelineRun(t, o, tr, "Push Hook", b)
+	image := ""
+	for _, p := range pr.Spec.Params {
+		if p.Name == "image" {
+			image = p.Value.StringVal
+		}
+	}
+	if want := registryFromBinding + "/acme/payments-api"; image != want {
+		t.Errorf("image %q; want %s, from the project path only", image, want)
+	}
+}
