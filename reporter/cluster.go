@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
@@ -18,17 +19,26 @@ import (
 	"github.com/ciel-ci/ciel/reporter/status"
 )
 
-// cluster is one running set of informers.
+// cluster is one running set of informers: one per watched namespace, or
+// one for all namespaces.
 type cluster struct {
-	name     string
-	client   versioned.Interface
-	taskRuns listers.TaskRunLister
+	name   string
+	client versioned.Interface
+	// taskRuns maps a namespace to the lister of its TaskRun cache
+	// (metav1.NamespaceAll when every namespace is watched).
+	taskRuns map[string]listers.TaskRunLister
 	stopped  atomic.Bool
 }
 
 // TaskRun implements status.TaskRunGetter over the cluster's cache.
 func (c *cluster) TaskRun(namespace, name string) (*v1.TaskRun, bool) {
-	tr, err := c.taskRuns.TaskRuns(namespace).Get(name)
+	l, ok := c.taskRuns[namespace]
+	if !ok {
+		if l, ok = c.taskRuns[metav1.NamespaceAll]; !ok {
+			return nil, false
+		}
+	}
+	tr, err := l.TaskRuns(namespace).Get(name)
 	if err != nil {
 		return nil, false
 	}
@@ -61,56 +71,67 @@ func (r *Reporter) RunClusterClient(ctx context.Context, name string, client ver
 		return errors.New("tekton client must not be nil")
 	}
 	log := r.opts.log.With("cluster", name)
-	opts := []externalversions.SharedInformerOption{
-		externalversions.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = status.Selector }),
+	namespaces := r.opts.namespaces
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
 	}
-	if r.opts.namespace != "" {
-		opts = append(opts, externalversions.WithNamespace(r.opts.namespace))
-	}
-	factory := externalversions.NewSharedInformerFactoryWithOptions(client, r.opts.resync, opts...)
-	prs := factory.Tekton().V1().PipelineRuns()
-	trs := factory.Tekton().V1().TaskRuns()
-	cl := &cluster{name: name, client: client, taskRuns: trs.Lister()}
+	cl := &cluster{name: name, client: client, taskRuns: map[string]listers.TaskRunLister{}}
 
-	watchErr := func(kind string) cache.WatchErrorHandler {
+	watchErr := func(kind, ns string) cache.WatchErrorHandler {
 		return func(_ *cache.Reflector, err error) {
 			r.m.watchErrors.WithLabelValues(name).Inc()
 			switch {
 			case apierrors.IsForbidden(err), apierrors.IsUnauthorized(err):
-				log.Error("watching "+kind+" is not allowed; check the RBAC of the reporter's identity", "error", err)
+				log.Error("watching "+kind+" is not allowed; check the RBAC of the reporter's identity", "namespace", ns, "error", err)
 			default:
-				log.Warn("watching "+kind, "error", err)
+				log.Warn("watching "+kind, "namespace", ns, "error", err)
 			}
 		}
 	}
-	if err := prs.Informer().SetWatchErrorHandler(watchErr("pipelineruns")); err != nil {
-		return fmt.Errorf("cluster %s: %w", name, err)
-	}
-	if err := trs.Informer().SetWatchErrorHandler(watchErr("taskruns")); err != nil {
-		return fmt.Errorf("cluster %s: %w", name, err)
-	}
-	handle, err := prs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { r.observe(cl, obj, false) },
-		UpdateFunc: func(_, obj any) { r.observe(cl, obj, false) },
-		DeleteFunc: func(obj any) { r.observe(cl, obj, true) },
-	})
-	if err != nil {
-		return fmt.Errorf("cluster %s: adding event handler: %w", name, err)
-	}
+	var factories []externalversions.SharedInformerFactory
 	defer func() {
-		prs.Informer().RemoveEventHandler(handle)
 		cl.stopped.Store(true)
+		for _, f := range factories {
+			f.Shutdown()
+		}
 	}()
+	for _, ns := range namespaces {
+		factory := externalversions.NewSharedInformerFactoryWithOptions(client, r.opts.resync,
+			externalversions.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = status.Selector }),
+			externalversions.WithNamespace(ns))
+		prs := factory.Tekton().V1().PipelineRuns()
+		trs := factory.Tekton().V1().TaskRuns()
+		cl.taskRuns[ns] = trs.Lister()
+		if err := prs.Informer().SetWatchErrorHandler(watchErr("pipelineruns", ns)); err != nil {
+			return fmt.Errorf("cluster %s: %w", name, err)
+		}
+		if err := trs.Informer().SetWatchErrorHandler(watchErr("taskruns", ns)); err != nil {
+			return fmt.Errorf("cluster %s: %w", name, err)
+		}
+		handle, err := prs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(obj any) { r.observe(cl, obj, false) },
+			UpdateFunc: func(_, obj any) { r.observe(cl, obj, false) },
+			DeleteFunc: func(obj any) { r.observe(cl, obj, true) },
+		})
+		if err != nil {
+			return fmt.Errorf("cluster %s: adding event handler: %w", name, err)
+		}
+		defer prs.Informer().RemoveEventHandler(handle)
+		factories = append(factories, factory)
+	}
 
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
-	log.Info("syncing caches")
-	for typ, ok := range factory.WaitForCacheSync(ctx.Done()) {
-		if !ok {
-			if ctx.Err() != nil {
-				return nil
+	for _, f := range factories {
+		f.Start(ctx.Done())
+	}
+	log.Info("syncing caches", "namespaces", namespaces)
+	for _, f := range factories {
+		for typ, ok := range f.WaitForCacheSync(ctx.Done()) {
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return fmt.Errorf("cluster %s: cache of %v did not sync", name, typ)
 			}
-			return fmt.Errorf("cluster %s: cache of %v did not sync", name, typ)
 		}
 	}
 	log.Info("caches synced")
@@ -131,10 +152,21 @@ func (r *Reporter) observe(cl *cluster, obj any, deleted bool) {
 	if !ok || pr == nil {
 		return
 	}
+	if len(r.opts.namespaces) > 0 && !slices.Contains(r.opts.namespaces, pr.Namespace) {
+		// Cannot come from a namespaced informer; checked all the same.
+		r.m.ignored.WithLabelValues("namespace").Inc()
+		return
+	}
 	commit, err := status.CommitOf(pr)
 	if err != nil {
 		r.m.ignored.WithLabelValues("labels").Inc()
 		r.opts.log.Debug("ignoring pipelinerun", "cluster", cl.name, "namespace", pr.Namespace, "name", pr.Name, "error", err)
+		return
+	}
+	if r.opts.projects != nil && !r.opts.projects[commit.ProjectID] {
+		r.m.ignored.WithLabelValues("project").Inc()
+		r.opts.log.Debug("ignoring pipelinerun of a project not allowed", "cluster", cl.name, "namespace", pr.Namespace,
+			"name", pr.Name, "project_id", commit.ProjectID)
 		return
 	}
 	key := Key{ProjectID: commit.ProjectID, SHA: commit.SHA, Ref: commit.Ref, Name: status.Name(r.opts.namePrefix, commit.Pipeline)}

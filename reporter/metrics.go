@@ -16,7 +16,8 @@ import (
 //	ciel_reporter_statuses_pending                  statuses whose latest state has not landed yet
 //	ciel_reporter_statuses_tracked                  statuses tracked (bounded by WithMaxTracked)
 //	ciel_reporter_pipelineruns_ignored_total{reason} labels (not ciel's), superseded (an older
-//	                                                run), queue_full, too_old (before the backfill window)
+//	                                                run), queue_full, too_old (before the backfill window),
+//	                                                project (not in WithProjects), namespace (not in WithNamespaces)
 //	ciel_reporter_record_errors_total{cluster}      failed patches of the reported-state annotation
 //	ciel_reporter_watch_errors_total{cluster}       informer list/watch errors
 type metrics struct {
@@ -46,7 +47,7 @@ func newMetrics(r *Reporter) *metrics {
 		}),
 		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ciel_reporter_pipelineruns_ignored_total",
-			Help: "PipelineRun events not reported, by reason (labels, superseded, queue_full, too_old).",
+			Help: "PipelineRun events not reported, by reason (labels, superseded, queue_full, too_old, project, namespace).",
 		}, []string{"reason"}),
 		recordErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ciel_reporter_record_errors_total",

@@ -52,6 +52,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +62,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/util/workqueue"
 
 	"github.com/ciel-ci/ciel/reporter/gitlabstatus"
@@ -90,7 +94,8 @@ type options struct {
 	url          *status.URLTemplate
 	namePrefix   string
 	resync       time.Duration
-	namespace    string
+	namespaces   []string
+	projects     map[string]bool
 	workers      int
 	backoffMin   time.Duration
 	backoffMax   time.Duration
@@ -166,10 +171,44 @@ func WithResync(d time.Duration) Option {
 	}
 }
 
-// WithNamespace restricts the informers to one namespace. Default: all.
-func WithNamespace(ns string) Option {
+// WithNamespaces restricts the reporter to PipelineRuns in these
+// namespaces: one set of informers per namespace, so that namespaced RBAC
+// (a Role and RoleBinding in each) suffices, and a PipelineRun anyone
+// creates elsewhere is never reported. Duplicates are dropped. Default: all
+// namespaces (a ClusterRole; anyone who can create a labelled PipelineRun
+// anywhere can then post a status on any project the token reaches).
+func WithNamespaces(namespaces ...string) Option {
 	return func(o *options) error {
-		o.namespace = ns
+		o.namespaces = nil
+		for _, ns := range namespaces {
+			if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+				return fmt.Errorf("namespace %q: %s", ns, strings.Join(errs, "; "))
+			}
+			if !slices.Contains(o.namespaces, ns) {
+				o.namespaces = append(o.namespaces, ns)
+			}
+		}
+		return nil
+	}
+}
+
+// WithProjects restricts the reporter to PipelineRuns of these GitLab
+// project IDs (the label ciel.dev/gitlab-project-id, where statuses are
+// posted); others are ignored and counted (reason "project"). IDs, not
+// paths: the status goes to the ID, so only the ID can be checked. Default:
+// every project.
+func WithProjects(ids ...string) Option {
+	return func(o *options) error {
+		o.projects = nil
+		for _, id := range ids {
+			if n, err := strconv.ParseUint(id, 10, 63); err != nil || n == 0 {
+				return fmt.Errorf("project %q: want a GitLab project ID, a positive integer", id)
+			}
+			if o.projects == nil {
+				o.projects = map[string]bool{}
+			}
+			o.projects[id] = true
+		}
 		return nil
 	}
 }

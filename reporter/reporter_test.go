@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -787,5 +788,54 @@ func TestOptions(t *testing.T) {
 	}
 	if err := r.RunClusterClient(context.Background(), "x", nil, nil); err == nil {
 		t.Error("nil client accepted")
+	}
+}
+
+// TestScopedToNamespacesAndProjects: with WithNamespaces the reporter lists
+// and watches only those namespaces (namespaced Roles suffice; a labelled
+// PipelineRun created elsewhere is never seen), and with WithProjects it
+// posts only for those project IDs.
+func TestScopedToNamespacesAndProjects(t *testing.T) {
+	fc := newFakeCluster()
+	e := newEnv(t, nil, fc, WithNamespaces(ns, "ci-2", ns), WithProjects("42"))
+	eventually(t, "watches of both namespaces", func() bool {
+		return fc.watches("pipelineruns") >= 2 && fc.watches("taskruns") >= 2
+	})
+	pr := func(name, namespace, project, sha string) *v1.PipelineRun {
+		p := newPR(name, t0, sha)
+		p.Namespace, p.UID = namespace, types.UID("uid-"+namespace+"-"+name)
+		p.Labels[status.LabelProjectID] = project
+		return p
+	}
+	e.create(pr("build-1", ns, "42", shaA))
+	e.create(pr("build-2", "ci-2", "42", shaB))
+	e.create(pr("elsewhere", "attacker", "42", "2222222222222222222222222222222222222222"))
+	e.create(pr("other-project", "ci-2", "43", "3333333333333333333333333333333333333333"))
+	e.waitAccepted(2)
+	eventually(t, "project ignored", func() bool {
+		return testutil.ToFloat64(e.r.m.ignored.WithLabelValues("project")) >= 1
+	})
+	e.settle()
+	var shas []string
+	for _, c := range e.gl.Calls() {
+		shas = append(shas, c.ProjectID+"@"+c.SHA)
+	}
+	slices.Sort(shas)
+	if want := []string{"42@" + shaA, "42@" + shaB}; !slices.Equal(shas, want) {
+		t.Errorf("posted %v, want only %v", shas, want)
+	}
+	for _, a := range fc.client.Actions() {
+		if (a.GetVerb() == "list" || a.GetVerb() == "watch") && a.GetNamespace() != ns && a.GetNamespace() != "ci-2" {
+			t.Errorf("%s %s in namespace %q: the reporter reads outside its namespaces", a.GetVerb(), a.GetResource().Resource, a.GetNamespace())
+		}
+	}
+}
+
+func TestScopeOptions(t *testing.T) {
+	p := &gitlabstatus.Client{}
+	for _, opt := range []Option{WithNamespaces("Not_A_Namespace"), WithNamespaces(""), WithProjects("group/app"), WithProjects("0"), WithProjects("-1")} {
+		if _, err := New(p, opt); err == nil {
+			t.Error("invalid scope accepted")
+		}
 	}
 }

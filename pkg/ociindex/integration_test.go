@@ -319,3 +319,48 @@ func TestRealPersistentFailureLeavesNoIndex(t *testing.T) {
 		}
 	}
 }
+
+// TestRealPartialTagFailureRerunConverges: tags are PUT one by one, so a
+// registry that fails for good on the second tag leaves the first tag on
+// the new index and the second where it was; running the same merge again
+// gives the same digest, leaves the first tag alone and writes only the
+// second.
+func TestRealPartialTagFailureRerunConverges(t *testing.T) {
+	e := startReal(t)
+	refs := e.seed(t, "team/app", randomImage(t, plat(t, "linux/amd64")), randomImage(t, plat(t, "linux/arm64")))
+	first, second := e.tag(t, "team/app:sha-abc"), e.tag(t, "team/app:branch-main")
+	e.proxy.Reset()
+	e.proxy.Inject(registrytest.Fault{Method: http.MethodPut, Kind: registrytest.KindManifest,
+		PathContains: "/manifests/branch-main", Status: 500, Times: 100})
+	_, err := Create(bg, []name.Tag{first, second}, e.sources(t, refs...), e.opts...)
+	if err == nil || !strings.Contains(err.Error(), "branch-main") {
+		t.Fatalf("err = %v, want a failure pushing branch-main", err)
+	}
+	pushed := headDigest(t, first)
+	if pushed == "" {
+		t.Fatal("the first tag was not written before the failure")
+	}
+	if got := headDigest(t, second); got != "" {
+		t.Fatalf("branch-main = %s after its PUT failed", got)
+	}
+
+	e.proxy = registrytest.NewProxy(t, e.reg) // the registry recovered
+	res, err := Create(bg, []name.Tag{e.tag(t, "team/app:sha-abc"), e.tag(t, "team/app:branch-main")}, e.sources(t, refs...), e.opts...)
+	if err != nil {
+		t.Fatalf("rerun: %v", err)
+	}
+	if res.Digest().String() != pushed {
+		t.Errorf("rerun built %s, the first run %s", res.Digest(), pushed)
+	}
+	for _, tr := range res.Tags {
+		if wantUpdated := tr.Tag.TagStr() == "branch-main"; tr.Updated != wantUpdated {
+			t.Errorf("rerun: %s updated = %v, want %v", tr.Tag, tr.Updated, wantUpdated)
+		}
+		if got := headDigest(t, tr.Tag); got != pushed {
+			t.Errorf("after the rerun %s = %s, want %s", tr.Tag, got, pushed)
+		}
+	}
+	if n := e.proxy.Count(http.MethodPut, registrytest.KindManifest); n != 1 {
+		t.Errorf("the rerun PUT %d manifests, want only the missing tag\n%s", n, e.proxy.Log())
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ciel-ci/ciel/internal/registrytest"
+	"github.com/ciel-ci/ciel/pkg/ociindex"
 	"github.com/ciel-ci/ciel/pkg/registryclient"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -178,5 +179,40 @@ func TestRealPromoteRetries500(t *testing.T) {
 	}
 	if head(t, e.reg.Host+"/team/app:v1.0.0") != d {
 		t.Error("v1.0.0 does not point at the index")
+	}
+}
+
+// TestRealPromoteRefusesAnotherCommit: on the real registry, the index a
+// branch pushed under the commit tag (here: one built from another commit,
+// as a rewritten tag would hold) is refused by digest, and nothing is
+// written; the index built from the tagged commit is released.
+func TestRealPromoteRefusesAnotherCommit(t *testing.T) {
+	e := startReal(t)
+	direct := e.reg.Host + "/team/app"
+	repo := e.proxy.Host + "/team/app"
+	commit := strings.Repeat("c3", 20)
+	rewritten := multiArchOf(t, direct+":sha-"+commit, strings.Repeat("d4", 20), "linux/amd64", "linux/arm64")
+	e.proxy.Reset()
+	_, err := Promote(bg, ref(t, repo+"@"+rewritten), repoOf(t, repo), mustParse(t, "v1.0.0"),
+		WithRules(Rules{Floating: true}), WithRevision(commit), e.opt)
+	if !errors.Is(err, ociindex.ErrRevision) {
+		t.Fatalf("err = %v, want ErrRevision", err)
+	}
+	if w := writes(e.proxy); len(w) != 0 {
+		t.Errorf("the refused promotion wrote: %v", w)
+	}
+	built := multiArchOf(t, direct+":sha-"+commit, commit, "linux/amd64", "linux/arm64")
+	rep, err := Promote(bg, ref(t, repo+"@"+built), repoOf(t, repo), mustParse(t, "v1.0.0"),
+		WithRules(Rules{Floating: true}), WithRevision(commit), e.opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"v1.0.0", "v1.0", "v1", "latest"} {
+		if got := head(t, direct+":"+tag); got != built {
+			t.Errorf("%s = %s, want %s", tag, got, built)
+		}
+	}
+	if rep.Digest != built {
+		t.Errorf("released %s, want %s", rep.Digest, built)
 	}
 }

@@ -94,6 +94,7 @@ func (r *Report) Current() []string {
 type options struct {
 	rules   Rules
 	require []v1.Platform
+	commit  string
 	force   bool
 	dryRun  bool
 	remote  []remote.Option
@@ -126,6 +127,24 @@ func WithRequirePlatforms(ps ...v1.Platform) Option {
 			}
 		}
 		o.require = slices.Clone(ps)
+		return nil
+	}
+}
+
+// WithRevision makes Promote refuse (ociindex.ErrRevision) an index whose
+// org.opencontainers.image.revision annotation is not commit, a full commit
+// SHA (40 or 64 lowercase hex characters), or that has no such annotation.
+// A release of a Git tag passes the tagged commit: whatever tag the index was
+// found under, only an index built from that commit is released. Default: ""
+// (no check).
+func WithRevision(commit string) Option {
+	return func(o *options) error {
+		if commit != "" {
+			if err := ociindex.CheckCommit(commit); err != nil {
+				return err
+			}
+		}
+		o.commit = commit
 		return nil
 	}
 }
@@ -170,7 +189,8 @@ func WithLogger(l *slog.Logger) Option {
 
 // Promote tags the index from points at (by digest or by tag) in repo with
 // the tags PlanTags decides for version. It reads everything first and
-// refuses before writing: a single image (ociindex.ErrNotIndex), a missing
+// refuses before writing: a single image (ociindex.ErrNotIndex), an index
+// not built from the WithRevision commit (ociindex.ErrRevision), a missing
 // required platform (ociindex.ErrMissingPlatform), a version tag already
 // pointing elsewhere (ErrImmutable, unless WithForce). Each write is a
 // manifest PUT of the index's exact bytes, so the digest cannot change; the
@@ -209,6 +229,11 @@ func Promote(ctx context.Context, from name.Reference, repo name.Repository, ver
 	im, err := v1.ParseIndexManifest(bytes.NewReader(src.Manifest))
 	if err != nil {
 		return nil, fmt.Errorf("parsing the index %s: %w", from, err)
+	}
+	if o.commit != "" {
+		if err := ociindex.CheckRevision(im.Annotations, o.commit); err != nil {
+			return nil, fmt.Errorf("%s@%s: %w", from.Context(), src.Digest, err)
+		}
 	}
 	if missing := ociindex.Missing(im, o.require); len(missing) > 0 {
 		var s []string

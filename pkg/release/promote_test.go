@@ -34,6 +34,13 @@ func memRegistry(t testing.TB) string {
 // and returns its digest.
 func multiArch(t testing.TB, ref string, platforms ...string) string {
 	t.Helper()
+	return multiArchOf(t, ref, "", platforms...)
+}
+
+// multiArchOf is multiArch with the index annotated as built from the
+// commit revision ("" adds no annotation).
+func multiArchOf(t testing.TB, ref, revision string, platforms ...string) string {
+	t.Helper()
 	var adds []mutate.IndexAddendum
 	for _, s := range platforms {
 		p, err := ociindex.ParsePlatform(s)
@@ -53,6 +60,9 @@ func multiArch(t testing.TB, ref string, platforms ...string) string {
 		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
 	}
 	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+	if revision != "" {
+		idx = mutate.Annotations(idx, map[string]string{ociindex.AnnotationRevision: revision}).(v1.ImageIndex)
+	}
 	tag, err := name.NewTag(ref)
 	if err != nil {
 		t.Fatal(err)
@@ -302,4 +312,47 @@ func mustPlatform(t testing.TB, s string) v1.Platform {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func TestPromoteRevision(t *testing.T) {
+	host := memRegistry(t)
+	repo := host + "/team/app"
+	commit := strings.Repeat("a1", 20)
+	other := strings.Repeat("b2", 20)
+	built := multiArchOf(t, repo+":sha-"+commit, commit, "linux/amd64", "linux/arm64")
+	wrong := multiArchOf(t, repo+":wrong", other, "linux/amd64", "linux/arm64")
+	bare := multiArch(t, repo+":bare", "linux/amd64", "linux/arm64")
+	short := multiArchOf(t, repo+":short", commit[:8], "linux/amd64", "linux/arm64")
+
+	tests := []struct {
+		name, from, want string
+	}{
+		{name: "built from another commit", from: repo + "@" + wrong, want: `is "` + other + `", not the commit ` + commit},
+		{name: "no revision annotation", from: repo + "@" + bare, want: "has no org.opencontainers.image.revision annotation"},
+		{name: "abbreviated revision", from: repo + "@" + short, want: `is "` + commit[:8] + `"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Promote(bg, ref(t, tt.from), repoOf(t, repo), mustParse(t, "v1.0.0"), WithRevision(commit))
+			if !errors.Is(err, ociindex.ErrRevision) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want ErrRevision containing %q", err, tt.want)
+			}
+			if head(t, repo+":v1.0.0") != "" {
+				t.Fatal("a refused promotion wrote v1.0.0")
+			}
+		})
+	}
+	rep, err := Promote(bg, ref(t, repo+"@"+built), repoOf(t, repo), mustParse(t, "v1.0.0"), WithRevision(commit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Digest != built || head(t, repo+":v1.0.0") != built {
+		t.Errorf("released %s (v1.0.0 at %s), want %s", rep.Digest, head(t, repo+":v1.0.0"), built)
+	}
+	for _, bad := range []string{commit[:12], strings.ToUpper(commit), "sha-" + commit, commit + "\n"} {
+		if _, err := Promote(bg, ref(t, repo+"@"+built), repoOf(t, repo), mustParse(t, "v1.0.1"), WithRevision(bad)); err == nil ||
+			!strings.Contains(err.Error(), "not a full commit SHA") {
+			t.Errorf("WithRevision(%q): err = %v, want a refusal", bad, err)
+		}
+	}
 }

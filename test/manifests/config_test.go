@@ -157,12 +157,37 @@ func TestConfigRenders(t *testing.T) {
 
 func TestReporterConfigRenders(t *testing.T) {
 	objs := render(t, "config/reporter")
-	if len(objs["Deployment"]) != 1 || len(objs["ClusterRole"]) != 1 {
+	if len(objs["Deployment"]) != 1 || len(objs["ClusterRole"]) != 1 || len(objs["RoleBinding"]) == 0 {
 		t.Fatalf("rendered %v", objs)
+	}
+	// Granted per namespace only, in the namespaces the reporter watches.
+	if n := len(objs["ClusterRoleBinding"]); n != 0 {
+		t.Errorf("%d ClusterRoleBindings: the reporter must not read every namespace", n)
 	}
 	var dep appsv1.Deployment
 	if err := yaml.UnmarshalStrict(objs["Deployment"][0], &dep); err != nil {
 		t.Fatal(err)
+	}
+	var watched []string
+	for _, a := range dep.Spec.Template.Spec.Containers[0].Args {
+		if v, ok := strings.CutPrefix(a, "--namespace="); ok {
+			watched = append(watched, strings.Split(v, ",")...)
+		}
+	}
+	var bound []string
+	for _, raw := range objs["RoleBinding"] {
+		var rb rbacv1.RoleBinding
+		if err := yaml.UnmarshalStrict(raw, &rb); err != nil {
+			t.Fatal(err)
+		}
+		if rb.RoleRef.Name == "ciel-reporter" {
+			bound = append(bound, rb.Namespace)
+		}
+	}
+	sort.Strings(watched)
+	sort.Strings(bound)
+	if len(watched) == 0 || strings.Join(watched, ",") != strings.Join(bound, ",") {
+		t.Errorf("the reporter watches namespaces %v but is bound in %v: they must be the same", watched, bound)
 	}
 	for _, c := range dep.Spec.Template.Spec.Containers {
 		sc := c.SecurityContext

@@ -30,6 +30,7 @@ func TestKustomizations(t *testing.T) {
 		{dir: "tasks"},
 		{dir: "pipelines"},
 		{dir: "config/triggers", bases: []string{"../../tasks", "../../pipelines"}},
+		{dir: "config/triggers-per-project"},
 	} {
 		t.Run(tc.dir, func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join(repoRoot, tc.dir, "kustomization.yaml"))

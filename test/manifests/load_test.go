@@ -31,7 +31,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 const repoRoot = "../.."
 
 // The directories of Tekton YAML, relative to the repository root.
-var manifestDirs = []string{"tasks", "pipelines", "config/triggers"}
+var manifestDirs = []string{"tasks", "pipelines", "config/triggers", "config/triggers-per-project"}
 
 // doc is one YAML document of a manifest file.
 type doc struct {

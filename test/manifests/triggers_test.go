@@ -12,7 +12,9 @@ import (
 
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
 	"github.com/ciel-ci/ciel/pkg/platform"
+	"github.com/ciel-ci/ciel/pkg/semver"
 	"github.com/google/go-cmp/cmp"
+	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/substitution"
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
@@ -60,8 +62,8 @@ func TestEventListenerCreatesPipelineRuns(t *testing.T) {
 			params: func(f gitlab.Facts) map[string]string {
 				return map[string]string{
 					"git-url": f.GitHTTPURL, "revision": f.SHA, "image": registryFromBinding + "/" + f.ProjectPath,
-					"tag": f.ShortSHA, "extra-tags": `["` + f.RefSlug + `"]`, "platforms": `["linux/amd64","linux/arm64"]`,
-					"source-url": f.ProjectURL,
+					"tag": "sha-" + f.SHA, "extra-tags": `["branch-` + f.RefSlug + `"]`, "platforms": `["linux/amd64","linux/arm64"]`,
+					"source-url": f.ProjectURL, "git-allow-http": "false",
 				}
 			},
 		},
@@ -69,8 +71,8 @@ func TestEventListenerCreatesPipelineRuns(t *testing.T) {
 			trigger: "release-on-tag", header: "Tag Push Hook", fixture: "tag_push.json", pipeline: "release", policy: "release-semver",
 			params: func(f gitlab.Facts) map[string]string {
 				return map[string]string{
-					"git-url": f.GitHTTPURL, "revision": f.SHA, "short-sha": f.ShortSHA, "image": registryFromBinding + "/" + f.ProjectPath,
-					"version": f.Tag, "platforms": `["linux/amd64","linux/arm64"]`, "source-url": f.ProjectURL,
+					"git-url": f.GitHTTPURL, "revision": f.SHA, "commit-tag": "sha-" + f.SHA, "image": registryFromBinding + "/" + f.ProjectPath,
+					"version": f.Tag, "platforms": `["linux/amd64","linux/arm64"]`, "source-url": f.ProjectURL, "git-allow-http": "false",
 				}
 			},
 		},
@@ -85,48 +87,17 @@ func TestEventListenerCreatesPipelineRuns(t *testing.T) {
 				t.Fatal(err)
 			}
 			facts := ev.Push.Facts()
-			ext := interceptorExtensions(t, ev.Push)
-
 			elt := findTrigger(t, el, tc.trigger)
 			checkInterceptor(t, elt, tc.header, tc.policy)
-			var spec triggersv1.TriggerSpec
-			roundTrip(t, elt, &spec)
-			rt, err := template.ResolveTrigger(triggersv1.Trigger{Spec: spec},
-				func(name string) (*triggersv1.TriggerBinding, error) {
-					if b, ok := o.bindings[name]; ok {
-						return b, nil
-					}
-					return nil, fmt.Errorf("no TriggerBinding %s", name)
-				},
-				func(name string) (*triggersv1.ClusterTriggerBinding, error) {
-					return nil, fmt.Errorf("no ClusterTriggerBinding %s", name)
-				},
-				func(name string) (*triggersv1.TriggerTemplate, error) {
-					if tt, ok := o.templates[name]; ok {
-						return tt, nil
-					}
-					return nil, fmt.Errorf("no TriggerTemplate %s", name)
-				})
-			if err != nil {
-				t.Fatal(err)
-			}
-			header := http.Header{"X-Gitlab-Event": {tc.header}, "Content-Type": {"application/json"}}
-			params, err := template.ResolveParams(rt, body, header, ext, template.NewTriggerContext("e2a6a1d2-delivery"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			res := template.ResolveResources(rt.TriggerTemplate, params)
-			if len(res) != 1 {
-				t.Fatalf("the template creates %d resources, want one PipelineRun", len(res))
-			}
-			pr := &pipelinev1.PipelineRun{}
-			if err := strict(res[0], pr); err != nil {
-				t.Fatalf("strict decoding the PipelineRun: %v\n%s", err, res[0])
-			}
-			pr.Name = pr.GenerateName + "x7k2q"
+			pr := resolvePipelineRun(t, o, elt, tc.header, body)
 			pr.SetDefaults(ctx)
 			if err := pr.Validate(ctx); err != nil {
 				t.Fatalf("PipelineRun: %v", err)
+			}
+			// A name per trigger and delivery (not generateName): the API
+			// server refuses a second PipelineRun for a redelivery.
+			if want := tc.pipeline + "-" + testNameSuffix; pr.Name != want || pr.GenerateName != "" {
+				t.Errorf("PipelineRun name %q (generateName %q), want %q", pr.Name, pr.GenerateName, want)
 			}
 
 			// The status reporter's contract.
@@ -179,15 +150,79 @@ func TestEventListenerCreatesPipelineRuns(t *testing.T) {
 			}
 			checkWorkspaceBindings(t, pr, p, true)
 			checkMatrixScheduling(t, o, pr, p)
+			// The build pods get no ServiceAccount token: the Dockerfile's
+			// RUN lines could read it.
+			templates := []*pod.PodTemplate{pr.Spec.TaskRunTemplate.PodTemplate}
+			for _, s := range pr.Spec.TaskRunSpecs {
+				templates = append(templates, s.PodTemplate)
+			}
+			for _, tpl := range templates {
+				if tpl == nil || tpl.AutomountServiceAccountToken == nil || *tpl.AutomountServiceAccountToken {
+					t.Errorf("pod template %+v mounts the ServiceAccount token", tpl)
+				}
+			}
 		})
 	}
+}
+
+// testNameSuffix stands for extensions.delivery.name_suffix, which the
+// interceptor derives from the trigger and the delivery ID (16 lowercase
+// hex characters).
+const testNameSuffix = "0123456789abcdef"
+
+// resolvePipelineRun resolves trigger tr for a GitLab delivery with Tekton
+// Triggers' own code, from the extensions the ciel interceptor adds down
+// to the PipelineRun the template creates, decoded strictly.
+func resolvePipelineRun(t *testing.T, o *objects, tr triggersv1.EventListenerTrigger, event string, body []byte) *pipelinev1.PipelineRun {
+	t.Helper()
+	ev, err := gitlab.Decode(event, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext := interceptorExtensions(t, ev.Push)
+	var spec triggersv1.TriggerSpec
+	roundTrip(t, tr, &spec)
+	rt, err := template.ResolveTrigger(triggersv1.Trigger{Spec: spec},
+		func(name string) (*triggersv1.TriggerBinding, error) {
+			if b, ok := o.bindings[name]; ok {
+				return b, nil
+			}
+			return nil, fmt.Errorf("no TriggerBinding %s", name)
+		},
+		func(name string) (*triggersv1.ClusterTriggerBinding, error) {
+			return nil, fmt.Errorf("no ClusterTriggerBinding %s", name)
+		},
+		func(name string) (*triggersv1.TriggerTemplate, error) {
+			if tt, ok := o.templates[name]; ok {
+				return tt, nil
+			}
+			return nil, fmt.Errorf("no TriggerTemplate %s", name)
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	header := http.Header{"X-Gitlab-Event": {event}, "Content-Type": {"application/json"}}
+	params, err := template.ResolveParams(rt, body, header, ext, template.NewTriggerContext("e2a6a1d2-delivery"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := template.ResolveResources(rt.TriggerTemplate, params)
+	if len(res) != 1 {
+		t.Fatalf("the template creates %d resources, want one PipelineRun", len(res))
+	}
+	pr := &pipelinev1.PipelineRun{}
+	if err := strict(res[0], pr); err != nil {
+		t.Fatalf("strict decoding the PipelineRun: %v\n%s", err, res[0])
+	}
+	return pr
 }
 
 // interceptorExtensions is what the ciel interceptor adds for a push, as
 // the EventListener receives it: JSON.
 func interceptorExtensions(t *testing.T, push *gitlab.PushEvent) map[string]any {
 	t.Helper()
-	ext := map[string]any{"push": push.Facts().Map(), "changed_files": gitlab.PayloadChangedFiles(push).Map()}
+	ext := map[string]any{"push": push.Facts().Map(), "changed_files": gitlab.PayloadChangedFiles(push).Map(),
+		"delivery": map[string]any{"name_suffix": testNameSuffix}}
 	var out map[string]any
 	roundTrip(t, ext, &out)
 	return out
@@ -342,5 +377,92 @@ func checkMatrixScheduling(t *testing.T, o *objects, pr *pipelinev1.PipelineRun,
 		if strings.Contains(fmt.Sprint(s.PodTemplate), "$(params.") && s.PipelineTaskName != build.Name {
 			t.Errorf("taskRunSpecs for %s substitute params, but only %s is matrixed", s.PipelineTaskName, build.Name)
 		}
+	}
+}
+
+// TestBranchTagsCannotNameReleaseOrCommitTags pushes branches named like
+// the tags a release trusts through the shipped Triggers objects: each
+// branch build's extra tag stays in the branch-<slug> namespace, which no
+// version tag (vX.Y.Z, vX.Y, vX), latest, or commit tag (sha-<SHA>) can
+// share; the commit tag is the full SHA.
+func TestBranchTagsCannotNameReleaseOrCommitTags(t *testing.T) {
+	o := decodeAll(t)
+	tr := findTrigger(t, o.listeners["ciel-gitlab"], "build-on-push")
+	body, err := os.ReadFile(filepath.Join(gitlabFixtures, "push.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var payload map[string]any
+	if err := json.Unmarshal(body, &payload); err != nil {
+		t.Fatal(err)
+	}
+	sha := payload["checkout_sha"].(string)
+	for _, branch := range []string{
+		"latest", "LATEST", "v1", "v1.2", "v1.2.3", "1.2.3", "v2.0.0-rc.1", sha[:8], sha, "sha-" + sha, "SHA-" + sha[:12],
+		"branch-main", "main", "feature/x", "---", "ünïcødé",
+	} {
+		t.Run(branch, func(t *testing.T) {
+			payload["ref"] = "refs/heads/" + branch
+			b, _ := json.Marshal(payload)
+			pr := resolvePipelineRun(t, o, tr, "Push Hook", b)
+			var tag string
+			var extra []string
+			for _, p := range pr.Spec.Params {
+				switch p.Name {
+				case "tag":
+					tag = p.Value.StringVal
+				case "extra-tags":
+					extra = p.Value.ArrayVal
+				}
+			}
+			if tag != "sha-"+sha {
+				t.Errorf("commit tag %q, want sha-%s", tag, sha)
+			}
+			if len(extra) != 1 {
+				t.Fatalf("extra tags %q, want one branch tag", extra)
+			}
+			bt := extra[0]
+			if !strings.HasPrefix(bt, "branch-") || !regexp.MustCompile(`^branch-[a-z0-9-]{0,63}$`).MatchString(bt) {
+				t.Errorf("branch tag %q is not branch-<slug>", bt)
+			}
+			if _, err := semver.Parse(bt); err == nil || bt == "latest" || strings.HasPrefix(bt, "sha-") || bt == tag {
+				t.Errorf("branch %q writes %q, a tag the release trusts", branch, bt)
+			}
+		})
+	}
+}
+
+// TestImageRepositoryIgnoresPayloadURLs: the image a build pushes to is
+// REGISTRY/<project path>, whatever URLs the payload carries (clone URLs,
+// web URL, homepage): a URL naming another project or host changes the
+// clone source (which the interceptor checks), never the destination.
+func TestImageRepositoryIgnoresPayloadURLs(t *testing.T) {
+	o := decodeAll(t)
+	tr := findTrigger(t, o.listeners["ciel-gitlab"], "build-on-push")
+	body, err := os.ReadFile(filepath.Join(gitlabFixtures, "push.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var payload map[string]any
+	if err := json.Unmarshal(body, &payload); err != nil {
+		t.Fatal(err)
+	}
+	const evil = "https://evil.example.com/victim/app.git"
+	for _, obj := range []string{"project", "repository"} {
+		m := payload[obj].(map[string]any)
+		for _, k := range []string{"git_http_url", "git_ssh_url", "web_url", "url", "homepage"} {
+			m[k] = evil
+		}
+	}
+	b, _ := json.Marshal(payload)
+	pr := resolvePipelineRun(t, o, tr, "Push Hook", b)
+	image := ""
+	for _, p := range pr.Spec.Params {
+		if p.Name == "image" {
+			image = p.Value.StringVal
+		}
+	}
+	if want := registryFromBinding + "/acme/payments-api"; image != want {
+		t.Errorf("image %q; want %s, from the project path only", image, want)
 	}
 }

@@ -26,10 +26,9 @@ func newIndexCmd(g *globals) *cobra.Command {
 
 // Standard OCI annotation keys the create command can set.
 const (
-	annotationSource   = "org.opencontainers.image.source"
-	annotationRevision = "org.opencontainers.image.revision"
-	annotationVersion  = "org.opencontainers.image.version"
-	annotationCreated  = "org.opencontainers.image.created"
+	annotationSource  = "org.opencontainers.image.source"
+	annotationVersion = "org.opencontainers.image.version"
+	annotationCreated = "org.opencontainers.image.created"
 )
 
 type indexCreateFlags struct {
@@ -72,7 +71,10 @@ manifest-tool's form is accepted too: --platforms linux/amd64,linux/arm64
 
 The index lists manifests by platform, so the same inputs give the same
 digest; a tag that already points at the index is left alone (a re-run pushes
-nothing and prints the same digest). Children read from another repository of
+nothing and prints the same digest). Tags are PUT one by one, after every
+child is in place: a failure part-way leaves the earlier tags on the new index
+and the later ones where they were; rerunning the same command converges (same
+digest, only the missing tags written). Children read from another repository of
 the same registry are linked by cross-repository blob mount; every child is
 verified in the target repository before the index is PUT.
 
@@ -165,10 +167,10 @@ func indexAnnotations(cmd *cobra.Command, f *indexCreateFlags, format ociindex.F
 			}
 		}
 		for k, v := range map[string]string{
-			annotationSource:   f.sourceURL,
-			annotationRevision: f.revision,
-			annotationVersion:  f.imageVersion,
-			annotationCreated:  f.created,
+			annotationSource:            f.sourceURL,
+			ociindex.AnnotationRevision: f.revision,
+			annotationVersion:           f.imageVersion,
+			annotationCreated:           f.created,
 		} {
 			if v != "" {
 				out[k] = v

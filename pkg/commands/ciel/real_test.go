@@ -99,3 +99,63 @@ func TestRealMergeThenRelease(t *testing.T) {
 		t.Errorf("latest is not the merged index %s: exit %d\n%s%s", digest, r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestRealReleaseRefusesAnotherCommit: the commit tag sha-<commit> is
+// rewritten with an index built from another commit after the release
+// pipeline found the right one. find-index then refuses the tag, a
+// promotion of the digest found first still releases that exact index, and
+// a promotion of the rewritten digest is refused without a write.
+func TestRealReleaseRefusesAnotherCommit(t *testing.T) {
+	reg := registrytest.Start(t)
+	repo := reg.Host + "/team/app"
+	commit, other := strings.Repeat("5e", 20), strings.Repeat("7f", 20)
+	var sources []string
+	for _, arch := range []string{"amd64", "arm64"} {
+		sources = append(sources, push(t, repo+":sha-"+commit+"-"+arch, platformImage(t, "linux/"+arch, "rev")))
+	}
+	dir := t.TempDir()
+	merge := func(revision string) string {
+		t.Helper()
+		r := run(t, nil, append([]string{"index", "create", "--tag", repo + ":sha-" + commit, "--revision", revision,
+			"--digest-file", filepath.Join(dir, "IMAGE_DIGEST")}, sources...)...)
+		if r.code != 0 {
+			t.Fatalf("index create: exit %d: %s", r.code, r.stderr)
+		}
+		return readFile(t, filepath.Join(dir, "IMAGE_DIGEST"))
+	}
+	find := func() result {
+		t.Helper()
+		return run(t, nil, "tekton", "find-index", "--image", repo, "--tag", "sha-"+commit, "--revision", commit,
+			"--required", "--url-file", filepath.Join(dir, "IMAGE_URL"))
+	}
+	built := merge(commit)
+	if r := find(); r.code != 0 {
+		t.Fatalf("find-index: exit %d: %s", r.code, r.stderr)
+	}
+	found := readFile(t, filepath.Join(dir, "IMAGE_URL"))
+	if found != repo+"@"+built {
+		t.Fatalf("find-index gave %s, want %s@%s", found, repo, built)
+	}
+
+	rewritten := merge(other)
+	if rewritten == built {
+		t.Fatal("the revision annotation did not change the index digest")
+	}
+	if r := find(); r.code != ExitFailed || !strings.Contains(r.stderr, "not the commit "+commit) {
+		t.Errorf("find-index on the rewritten tag: exit %d, stderr %s", r.code, r.stderr)
+	}
+	r := run(t, nil, "release", "promote", "--from", repo+"@"+rewritten, "--revision", commit, "--version", "v2.0.0")
+	if r.code != ExitFailed || !strings.Contains(r.stderr, "not the commit "+commit) {
+		t.Errorf("promoting the rewritten index: exit %d, stderr %s", r.code, r.stderr)
+	}
+	if r := run(t, nil, "index", "inspect", repo+":v2.0.0"); r.code == 0 {
+		t.Error("a refused promotion wrote v2.0.0")
+	}
+	r = run(t, nil, "release", "promote", "--from", found, "--revision", commit, "--version", "v1.0.0", "--results-dir", dir)
+	if r.code != 0 {
+		t.Fatalf("promoting the digest found first: exit %d: %s", r.code, r.stderr)
+	}
+	if got := readFile(t, filepath.Join(dir, "digest")); got != built {
+		t.Errorf("released %s, want the index found first %s", got, built)
+	}
+}

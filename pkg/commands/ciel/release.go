@@ -34,6 +34,7 @@ type promoteFlags struct {
 	prefix           string
 	buildMetadata    string
 	require          string
+	revision         string
 	force            bool
 	dryRun           bool
 	output           string
@@ -51,7 +52,7 @@ const (
 func newPromoteCmd(g *globals) *cobra.Command {
 	f := &promoteFlags{}
 	cmd := &cobra.Command{
-		Use:   "promote --from REPO@sha256:... | --from REPO:SHORT_SHA --version vX.Y.Z [--repo REPO] [--floating] [--latest auto|always|never] [--dry-run]",
+		Use:   "promote --from REPO@sha256:... --version vX.Y.Z [--revision SHA] [--repo REPO] [--floating] [--latest auto|always|never] [--dry-run]",
 		Short: "Tag the tested index with a release version (strict SemVer); floating tags only move forward",
 		Long: `Promote the multi-arch index built (and tested) for a commit to release tags,
 without rebuilding: a manifest PUT of the same index under new tags, so no blob
@@ -71,10 +72,16 @@ vMAJOR.MINOR and vMAJOR). For 0.x, v0 is not floated unless --float-v0.
 --latest auto (the rule above) | always | never.
 
 Refused (exit 1, nothing written): a source that is a single image rather
-than an index; an index lacking one of --require-platforms; an exact version
+than an index; an index lacking one of --require-platforms; with --revision
+(the tagged commit's full SHA), an index whose org.opencontainers.image.revision
+annotation is another commit or absent; an exact version
 tag (or the same version spelled differently) that already points at another
 digest, unless --force: releases are immutable. Re-running the same release
 changes nothing.
+
+Give --from by digest (REPO@sha256:..., e.g. the IMAGE_URL result of
+ciel tekton find-index): a tag can be rewritten between the moment it was
+checked and the promotion; a digest cannot.
 
 --repo defaults to the repository of --from; another repository of the same
 registry gets the index and its children by blob mount first.
@@ -85,7 +92,8 @@ result files (no trailing newline): digest (sha256:...), url (REPO:EXACT_TAG),
 tags (comma-separated tags pointing at the digest afterwards) and
 changed-tags (comma-separated tags created or moved; in a dry run, those
 that would be).`,
-		Example: `  ciel release promote --from registry.example.com/team/app:1a2b3c4 --version v1.4.2 \
+		Example: `  ciel release promote --from registry.example.com/team/app@sha256:... --version v1.4.2 \
+    --revision 1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b \
     --floating --require-platforms linux/amd64,linux/arm64 --results-dir /tekton/results
 
   ciel release promote --from registry.example.com/team/app@sha256:... --version v1.3.9 --floating --dry-run`,
@@ -108,6 +116,7 @@ that would be).`,
 	fl.StringVar(&f.prefix, "tag-prefix", string(release.PrefixKeep), `spelling of tags: keep (as the version was given), v, none`)
 	fl.StringVar(&f.buildMetadata, "build-metadata", string(release.BuildMetadataUnderscore), `build metadata in the exact tag: underscore (+ becomes _) or drop`)
 	fl.StringVar(&f.require, "require-platforms", "", "comma-separated platforms the index must contain, e.g. linux/amd64,linux/arm64")
+	fl.StringVar(&f.revision, "revision", "", "full SHA of the released commit: refuse an index whose org.opencontainers.image.revision is not this commit (empty: no check)")
 	fl.BoolVar(&f.force, "force", false, "let the exact version tag move to another digest (releases are immutable otherwise)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "read and plan, print what would change, write nothing to the registry")
 	fl.StringVarP(&f.output, "output", "o", "text", "output format: text or json")
@@ -156,11 +165,18 @@ func runPromote(cmd *cobra.Command, g *globals, f *promoteFlags) error {
 		return usagef("--require-platforms: %v", err)
 	}
 
+	if f.revision != "" {
+		if err := ociindex.CheckCommit(f.revision); err != nil {
+			return usagef("--revision: %v", err)
+		}
+	}
+
 	ctx, cancel := g.context(cmd)
 	defer cancel()
 	rep, err := release.Promote(ctx, from, repo, version,
 		release.WithRules(rules),
 		release.WithRequirePlatforms(required...),
+		release.WithRevision(f.revision),
 		release.WithForce(f.force),
 		release.WithDryRun(f.dryRun),
 		release.WithRemoteOptions(g.client.RemoteOptions(ctx)...),

@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/cgi"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -282,7 +284,8 @@ func gitExecutor(t *testing.T, argv []string, env map[string]string) error {
 func TestTasksBuildAndRelease(t *testing.T) {
 	host := memRegistry(t)
 	image := host + "/group/app"
-	const sha, short = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d", "1a2b3c4d"
+	const sha = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
+	const short = "sha-" + sha // the commit tag config/triggers gives
 
 	plan := newTaskRun(t, loadTask(t, "platform-plan"), map[string]any{"PLATFORMS": []string{"linux/amd64", "aarch64"}}, nil)
 	if err := plan.run(t, map[string]executor{"ciel": cielExecutor(plan)}); err != nil {
@@ -323,7 +326,7 @@ func TestTasksBuildAndRelease(t *testing.T) {
 	slices.Reverse(urls) // matrix results arrive in no guaranteed order
 
 	merge := newTaskRun(t, loadTask(t, "merge-index"), map[string]any{
-		"IMAGE": image, "TAG": short, "EXTRA_TAGS": []string{"main", ""}, "IMAGES": urls, "PLATFORMS": platforms, "REVISION": sha,
+		"IMAGE": image, "TAG": short, "EXTRA_TAGS": []string{"branch-main", ""}, "IMAGES": urls, "PLATFORMS": platforms, "REVISION": sha,
 	}, nil)
 	if err := merge.run(t, map[string]executor{"ciel": cielExecutor(merge)}); err != nil {
 		t.Fatal(err)
@@ -332,14 +335,16 @@ func TestTasksBuildAndRelease(t *testing.T) {
 	if got := merge.result(t, "IMAGE_URL"); got != image+"@"+index {
 		t.Errorf("merge IMAGE_URL = %s, want %s@%s", got, image, index)
 	}
-	for _, tag := range []string{short, "main"} {
+	for _, tag := range []string{short, "branch-main"} {
 		if got := headDigest(t, image+":"+tag); got != index {
 			t.Errorf("%s:%s = %q, want the index %s", image, tag, got, index)
 		}
 	}
 
-	// release: the index exists, so it is promoted as is.
-	find := newTaskRun(t, loadTask(t, "find-index"), map[string]any{"IMAGE": image, "TAG": short, "PLATFORMS": platforms}, nil)
+	// release: the index exists, built from the tagged commit, so it is
+	// promoted as is, by the digest resolve found (as pipelines/release).
+	find := newTaskRun(t, loadTask(t, "find-index"), map[string]any{
+		"IMAGE": image, "TAG": short, "PLATFORMS": platforms, "REVISION": sha, "REQUIRED": "true"}, nil)
 	if err := find.run(t, map[string]executor{"ciel": cielExecutor(find)}); err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +352,7 @@ func TestTasksBuildAndRelease(t *testing.T) {
 		t.Fatalf("find-index: FOUND %s, IMAGE_DIGEST %s\n%s", find.result(t, "FOUND"), find.result(t, "IMAGE_DIGEST"), find.log.String())
 	}
 	promote := newTaskRun(t, loadTask(t, "release-promote"), map[string]any{
-		"FROM": image + ":" + short, "IMAGE": image, "VERSION": "v1.4.2", "PLATFORMS": platforms,
+		"FROM": find.result(t, "IMAGE_URL"), "IMAGE": image, "VERSION": "v1.4.2", "PLATFORMS": platforms, "REVISION": sha,
 	}, nil)
 	if err := promote.run(t, map[string]executor{"ciel": cielExecutor(promote)}); err != nil {
 		t.Fatal(err)
@@ -369,11 +374,30 @@ func TestTasksBuildAndRelease(t *testing.T) {
 	if got := miss.result(t, "FOUND"); got != "false" {
 		t.Errorf("FOUND for a missing index = %s", got)
 	}
+
+	// The index of another commit under this commit's tag is refused by
+	// find-index and by release-promote, before any write.
+	other := strings.Repeat("9", 40)
+	forged := newTaskRun(t, loadTask(t, "find-index"), map[string]any{"IMAGE": image, "TAG": short, "REVISION": other}, nil)
+	if err := forged.run(t, map[string]executor{"ciel": cielExecutor(forged)}); err == nil || !strings.Contains(err.Error(), "not the commit "+other) {
+		t.Errorf("find-index of another commit: %v", err)
+	}
+	refused := newTaskRun(t, loadTask(t, "release-promote"), map[string]any{
+		"FROM": image + "@" + index, "IMAGE": image, "VERSION": "v9.0.0", "REVISION": other,
+	}, nil)
+	if err := refused.run(t, map[string]executor{"ciel": cielExecutor(refused)}); err == nil || !strings.Contains(err.Error(), "not the commit "+other) {
+		t.Errorf("release-promote of another commit's index: %v", err)
+	}
+	if got := headDigest(t, image+":v9.0.0"); got != "" {
+		t.Errorf("a refused promotion wrote v9.0.0: %s", got)
+	}
 }
 
 // TestKanikoBuildClonesTheRevision runs kaniko-build's clone steps with the
-// real git against a local repository: the exact commit is checked out in
-// the source workspace, not the branch head.
+// real git against a repository served over HTTP on loopback: the exact
+// commit is checked out in the source workspace, not the branch head; git
+// refuses http unless GIT_ALLOW_HTTP is "true", and file, local paths and
+// ext always.
 func TestKanikoBuildClonesTheRevision(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
 		if os.Getenv("CIEL_REQUIRE_REAL") == "1" {
@@ -404,13 +428,37 @@ func TestKanikoBuildClonesTheRevision(t *testing.T) {
 	}
 	gitIn("commit", "-q", "-am", "v2: the branch moved on after the push")
 
+	// Served over plain HTTP by git's own smart HTTP server on loopback:
+	// the Task lets git use http only with GIT_ALLOW_HTTP "true".
+	url := gitHTTPServer(t, repo)
 	host := memRegistry(t)
-	src := t.TempDir()
-	b := newTaskRun(t, loadTask(t, "kaniko-build"), map[string]any{
-		"IMAGE": host + "/group/app", "TAG": "t", "PLATFORM": "linux/amd64",
-		"GIT_URL": "file://" + repo, "REVISION": want,
-	}, map[string]string{"source": src})
-	err := b.run(t, map[string]executor{"ciel": cielExecutor(b), "/kaniko/executor": kanikoStandIn("clone"), "git": gitExecutor})
+	clone := func(gitURL string, params map[string]any) (string, error) {
+		src := t.TempDir()
+		p := map[string]any{"IMAGE": host + "/group/app", "TAG": "t", "PLATFORM": "linux/amd64", "GIT_URL": gitURL, "REVISION": want}
+		for k, v := range params {
+			p[k] = v
+		}
+		b := newTaskRun(t, loadTask(t, "kaniko-build"), p, map[string]string{"source": src})
+		return src, b.run(t, map[string]executor{"ciel": cielExecutor(b), "/kaniko/executor": kanikoStandIn("clone"), "git": gitExecutor})
+	}
+	for _, tc := range []struct {
+		name, url string
+		params    map[string]any
+		want      string
+	}{
+		{name: "http without GIT_ALLOW_HTTP", url: url, want: "transport 'http' not allowed"},
+		{name: "file", url: "file://" + repo, params: map[string]any{"GIT_ALLOW_HTTP": "true"}, want: "transport 'file' not allowed"},
+		{name: "local path", url: repo, params: map[string]any{"GIT_ALLOW_HTTP": "true"}, want: "transport 'file' not allowed"},
+		{name: "ext", url: "ext::sh -c touch% /tmp/pwned", params: map[string]any{"GIT_ALLOW_HTTP": "true"}, want: "transport 'ext' not allowed"},
+	} {
+		t.Run("refused "+tc.name, func(t *testing.T) {
+			_, err := clone(tc.url, tc.params)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+	src, err := clone(url, map[string]any{"GIT_ALLOW_HTTP": "true"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -424,4 +472,21 @@ func TestKanikoBuildClonesTheRevision(t *testing.T) {
 	if df, _ := os.ReadFile(filepath.Join(src, "Dockerfile")); !strings.Contains(string(df), "COPY v1") {
 		t.Errorf("Dockerfile of the wrong commit: %q", df)
 	}
+}
+
+// gitHTTPServer serves the repository dir with git's own smart HTTP server
+// (git http-backend, as CGI) on loopback and returns its clone URL.
+func gitHTTPServer(t *testing.T, dir string) string {
+	t.Helper()
+	execPath, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &cgi.Handler{
+		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
+		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(dir), "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + t.TempDir()},
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL + "/" + filepath.Base(dir)
 }

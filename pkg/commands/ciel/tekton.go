@@ -321,7 +321,8 @@ duplicates dropped; each tag must be a valid tag.`,
 }
 
 type findIndexFlags struct {
-	image, tag, require            string
+	image, tag, require, revision  string
+	required                       bool
 	foundFile, digestFile, urlFile string
 }
 
@@ -338,9 +339,17 @@ linux/arm64 matches an entry linux/arm64/v8). Writes "true" or "false" to
 
 A missing tag or repository, a single image, or an index lacking a required
 platform is "not found" (exit 0, the reason printed): the release pipeline
-then builds the index. Any other failure (authentication, TLS, a registry
-error after retries) fails the command.`,
-		Example: `  ciel tekton find-index --image registry.example.com/app --tag 1a2b3c4d \
+then builds the index; with --required it fails the command instead. Any
+other failure (authentication, TLS, a registry error after retries) fails the
+command.
+
+--revision (the full SHA of the commit being released) refuses, as a
+failure, an index whose org.opencontainers.image.revision annotation is
+another commit or absent: the tag was rewritten, and rebuilding over it would
+hide that. The digest written is the one checked: promote that digest
+(REPO@sha256:... from --url-file), never the tag again.`,
+		Example: `  ciel tekton find-index --image registry.example.com/app \
+    --tag sha-1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b --revision 1a2b3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b \
     --require-platforms linux/amd64,linux/arm64 --found-file $(results.FOUND.path)`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runFindIndex(cmd, g, f) },
@@ -349,6 +358,8 @@ error after retries) fails the command.`,
 	fl.StringVar(&f.image, "image", "", "repository, REGISTRY/REPO (required)")
 	fl.StringVar(&f.tag, "tag", "", "tag to look up (required)")
 	fl.StringVar(&f.require, "require-platforms", "", "comma-separated platforms the index must cover")
+	fl.StringVar(&f.revision, "revision", "", "full SHA of the commit the index must have been built from (its org.opencontainers.image.revision); another commit fails (empty: no check)")
+	fl.BoolVar(&f.required, "required", false, "fail instead of reporting \"not found\"")
 	fl.StringVar(&f.foundFile, "found-file", "", `write "true" or "false" here (Tekton result)`)
 	fl.StringVar(&f.digestFile, "digest-file", "", "when found, write the index digest here (Tekton result)")
 	fl.StringVar(&f.urlFile, "url-file", "", "when found, write REPO@sha256:... here (Tekton result)")
@@ -366,6 +377,11 @@ func runFindIndex(cmd *cobra.Command, g *globals, f *findIndexFlags) error {
 	if err != nil {
 		return asUsage(err)
 	}
+	if f.revision != "" {
+		if err := ociindex.CheckCommit(f.revision); err != nil {
+			return usagef("--revision: %v", err)
+		}
+	}
 	var required []string
 	if strings.TrimSpace(f.require) != "" {
 		pl, err := platform.NewPlan(f.require)
@@ -378,6 +394,9 @@ func runFindIndex(cmd *cobra.Command, g *globals, f *findIndexFlags) error {
 	defer cancel()
 	out := cmd.OutOrStdout()
 	notFound := func(reason string) error {
+		if f.required {
+			return fmt.Errorf("no usable index: %s", reason)
+		}
 		fmt.Fprintf(out, "not found: %s\n", reason)
 		return writeResult(f.foundFile, "false")
 	}
@@ -389,6 +408,11 @@ func runFindIndex(cmd *cobra.Command, g *globals, f *findIndexFlags) error {
 		return notFound(fmt.Sprintf("%s is a single image, not a multi-arch index", ref))
 	case err != nil:
 		return fmt.Errorf("looking up %s: %w", ref, err)
+	}
+	if f.revision != "" {
+		if err := ociindex.CheckRevision(s.Annotations, f.revision); err != nil {
+			return fmt.Errorf("refusing %s (%s): %w", ref, s.Digest, err)
+		}
 	}
 	have := map[string]bool{}
 	for _, e := range s.Manifests {

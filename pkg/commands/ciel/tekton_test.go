@@ -299,6 +299,7 @@ func TestTektonFindIndex(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, image, tag, require string
+		extra                     []string
 		code                      int
 		found, digest, out        string
 	}{
@@ -315,6 +316,10 @@ func TestTektonFindIndex(t *testing.T) {
 		{name: "bad requirement", image: repo, tag: "full", require: "windows/amd64", code: ExitUsage},
 		{name: "bad tag", image: repo, tag: "a/b", code: ExitUsage},
 		{name: "registry down", image: "127.0.0.1:1/app", tag: "x", code: ExitFailed},
+		{name: "required and missing", image: repo, tag: "nope", extra: []string{"--required"}, code: ExitFailed},
+		{name: "required and found", image: repo, tag: "full", extra: []string{"--required"}, found: "true", digest: full},
+		{name: "revision absent from the index", image: repo, tag: "full", extra: []string{"--revision", strings.Repeat("ab", 20)}, code: ExitFailed},
+		{name: "abbreviated revision", image: repo, tag: "full", extra: []string{"--revision", "abababab"}, code: ExitUsage},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -323,7 +328,7 @@ func TestTektonFindIndex(t *testing.T) {
 			if tc.require != "" {
 				args = append(args, "--require-platforms", tc.require)
 			}
-			r := runTekton(t, nil, args...)
+			r := runTekton(t, nil, append(args, tc.extra...)...)
 			if r.code != tc.code {
 				t.Fatalf("exit %d, want %d: %s%s", r.code, tc.code, r.stdout, r.stderr)
 			}

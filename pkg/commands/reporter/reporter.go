@@ -3,6 +3,11 @@
 // clusters, and reports them to GitLab as commit statuses (package
 // github.com/ciel-ci/ciel/reporter).
 //
+// --namespace confines the reporter to the namespaces PipelineRuns are
+// started in (one set of informers each), --project to GitLab project IDs:
+// without them, anyone who can create a labelled PipelineRun in any watched
+// namespace can have a status posted on any project the token can reach.
+//
 // Clusters come from --kubeconfig-dir, one kubeconfig file per cluster,
 // followed at runtime (add, change, remove), and from --in-cluster for the
 // cluster the reporter runs in. The GitLab token is read from
@@ -46,7 +51,8 @@ type options struct {
 	kubeconfigDir string
 	inCluster     bool
 	inClusterName string
-	namespace     string
+	namespaces    []string
+	projects      []string
 
 	gitlabURL      string
 	tokenFile      string
@@ -101,7 +107,8 @@ reason) or canceled, linked to the run.`,
 	f.StringVar(&o.kubeconfigDir, "kubeconfig-dir", "", "directory of kubeconfig files, one per cluster, watched for changes")
 	f.BoolVar(&o.inCluster, "in-cluster", false, "also watch the cluster the reporter runs in (service account)")
 	f.StringVar(&o.inClusterName, "in-cluster-name", "local", "cluster name of --in-cluster, for logs, metrics and the dashboard URL")
-	f.StringVar(&o.namespace, "namespace", "", "watch only this namespace (default: all namespaces)")
+	f.StringSliceVar(&o.namespaces, "namespace", nil, "watch only these namespaces (repeatable or comma-separated; one informer each, so namespaced Roles suffice; default: all namespaces, which needs a ClusterRole and trusts whoever can create a PipelineRun anywhere)")
+	f.StringSliceVar(&o.projects, "project", nil, "report only PipelineRuns of these GitLab project IDs (repeatable or comma-separated; default: all)")
 	f.StringVar(&o.gitlabURL, "gitlab-url", "", "GitLab base URL, e.g. https://gitlab.example.com (required)")
 	f.StringVar(&o.tokenFile, "gitlab-token-file", "", "file holding the GitLab access token (api scope), re-read when it changes")
 	f.StringVar(&o.tokenEnv, "gitlab-token-env", "GITLAB_TOKEN", "environment variable holding the GitLab access token, when --gitlab-token-file is not set")
@@ -176,7 +183,7 @@ func run(ctx context.Context, stderr io.Writer, o *options) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ropts := []rep.Option{
 		rep.WithLogger(log), rep.WithRegisterer(reg), rep.WithNamePrefix(o.namePrefix), rep.WithResync(o.resync),
-		rep.WithNamespace(o.namespace), rep.WithWorkers(o.workers), rep.WithDrainTimeout(o.drainTimeout),
+		rep.WithNamespaces(o.namespaces...), rep.WithProjects(o.projects...), rep.WithWorkers(o.workers), rep.WithDrainTimeout(o.drainTimeout),
 		rep.WithBackfillWindow(o.backfill), rep.WithRecord(o.record), rep.WithRetryBackoff(time.Second, o.maxRetryDelay),
 	}
 	if o.dashboardURL != "" {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/cgi"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -323,7 +324,24 @@ func gitRepo(t *testing.T, env *harness.Env, baseRegistry string) (string, strin
 	return dir, run("rev-parse", "HEAD")
 }
 
-// pushFor rewrites the push fixture for a local repository and commit.
+// gitHTTPServer serves the repository dir with git's own smart HTTP server
+// (git http-backend, as CGI) on loopback and returns its clone URL.
+func gitHTTPServer(t *testing.T, dir string) string {
+	t.Helper()
+	execPath, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &cgi.Handler{
+		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
+		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(dir), "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + t.TempDir()},
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL + "/" + filepath.Base(dir)
+}
+
+// pushFor rewrites the push fixture for a repository URL and commit.
 func pushFor(t *testing.T, env *harness.Env, repo, sha string) []byte {
 	t.Helper()
 	var m map[string]any
@@ -349,7 +367,11 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	w := setUp(t)
 	reg := w.env.StartRegistry(t)
 	// Images go to the test's registry.
-	patch := fmt.Sprintf(`{"spec":{"params":[{"name":"registry","value":%q}]}}`, reg.Host)
+	// The test project is served over plain HTTP on loopback (git's own
+	// smart HTTP server), which kaniko-build lets git use only with
+	// git-allow-http "true": set through the binding, as a cluster with a
+	// GitLab without TLS would.
+	patch := fmt.Sprintf(`{"spec":{"params":[{"name":"registry","value":%q},{"name":"git-allow-http","value":"true"}]}}`, reg.Host)
 	if _, err := w.env.Triggers.TriggersV1beta1().TriggerBindings(w.ns).Patch(context.Background(), "ciel-registry",
 		types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
@@ -358,7 +380,7 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	repo, sha := gitRepo(t, w.env, base)
 	runner := w.env.StartPodRunner(t, []string{w.ns}, harness.WithSandboxBind(repo))
 	image := reg.Host + "/acme/payments-api"
-	push := pushFor(t, w.env, repo, sha)
+	push := pushFor(t, w.env, gitHTTPServer(t, repo), sha)
 
 	start := time.Now()
 	w.post(t, "Push Hook", "s3cret", "delivery-build", push)
@@ -366,10 +388,10 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	t.Logf("push to finished multi-arch index (cold Kaniko caches): %s", time.Since(start).Round(time.Millisecond))
 	cold := kanikoBuilds(t, w.env, runner, w.ns, first.Name)
 
-	// The index under the short SHA holds exactly linux/amd64 and linux/arm64,
+	// The index under the commit tag sha-<SHA> holds exactly linux/amd64 and linux/arm64,
 	// each child's config saying so, with the program built for it; the
 	// amd64 child holds what its RUN wrote.
-	idx, err := remote.Index(mustRef(t, image+":"+sha[:8]))
+	idx, err := remote.Index(mustRef(t, image+":sha-"+sha))
 	if err != nil {
 		t.Fatalf("reading the index: %v", err)
 	}
