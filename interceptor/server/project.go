@@ -49,8 +49,7 @@ func (h GitHost) String() string { return h.Host + h.Path }
 // attacker's: the clone URL and the web URL reach the PipelineRun (what is
 // cloned, where statuses go), so both must be the project's own URLs on an
 // allowed GitLab.
-func (s *Server) checkProject(ctx context.Context, p Params, e *gitlab.PushEvent) *triggersv1.InterceptorResponse {
-	f := e.Facts()
+func (s *Server) checkProject(ctx context.Context, p Params, f repoIdentity) *triggersv1.InterceptorResponse {
 	hosts := s.cfg.AllowedHosts
 	if len(p.AllowedHosts) > 0 {
 		hosts = hosts[:0:0]
@@ -99,6 +98,30 @@ func (s *Server) checkProject(ctx context.Context, p Params, e *gitlab.PushEvent
 		}
 	}
 	return nil
+}
+
+// repoIdentity is what an event says about the repository a build would
+// clone and report on: for a push its project, for a merge request the
+// target project (which holds every MR head, forks included) and the head.
+type repoIdentity struct {
+	ProjectPath, GitHTTPURL, GitSSHURL, ProjectURL, SHA string
+}
+
+// identity returns the repository ev names, and false for events that
+// name none the interceptor checks.
+func identity(ev *gitlab.Event) (repoIdentity, bool) {
+	switch {
+	case ev == nil:
+		return repoIdentity{}, false
+	case ev.Push != nil:
+		f := ev.Push.Facts()
+		return repoIdentity{ProjectPath: f.ProjectPath, GitHTTPURL: f.GitHTTPURL, GitSSHURL: f.GitSSHURL, ProjectURL: f.ProjectURL, SHA: f.SHA}, true
+	case ev.MergeRequest != nil:
+		pr := ev.MergeRequest.Project
+		return repoIdentity{ProjectPath: pr.PathWithNamespace, GitHTTPURL: pr.GitHTTPURL, GitSSHURL: pr.GitSSHURL,
+			ProjectURL: pr.WebURL, SHA: ev.MergeRequest.Facts().SHA}, true
+	}
+	return repoIdentity{}, false
 }
 
 var errNotProject = errors.New("not the payload's project")

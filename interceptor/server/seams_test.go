@@ -302,3 +302,33 @@ func FuzzCheckRepoURL(f *testing.F) {
 		}
 	})
 }
+
+// A merge request names its target project: the same host and path checks
+// apply to it as to a push, so a forged MR cannot clone another repository.
+func TestProjectChecksMergeRequest(t *testing.T) {
+	otherHTTP := strings.NewReplacer("https://gitlab.example.com/acme/payments-api.git", "https://evil.example.net/acme/payments-api.git")
+	otherPath := strings.NewReplacer("https://gitlab.example.com/acme/payments-api.git", "https://gitlab.example.com/victim/secret-repo.git")
+	tests := []struct {
+		name   string
+		params map[string]any
+		opts   []reqOpt
+		code   codes.Code
+		msg    string
+	}{
+		{"own project", map[string]any{"filter": "true"}, nil, codes.OK, ""},
+		{"clone URL on another host", map[string]any{"filter": "true"}, []reqOpt{setBody(otherHTTP)}, codes.InvalidArgument, "project.git_http_url"},
+		{"clone URL of another project", map[string]any{"filter": "true"}, []reqOpt{setBody(otherPath)}, codes.InvalidArgument, "not the payload's project"},
+		{"project not allowed", map[string]any{"filter": "true", "allowedProjects": []any{"team-b/**"}}, nil, codes.FailedPrecondition, "allowedProjects"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			gh, _ := ParseGitHost("https://gitlab.example.com/")
+			f.srv.cfg.AllowedHosts = []GitHost{gh}
+			resp := f.srv.Process(context.Background(), request(t, "merge_request.json", "Merge Request Hook", tt.params, tt.opts...))
+			if resp.Status.Code != tt.code || !strings.Contains(resp.Status.Message, tt.msg) {
+				t.Errorf("got %s %q; want %s containing %q", resp.Status.Code, resp.Status.Message, tt.code, tt.msg)
+			}
+		})
+	}
+}

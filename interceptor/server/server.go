@@ -339,8 +339,8 @@ func (s *Server) decide(ctx context.Context, p Params, prog *engine.Program, bod
 		}
 		return fail(codes.FailedPrecondition, what+" did not return true")
 	}
-	if d.Event != nil && d.Event.Push != nil {
-		if resp := s.checkProject(ctx, p, d.Event.Push); resp != nil {
+	if id, ok := identity(d.Event); ok {
+		if resp := s.checkProject(ctx, p, id); resp != nil {
 			return resp
 		}
 	}

@@ -55,6 +55,7 @@ func TestMergeRequestTriggerCreatesPipelineRun(t *testing.T) {
 	}
 	var ext map[string]any
 	roundTrip(t, d.Extensions, &ext)
+	ext["delivery"] = map[string]any{"name_suffix": testNameSuffix} // the interceptor's, after the policy
 	facts := d.Event.MergeRequest.Facts()
 
 	elt := findTrigger(t, el, "build-on-merge-request")
@@ -92,7 +93,11 @@ func TestMergeRequestTriggerCreatesPipelineRun(t *testing.T) {
 	if err := strict(res[0], pr); err != nil {
 		t.Fatalf("strict decoding the PipelineRun: %v\n%s", err, res[0])
 	}
-	pr.Name = pr.GenerateName + "x7k2q"
+	// A name per trigger and delivery (not generateName): the API server
+	// refuses a second PipelineRun for a redelivery.
+	if want := "build-mr-" + testNameSuffix; pr.Name != want || pr.GenerateName != "" {
+		t.Errorf("PipelineRun name %q generateName %q, want name %q", pr.Name, pr.GenerateName, want)
+	}
 	pr.SetDefaults(ctx)
 	if err := pr.Validate(ctx); err != nil {
 		t.Fatalf("PipelineRun: %v", err)
@@ -130,6 +135,7 @@ func TestMergeRequestTriggerCreatesPipelineRun(t *testing.T) {
 		"git-url": "https://gitlab.example.com/acme/payments-api.git", "revision": facts.SHA,
 		"image": registryFromBinding + "/acme/payments-api", "tag": "mr-57-" + facts.SHA[:8], "extra-tags": "",
 		"platforms": "linux/amd64,linux/arm64", "source-url": "https://gitlab.example.com/acme/payments-api",
+		"git-allow-http": "false",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("PipelineRun params (-want +got):\n%s", diff)
