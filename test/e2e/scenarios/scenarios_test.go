@@ -304,7 +304,12 @@ func TestSourcePushStartsOneBuild(t *testing.T) {
 // its bases under baseRegistry) and returns its path and HEAD commit.
 func gitRepo(t *testing.T, env *harness.Env, baseRegistry string) (string, string) {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "payments-api.git")
+	// Under acme/ as on GitLab: the clone URL's path must be the payload's
+	// project (path_with_namespace), which the interceptor checks.
+	dir := filepath.Join(t.TempDir(), "acme", "payments-api.git")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	run := func(args ...string) string {
 		cmd := exec.Command("git", args...)
 		cmd.Dir = dir
@@ -334,11 +339,12 @@ func gitHTTPServer(t *testing.T, dir string) string {
 	}
 	h := &cgi.Handler{
 		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
-		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(dir), "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + t.TempDir()},
+		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(filepath.Dir(dir)), "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + t.TempDir()},
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return srv.URL + "/" + filepath.Base(dir)
+	// https://gitlab/acme/payments-api.git's shape: <root>/acme/payments-api.git.
+	return srv.URL + "/" + filepath.Base(filepath.Dir(dir)) + "/" + filepath.Base(dir)
 }
 
 // pushFor rewrites the push fixture for a repository URL and commit.
