@@ -3,7 +3,7 @@
 #   make test   runs the whole test suite (installs what it needs)
 GO ?= go
 
-.PHONY: demo test unit e2e bench fmt vet build release
+.PHONY: demo test unit e2e bench fmt vet build release tools
 
 # Release: ko builds the images, hack/release.sh writes dist/release.yaml.
 #   make release KO_DOCKER_REPO=registry.example.com/ciel VERSION=v0.2.0
@@ -40,6 +40,9 @@ fmt:
 
 vet:
 	$(GO) vet ./...
+
+# tools installs what `make release` needs into bin/.
+tools: $(KO) $(filter $(BIN)/%,$(KUSTOMIZE))
 
 release: $(KO) $(filter $(BIN)/%,$(KUSTOMIZE))
 	KO=$(KO) KUSTOMIZE=$(KUSTOMIZE) KO_DOCKER_REPO=$(KO_DOCKER_REPO) VERSION=$(VERSION) bash hack/release.sh
