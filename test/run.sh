@@ -33,6 +33,9 @@ if ! command -v kubectl >/dev/null && ! command -v kustomize >/dev/null; then
   export PATH="$(go env GOPATH)/bin:$PATH"
 fi
 
+step "make tools (ko for make release, which TestRelease runs against the real registry)"
+make tools
+
 step "gofmt"
 bad=$(gofmt -l $(git ls-files '*.go'))
 if [ -n "$bad" ]; then echo "gofmt would change:"; echo "$bad"; exit 1; fi

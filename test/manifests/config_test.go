@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -23,11 +24,17 @@ func renderConfig(t *testing.T) map[string][][]byte { return render(t, "config")
 
 func render(t *testing.T, dir string) map[string][][]byte {
 	t.Helper()
+	return renderPath(t, filepath.Join(repoRoot, dir))
+}
+
+// renderPath renders the kustomization in dir (a path).
+func renderPath(t *testing.T, dir string) map[string][][]byte {
+	t.Helper()
 	var cmd *exec.Cmd
 	if kubectl, err := exec.LookPath("kubectl"); err == nil {
-		cmd = exec.Command(kubectl, "kustomize", filepath.Join(repoRoot, dir))
+		cmd = exec.Command(kubectl, "kustomize", dir)
 	} else if kustomize, err := exec.LookPath("kustomize"); err == nil {
-		cmd = exec.Command(kustomize, "build", filepath.Join(repoRoot, dir))
+		cmd = exec.Command(kustomize, "build", dir)
 	} else {
 		if os.Getenv("CIEL_REQUIRE_REAL") == "1" {
 			t.Fatal("kubectl or kustomize is needed to render config/ (test/run.sh installs kustomize)")
@@ -53,7 +60,7 @@ func render(t *testing.T, dir string) map[string][][]byte {
 
 func TestConfigRenders(t *testing.T) {
 	objs := renderConfig(t)
-	for kind, n := range map[string]int{"Namespace": 1, "Deployment": 1, "Service": 1, "ClusterInterceptor": 1, "ConfigMap": 1,
+	for kind, n := range map[string]int{"Namespace": 2, "Deployment": 1, "Service": 1, "ClusterInterceptor": 1, "ConfigMap": 1,
 		"EventListener": 1, "TriggerTemplate": 3, "TriggerBinding": 3, "Pipeline": 2, "Task": 5} {
 		if got := len(objs[kind]); got != n {
 			t.Errorf("%d %s rendered, want %d", got, kind, n)
@@ -210,5 +217,94 @@ func TestReporterConfigRenders(t *testing.T) {
 				t.Errorf("the reporter may %s", v)
 			}
 		}
+	}
+}
+
+// TestConfigNamespace installs the Triggers side into two different
+// namespaces, each with the one edit a user makes (`namespace:` in
+// config/overlays/example), and checks that every namespaced object, every
+// RoleBinding and every ServiceAccount subject follows it, while the
+// interceptor stays in ciel.
+func TestConfigNamespace(t *testing.T) {
+	// The interceptor's own objects, in namespace ciel whatever the choice.
+	interceptorNS := map[string]bool{
+		"ServiceAccount/ciel-interceptor": true, "Secret/ciel-interceptor-tls": true, "Role/ciel-interceptor": true,
+		"RoleBinding/ciel-interceptor": true, "Deployment/ciel-interceptor": true, "Service/ciel-interceptor": true,
+		"ConfigMap/ciel-policies": true, "NetworkPolicy/ciel-interceptor": true,
+	}
+	for _, ns := range []string{"team-a", "builds-prod"} {
+		t.Run(ns, func(t *testing.T) {
+			dir := t.TempDir()
+			for _, d := range []string{"config", "policies", "tasks", "pipelines"} {
+				if err := os.CopyFS(filepath.Join(dir, d), os.DirFS(filepath.Join(repoRoot, d))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			overlay := filepath.Join(dir, "config", "overlays", "example", "kustomization.yaml")
+			b, err := os.ReadFile(overlay)
+			if err != nil {
+				t.Fatal(err)
+			}
+			edited := regexp.MustCompile(`(?m)^namespace: .*$`).ReplaceAll(b, []byte("namespace: "+ns))
+			if bytes.Equal(edited, b) {
+				t.Fatalf("%s has no namespace: line to edit", overlay)
+			}
+			if err := os.WriteFile(overlay, edited, 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			var namespaces []string
+			secretsBound := false
+			for kind, docs := range renderPath(t, filepath.Join(dir, "config")) {
+				for _, raw := range docs {
+					var obj struct {
+						Metadata struct{ Name, Namespace string }
+						Subjects []rbacv1.Subject
+						RoleRef  rbacv1.RoleRef `json:"roleRef"`
+					}
+					if err := yaml.Unmarshal(raw, &obj); err != nil {
+						t.Fatal(err)
+					}
+					key := kind + "/" + obj.Metadata.Name
+					switch {
+					case kind == "Namespace":
+						namespaces = append(namespaces, obj.Metadata.Name)
+					case kind == "ClusterRole" || kind == "ClusterRoleBinding" || kind == "ClusterInterceptor":
+						if obj.Metadata.Namespace != "" {
+							t.Errorf("%s: cluster-scoped object with namespace %q", key, obj.Metadata.Namespace)
+						}
+					case interceptorNS[key]:
+						if obj.Metadata.Namespace != "ciel" {
+							t.Errorf("%s in namespace %q, want ciel", key, obj.Metadata.Namespace)
+						}
+					default:
+						if obj.Metadata.Namespace != ns {
+							t.Errorf("%s in namespace %q, want %s", key, obj.Metadata.Namespace, ns)
+						}
+					}
+					for _, s := range obj.Subjects {
+						want := ns
+						if s.Name == "ciel-interceptor" {
+							want = "ciel"
+						}
+						if s.Kind != rbacv1.ServiceAccountKind || s.Namespace != want {
+							t.Errorf("%s: subject %s %s/%s, want ServiceAccount in %s", key, s.Kind, s.Namespace, s.Name, want)
+						}
+					}
+					if kind == "RoleBinding" && obj.RoleRef.Name == "ciel-interceptor-secrets-reader" && obj.Metadata.Namespace == ns {
+						secretsBound = true
+					}
+				}
+			}
+			want := []string{"ciel", ns}
+			sort.Strings(namespaces)
+			sort.Strings(want)
+			if strings.Join(namespaces, ",") != strings.Join(want, ",") {
+				t.Errorf("Namespaces %v, want ciel and %s", namespaces, ns)
+			}
+			if !secretsBound {
+				t.Errorf("no RoleBinding lets the interceptor read the webhook Secrets of %s", ns)
+			}
+		})
 	}
 }

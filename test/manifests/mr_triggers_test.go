@@ -137,6 +137,13 @@ func TestMergeRequestTriggerCreatesPipelineRun(t *testing.T) {
 		"platforms": "linux/amd64,linux/arm64", "source-url": "https://gitlab.example.com/acme/payments-api",
 		"git-allow-http": "false",
 	}
+	// The images: the TriggerTemplate passes its defaults, which are the
+	// Pipeline's own (TestImageDefaultsAgree).
+	for _, n := range []string{"ciel-image", "builder-image", "git-image"} {
+		if spec := findParamSpec(p.Spec.Params, n); spec != nil && spec.Default != nil {
+			want[n] = spec.Default.StringVal
+		}
+	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("PipelineRun params (-want +got):\n%s", diff)
 	}

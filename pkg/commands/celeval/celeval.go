@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ciel-ci/ciel/internal/version"
 	"github.com/spf13/cobra"
 
 	"github.com/ciel-ci/ciel/interceptor/engine"
@@ -89,8 +90,9 @@ type flags struct {
 func NewCommand() *cobra.Command {
 	var f flags
 	cmd := &cobra.Command{
-		Use:   "cel-eval (-e FILE | --expr EXPR | --policy FILE) (-r REQUEST | --body FILE) [flags]",
-		Short: "Evaluate CEL rules against GitLab webhooks, exactly as the ciel interceptor does",
+		Version: version.String(),
+		Use:     "cel-eval (-e FILE | --expr EXPR | --policy FILE) (-r REQUEST | --body FILE) [flags]",
+		Short:   "Evaluate CEL rules against GitLab webhooks, exactly as the ciel interceptor does",
 		Long: `cel-eval evaluates a CEL expression or a ciel policy against a GitLab webhook
 read from a file, with the engine the ciel ClusterInterceptor runs: the same
 variables (body, header, extensions, requestURL), Tekton Triggers' functions,

@@ -20,10 +20,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
+	"github.com/ciel-ci/ciel/internal/version"
 	"github.com/ciel-ci/ciel/pkg/registryclient"
 	"github.com/spf13/cobra"
 )
@@ -95,8 +96,9 @@ func NewCommand() *cobra.Command {
 func newRootCmd(getenv func(string) string) *cobra.Command {
 	g := &globals{getenv: getenv}
 	root := &cobra.Command{
-		Use:   "ciel",
-		Short: "Kubernetes-native CI for GitLab on Tekton: multi-arch indexes and release promotion",
+		Version: version.String(),
+		Use:     "ciel",
+		Short:   "Kubernetes-native CI for GitLab on Tekton: multi-arch indexes and release promotion",
 		Long: `ciel merges per-architecture images into verified multi-arch indexes and
 promotes tested indexes to release tags.
 
@@ -171,11 +173,12 @@ func (g *globals) context(cmd *cobra.Command) (context.Context, context.CancelFu
 	return context.WithTimeout(ctx, g.timeout)
 }
 
-// userAgent is "ciel/VERSION" from the build information.
+// userAgent is "ciel/VERSION" (internal/version), "ciel/devel" for a
+// build without a version.
 func userAgent() string {
-	v := "devel"
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		v = bi.Main.Version
+	v := version.String()
+	if strings.HasPrefix(v, "(") {
+		v = "devel"
 	}
 	return "ciel/" + v
 }

@@ -32,6 +32,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ciel-ci/ciel/internal/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
@@ -83,8 +84,9 @@ type options struct {
 func NewCommand() *cobra.Command {
 	o := options{}
 	cmd := &cobra.Command{
-		Use:   "interceptor",
-		Short: "Serve the ciel GitLab ClusterInterceptor for Tekton Triggers",
+		Version: version.String(),
+		Use:     "interceptor",
+		Short:   "Serve the ciel GitLab ClusterInterceptor for Tekton Triggers",
 		Long: `interceptor serves the ciel GitLab ClusterInterceptor: Tekton Triggers'
 EventListener posts every GitLab webhook to it; it checks the token and
 signature, drops duplicate deliveries, computes the changed files (from the

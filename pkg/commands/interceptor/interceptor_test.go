@@ -15,6 +15,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,11 +31,18 @@ import (
 // URL it printed and the process.
 func startBinary(t *testing.T, args ...string) (string, *exec.Cmd, *bytes.Buffer) {
 	t.Helper()
+	return startBinaryEnv(t, nil, args...)
+}
+
+// startBinaryEnv is startBinary with more environment variables.
+func startBinaryEnv(t *testing.T, env []string, args ...string) (string, *exec.Cmd, *bytes.Buffer) {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "interceptor")
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ciel-ci/ciel/cmd/interceptor").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
 	stdout, err := cmd.StdoutPipe()
@@ -158,5 +166,81 @@ func TestRealBinaryOverTLS(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "stopped") {
 		t.Errorf("logs lack the shutdown:\n%s", logs)
+	}
+}
+
+// TestRealBinaryGitLabPrivateCA: the interceptor's GitLab API client trusts a
+// GitLab served with a private CA once the CA's PEM file is in the directory
+// SSL_CERT_DIR names, as config/interceptor/deployment.yaml mounts the
+// optional ConfigMap ciel-gitlab-ca (docs/install.md); without it the same
+// lookup fails on the certificate.
+func TestRealBinaryGitLabPrivateCA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	gl := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/repository/compare") || r.Header.Get("PRIVATE-TOKEN") != "glpat-ca-test" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"commits":[],"compare_timeout":false,"compare_same_ref":false,"diffs":[`+
+			`{"old_path":"src/ledger/export.go","new_path":"src/ledger/export.go","new_file":false,"renamed_file":false,"deleted_file":false,"diff":""}]}`)
+	}))
+	defer gl.Close()
+	dir := t.TempDir()
+	caDir := filepath.Join(dir, "gitlab-ca")
+	os.MkdirAll(caDir, 0o755)
+	os.WriteFile(filepath.Join(caDir, "ca.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: gl.Certificate().Raw}), 0o644)
+	os.MkdirAll(filepath.Join(dir, "secrets", "gitlab-webhook"), 0o755)
+	os.WriteFile(filepath.Join(dir, "secrets", "gitlab-webhook", "token"), []byte("s3cret"), 0o600)
+	body, err := os.ReadFile("../../../interceptor/gitlab/testdata/truncated_push.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tc := range []struct {
+		name    string
+		certDir string
+		trusted bool
+	}{
+		{"CA in SSL_CERT_DIR", caDir, true},
+		{"CA not given", filepath.Join(dir, "empty"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			os.MkdirAll(tc.certDir, 0o755)
+			base, _, logs := startBinaryEnv(t, []string{"SSL_CERT_DIR=" + tc.certDir, "GITLAB_TOKEN=glpat-ca-test"},
+				"--local", "--http-addr", "127.0.0.1:0", "--policies", "../../../policies", "--secret-dir", filepath.Join(dir, "secrets"),
+				"--gitlab-url", gl.URL, "--gitlab-retries", "0", "--log-format", "text",
+				// The fixture's project lives on gitlab.example.com; the API
+				// stub is on loopback.
+				"--allowed-git-hosts", "gitlab.example.com")
+			req, _ := json.Marshal(triggersv1.InterceptorRequest{
+				Body:   string(body),
+				Header: map[string][]string{"X-Gitlab-Event": {"Push Hook"}, "X-Gitlab-Token": {"s3cret"}, "X-Gitlab-Event-Uuid": {"ca-" + tc.certDir}},
+				InterceptorParams: map[string]any{"secretRef": map[string]any{"secretName": "gitlab-webhook", "secretKey": "token"},
+					"eventTypes": []string{"Push Hook"}, "changedFiles": "api"},
+				Context: &triggersv1.TriggerContext{TriggerID: "namespaces/ci/triggers/build", EventURL: "http://el/"},
+			})
+			resp, err := http.Post(base+"/gitlab", "application/json", bytes.NewReader(req))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var ir triggersv1.InterceptorResponse
+			if err := json.NewDecoder(resp.Body).Decode(&ir); err != nil {
+				t.Fatal(err)
+			}
+			cf, _ := ir.Extensions["changed_files"].(map[string]any)
+			if tc.trusted {
+				if !ir.Continue || cf["source"] != "api" || cf["count"] != float64(1) {
+					t.Errorf("with the CA: continue=%v changed_files=%v status=%+v\n%s", ir.Continue, cf, ir.Status, logs)
+				}
+				return
+			}
+			if ir.Continue || !strings.Contains(logs.String()+ir.Status.Message, "certificate") {
+				t.Errorf("without the CA: continue=%v status=%+v, want a certificate error\n%s", ir.Continue, ir.Status, logs)
+			}
+		})
 	}
 }

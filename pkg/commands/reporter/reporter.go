@@ -33,6 +33,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ciel-ci/ciel/internal/version"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -86,8 +87,9 @@ func NewCommand() *cobra.Command {
 
 func newCommand(o *options) *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "reporter",
-		Short: "Report Tekton PipelineRuns to GitLab as commit statuses",
+		Version: version.String(),
+		Use:     "reporter",
+		Short:   "Report Tekton PipelineRuns to GitLab as commit statuses",
 		Long: `reporter watches the PipelineRuns ciel's TriggerTemplates create (labels
 ciel.dev/gitlab-project-id, ciel.dev/gitlab-sha, ciel.dev/pipeline) in one or
 more clusters and sets the commit status "ciel/<pipeline>" of the commit they
