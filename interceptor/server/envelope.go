@@ -147,9 +147,9 @@ func (e *envelope) readPart(key, v []byte) error {
 }
 
 // fieldIs matches a key to a field as encoding/json does: exactly, else
-// ignoring ASCII case (the field names are ASCII).
+// under Unicode simple case folding (bytes.EqualFold), as it does.
 func fieldIs(key []byte, name string) bool {
-	return len(key) == len(name) && bytes.EqualFold(key, []byte(name))
+	return bytes.EqualFold(key, []byte(name))
 }
 
 // body returns the webhook body: the envelope's string unescaped in place

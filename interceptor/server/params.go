@@ -38,7 +38,17 @@ type Params struct {
 	FailOpen bool `json:"failOpen,omitempty"`
 	// Dedup drops repeated deliveries (default true).
 	Dedup *bool `json:"dedup,omitempty"`
+	// MaxListedPaths bounds each list of the response's
+	// extensions.changed_files (all, added, modified, removed); counts
+	// and listed_truncated say what was cut. Default
+	// DefaultMaxListedPaths; -1 lists every path; 0 lists none (counts
+	// only). CEL always sees every path.
+	MaxListedPaths *int `json:"maxListedPaths,omitempty"`
 }
+
+// DefaultMaxListedPaths is how many paths each changed_files list of the
+// response carries unless the param maxListedPaths says otherwise.
+const DefaultMaxListedPaths = 1000
 
 // SecretRef names a key of a Secret.
 type SecretRef struct {
@@ -64,6 +74,7 @@ var paramShapes = map[string]string{
 	"changedFiles":     `one of "payload", "api", "off"`,
 	"failOpen":         "a boolean",
 	"dedup":            "a boolean",
+	"maxListedPaths":   "an integer: -1 (every path), 0 (none) or a positive bound",
 }
 
 // ParseParams reads the interceptor params, naming the param and the
@@ -86,7 +97,7 @@ func ParseParams(raw map[string]any) (Params, error) {
 			return p, fmt.Errorf("param %s: wrong type: got a JSON %s", te.Field, te.Value)
 		}
 		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return p, fmt.Errorf("unknown param %s: known params are secretRef, signingSecretRef, eventTypes, filter, overlays, typed, policy, changedFiles, failOpen, dedup", name)
+			return p, fmt.Errorf("unknown param %s: known params are secretRef, signingSecretRef, eventTypes, filter, overlays, typed, policy, changedFiles, failOpen, dedup, maxListedPaths", name)
 		}
 		return p, fmt.Errorf("reading the interceptor params: %w", err)
 	}
@@ -105,6 +116,9 @@ func ParseParams(raw map[string]any) (Params, error) {
 	default:
 		return p, fmt.Errorf("param changedFiles: want %s, got %q", paramShapes["changedFiles"], p.ChangedFiles)
 	}
+	if p.MaxListedPaths != nil && *p.MaxListedPaths < -1 {
+		return p, fmt.Errorf("param maxListedPaths: want %s, got %d", paramShapes["maxListedPaths"], *p.MaxListedPaths)
+	}
 	if p.Policy != "" && (p.Filter != "" || len(p.Overlays) > 0) {
 		return p, errors.New("params policy and filter/overlays: give a policy or inline CEL, not both")
 	}
@@ -112,3 +126,12 @@ func ParseParams(raw map[string]any) (Params, error) {
 }
 
 func (p Params) dedup() bool { return p.Dedup == nil || *p.Dedup }
+
+// maxListed is the bound on each changed_files list of the response; -1:
+// none.
+func (p Params) maxListed() int {
+	if p.MaxListedPaths == nil {
+		return DefaultMaxListedPaths
+	}
+	return *p.MaxListedPaths
+}

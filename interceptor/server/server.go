@@ -309,7 +309,7 @@ func (s *Server) decide(ctx context.Context, p Params, prog *engine.Program, bod
 		}
 		return fail(codes.FailedPrecondition, what+" did not return true")
 	}
-	return &triggersv1.InterceptorResponse{Continue: true, Extensions: d.Extensions}
+	return &triggersv1.InterceptorResponse{Continue: true, Extensions: listChangedFiles(d.Extensions, p.maxListed())}
 }
 
 // rules returns the compiled policy or inline CEL.
