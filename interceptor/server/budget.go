@@ -108,7 +108,12 @@ func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (buf []byte
 	body := http.MaxBytesReader(w, r.Body, limit)
 	for {
 		if len(buf) == cap(buf) {
+			// Double, up to one byte past the limit (MaxBytesReader
+			// reports that byte as too large).
 			grow := max(int64(cap(buf)), 64<<10)
+			if room := limit + 1 - int64(cap(buf)); grow > room {
+				grow = max(room, 1)
+			}
 			if !s.budget.take(grow) {
 				return nil, held, busy(held + grow)
 			}

@@ -183,3 +183,40 @@ func TestWrongTokenBodyNotRead(t *testing.T) {
 		t.Errorf("wrong token: %s", out)
 	}
 }
+
+// TestUnknownLength: a request without Content-Length (chunked) is read in
+// budgeted steps and bounded by MaxRequestBytes as well.
+func TestUnknownLength(t *testing.T) {
+	f := newFixture(t)
+	srv, err := New(Config{Engine: f.srv.cfg.Engine, Policies: f.srv.cfg.Policies, Secrets: f.srv.cfg.Secrets,
+		MaxRequestBytes: 64 << 10, MaxInFlightBytes: 16 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(req []byte) (int, triggersv1.InterceptorResponse) {
+		r := httptest.NewRequest(http.MethodPost, "/gitlab", io.MultiReader(bytes.NewReader(req)))
+		if r.ContentLength != -1 {
+			t.Fatalf("content length %d, want unknown", r.ContentLength)
+		}
+		w := httptest.NewRecorder()
+		srv.ServeHTTP(w, r)
+		var ir triggersv1.InterceptorResponse
+		if err := json.NewDecoder(w.Body).Decode(&ir); err != nil {
+			t.Fatal(err)
+		}
+		return w.Code, ir
+	}
+	small, _ := json.Marshal(request(t, "push.json", "Push Hook", map[string]any{"secretRef": tokenRef, "policy": "build-on-change"}))
+	if code, ir := post(small); code != http.StatusOK || !ir.Continue {
+		t.Errorf("small chunked request: %d %+v", code, ir.Status)
+	}
+	large := request(t, "push.json", "Push Hook", map[string]any{"secretRef": tokenRef, "policy": "build-on-change"})
+	large.Body = strings.Repeat(" ", 100<<10) + large.Body
+	lb, _ := json.Marshal(large)
+	if code, ir := post(lb); code != http.StatusRequestEntityTooLarge || ir.Status.Code != codes.InvalidArgument {
+		t.Errorf("oversized chunked request: %d %+v", code, ir.Status)
+	}
+	if n := srv.InFlightBytes(); n != 0 {
+		t.Errorf("%d bytes still held after the requests", n)
+	}
+}
