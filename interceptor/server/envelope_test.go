@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -218,5 +219,33 @@ func TestUnknownLength(t *testing.T) {
 	}
 	if n := srv.InFlightBytes(); n != 0 {
 		t.Errorf("%d bytes still held after the requests", n)
+	}
+}
+
+// TestWrongTokenAllocatesOnlyTheRequest: refusing a wrong token costs one
+// buffer of the request's size and little else: the body is neither
+// decoded nor copied.
+func TestWrongTokenAllocatesOnlyTheRequest(t *testing.T) {
+	f := newFixture(t)
+	req := request(t, "push.json", "Push Hook", map[string]any{"secretRef": tokenRef, "policy": "build-on-change"},
+		withHeader("X-Gitlab-Token", "wrong"))
+	req.Body = strings.Replace(req.Body, `"object_kind"`, `"padding":"`+strings.Repeat("a \"b\"\n", 1<<20)+`","object_kind"`, 1)
+	b, _ := json.Marshal(req)
+	serve := func() {
+		w := httptest.NewRecorder()
+		f.srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(b)))
+		if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "X-Gitlab-Token") {
+			t.Fatalf("wrong token: %d %s", w.Code, w.Body)
+		}
+	}
+	serve()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	serve()
+	runtime.ReadMemStats(&after)
+	got, bound := after.TotalAlloc-before.TotalAlloc, uint64(len(b))+256<<10
+	t.Logf("refusing a %d-byte request allocated %d bytes", len(b), got)
+	if got > bound {
+		t.Errorf("refusing a %d-byte request allocated %d bytes; want at most %d (the request and 256 KiB)", len(b), got, bound)
 	}
 }
