@@ -4,11 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+
+	"github.com/ciel-ci/ciel/interceptor/gitlab"
 )
 
 // manyPaths is a push of one commit adding n paths and modifying one.
@@ -80,5 +86,44 @@ func TestMaxListedPaths(t *testing.T) {
 		if resp := f.srv.Process(context.Background(), req); resp.Continue || !strings.Contains(resp.Status.Message, "maxListedPaths") {
 			t.Errorf("maxListedPaths %v: %+v", bad, resp.Status)
 		}
+	}
+}
+
+// TestListingKeysMatchDocs keeps the response-only table of
+// docs/extensions.md in step with listChangedFiles.
+func TestListingKeysMatchDocs(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "..", "docs", "extensions.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "## What the response carries")
+	if !ok {
+		t.Fatal("docs/extensions.md has no section on what the response carries")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	var documented []string
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "| `") {
+			continue
+		}
+		for _, m := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(strings.Split(line, "|")[1], -1) {
+			documented = append(documented, m[1])
+		}
+	}
+	cf := gitlab.ChangedFiles{All: []string{"a"}, Added: []string{"a"}}.Map()
+	listed := listChangedFiles(map[string]any{"changed_files": cf}, 0)["changed_files"].(map[string]any)
+	var keys []string
+	for k := range listed {
+		if _, inCEL := cf[k]; !inCEL || slices.Contains(changedFilesLists[:], k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	slices.Sort(documented)
+	if diff := cmp.Diff(documented, keys); diff != "" {
+		t.Errorf("response-only keys (-docs/extensions.md +listChangedFiles):\n%s", diff)
+	}
+	if counts := listed["counts"].(map[string]any); len(counts) != len(changedFilesLists) {
+		t.Errorf("counts %v: want one per list", counts)
 	}
 }
