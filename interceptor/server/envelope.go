@@ -177,13 +177,6 @@ func (e *envelope) body() []byte {
 	return e.raw
 }
 
-// request returns the envelope as the Triggers type, with the body copied:
-// for callers of Process.
-func (e *envelope) request() *triggersv1.InterceptorRequest {
-	return &triggersv1.InterceptorRequest{Body: string(e.body()), Header: e.header, Extensions: e.extensions,
-		InterceptorParams: e.params, Context: e.context}
-}
-
 // unescapeInPlace decodes the escapes of a JSON string's contents (checked
 // by scanner.str) over b itself: every escape is at least as long as what it
 // stands for. Lone surrogates become U+FFFD, as encoding/json makes them.

@@ -48,6 +48,13 @@ var envelopeCases = []struct {
 	{"trailing comma", `{"body":"x",}`, true},
 }
 
+// request returns the envelope as Triggers' type, to compare with
+// encoding/json.
+func (e *envelope) request() *triggersv1.InterceptorRequest {
+	return &triggersv1.InterceptorRequest{Body: string(e.body()), Header: e.header, Extensions: e.extensions,
+		InterceptorParams: e.params, Context: e.context}
+}
+
 // TestEnvelopeMatchesEncodingJSON reads each case with parseEnvelope and
 // with encoding/json into Triggers' type: both fail, or both read the same.
 func TestEnvelopeMatchesEncodingJSON(t *testing.T) {

@@ -11,6 +11,12 @@
 // InvalidArgument for bad input, tokens and expressions, FailedPrecondition
 // for a false filter, a refused event type or a duplicate, Unavailable when
 // GitLab's API is down (failing closed), Internal for ciel's own bugs.
+//
+// Each request is read once, into one buffer counted against a budget of
+// request bytes in flight (past it: HTTP 503, Unavailable, unread). Only
+// the envelope's small parts are decoded before the token is checked; the
+// webhook body is then unescaped in place in that buffer and handed to the
+// engine without a copy (envelope.go, budget.go; docs/security.md).
 package server
 
 import (
