@@ -56,7 +56,17 @@ type Params struct {
 	// VerifyCommit asks GitLab whether the pushed commit exists in the
 	// payload's project before continuing (one call, cached).
 	VerifyCommit bool `json:"verifyCommit,omitempty"`
+	// MaxListedPaths bounds each list of the response's
+	// extensions.changed_files (all, added, modified, removed); counts
+	// and listed_truncated say what was cut. Default
+	// DefaultMaxListedPaths; -1 lists every path; 0 lists none (counts
+	// only). CEL always sees every path.
+	MaxListedPaths *int `json:"maxListedPaths,omitempty"`
 }
+
+// DefaultMaxListedPaths is how many paths each changed_files list of the
+// response carries unless the param maxListedPaths says otherwise.
+const DefaultMaxListedPaths = 1000
 
 // SecretRef names a key of a Secret.
 type SecretRef struct {
@@ -87,6 +97,7 @@ var paramShapes = map[string]string{
 	"allowedHosts":     `a list of strings, e.g. ["gitlab.example.com"]`,
 	"allowedProjects":  `a list of project path patterns, e.g. ["team-a/**"]`,
 	"verifyCommit":     "a boolean",
+	"maxListedPaths":   "an integer: -1 (every path), 0 (none) or a positive bound",
 }
 
 // ParseParams reads the interceptor params, naming the param and the
@@ -109,7 +120,7 @@ func ParseParams(raw map[string]any) (Params, error) {
 			return p, fmt.Errorf("param %s: wrong type: got a JSON %s", te.Field, te.Value)
 		}
 		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return p, fmt.Errorf("unknown param %s: known params are secretRef, signingSecretRef, insecure, eventTypes, filter, overlays, typed, policy, changedFiles, failOpen, dedup, allowedHosts, allowedProjects, verifyCommit, allowForks", name)
+			return p, fmt.Errorf("unknown param %s: known params are secretRef, signingSecretRef, insecure, eventTypes, filter, overlays, typed, policy, changedFiles, failOpen, dedup, allowedHosts, allowedProjects, verifyCommit, allowForks, maxListedPaths", name)
 		}
 		return p, fmt.Errorf("reading the interceptor params: %w", err)
 	}
@@ -131,6 +142,9 @@ func ParseParams(raw map[string]any) (Params, error) {
 	if p.Insecure && (p.SecretRef != nil || p.SigningSecretRef != nil) {
 		return p, errors.New("param insecure: true with a secretRef or signingSecretRef: remove insecure")
 	}
+	if p.MaxListedPaths != nil && *p.MaxListedPaths < -1 {
+		return p, fmt.Errorf("param maxListedPaths: want %s, got %d", paramShapes["maxListedPaths"], *p.MaxListedPaths)
+	}
 	if p.Policy != "" && (p.Filter != "" || len(p.Overlays) > 0) {
 		return p, errors.New("params policy and filter/overlays: give a policy or inline CEL, not both")
 	}
@@ -138,3 +152,12 @@ func ParseParams(raw map[string]any) (Params, error) {
 }
 
 func (p Params) dedup() bool { return p.Dedup == nil || *p.Dedup }
+
+// maxListed is the bound on each changed_files list of the response; -1:
+// none.
+func (p Params) maxListed() int {
+	if p.MaxListedPaths == nil {
+		return DefaultMaxListedPaths
+	}
+	return *p.MaxListedPaths
+}

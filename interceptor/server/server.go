@@ -12,6 +12,12 @@
 // for a false filter, a refused event type, a duplicate or a merge request
 // from a fork not allowed (mergerequest.go), Unavailable when
 // GitLab's API is down (failing closed), Internal for ciel's own bugs.
+//
+// Each request is read once, into one buffer counted against a budget of
+// request bytes in flight (past it: HTTP 503, Unavailable, unread). Only
+// the envelope's small parts are decoded before the token is checked; the
+// webhook body is then unescaped in place in that buffer and handed to the
+// engine without a copy (envelope.go, budget.go; docs/security.md).
 package server
 
 import (
@@ -19,7 +25,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -38,9 +43,9 @@ import (
 )
 
 const (
-	// DefaultMaxRequestBytes bounds an InterceptorRequest: the webhook body
-	// limit plus room for headers and JSON escaping.
-	DefaultMaxRequestBytes = 2*gitlab.DefaultMaxBytes + 1<<20
+	// DefaultMaxRequestBytes bounds an InterceptorRequest: the default
+	// webhook body limit plus room for headers and JSON escaping.
+	DefaultMaxRequestBytes = 2*DefaultMaxBodyBytes + 1<<20
 	// DefaultRequestTimeout bounds the handling of one request, GitLab API
 	// calls included.
 	DefaultRequestTimeout = 20 * time.Second
@@ -70,8 +75,12 @@ type Config struct {
 	// gives no allowedHosts; empty: any host (the path is still checked).
 	AllowedHosts []GitHost
 
-	MaxRequestBytes int64         // default DefaultMaxRequestBytes
-	RequestTimeout  time.Duration // default DefaultRequestTimeout
+	MaxRequestBytes int64 // default DefaultMaxRequestBytes
+	// MaxInFlightBytes bounds the bytes of all requests held at once
+	// (default DefaultMaxInFlightBytes); it must leave room for one request
+	// of MaxRequestBytes besides what is kept for small requests.
+	MaxInFlightBytes int64
+	RequestTimeout   time.Duration // default DefaultRequestTimeout
 	// SignatureTolerance bounds a signed delivery's age; default
 	// webhook.DefaultTolerance.
 	SignatureTolerance time.Duration
@@ -81,6 +90,7 @@ type Config struct {
 type Server struct {
 	cfg    Config
 	logger *slog.Logger
+	budget budget
 }
 
 // New checks cfg and returns a Server.
@@ -91,6 +101,13 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = DefaultMaxRequestBytes
 	}
+	if cfg.MaxInFlightBytes <= 0 {
+		cfg.MaxInFlightBytes = DefaultMaxInFlightBytes
+	}
+	if cfg.MaxInFlightBytes < cfg.MaxRequestBytes+reservedBytes {
+		return nil, fmt.Errorf("building the interceptor: the in-flight budget of %d bytes cannot hold one request of %d bytes plus the %d kept for small requests: raise it to at least %d",
+			cfg.MaxInFlightBytes, cfg.MaxRequestBytes, reservedBytes, cfg.MaxRequestBytes+reservedBytes)
+	}
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
@@ -98,7 +115,7 @@ func New(cfg Config) (*Server, error) {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &Server{cfg: cfg, logger: l}, nil
+	return &Server{cfg: cfg, logger: l, budget: budget{limit: cfg.MaxInFlightBytes}}, nil
 }
 
 // ServeHTTP serves the interceptor at /gitlab and /, as Triggers' core
@@ -107,12 +124,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	var resp *triggersv1.InterceptorResponse
 	status := http.StatusOK
+	var held int64
 	defer func() {
 		if p := recover(); p != nil {
 			s.logger.Error("panic handling a request", "panic", p, "stack", string(debug.Stack()))
 			resp, status = fail(codes.Internal, "internal error in the ciel interceptor (logged); please report it"), http.StatusInternalServerError
 		}
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
 		s.write(w, status, resp)
+		// The request's buffer is released only now: the response may
+		// hold strings decoded from it.
+		s.budget.give(held)
 		s.observe(resp, time.Since(start))
 		if status >= 400 && resp != nil {
 			// Refused before Process logs it: say so, bounded.
@@ -130,24 +154,20 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp, status = fail(codes.InvalidArgument, "method "+r.Method+" not allowed: POST an InterceptorRequest"), http.StatusMethodNotAllowed
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxRequestBytes))
-	if err != nil {
-		var mb *http.MaxBytesError
-		if errors.As(err, &mb) {
-			resp, status = fail(codes.InvalidArgument, fmt.Sprintf("request larger than %d bytes: the webhook body is too large", mb.Limit)), http.StatusRequestEntityTooLarge
-			return
-		}
-		resp, status = fail(codes.InvalidArgument, "reading the request: "+err.Error()), http.StatusBadRequest
+	buf, n, rerr := s.readRequest(w, r)
+	held = n
+	if rerr != nil {
+		resp, status = fail(rerr.code, rerr.msg), rerr.status
 		return
 	}
-	var req triggersv1.InterceptorRequest
-	if err := json.Unmarshal(body, &req); err != nil {
+	env, err := parseEnvelope(buf)
+	if err != nil {
 		resp, status = fail(codes.InvalidArgument, "the request is not an InterceptorRequest: "+err.Error()), http.StatusBadRequest
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
 	defer cancel()
-	resp = s.Process(ctx, &req)
+	resp = s.processEnvelope(ctx, env)
 }
 
 func (s *Server) write(w http.ResponseWriter, status int, resp *triggersv1.InterceptorResponse) {
@@ -183,19 +203,23 @@ func fail(code codes.Code, msg string) *triggersv1.InterceptorResponse {
 
 // Process decides on one interceptor request.
 func (s *Server) Process(ctx context.Context, req *triggersv1.InterceptorRequest) *triggersv1.InterceptorResponse {
-	header := http.Header(req.Header)
-	if header == nil {
-		header = http.Header{}
-	}
+	return s.processEnvelope(ctx, &envelope{header: req.Header, params: req.InterceptorParams, extensions: req.Extensions,
+		context: req.Context, raw: []byte(req.Body), done: true})
+}
+
+// processEnvelope decides on one request; its body is unescaped only once
+// the token is checked.
+func (s *Server) processEnvelope(ctx context.Context, req *envelope) *triggersv1.InterceptorResponse {
+	header := headerOf(req.header)
 	triggerID := ""
 	eventURL := ""
-	if req.Context != nil {
-		triggerID, eventURL = req.Context.TriggerID, req.Context.EventURL
+	if req.context != nil {
+		triggerID, eventURL = req.context.TriggerID, req.context.EventURL
 	}
 	// Every header and context value is the sender's: bounded in logs.
 	log := s.logger.With("trigger", short(triggerID), "delivery", short(header.Get("X-Gitlab-Event-UUID")), "event", short(header.Get("X-Gitlab-Event")))
-	if req.Context != nil {
-		log = log.With("event_id", short(req.Context.EventID))
+	if req.context != nil {
+		log = log.With("event_id", short(req.context.EventID))
 	}
 	resp := s.process(ctx, req, header, triggerID, eventURL, log)
 	if resp.Continue {
@@ -206,8 +230,8 @@ func (s *Server) Process(ctx context.Context, req *triggersv1.InterceptorRequest
 	return resp
 }
 
-func (s *Server) process(ctx context.Context, req *triggersv1.InterceptorRequest, header http.Header, triggerID, eventURL string, log *slog.Logger) *triggersv1.InterceptorResponse {
-	p, err := ParseParams(req.InterceptorParams)
+func (s *Server) process(ctx context.Context, req *envelope, header http.Header, triggerID, eventURL string, log *slog.Logger) *triggersv1.InterceptorResponse {
+	p, err := ParseParams(req.params)
 	if err != nil {
 		return fail(codes.InvalidArgument, err.Error())
 	}
@@ -218,8 +242,6 @@ func (s *Server) process(ctx context.Context, req *triggersv1.InterceptorRequest
 	if triggerID != "" {
 		ns, _ = triggersv1.ParseTriggerID(triggerID)
 	}
-	body := []byte(req.Body)
-
 	// Who sent it.
 	if p.SecretRef != nil {
 		secret, resp := s.secret(ctx, ns, p.SecretRef, "secretRef")
@@ -239,7 +261,7 @@ func (s *Server) process(ctx context.Context, req *triggersv1.InterceptorRequest
 		if err != nil {
 			return fail(codes.FailedPrecondition, fmt.Sprintf("signingSecretRef %s/%s: %v", p.SigningSecretRef.SecretName, p.SigningSecretRef.SecretKey, err))
 		}
-		if err := (webhook.Verifier{Key: key, Tolerance: s.cfg.SignatureTolerance}).Verify(header, body); err != nil {
+		if err := (webhook.Verifier{Key: key, Tolerance: s.cfg.SignatureTolerance}).Verify(header, req.body()); err != nil {
 			return fail(codes.InvalidArgument, err.Error())
 		}
 	}
@@ -260,8 +282,8 @@ func (s *Server) process(ctx context.Context, req *triggersv1.InterceptorRequest
 		return fail(codes.InvalidArgument, err.Error())
 	}
 	eventID := ""
-	if req.Context != nil {
-		eventID = req.Context.EventID
+	if req.context != nil {
+		eventID = req.context.EventID
 	}
 	if !p.dedup() {
 		dlv.id = ""
@@ -286,11 +308,11 @@ func (s *Server) process(ctx context.Context, req *triggersv1.InterceptorRequest
 				ticket.Forget()
 			}
 		}()
-		resp := withDelivery(s.decide(ctx, p, prog, body, header, req.Extensions, ns, eventURL, log), suffix)
+		resp := withDelivery(s.decide(ctx, p, prog, req.body(), header, req.extensions, ns, eventURL, log), suffix)
 		accepted = resp.Continue
 		return resp
 	}
-	return withDelivery(s.decide(ctx, p, prog, body, header, req.Extensions, ns, eventURL, log), suffix)
+	return withDelivery(s.decide(ctx, p, prog, req.body(), header, req.extensions, ns, eventURL, log), suffix)
 }
 
 // withDelivery adds extensions.delivery to an accepted response.
@@ -344,7 +366,7 @@ func (s *Server) decide(ctx context.Context, p Params, prog *engine.Program, bod
 			return resp
 		}
 	}
-	return &triggersv1.InterceptorResponse{Continue: true, Extensions: d.Extensions}
+	return &triggersv1.InterceptorResponse{Continue: true, Extensions: listChangedFiles(d.Extensions, p.maxListed())}
 }
 
 // rules returns the compiled policy or inline CEL.

@@ -43,7 +43,6 @@ import (
 	"github.com/ciel-ci/ciel/interceptor/certs"
 	"github.com/ciel-ci/ciel/interceptor/dedup"
 	"github.com/ciel-ci/ciel/interceptor/engine"
-	"github.com/ciel-ci/ciel/interceptor/gitlab"
 	"github.com/ciel-ci/ciel/interceptor/gitlabapi"
 	"github.com/ciel-ci/ciel/interceptor/secrets"
 	"github.com/ciel-ci/ciel/interceptor/secrets/kubesecrets"
@@ -71,6 +70,7 @@ type options struct {
 	gitlabRetries   int
 	requestTimeout  time.Duration
 	maxBodyBytes    int
+	maxInFlight     int64
 	costLimit       uint64
 	dedupTTL        time.Duration
 	shutdownTimeout time.Duration
@@ -124,7 +124,8 @@ Otherwise (or with --local): plain HTTP on --http-addr, Secrets from
 	f.DurationVar(&o.gitlabTimeout, "gitlab-timeout", gitlabapi.DefaultTimeout, "timeout of one GitLab API request")
 	f.IntVar(&o.gitlabRetries, "gitlab-retries", gitlabapi.DefaultRetries, "retries of a GitLab API request failing with 429/5xx or a connection error")
 	f.DurationVar(&o.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "bound on handling one request")
-	f.IntVar(&o.maxBodyBytes, "max-body-bytes", gitlab.DefaultMaxBytes, "largest webhook body accepted")
+	f.IntVar(&o.maxBodyBytes, "max-body-bytes", server.DefaultMaxBodyBytes, "largest webhook body accepted (an InterceptorRequest may be twice as large plus 1 MiB, for JSON escapes)")
+	f.Int64Var(&o.maxInFlight, "max-inflight-bytes", server.DefaultMaxInFlightBytes, "bytes of requests held in memory at once; a request past it is answered Unavailable unread")
 	f.Uint64Var(&o.costLimit, "cost-limit", engine.DefaultCostLimit, "CEL cost limit of one evaluation")
 	f.DurationVar(&o.dedupTTL, "dedup-ttl", time.Hour, "how long an accepted delivery is remembered")
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM")
@@ -305,10 +306,13 @@ func (o *options) run(ctx context.Context) error {
 	}
 	metrics.GaugeFunc("ciel_dedup_remembered", "Deliveries remembered or in flight.", func() float64 { return float64(dd.Len()) })
 	srv, err := server.New(server.Config{Engine: eng, Policies: pols, Secrets: getter, API: api, Dedup: dd, Metrics: metrics,
-		Commits: commits, AllowedHosts: hosts, Logger: log, RequestTimeout: o.requestTimeout, MaxRequestBytes: int64(2*o.maxBodyBytes + 1<<20)})
+		Commits: commits, AllowedHosts: hosts, Logger: log, RequestTimeout: o.requestTimeout,
+		MaxRequestBytes: server.MaxRequestBytesFor(int64(o.maxBodyBytes)), MaxInFlightBytes: o.maxInFlight})
 	if err != nil {
 		return err
 	}
+
+	metrics.GaugeFunc("ciel_interceptor_inflight_request_bytes", "Bytes of requests held in memory now (bounded by --max-inflight-bytes).", func() float64 { return float64(srv.InFlightBytes()) })
 
 	var shuttingDown atomic.Bool
 	mux := http.NewServeMux()
