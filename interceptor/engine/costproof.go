@@ -6,6 +6,8 @@ import (
 	"sync"
 
 	"github.com/google/cel-go/cel"
+
+	"github.com/ciel-ci/ciel/interceptor/gitlab"
 )
 
 // Evaluating without cost tracking.
@@ -99,8 +101,15 @@ const sizeUnknown = math.MaxUint64
 // requestSize returns the size of the largest list, map or string among
 // the request's variables, or more than limit as soon as one is larger
 // (sizeUnknown for a value of a type the walk does not know).
-func requestSize(limit uint64, body map[string]any, header http.Header, exts map[string]any, requestURL string) uint64 {
+// bodySize is the body's size as its decoder measured it
+// (gitlab.Decoder.DecodeSized), or -1 to walk the body.
+func requestSize(limit uint64, ev *gitlab.Event, bodySize int, header http.Header, exts map[string]any, requestURL string) uint64 {
 	w := sizeWalk{limit: limit}
+	if bodySize >= 0 {
+		w.count(bodySize)
+	} else {
+		w.value(ev.Body)
+	}
 	w.str(requestURL)
 	w.count(len(header))
 	for k, vs := range header {
@@ -113,7 +122,6 @@ func requestSize(limit uint64, body map[string]any, header http.Header, exts map
 			return w.max
 		}
 	}
-	w.value(body)
 	w.value(exts)
 	return w.max
 }

@@ -349,10 +349,10 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 			d, err = nil, &Error{Kind: KindInternal, Err: fmt.Errorf("evaluating: panic: %v", r)}
 		}
 	}()
-	ev := in.Event
+	ev, bodySize := in.Event, -1
 	if ev == nil {
-		if ev, err = e.Decode(in); err != nil {
-			return nil, err
+		if ev, bodySize, err = e.decoder.DecodeSized(in.Header.Get("X-Gitlab-Event"), in.Body); err != nil {
+			return nil, &Error{Kind: KindInput, Where: "body", Err: err}
 		}
 	}
 	d = &Decision{Event: ev}
@@ -398,7 +398,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 	size := uint64(sizeUnknown)
 	if e.costProof {
 		if lim := e.maxProofSize(p); lim > 0 {
-			size = requestSize(lim, ev.Body, header, exts, in.RequestURL)
+			size = requestSize(lim, ev, bodySize, header, exts, in.RequestURL)
 		}
 	}
 

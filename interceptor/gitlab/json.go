@@ -49,6 +49,16 @@ type jsonParser struct {
 	members []member
 	elems   []any
 	buf     []byte // unescaping scratch
+
+	// maxSize is the largest string (bytes in the input, at least its
+	// characters), array (elements) or object (members) read so far.
+	maxSize int
+}
+
+func (p *jsonParser) noteSize(n int) {
+	if n > p.maxSize {
+		p.maxSize = n
+	}
 }
 
 type member struct {
@@ -63,6 +73,13 @@ const maxPooledItems = 4096
 
 // parseJSON parses data as one JSON value followed only by whitespace.
 func parseJSON(data []byte, maxDepth int) (any, error) {
+	v, _, err := parseJSONSized(data, maxDepth)
+	return v, err
+}
+
+// parseJSONSized is parseJSON that also returns the size of the largest
+// string, array or object of the value (see jsonParser.maxSize).
+func parseJSONSized(data []byte, maxDepth int) (any, int, error) {
 	p := parserPool.Get().(*jsonParser)
 	defer func() {
 		// Containers clear their items as they close; after an error some
@@ -83,21 +100,21 @@ func parseJSON(data []byte, maxDepth int) (any, error) {
 		parserPool.Put(p)
 	}()
 	p.src = string(data)
-	p.pos, p.depth, p.maxDepth = 0, 0, maxDepth
+	p.pos, p.depth, p.maxDepth, p.maxSize = 0, 0, maxDepth, 0
 
 	p.skipSpace()
 	if p.pos == len(p.src) {
-		return nil, p.errorAt(p.pos, "empty input, want a JSON value")
+		return nil, 0, p.errorAt(p.pos, "empty input, want a JSON value")
 	}
 	v, err := p.value()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	p.skipSpace()
 	if p.pos != len(p.src) {
-		return nil, p.errorAt(p.pos, "unexpected %s after the top-level value", p.describe(p.pos))
+		return nil, 0, p.errorAt(p.pos, "unexpected %s after the top-level value", p.describe(p.pos))
 	}
-	return v, nil
+	return v, p.maxSize, nil
 }
 
 // errorAt builds a syntaxError at offset off, with its line and column.
@@ -231,6 +248,7 @@ func (p *jsonParser) object() (any, error) {
 		return nil, p.errorAt(p.pos, "unexpected %s after object member, want ',' or '}'", p.describe(p.pos))
 	}
 	items := p.members[mark:]
+	p.noteSize(len(items))
 	m := make(map[string]any, len(items))
 	for _, kv := range items {
 		m[kv.key] = kv.val
@@ -273,6 +291,7 @@ func (p *jsonParser) array() (any, error) {
 		return nil, p.errorAt(p.pos, "unexpected %s after array element, want ',' or ']'", p.describe(p.pos))
 	}
 	items := p.elems[mark:]
+	p.noteSize(len(items))
 	a := make([]any, len(items))
 	copy(a, items)
 	clear(items)
@@ -305,6 +324,7 @@ func (p *jsonParser) str() (string, error) {
 		switch c := p.src[i]; {
 		case c == '"':
 			p.pos = i + 1
+			p.noteSize(i - start)
 			return p.src[start:i], nil
 		case c == '\\':
 			return p.escaped(start, i)
@@ -330,6 +350,7 @@ func (p *jsonParser) escaped(start, i int) (string, error) {
 		switch {
 		case c == '"':
 			p.pos = i + 1
+			p.noteSize(i - start) // the escaped form is at least as long
 			return string(buf), nil
 		case c == '\\':
 			if i+1 >= len(p.src) {
