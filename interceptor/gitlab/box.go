@@ -29,3 +29,17 @@ func stringAt(p *string) any {
 	e.typ, e.data = stringType, unsafe.Pointer(p)
 	return v
 }
+
+// strBlock boxes strings several to an allocation: each boxed string points
+// into the current block, which is never written again at that index.
+type strBlock struct{ s []string }
+
+// box returns v as an any, as any(v) does, allocating a block of n strings
+// when the current one is full.
+func (b *strBlock) box(v string, n int) any {
+	if len(b.s) == cap(b.s) {
+		b.s = make([]string, 0, n)
+	}
+	b.s = append(b.s, v)
+	return stringAt(&b.s[len(b.s)-1])
+}

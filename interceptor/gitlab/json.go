@@ -52,26 +52,20 @@ type jsonParser struct {
 
 	// strs holds the strings of string values, several to an allocation
 	// (box); a full block stays with the values that point into it.
-	strs []string
+	strs strBlock
 
 	// maxSize is the largest string (bytes in the input, at least its
 	// characters), array (elements) or object (members) read so far.
 	maxSize int
 }
 
-// strBlock is how many string values share one allocation.
-const strBlock = 32
+// strBlockSize is how many string values share one allocation.
+const strBlockSize = 32
 
 // box returns s as an any without allocating for each string: the value
 // points into a block of strings that is never written again once a value
 // points into it. The interface holds a string exactly as any(s) would.
-func (p *jsonParser) box(s string) any {
-	if len(p.strs) == cap(p.strs) {
-		p.strs = make([]string, 0, strBlock)
-	}
-	p.strs = append(p.strs, s)
-	return stringAt(&p.strs[len(p.strs)-1])
-}
+func (p *jsonParser) box(s string) any { return p.strs.box(s, strBlockSize) }
 
 func (p *jsonParser) noteSize(n int) {
 	if n > p.maxSize {
@@ -105,7 +99,7 @@ func parseJSONSized(data []byte, maxDepth int) (any, int, error) {
 		// by an unusually large one, before pooling.
 		clear(p.members)
 		clear(p.elems)
-		p.members, p.elems, p.src, p.strs = p.members[:0], p.elems[:0], "", nil
+		p.members, p.elems, p.src, p.strs = p.members[:0], p.elems[:0], "", strBlock{}
 		if cap(p.members) > maxPooledItems {
 			p.members = nil
 		}
@@ -119,7 +113,7 @@ func parseJSONSized(data []byte, maxDepth int) (any, int, error) {
 	}()
 	p.src = string(data)
 	p.pos, p.depth, p.maxDepth, p.maxSize = 0, 0, maxDepth, 0
-	p.strs = nil // blocks belong to the values of the parse that filled them
+	p.strs = strBlock{} // blocks belong to the values of the parse that filled them
 
 	p.skipSpace()
 	if p.pos == len(p.src) {
