@@ -53,14 +53,19 @@ type jsonParser struct {
 	// strs holds the strings of string values, several to an allocation
 	// (box); a full block stays with the values that point into it.
 	strs strBlock
+	nums numBlock // the same for numbers
 
 	// maxSize is the largest string (bytes in the input, at least its
 	// characters), array (elements) or object (members) read so far.
 	maxSize int
 }
 
-// strBlockSize is how many string values share one allocation.
-const strBlockSize = 32
+// strBlockSize and numBlockSize are how many string and number values
+// share one allocation.
+const (
+	strBlockSize = 32
+	numBlockSize = 16
+)
 
 // box returns s as an any without allocating for each string: the value
 // points into a block of strings that is never written again once a value
@@ -99,7 +104,7 @@ func parseJSONSized(data []byte, maxDepth int) (any, int, error) {
 		// by an unusually large one, before pooling.
 		clear(p.members)
 		clear(p.elems)
-		p.members, p.elems, p.src, p.strs = p.members[:0], p.elems[:0], "", strBlock{}
+		p.members, p.elems, p.src, p.strs, p.nums = p.members[:0], p.elems[:0], "", strBlock{}, numBlock{}
 		if cap(p.members) > maxPooledItems {
 			p.members = nil
 		}
@@ -113,7 +118,7 @@ func parseJSONSized(data []byte, maxDepth int) (any, int, error) {
 	}()
 	p.src = string(data)
 	p.pos, p.depth, p.maxDepth, p.maxSize = 0, 0, maxDepth, 0
-	p.strs = strBlock{} // blocks belong to the values of the parse that filled them
+	p.strs, p.nums = strBlock{}, numBlock{} // blocks belong to the values of the parse that filled them
 
 	p.skipSpace()
 	if p.pos == len(p.src) {
@@ -459,6 +464,15 @@ func hex4(s string, i int) (rune, bool) {
 
 // number parses a JSON number into a float64, as encoding/json does.
 func (p *jsonParser) number() (any, error) {
+	f, err := p.float()
+	if err != nil {
+		return nil, err
+	}
+	return p.nums.box(f, numBlockSize), nil
+}
+
+// float parses the number starting at p.pos.
+func (p *jsonParser) float() (float64, error) {
 	s := p.src
 	start := p.pos
 	i := start
@@ -474,7 +488,7 @@ func (p *jsonParser) number() (any, error) {
 			i++
 		}
 	default:
-		return nil, p.errorAt(i, "unexpected %s in a number, want a digit", p.describe(i))
+		return 0, p.errorAt(i, "unexpected %s in a number, want a digit", p.describe(i))
 	}
 	intEnd := i
 	integer := true
@@ -482,7 +496,7 @@ func (p *jsonParser) number() (any, error) {
 		integer = false
 		i++
 		if i >= len(s) || s[i] < '0' || s[i] > '9' {
-			return nil, p.errorAt(i, "unexpected %s after the decimal point, want a digit", p.describe(i))
+			return 0, p.errorAt(i, "unexpected %s after the decimal point, want a digit", p.describe(i))
 		}
 		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
 			i++
@@ -495,7 +509,7 @@ func (p *jsonParser) number() (any, error) {
 			i++
 		}
 		if i >= len(s) || s[i] < '0' || s[i] > '9' {
-			return nil, p.errorAt(i, "unexpected %s in an exponent, want a digit", p.describe(i))
+			return 0, p.errorAt(i, "unexpected %s in an exponent, want a digit", p.describe(i))
 		}
 		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
 			i++
@@ -524,7 +538,7 @@ func (p *jsonParser) number() (any, error) {
 		if len(lit) > 40 {
 			lit = lit[:20] + "..." + lit[len(lit)-16:]
 		}
-		return nil, p.errorAt(start, "number %s does not fit in a 64-bit float", lit)
+		return 0, p.errorAt(start, "number %s does not fit in a 64-bit float", lit)
 	}
 	return f, nil
 }
