@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/cel-go/cel"
 
+	"github.com/ciel-ci/ciel/interceptor/celenv"
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
 )
 
@@ -21,7 +22,9 @@ import (
 // — body, header, extensions and requestURL — and when the estimate at
 // that size is within the cost limit (with a margin, proofMargin), nothing the expression can do on
 // this request may exceed the limit: it runs untracked. Otherwise, or when
-// a value's size cannot be measured, it runs tracked as always. The
+// a value's size cannot be measured, or the expression calls a function
+// whose estimate does not bound its cost (celenv.EstimateBounds:
+// marshalJSON), it runs tracked as always. The
 // deadline is enforced either way (the context is checked every
 // interruptCheckFrequency comprehension steps).
 //
@@ -69,6 +72,13 @@ func (e *Engine) untracked(c *compiled, size uint64) cel.Program {
 // prove finds the largest power-of-two size at which c's estimate is
 // within the cost limit, and builds its untracked program.
 func (e *Engine) prove(c *compiled) {
+	for _, r := range c.ast.NativeRep().ReferenceMap() {
+		for _, o := range r.OverloadIDs {
+			if !celenv.EstimateBounds(o) {
+				return // its estimate proves nothing: always tracked
+			}
+		}
+	}
 	within := func(shift int) bool {
 		est, err := e.env.EstimateCost(c.ast, sizeHints{max: 1 << shift})
 		return err == nil && est.Max <= e.costLimit/proofMargin

@@ -117,6 +117,27 @@ func TestCostProofKeepsLimits(t *testing.T) {
 	if err != nil || d.Cost == 0 {
 		t.Errorf("with a header over the proven size: cost %d, %v; want tracked", d.Cost, err)
 	}
+	// marshalJSON's estimate counts entries, its cost the output: never
+	// proven. A body of many small values marshals to far more than its
+	// largest value.
+	e = newEngine(t, WithCostProof(), WithCostLimit(5000))
+	var b strings.Builder
+	b.WriteString(`{"object_kind":"note","l":[`)
+	for i := range 100 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"` + strings.Repeat("x", 90) + `"`)
+	}
+	b.WriteString(`]}`)
+	p = mustCompile(t, e, Rules{Filter: `body.marshalJSON().size() > 0`})
+	_, err = e.Evaluate(context.Background(), p, Input{Body: []byte(b.String()), Header: pushHeader("Note Hook")})
+	if KindOf(err) != KindLimit {
+		t.Errorf("marshalJSON of a %d-byte body at a limit of 5000: %v, want the cost limit", b.Len(), err)
+	}
+	e = newEngine(t, WithCostProof())
+	p = mustCompile(t, e, Rules{Filter: blogFilter})
+
 	// Extensions of a type the walk cannot measure make it tracked.
 	d, err = e.Evaluate(context.Background(), p, Input{Body: body, Header: pushHeader("Push Hook"), Extensions: map[string]any{"x": struct{}{}}})
 	if err != nil || d.Cost == 0 {

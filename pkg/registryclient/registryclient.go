@@ -286,8 +286,8 @@ func loadCAFile(path string) (*x509.CertPool, error) {
 
 // RemoteOptions returns the options for go-containerregistry's remote
 // package; ctx bounds every request made with them, including lazy ones.
-// One call's options make one operation: its reads and writes share each
-// registry's answer to the API version check (GET /v2/), which
+// Everything done with one call's options (one command's operation) shares
+// each registry's answer to the API version check (GET /v2/), which
 // go-containerregistry otherwise asks again for every repository it reads
 // or writes.
 func (c *Client) RemoteOptions(ctx context.Context) []remote.Option {
