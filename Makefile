@@ -29,8 +29,15 @@ unit:
 e2e:
 	$(MAKE) -C test/e2e e2e
 
+# make bench prints one table: each figure, its anchor measured in the same
+# run (Triggers, encoding/json, crane) and the ratio, medians of BENCH_COUNT
+# runs; the raw `go test` output is kept in BENCH_OUT.
+BENCH_COUNT ?= 5
+BENCH_OUT ?= bin/bench.txt
 bench:
-	$(GO) test ./test/bench -run '^$$' -bench . -benchmem
+	@mkdir -p $(dir $(BENCH_OUT))
+	$(GO) test ./test/bench -run '^$$' -bench . -benchmem -count $(BENCH_COUNT) > $(BENCH_OUT) || { cat $(BENCH_OUT); exit 1; }
+	@$(GO) run ./test/bench/cmd/benchtable < $(BENCH_OUT)
 
 build:
 	$(GO) build -o bin/ ./cmd/...

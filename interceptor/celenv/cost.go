@@ -43,6 +43,22 @@ type costSpec struct {
 	track    interpreter.FunctionTracker
 }
 
+// unboundedEstimates are the overloads whose checker estimate does not
+// bound their runtime cost: marshalJSON's estimate counts the receiver's
+// entries, its runtime cost the output (docs/cel-reference.md, Costs).
+var unboundedEstimates = map[string]bool{
+	ovMarshalJSONMap:  true,
+	ovMarshalJSONList: true,
+	marshalJSONAlias:  true,
+}
+
+// EstimateBounds reports whether the checker's cost estimate of the
+// overload bounds its runtime cost for inputs within the sizes the
+// estimate was given (true for every overload but marshalJSON's, and for
+// cel-go's own). The engine's cost proof skips expressions calling one
+// that does not.
+func EstimateBounds(overload string) bool { return !unboundedEstimates[overload] }
+
 // costOptions turns specs into the environment's estimator options.
 func estimatorOptions(specs []costSpec) cel.EnvOption {
 	var opts []checker.CostOption

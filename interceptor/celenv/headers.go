@@ -57,11 +57,14 @@ var headerCosts = []costSpec{
 			return uptr(linearCost(actualSize(args[1])+actualSize(args[2]), traversalFactor))
 		}},
 	{overload: ovCanonical,
-		estimate: func(est checker.CostEstimator, _ *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
-			if len(args) != 1 {
+		// The runtime cost counts the name and the value found; the value
+		// is one of the header's items.
+		estimate: func(est checker.CostEstimator, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
+			if len(args) != 1 || target == nil {
 				return nil
 			}
-			return &checker.CallEstimate{CostEstimate: linearEstimate(estimatedSize(est, args[0]), traversalFactor)}
+			size := estimatedSize(est, args[0]).Add(estimatedSize(est, itemNode{*target}))
+			return &checker.CallEstimate{CostEstimate: linearEstimate(size, traversalFactor)}
 		},
 		track: func(args []ref.Val, result ref.Val) *uint64 {
 			if len(args) != 2 {

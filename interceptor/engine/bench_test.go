@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"testing"
+
+	"github.com/google/cel-go/cel"
 )
 
 // The changed-files regex filter of GitLab users' blog posts.
@@ -44,5 +46,65 @@ func BenchmarkCompileCached(b *testing.B) {
 		if _, err := e.Compile(r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkDecisionParts splits BenchmarkDecision's ciel side (test/bench)
+// into its steps, for docs/performance.md: the body's decoding, the rest of
+// an evaluation on the decoded event (push facts, changed files,
+// activation, deadline, the tracked filter), the whole evaluation with
+// WithCostProof (as the interceptor runs), and cel-go alone running the
+// same program on the decoded body with and without cost tracking.
+func BenchmarkDecisionParts(b *testing.B) {
+	e := newEngine(b)
+	body := fixture(b, "push.json")
+	h := pushHeader("Push Hook")
+	p := mustCompile(b, e, Rules{Filter: blogFilter})
+	ev, err := e.Decode(Input{Body: body, Header: h})
+	if err != nil {
+		b.Fatal(err)
+	}
+	run := func(name string, f func() error) {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := f(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	run("decode", func() error { _, err := e.Decode(Input{Body: body, Header: h}); return err })
+	run("evaluate-decoded", func() error {
+		_, err := e.Evaluate(context.Background(), p, Input{Event: ev, Header: h})
+		return err
+	})
+	run("evaluate", func() error {
+		_, err := e.Evaluate(context.Background(), p, Input{Body: body, Header: h})
+		return err
+	})
+	ep := newEngine(b, WithCostProof())
+	pp := mustCompile(b, ep, Rules{Filter: blogFilter})
+	run("evaluate-costproof", func() error {
+		_, err := ep.Evaluate(context.Background(), pp, Input{Body: body, Header: h})
+		return err
+	})
+	ast, iss := e.env.Compile(blogFilter)
+	if iss.Err() != nil {
+		b.Fatal(iss.Err())
+	}
+	act := map[string]any{"body": ev.Body}
+	for _, tracked := range []bool{true, false} {
+		opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+		name := "cel-go-untracked"
+		if tracked {
+			opts = append(opts, cel.CostLimit(e.costLimit))
+			name = "cel-go-tracked"
+		}
+		prog, err := e.env.Program(ast, opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		run(name, func() error { _, _, err := prog.Eval(act); return err })
 	}
 }

@@ -55,6 +55,8 @@ type compiled struct {
 	prog    cel.Program
 	outType *types.Type
 	est     checker.CostEstimate
+	ast     *cel.Ast // for the per-request cost proof (costproof.go)
+	proof   proof
 }
 
 // EstimatedCost returns the range the checker estimated for the filter
@@ -157,7 +159,7 @@ func (e *Engine) compileExpr(expr string, typed, filter bool) (*compiled, string
 	if err != nil {
 		return nil, fmt.Sprintf("building the program: %v", err)
 	}
-	c := &compiled{prog: prog, outType: ast.OutputType(), est: est}
+	c := &compiled{prog: prog, outType: ast.OutputType(), est: est, ast: ast}
 	e.cache.put(key, c)
 	return c, ""
 }

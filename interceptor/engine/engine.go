@@ -68,6 +68,7 @@ type Engine struct {
 	maxEst    uint64
 	timeout   time.Duration
 	maxBytes  uint64
+	costProof bool
 	cache     *programCache
 	logger    *slog.Logger
 }
@@ -82,6 +83,7 @@ type options struct {
 	maxBytes   int
 	logger     *slog.Logger
 	envOptions []celenv.Option
+	costProof  bool
 }
 
 // Option configures New.
@@ -108,6 +110,19 @@ func WithCostLimit(n uint64) Option {
 func WithMaxEstimatedCost(n uint64) Option {
 	return func(o *options) error {
 		o.maxEst = n
+		return nil
+	}
+}
+
+// WithCostProof lets an expression run without runtime cost tracking on a
+// request where the checker's cost estimate, with every list, map and
+// string as large as the request's largest, proves it within the cost
+// limit (see costproof.go). The limit holds as before; only the work of
+// counting is saved. Decision.Cost then counts the tracked expressions
+// only, so tools that show costs (cel-eval) leave this off. Default: off.
+func WithCostProof() Option {
+	return func(o *options) error {
+		o.costProof = true
 		return nil
 	}
 }
@@ -246,6 +261,7 @@ func New(opts ...Option) (*Engine, error) {
 		maxEst:    o.maxEst,
 		timeout:   o.timeout,
 		maxBytes:  uint64(o.maxBytes),
+		costProof: o.costProof,
 		cache:     newProgramCache(o.cacheSize),
 		logger:    o.logger,
 	}, nil
@@ -327,7 +343,8 @@ type Decision struct {
 	// push and changed_files (for pushes) with the overlays written over
 	// them by key path, as Triggers writes overlays.
 	Extensions map[string]any
-	// Cost is the CEL cost of the evaluation, all expressions together.
+	// Cost is the CEL cost of the evaluation, all expressions together;
+	// with WithCostProof, of those that ran tracked.
 	Cost uint64
 }
 
@@ -344,10 +361,10 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 			d, err = nil, &Error{Kind: KindInternal, Err: fmt.Errorf("evaluating: panic: %v", r)}
 		}
 	}()
-	ev := in.Event
+	ev, bodySize := in.Event, -1
 	if ev == nil {
-		if ev, err = e.Decode(in); err != nil {
-			return nil, err
+		if ev, bodySize, err = e.decoder.DecodeSized(in.Header.Get("X-Gitlab-Event"), in.Body); err != nil {
+			return nil, &Error{Kind: KindInput, Where: "body", Err: err}
 		}
 	}
 	if ev.MergeRequest != nil && in.mr == nil {
@@ -396,10 +413,16 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 	if err != nil {
 		return nil, &Error{Kind: KindInternal, Err: err}
 	}
+	size := uint64(sizeUnknown)
+	if e.costProof {
+		if lim := e.maxProofSize(p); lim > 0 {
+			size = requestSize(lim, ev, bodySize, header, exts, in.RequestURL)
+		}
+	}
 
 	d.Continue = true
 	if p.filter != nil {
-		v, err := e.eval(ctx, p.filter, act, d)
+		v, err := e.eval(ctx, p.filter, act, d, size)
 		if err != nil {
 			return nil, &Error{Kind: KindOf(err), Where: "filter", Err: errors.Unwrap(err)}
 		}
@@ -421,7 +444,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 		d.Overlays = make([]OverlayValue, 0, len(p.overlays))
 		for _, o := range p.overlays {
 			where := "overlays[" + o.key + "]"
-			v, err := e.eval(ctx, o.prog, act, d)
+			v, err := e.eval(ctx, o.prog, act, d, size)
 			if err != nil {
 				return nil, &Error{Kind: KindOf(err), Where: where, Err: errors.Unwrap(err)}
 			}
@@ -448,7 +471,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 	}
 
 	if p.value != nil {
-		v, err := e.eval(ctx, p.value, act, d)
+		v, err := e.eval(ctx, p.value, act, d, size)
 		if err != nil {
 			return nil, &Error{Kind: KindOf(err), Where: "value", Err: errors.Unwrap(err)}
 		}
@@ -461,9 +484,14 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 	return d, nil
 }
 
-// eval runs one program and classifies its error.
-func (e *Engine) eval(ctx context.Context, c *compiled, act interpreter.Activation, d *Decision) (ref.Val, error) {
-	v, det, err := c.prog.ContextEval(ctx, act)
+// eval runs one program and classifies its error. size is the request's
+// largest value size (requestSize), for the cost proof.
+func (e *Engine) eval(ctx context.Context, c *compiled, act interpreter.Activation, d *Decision, size uint64) (ref.Val, error) {
+	prog := c.prog
+	if free := e.untracked(c, size); free != nil {
+		prog = free
+	}
+	v, det, err := prog.ContextEval(ctx, act)
 	if det != nil {
 		if cost := det.ActualCost(); cost != nil {
 			d.Cost += *cost

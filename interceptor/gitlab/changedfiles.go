@@ -49,10 +49,14 @@ func (c ChangedFiles) Map() map[string]any {
 	}
 }
 
+// anyList converts s for CEL. The strings are boxed from one copy of s
+// (stringAt), not one allocation each: the copy is never written, so the
+// list does not change if s does.
 func anyList(s []string) []any {
-	out := make([]any, len(s))
-	for i, v := range s {
-		out[i] = v
+	block := append([]string(nil), s...)
+	out := make([]any, len(block))
+	for i := range block {
+		out[i] = stringAt(&block[i])
 	}
 	return out
 }

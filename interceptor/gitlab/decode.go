@@ -141,17 +141,26 @@ func Decode(eventType string, body []byte, opts ...DecodeOption) (*Event, error)
 
 // Decode is the package-level Decode with d's options.
 func (d *Decoder) Decode(eventType string, body []byte) (*Event, error) {
+	ev, _, err := d.DecodeSized(eventType, body)
+	return ev, err
+}
+
+// DecodeSized is Decode that also returns the size of the largest string
+// (in bytes, at least its characters), list (elements) or map (entries) of
+// the event's Body, measured while reading it: what the engine's cost
+// proof needs to know.
+func (d *Decoder) DecodeSized(eventType string, body []byte) (*Event, int, error) {
 	if len(body) > d.opts.maxBytes {
-		return nil, fmt.Errorf("%w: %d bytes, over the limit of %s; raise the body size limit to accept it",
+		return nil, 0, fmt.Errorf("%w: %d bytes, over the limit of %s; raise the body size limit to accept it",
 			ErrTooLarge, len(body), humanBytes(d.opts.maxBytes))
 	}
-	v, err := parseJSON(body, d.opts.maxDepth)
+	v, size, err := parseJSONSized(body, d.opts.maxDepth)
 	if err != nil {
-		return nil, fmt.Errorf("decoding webhook body: %w", err)
+		return nil, 0, fmt.Errorf("decoding webhook body: %w", err)
 	}
 	obj, ok := v.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("decoding webhook body: got %s, want a JSON object", jsonTypeArticle(v))
+		return nil, 0, fmt.Errorf("decoding webhook body: got %s, want a JSON object", jsonTypeArticle(v))
 	}
 	ev := &Event{Type: eventType, Body: obj}
 	switch k := obj["object_kind"].(type) {
@@ -159,24 +168,24 @@ func (d *Decoder) Decode(eventType string, body []byte) (*Event, error) {
 	case string:
 		ev.ObjectKind = k
 	default:
-		return nil, fmt.Errorf("decoding webhook body: object_kind: want string, got %s", jsonType(k))
+		return nil, 0, fmt.Errorf("decoding webhook body: object_kind: want string, got %s", jsonType(k))
 	}
 	if ev.Kind, err = kindOf(eventType, ev.ObjectKind); err != nil {
-		return nil, fmt.Errorf("decoding webhook body: %w", err)
+		return nil, 0, fmt.Errorf("decoding webhook body: %w", err)
 	}
 	switch ev.Kind {
 	case KindOther:
-		return ev, nil
+		return ev, size, nil
 	case KindMergeRequest:
 		if ev.MergeRequest, err = mergeRequestFromBody(obj); err != nil {
-			return nil, fmt.Errorf("decoding %s event: %w", ev.Kind, err)
+			return nil, 0, fmt.Errorf("decoding %s event: %w", ev.Kind, err)
 		}
-		return ev, nil
+		return ev, size, nil
 	}
 	if ev.Push, err = pushFromBody(obj); err != nil {
-		return nil, fmt.Errorf("decoding %s event: %w", ev.Kind, err)
+		return nil, 0, fmt.Errorf("decoding %s event: %w", ev.Kind, err)
 	}
-	return ev, nil
+	return ev, size, nil
 }
 
 // kindOf resolves the event kind from the header and object_kind. A push or

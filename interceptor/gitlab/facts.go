@@ -245,48 +245,57 @@ func semverFacts(tag string) Semver {
 // values (CEL string, bool, int) under the keys of docs/extensions.md, with
 // semver as a nested map.
 func (f Facts) Map() map[string]any {
+	var b strBlock // one allocation for the strings
 	return map[string]any{
-		"event":               f.Event,
-		"ref":                 f.Ref,
-		"branch":              f.Branch,
-		"tag":                 f.Tag,
+		"event":               b.box(f.Event, factsStrings),
+		"ref":                 b.box(f.Ref, factsStrings),
+		"branch":              b.box(f.Branch, factsStrings),
+		"tag":                 b.box(f.Tag, factsStrings),
 		"is_branch":           f.IsBranch,
 		"is_tag":              f.IsTag,
 		"is_new_ref":          f.IsNewRef,
 		"is_branch_delete":    f.IsBranchDelete,
 		"is_tag_delete":       f.IsTagDelete,
 		"is_delete":           f.IsDelete,
-		"before":              f.Before,
-		"after":               f.After,
-		"checkout_sha":        f.CheckoutSHA,
-		"sha":                 f.SHA,
-		"short_sha":           f.ShortSHA,
-		"ref_slug":            f.RefSlug,
-		"default_branch":      f.DefaultBranch,
+		"before":              b.box(f.Before, factsStrings),
+		"after":               b.box(f.After, factsStrings),
+		"checkout_sha":        b.box(f.CheckoutSHA, factsStrings),
+		"sha":                 b.box(f.SHA, factsStrings),
+		"short_sha":           b.box(f.ShortSHA, factsStrings),
+		"ref_slug":            b.box(f.RefSlug, factsStrings),
+		"default_branch":      b.box(f.DefaultBranch, factsStrings),
 		"is_default_branch":   f.IsDefaultBranch,
 		"project_id":          f.ProjectID,
-		"project_path":        f.ProjectPath,
-		"project_url":         f.ProjectURL,
-		"git_http_url":        f.GitHTTPURL,
-		"git_ssh_url":         f.GitSSHURL,
-		"user_username":       f.UserUsername,
+		"project_path":        b.box(f.ProjectPath, factsStrings),
+		"project_url":         b.box(f.ProjectURL, factsStrings),
+		"git_http_url":        b.box(f.GitHTTPURL, factsStrings),
+		"git_ssh_url":         b.box(f.GitSSHURL, factsStrings),
+		"user_username":       b.box(f.UserUsername, factsStrings),
 		"total_commits_count": f.TotalCommitsCount,
 		"ci_skip":             f.CISkip,
-		"semver":              f.Semver.Map(),
+		"semver":              f.Semver.mapWith(&b),
 	}
 }
 
 // Map returns s as a map with the json tag names as keys.
 func (s Semver) Map() map[string]any {
+	var b strBlock
+	return s.mapWith(&b)
+}
+
+// factsStrings is how many strings Facts.Map boxes: its own and Semver's.
+const factsStrings = 16 + 4
+
+func (s Semver) mapWith(b *strBlock) map[string]any {
 	return map[string]any{
 		"valid":         s.Valid,
-		"version":       s.Version,
+		"version":       b.box(s.Version, 4),
 		"major":         s.Major,
 		"minor":         s.Minor,
 		"patch":         s.Patch,
-		"prerelease":    s.Prerelease,
-		"build":         s.Build,
+		"prerelease":    b.box(s.Prerelease, 4),
+		"build":         b.box(s.Build, 4),
 		"is_prerelease": s.IsPrerelease,
-		"error":         s.Error,
+		"error":         b.box(s.Error, 4),
 	}
 }

@@ -49,6 +49,12 @@ func FuzzDecode(f *testing.F) {
 		case stdErr != nil && ourErr == nil:
 			t.Fatalf("we accept, encoding/json rejects: %v", stdErr)
 		}
+		// The size the engine's cost proof relies on bounds every value.
+		if ourErr == nil {
+			if _, size, err := parseJSONSized(body, MaxDepthLimit); err != nil || size < walkSize(got) {
+				t.Fatalf("parseJSONSized: size %d, %v; the largest value has size %d", size, err, walkSize(got))
+			}
+		}
 
 		if err != nil {
 			msg := err.Error()

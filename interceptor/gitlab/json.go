@@ -49,6 +49,33 @@ type jsonParser struct {
 	members []member
 	elems   []any
 	buf     []byte // unescaping scratch
+
+	// strs holds the strings of string values, several to an allocation
+	// (box); a full block stays with the values that point into it.
+	strs strBlock
+	nums numBlock // the same for numbers
+
+	// maxSize is the largest string (bytes in the input, at least its
+	// characters), array (elements) or object (members) read so far.
+	maxSize int
+}
+
+// strBlockSize and numBlockSize are how many string and number values
+// share one allocation.
+const (
+	strBlockSize = 32
+	numBlockSize = 16
+)
+
+// box returns s as an any without allocating for each string: the value
+// points into a block of strings that is never written again once a value
+// points into it. The interface holds a string exactly as any(s) would.
+func (p *jsonParser) box(s string) any { return p.strs.box(s, strBlockSize) }
+
+func (p *jsonParser) noteSize(n int) {
+	if n > p.maxSize {
+		p.maxSize = n
+	}
 }
 
 type member struct {
@@ -63,6 +90,13 @@ const maxPooledItems = 4096
 
 // parseJSON parses data as one JSON value followed only by whitespace.
 func parseJSON(data []byte, maxDepth int) (any, error) {
+	v, _, err := parseJSONSized(data, maxDepth)
+	return v, err
+}
+
+// parseJSONSized is parseJSON that also returns the size of the largest
+// string, array or object of the value (see jsonParser.maxSize).
+func parseJSONSized(data []byte, maxDepth int) (any, int, error) {
 	p := parserPool.Get().(*jsonParser)
 	defer func() {
 		// Containers clear their items as they close; after an error some
@@ -70,7 +104,7 @@ func parseJSON(data []byte, maxDepth int) (any, error) {
 		// by an unusually large one, before pooling.
 		clear(p.members)
 		clear(p.elems)
-		p.members, p.elems, p.src = p.members[:0], p.elems[:0], ""
+		p.members, p.elems, p.src, p.strs, p.nums = p.members[:0], p.elems[:0], "", strBlock{}, numBlock{}
 		if cap(p.members) > maxPooledItems {
 			p.members = nil
 		}
@@ -83,21 +117,22 @@ func parseJSON(data []byte, maxDepth int) (any, error) {
 		parserPool.Put(p)
 	}()
 	p.src = string(data)
-	p.pos, p.depth, p.maxDepth = 0, 0, maxDepth
+	p.pos, p.depth, p.maxDepth, p.maxSize = 0, 0, maxDepth, 0
+	p.strs, p.nums = strBlock{}, numBlock{} // blocks belong to the values of the parse that filled them
 
 	p.skipSpace()
 	if p.pos == len(p.src) {
-		return nil, p.errorAt(p.pos, "empty input, want a JSON value")
+		return nil, 0, p.errorAt(p.pos, "empty input, want a JSON value")
 	}
 	v, err := p.value()
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	p.skipSpace()
 	if p.pos != len(p.src) {
-		return nil, p.errorAt(p.pos, "unexpected %s after the top-level value", p.describe(p.pos))
+		return nil, 0, p.errorAt(p.pos, "unexpected %s after the top-level value", p.describe(p.pos))
 	}
-	return v, nil
+	return v, p.maxSize, nil
 }
 
 // errorAt builds a syntaxError at offset off, with its line and column.
@@ -151,7 +186,7 @@ func (p *jsonParser) value() (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		return s, nil
+		return p.box(s), nil
 	case c == '-' || (c >= '0' && c <= '9'):
 		return p.number()
 	case c == 't':
@@ -231,6 +266,7 @@ func (p *jsonParser) object() (any, error) {
 		return nil, p.errorAt(p.pos, "unexpected %s after object member, want ',' or '}'", p.describe(p.pos))
 	}
 	items := p.members[mark:]
+	p.noteSize(len(items))
 	m := make(map[string]any, len(items))
 	for _, kv := range items {
 		m[kv.key] = kv.val
@@ -273,6 +309,7 @@ func (p *jsonParser) array() (any, error) {
 		return nil, p.errorAt(p.pos, "unexpected %s after array element, want ',' or ']'", p.describe(p.pos))
 	}
 	items := p.elems[mark:]
+	p.noteSize(len(items))
 	a := make([]any, len(items))
 	copy(a, items)
 	clear(items)
@@ -305,6 +342,7 @@ func (p *jsonParser) str() (string, error) {
 		switch c := p.src[i]; {
 		case c == '"':
 			p.pos = i + 1
+			p.noteSize(i - start)
 			return p.src[start:i], nil
 		case c == '\\':
 			return p.escaped(start, i)
@@ -330,6 +368,7 @@ func (p *jsonParser) escaped(start, i int) (string, error) {
 		switch {
 		case c == '"':
 			p.pos = i + 1
+			p.noteSize(i - start) // the escaped form is at least as long
 			return string(buf), nil
 		case c == '\\':
 			if i+1 >= len(p.src) {
@@ -425,6 +464,15 @@ func hex4(s string, i int) (rune, bool) {
 
 // number parses a JSON number into a float64, as encoding/json does.
 func (p *jsonParser) number() (any, error) {
+	f, err := p.float()
+	if err != nil {
+		return nil, err
+	}
+	return p.nums.box(f, numBlockSize), nil
+}
+
+// float parses the number starting at p.pos.
+func (p *jsonParser) float() (float64, error) {
 	s := p.src
 	start := p.pos
 	i := start
@@ -440,7 +488,7 @@ func (p *jsonParser) number() (any, error) {
 			i++
 		}
 	default:
-		return nil, p.errorAt(i, "unexpected %s in a number, want a digit", p.describe(i))
+		return 0, p.errorAt(i, "unexpected %s in a number, want a digit", p.describe(i))
 	}
 	intEnd := i
 	integer := true
@@ -448,7 +496,7 @@ func (p *jsonParser) number() (any, error) {
 		integer = false
 		i++
 		if i >= len(s) || s[i] < '0' || s[i] > '9' {
-			return nil, p.errorAt(i, "unexpected %s after the decimal point, want a digit", p.describe(i))
+			return 0, p.errorAt(i, "unexpected %s after the decimal point, want a digit", p.describe(i))
 		}
 		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
 			i++
@@ -461,7 +509,7 @@ func (p *jsonParser) number() (any, error) {
 			i++
 		}
 		if i >= len(s) || s[i] < '0' || s[i] > '9' {
-			return nil, p.errorAt(i, "unexpected %s in an exponent, want a digit", p.describe(i))
+			return 0, p.errorAt(i, "unexpected %s in an exponent, want a digit", p.describe(i))
 		}
 		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
 			i++
@@ -490,7 +538,7 @@ func (p *jsonParser) number() (any, error) {
 		if len(lit) > 40 {
 			lit = lit[:20] + "..." + lit[len(lit)-16:]
 		}
-		return nil, p.errorAt(start, "number %s does not fit in a 64-bit float", lit)
+		return 0, p.errorAt(start, "number %s does not fit in a 64-bit float", lit)
 	}
 	return f, nil
 }

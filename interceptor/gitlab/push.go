@@ -208,6 +208,22 @@ func pushFromBody(m map[string]any) (*PushEvent, error) {
 type fieldReader struct {
 	path []pathSeg
 	err  error
+	// strs is where string lists are cut from, several to an allocation.
+	strs []string
+}
+
+// stringSlice returns a slice of n strings, cut from a shared block (its
+// capacity is n: appending to it never writes into a neighbour).
+func (r *fieldReader) stringSlice(n int) []string {
+	if n == 0 {
+		return []string{} // empty, not nil, as encoding/json decodes []
+	}
+	if n > cap(r.strs)-len(r.strs) {
+		r.strs = make([]string, 0, max(n, 64))
+	}
+	i := len(r.strs)
+	r.strs = r.strs[:i+n]
+	return r.strs[i : i+n : i+n]
 }
 
 // pathSeg is an object key, or an array index when key is "".
@@ -326,7 +342,7 @@ func (r *fieldReader) strings(m map[string]any, key string) []string {
 	if list == nil {
 		return nil
 	}
-	out := make([]string, len(list))
+	out := r.stringSlice(len(list))
 	for i, item := range list {
 		s, ok := item.(string)
 		if !ok {

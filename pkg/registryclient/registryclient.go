@@ -286,11 +286,15 @@ func loadCAFile(path string) (*x509.CertPool, error) {
 
 // RemoteOptions returns the options for go-containerregistry's remote
 // package; ctx bounds every request made with them, including lazy ones.
+// Everything done with one call's options (one command's operation) shares
+// each registry's answer to the API version check (GET /v2/), which
+// go-containerregistry otherwise asks again for every repository it reads
+// or writes.
 func (c *Client) RemoteOptions(ctx context.Context) []remote.Option {
 	return []remote.Option{
 		remote.WithContext(ctx),
 		remote.WithAuthFromKeychain(c.keychain),
-		remote.WithTransport(c.transport),
+		remote.WithTransport(newPingShare(c.transport)),
 		remote.WithUserAgent(c.userAgent),
 		remote.WithRetryBackoff(c.backoff),
 		remote.WithRetryPredicate(c.shouldRetry),

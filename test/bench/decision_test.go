@@ -30,7 +30,8 @@ func pushPayload(b *testing.B) []byte {
 
 // BenchmarkDecision decides on one GitLab push with the same filter, end to
 // end from the request's bytes: ciel's engine (body decoded once, push facts
-// and changed files computed, the program compiled once and cached) against
+// and changed files computed, the program compiled once and cached, its cost
+// tracked unless the estimate proves this request within the limit) against
 // Tekton Triggers' CEL interceptor (InterceptorImpl.Process, which builds its
 // CEL environment and compiles the expression on every request).
 //
@@ -40,7 +41,8 @@ func BenchmarkDecision(b *testing.B) {
 	header := http.Header{"X-Gitlab-Event": {"Push Hook"}, "Content-Type": {"application/json"}}
 
 	b.Run("ciel", func(b *testing.B) {
-		eng, err := engine.New()
+		// As the interceptor command builds it (pkg/commands/interceptor).
+		eng, err := engine.New(engine.WithCostProof())
 		if err != nil {
 			b.Fatal(err)
 		}

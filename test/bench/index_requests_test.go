@@ -218,6 +218,24 @@ func TestIndexRequestCounts(t *testing.T) {
 		if c.manifestPut != wantPut {
 			t.Errorf("%d platforms, %s: %d manifest PUTs, want %d", r.platforms, r.scenario, c.manifestPut, wantPut)
 		}
+		// The one request above the minimum: GET /v2/, the registry API's
+		// version check, whose answer (200, or 401 with a WWW-Authenticate
+		// challenge) tells go-containerregistry whether to send Basic
+		// credentials or fetch a Bearer token, and whether the registry
+		// speaks HTTPS. No authenticated request can be made without it;
+		// it is asked once per registry and shared by every read and write
+		// of the operation (registryclient's pingShare).
+		if c.ping != 1 {
+			t.Errorf("%d platforms, %s: %d API version checks (GET /v2/), want 1 per registry", r.platforms, r.scenario, c.ping)
+		}
+		if r.scenario != "other repo (mount)" {
+			// Per source one manifest and one config read, the tag's HEAD,
+			// the index PUT when the tag moves: 2N+2 (2N+1 on a re-run).
+			want := 2*r.platforms + 1 + wantPut + 1
+			if c.total != want {
+				t.Errorf("%d platforms, %s: %d requests, want %d (2N+%d and one GET /v2/)", r.platforms, r.scenario, c.total, want, 1+wantPut)
+			}
+		}
 	}
 }
 

@@ -220,7 +220,10 @@ func (o *options) run(ctx context.Context) error {
 	if (o.certFile == "") != (o.keyFile == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together")
 	}
-	eng, err := engine.New(engine.WithCostLimit(o.costLimit), engine.WithMaxBodyBytes(o.maxBodyBytes), engine.WithLogger(log))
+	// The interceptor reports no per-request cost, only enforces the limit:
+	// expressions the estimate proves within it run untracked.
+	eng, err := engine.New(engine.WithCostLimit(o.costLimit), engine.WithMaxBodyBytes(o.maxBodyBytes), engine.WithLogger(log),
+		engine.WithCostProof())
 	if err != nil {
 		return err
 	}

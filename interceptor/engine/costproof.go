@@ -1,0 +1,204 @@
+package engine
+
+import (
+	"math"
+	"net/http"
+	"sync"
+
+	"github.com/google/cel-go/cel"
+
+	"github.com/ciel-ci/ciel/interceptor/celenv"
+	"github.com/ciel-ci/ciel/interceptor/gitlab"
+)
+
+// Evaluating without cost tracking.
+//
+// cel-go's runtime cost tracking observes every step of an evaluation: on
+// a typical push filter it doubles the evaluation's time and allocations
+// (BenchmarkDecisionParts). The checker's estimate bounds the cost of any
+// evaluation whose lists, maps and strings are no larger than the sizes
+// it is given. With WithCostProof the engine measures the largest list,
+// map (entries) and string (bytes, at least its characters) of the request
+// — body, header, extensions and requestURL — and when the estimate at
+// that size is within the cost limit (with a margin, proofMargin), nothing the expression can do on
+// this request may exceed the limit: it runs untracked. Otherwise, or when
+// a value's size cannot be measured, or the expression calls a function
+// whose estimate does not bound its cost (celenv.EstimateBounds:
+// marshalJSON), it runs tracked as always. The
+// deadline is enforced either way (the context is checked every
+// interruptCheckFrequency comprehension steps).
+//
+// The estimate is computed once per expression and size class: the
+// largest power of two whose estimate is within the limit is found by a
+// binary search on the first evaluation, then each request costs one walk
+// over its values, stopped as soon as a value is over that size.
+
+// proofMargin is how far the estimate must stay under the limit. cel-go
+// charges a field selected from a computed value (a call's result, an
+// index) 2 at runtime and 1 in its estimate; every other step costs at
+// runtime no more than estimated (TestCostProofSound checks both over
+// every fixture). Twice the estimate bounds the runtime cost.
+const proofMargin = 2
+
+// Sizes searched: 2^minProofShift .. 2^maxProofShift.
+const (
+	minProofShift = 4
+	maxProofShift = 30
+)
+
+// proof is what an expression's cost estimate allows.
+type proof struct {
+	once sync.Once
+	// maxSize is the largest size of any list, map or string of the
+	// request for which the estimate proves the cost within the limit; 0
+	// when none does.
+	maxSize uint64
+	free    cel.Program // the program without cost tracking
+}
+
+// untracked returns the program to run without tracking when the request's
+// largest value size (from requestSize) allows it, else nil.
+func (e *Engine) untracked(c *compiled, size uint64) cel.Program {
+	if !e.costProof || c.ast == nil {
+		return nil
+	}
+	c.proof.once.Do(func() { e.prove(c) })
+	if c.proof.free == nil || size > c.proof.maxSize {
+		return nil
+	}
+	return c.proof.free
+}
+
+// prove finds the largest power-of-two size at which c's estimate is
+// within the cost limit, and builds its untracked program.
+func (e *Engine) prove(c *compiled) {
+	for _, r := range c.ast.NativeRep().ReferenceMap() {
+		for _, o := range r.OverloadIDs {
+			if !celenv.EstimateBounds(o) {
+				return // its estimate proves nothing: always tracked
+			}
+		}
+	}
+	within := func(shift int) bool {
+		est, err := e.env.EstimateCost(c.ast, sizeHints{max: 1 << shift})
+		return err == nil && est.Max <= e.costLimit/proofMargin
+	}
+	lo, hi := minProofShift, maxProofShift
+	if !within(lo) {
+		return
+	}
+	for lo < hi { // within(lo) holds; find the largest such shift
+		mid := (lo + hi + 1) / 2
+		if within(mid) {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	prog, err := e.env.Program(c.ast,
+		cel.InterruptCheckFrequency(interruptCheckFrequency),
+		cel.EvalOptions(cel.OptOptimize),
+	)
+	if err != nil {
+		return
+	}
+	c.proof.maxSize, c.proof.free = 1<<lo, prog
+}
+
+// sizeUnknown is returned by the walk for a value it cannot measure.
+const sizeUnknown = math.MaxUint64
+
+// requestSize returns the size of the largest list, map or string among
+// the request's variables, or more than limit as soon as one is larger
+// (sizeUnknown for a value of a type the walk does not know).
+// bodySize is the body's size as its decoder measured it
+// (gitlab.Decoder.DecodeSized), or -1 to walk the body.
+func requestSize(limit uint64, ev *gitlab.Event, bodySize int, header http.Header, exts map[string]any, requestURL string) uint64 {
+	w := sizeWalk{limit: limit}
+	if bodySize >= 0 {
+		w.count(bodySize)
+	} else {
+		w.value(ev.Body)
+	}
+	w.str(requestURL)
+	w.count(len(header))
+	for k, vs := range header {
+		w.str(k)
+		w.count(len(vs))
+		for _, v := range vs {
+			w.str(v)
+		}
+		if w.over() {
+			return w.max
+		}
+	}
+	w.value(exts)
+	return w.max
+}
+
+type sizeWalk struct {
+	limit, max uint64
+}
+
+func (w *sizeWalk) over() bool { return w.max > w.limit }
+
+func (w *sizeWalk) count(n int) {
+	if u := uint64(n); u > w.max {
+		w.max = u
+	}
+}
+
+// str counts a string's bytes: at least its characters, CEL's size.
+func (w *sizeWalk) str(s string) { w.count(len(s)) }
+
+func (w *sizeWalk) value(v any) {
+	if w.over() {
+		return
+	}
+	switch v := v.(type) {
+	case nil, bool, float64, int64, int, uint64:
+	case string:
+		w.str(v)
+	case []any:
+		w.count(len(v))
+		for _, x := range v {
+			w.value(x)
+			if w.over() {
+				return
+			}
+		}
+	case []string:
+		w.count(len(v))
+		for _, x := range v {
+			w.str(x)
+		}
+	case map[string]any:
+		w.count(len(v))
+		for k, x := range v {
+			w.str(k)
+			w.value(x)
+			if w.over() {
+				return
+			}
+		}
+	default:
+		w.max = sizeUnknown
+	}
+}
+
+// maxProofSize is the largest size any program of p may run untracked
+// at, 0 if none (the request is then not measured).
+func (e *Engine) maxProofSize(p *Program) uint64 {
+	var m uint64
+	consider := func(c *compiled) {
+		if c != nil && e.untracked(c, 0) != nil && c.proof.maxSize > m {
+			m = c.proof.maxSize
+		}
+	}
+	consider(p.filter)
+	for _, o := range p.overlays {
+		consider(o.prog)
+	}
+	consider(p.value)
+	return m
+}

@@ -1,0 +1,67 @@
+package gitlab
+
+import "unsafe"
+
+// An interface value is a type word and a pointer to the value: for a
+// string, to a string header the runtime never writes again (the same for
+// a float64). stringAt
+// builds that interface around a header the caller owns instead of
+// copying it to a fresh allocation, which is what any(s) does; the parser
+// uses it to box its string values a block at a time (jsonParser.box).
+// The result is indistinguishable from any(*p): same dynamic type, same
+// value, and the garbage collector keeps *p's block alive through it.
+// *p must never be modified afterwards.
+
+// eface is the runtime's layout of an empty interface.
+type eface struct {
+	typ  unsafe.Pointer
+	data unsafe.Pointer
+}
+
+// Type words of string and float64 in an interface.
+var (
+	stringType  = typeWord("")
+	float64Type = typeWord(float64(0))
+)
+
+func typeWord(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
+
+func stringAt(p *string) any {
+	var v any
+	e := (*eface)(unsafe.Pointer(&v))
+	e.typ, e.data = stringType, unsafe.Pointer(p)
+	return v
+}
+
+// float64At is stringAt for a float64.
+func float64At(p *float64) any {
+	var v any
+	e := (*eface)(unsafe.Pointer(&v))
+	e.typ, e.data = float64Type, unsafe.Pointer(p)
+	return v
+}
+
+// strBlock boxes strings several to an allocation: each boxed string points
+// into the current block, which is never written again at that index.
+type strBlock struct{ s []string }
+
+// box returns v as an any, as any(v) does, allocating a block of n strings
+// when the current one is full.
+func (b *strBlock) box(v string, n int) any {
+	if len(b.s) == cap(b.s) {
+		b.s = make([]string, 0, n)
+	}
+	b.s = append(b.s, v)
+	return stringAt(&b.s[len(b.s)-1])
+}
+
+// numBlock is strBlock for float64 values.
+type numBlock struct{ f []float64 }
+
+func (b *numBlock) box(v float64, n int) any {
+	if len(b.f) == cap(b.f) {
+		b.f = make([]float64, 0, n)
+	}
+	b.f = append(b.f, v)
+	return float64At(&b.f[len(b.f)-1])
+}
