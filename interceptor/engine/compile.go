@@ -143,11 +143,13 @@ func (e *Engine) compileExpr(expr string, typed, filter bool) (*compiled, string
 	if err != nil {
 		return nil, fmt.Sprintf("estimating the cost: %v", err)
 	}
-	if est.Min > e.costLimit {
-		return nil, fmt.Sprintf("even its cheapest evaluation costs %d, over the cost limit of %d", est.Min, e.costLimit)
-	}
+	// No rejection by est.Min: cel-go's estimators do not give a lower
+	// bound for functions whose result size depends on non-constant
+	// arguments (substring, slice, lists.range), so est.Min can exceed the
+	// cost of every real evaluation. The runtime cost limit and deadline
+	// bound what the estimate cannot.
 	if e.maxEst > 0 && est.Max > e.maxEst {
-		return nil, fmt.Sprintf("its estimated worst-case cost %d exceeds the limit of %d (estimated with lists, maps and strings as large as a %d-byte body allows)", est.Max, e.maxEst, e.maxBytes)
+		return nil, e.overEstimate(ast, est)
 	}
 	prog, err := e.env.Program(ast,
 		cel.CostLimit(e.costLimit),
