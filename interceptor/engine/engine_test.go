@@ -496,7 +496,12 @@ func TestTriggersExpressionsCompile(t *testing.T) {
 // errors at evaluation, not a compile-time rejection by an overflowed
 // estimate.
 func TestRangeErrorsAtEvaluation(t *testing.T) {
-	e := newEngine(t)
+	for _, opts := range [][]Option{nil, {WithMaxEstimatedCost(1000)}} {
+		testRangeErrorsAtEvaluation(t, newEngine(t, opts...))
+	}
+}
+
+func testRangeErrorsAtEvaluation(t *testing.T, e *Engine) {
 	tests := []struct{ expr, want string }{
 		{`'tacocat'.substring(2, 1)`, "invalid substring range. start: 2, end: 1"},
 		{`[1,2,3].slice(2, 1)`, "cannot slice(2, 1), start index must be less than or equal to end index"},
