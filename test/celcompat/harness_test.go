@@ -111,13 +111,7 @@ func run(expr string, overlay func(string) (string, bool, error)) (outcome, stri
 // value is read back from the response's extensions.
 func (h *harness) runTriggers(req request, expr string) (outcome, string) {
 	return run(expr, func(e string) (string, bool, error) {
-		resp := h.triggers.Process(context.Background(), &triggersv1.InterceptorRequest{
-			Body:              string(req.body),
-			Header:            req.header,
-			Extensions:        req.ext,
-			InterceptorParams: map[string]any{"overlays": []tcel.Overlay{{Key: "v", Expression: e}}},
-			Context:           &triggersv1.TriggerContext{EventURL: req.url, EventID: "1", TriggerID: "namespaces/" + namespace + "/triggers/build"},
-		})
+		resp := h.triggersProcess(req, e)
 		if !resp.Continue {
 			msg := resp.Status.Message
 			// Triggers compiles for each request: a program it cannot plan
@@ -132,6 +126,18 @@ func (h *harness) runTriggers(req request, expr string) (outcome, string) {
 			return "", true, err
 		}
 		return string(b), true, nil
+	})
+}
+
+// triggersProcess sends req to Triggers' interceptor with expr as the
+// overlay of key v.
+func (h *harness) triggersProcess(req request, expr string) *triggersv1.InterceptorResponse {
+	return h.triggers.Process(context.Background(), &triggersv1.InterceptorRequest{
+		Body:              string(req.body),
+		Header:            req.header,
+		Extensions:        req.ext,
+		InterceptorParams: map[string]any{"overlays": []tcel.Overlay{{Key: "v", Expression: expr}}},
+		Context:           &triggersv1.TriggerContext{EventURL: req.url, EventID: "1", TriggerID: "namespaces/" + namespace + "/triggers/build"},
 	})
 }
 
