@@ -59,8 +59,9 @@ type compiled struct {
 
 // EstimatedCost returns what the checker estimated for the filter (0, 0
 // without one), assuming every list, map and string of the request as
-// large as the body limit allows. hi bounds the cost of an evaluation; lo
-// is cel-go's minimum, which is not a lower bound (see compileExpr).
+// large as the body limit allows. hi is the worst case WithMaxEstimatedCost
+// checks; lo is cel-go's minimum, which is not a lower bound (see
+// compileExpr).
 func (p *Program) EstimatedCost() (lo, hi uint64) {
 	if p.filter == nil {
 		return 0, 0
