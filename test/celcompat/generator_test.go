@@ -176,7 +176,13 @@ func (g *generator) expr(s *scope, k kind, depth int) string {
 	e := func(k kind) string { return g.expr(s, k, d) }
 	switch k {
 	case kStr:
-		switch g.r.IntN(24) {
+		switch g.r.IntN(27) {
+		case 24:
+			return "string(timestamp(" + e(kStr) + "))"
+		case 25:
+			return e(kStr) + ".matches(" + e(kStr) + ") ? 'y' : 'n'"
+		case 26:
+			return "dyn(" + e(kStr) + ")"
 		case 0:
 			return e(kStr) + ".lowerAscii()"
 		case 1:
@@ -227,7 +233,11 @@ func (g *generator) expr(s *scope, k kind, depth int) string {
 			return "requestURL.parseURL().path"
 		}
 	case kInt:
-		switch g.r.IntN(18) {
+		switch g.r.IntN(20) {
+		case 18:
+			return "timestamp(" + e(kStr) + ")." + g.pick([]string{"getFullYear", "getHours", "getDayOfWeek"}) + "()"
+		case 19:
+			return "duration(" + g.pick([]string{"'90s'", "'1h2m'", "'-3ms'", "'x'"}) + ").getSeconds()"
 		case 0:
 			return "size(" + e(g.pick2(kStr, kStrList)) + ")"
 		case 1:
@@ -283,7 +293,13 @@ func (g *generator) expr(s *scope, k kind, depth int) string {
 			return g.leafOf(s, kDbl)
 		}
 	case kBool:
-		switch g.r.IntN(22) {
+		switch g.r.IntN(25) {
+		case 22:
+			return "math.isNaN(" + e(kDbl) + ") || math.isInf(" + e(kDbl) + ")"
+		case 23:
+			return e(kStr) + " in " + e(kObj)
+		case 24:
+			return "matches(" + e(kStr) + ", " + g.pick(regexLits) + ")"
 		case 0:
 			return e(kStr) + "." + g.pick([]string{"startsWith", "endsWith", "contains"}) + "(" + e(kStr) + ")"
 		case 1:
@@ -330,7 +346,12 @@ func (g *generator) expr(s *scope, k kind, depth int) string {
 			return e(kBool) + " ? " + e(kBool) + " : " + e(kBool)
 		}
 	case kStrList:
-		switch g.r.IntN(16) {
+		switch g.r.IntN(18) {
+		case 16:
+			v := g.newVar()
+			return e(kStrList) + ".sortBy(" + v + ", " + v + ".reverse())"
+		case 17:
+			return "[" + e(kStrList) + ", [" + e(kStr) + "]].flatten().distinct()"
 		case 0:
 			return e(kStr) + ".split(" + e(kStr) + ")"
 		case 1:
