@@ -34,7 +34,14 @@ func (e *Engine) overEstimate(a *cel.Ast, est checker.CostEstimate) string {
 // the sub-expression where no child does: its source text, position,
 // estimate, and the loops it is repeated in. Each child is estimated on
 // its own with the environment's estimators, as the whole expression is.
-func (e *Engine) dominant(a *cel.Ast, total uint64) string {
+func (e *Engine) dominant(a *cel.Ast, total uint64) (s string) {
+	defer func() {
+		// The walk estimates ASTs the checker did not build whole: should
+		// cel-go fail on one, the rejection goes without its explanation.
+		if recover() != nil {
+			s = ""
+		}
+	}()
 	root := a.NativeRep()
 	if root == nil || root.Expr() == nil {
 		return ""
