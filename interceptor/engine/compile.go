@@ -145,11 +145,12 @@ func (e *Engine) compileExpr(expr string, typed, filter bool) (*compiled, string
 	if err != nil {
 		return nil, fmt.Sprintf("estimating the cost: %v", err)
 	}
-	// No rejection by est.Min: cel-go's estimators do not give a lower
-	// bound for functions whose result size depends on non-constant
-	// arguments (substring, slice, lists.range), so est.Min can exceed the
-	// cost of every real evaluation. The runtime cost limit and deadline
-	// bound what the estimate cannot.
+	// No rejection by est.Min: it is not a lower bound. cel-go's
+	// estimators size a result from its arguments as if they were valid
+	// or constant (substring, slice, lists.range: celenv replaces those),
+	// and nothing guarantees the others, so est.Min can exceed the cost of
+	// every real evaluation. The runtime cost limit and deadline bound
+	// each evaluation instead.
 	if e.maxEst > 0 && est.Max > e.maxEst {
 		return nil, e.overEstimate(ast, est)
 	}
