@@ -275,6 +275,10 @@ func TestMaxEstimatedCost(t *testing.T) {
 			"most of it comes from `c.message.split('\\n')` at 2:23, estimated up to 28835853 for each element of `body.commits`"},
 		{`{'a': body.ref.split('/'), 'b': body.commits.filter(c, c.id.size() > 3)}`,
 			"most of it comes from `body.commits.filter(c, c.id.size() > 3)` at 1:33, estimated up to 419430413"},
+		{`body.commits.exists(c, c.id == 'x')`,
+			"most of it comes from `body.commits.exists(c, c.id == 'x')` at 1:1, estimated up to"},
+		{`body.ref + body.before + body.after`,
+			"no sub-expression carries most of it: the whole expression `body.ref + body.before + body.after`"},
 		{`has(body.x) && size(body.commits.map(c, c.message)) > 0`,
 			"most of it comes from `body.commits.map(c, c.message)` at 1:21"},
 	}

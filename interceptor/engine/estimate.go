@@ -59,15 +59,15 @@ func (e *Engine) dominant(a *cel.Ast, total uint64) (s string) {
 		cur, curCost = next, own
 	}
 	src := []rune(a.Source().Content())
-	// A node the parser did not place (the steps of a macro's loop) is
-	// described by the nearest placed ancestor: the loop itself.
+	// A node the parser did not place (a macro's loop step) is shown by
+	// the tokens of its subtree.
 	text, start, ok := exprText(root.SourceInfo(), src, cur)
 	if !ok {
 		return ""
 	}
 	loc := root.SourceInfo().GetLocationByOffset(start)
 	var b strings.Builder
-	if cur == root.Expr() {
+	if cur == root.Expr() && cur.Kind() != celast.ComprehensionKind {
 		fmt.Fprintf(&b, "no sub-expression carries most of it: the whole expression %s", quoteExpr(text))
 	} else {
 		fmt.Fprintf(&b, "most of it comes from %s at %d:%d, estimated up to %d", quoteExpr(text), loc.Line(), loc.Column()+1, curCost)
