@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 	tcel "github.com/tektoncd/triggers/pkg/interceptors/cel"
@@ -32,7 +33,12 @@ type harness struct {
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
-	eng, err := engine.New(engine.WithSecretGetter(cielSecrets{}))
+	// The evaluation deadline is wall time, which a loaded machine (and
+	// the type probe, which evaluates an expression up to twelve times)
+	// can exhaust: the comparison is of semantics, so it is raised here.
+	// The cost limit stays the default. engine's TestDeadline holds the
+	// deadline.
+	eng, err := engine.New(engine.WithSecretGetter(cielSecrets{}), engine.WithTimeout(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
