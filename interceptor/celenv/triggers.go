@@ -81,7 +81,8 @@ func (*cielLib) LibraryName() string { return "ciel.functions" }
 // CompileOptions implements cel.Library.
 func (l *cielLib) CompileOptions() []cel.EnvOption {
 	opts := pathFunctions(l.st)
-	return append(opts, estimatorOptions(pathCosts))
+	// After cel-go's libraries: these estimators replace theirs.
+	return append(opts, estimatorOptions(pathCosts), estimatorOptions(extCosts))
 }
 
 // ProgramOptions implements cel.Library.

@@ -59,9 +59,11 @@ type compiled struct {
 	proof   proof
 }
 
-// EstimatedCost returns the range the checker estimated for the filter
-// (0, 0 without one), assuming every list, map and string of the request
-// as large as the body limit allows.
+// EstimatedCost returns what the checker estimated for the filter (0, 0
+// without one), assuming every list, map and string of the request as
+// large as the body limit allows. hi is the worst case WithMaxEstimatedCost
+// checks; lo is cel-go's minimum, which is not a lower bound (see
+// compileExpr).
 func (p *Program) EstimatedCost() (lo, hi uint64) {
 	if p.filter == nil {
 		return 0, 0
@@ -145,11 +147,14 @@ func (e *Engine) compileExpr(expr string, typed, filter bool) (*compiled, string
 	if err != nil {
 		return nil, fmt.Sprintf("estimating the cost: %v", err)
 	}
-	if est.Min > e.costLimit {
-		return nil, fmt.Sprintf("even its cheapest evaluation costs %d, over the cost limit of %d", est.Min, e.costLimit)
-	}
+	// No rejection by est.Min: it is not a lower bound. cel-go's
+	// estimators size a result from its arguments as if they were valid
+	// or constant (substring, slice, lists.range: celenv replaces those),
+	// and nothing guarantees the others, so est.Min can exceed the cost of
+	// every real evaluation. The runtime cost limit and deadline bound
+	// each evaluation instead.
 	if e.maxEst > 0 && est.Max > e.maxEst {
-		return nil, fmt.Sprintf("its estimated worst-case cost %d exceeds the limit of %d (estimated with lists, maps and strings as large as a %d-byte body allows)", est.Max, e.maxEst, e.maxBytes)
+		return nil, e.overEstimate(ast, est)
 	}
 	prog, err := e.env.Program(ast,
 		cel.CostLimit(e.costLimit),

@@ -103,10 +103,10 @@ func WithCostLimit(n uint64) Option {
 
 // WithMaxEstimatedCost rejects, at compile time, expressions whose
 // worst-case estimated cost exceeds n, assuming every list, map and string
-// of the request may be as large as the body limit allows. Default: 0,
-// off. Independently of this option, an expression whose cheapest possible
-// evaluation exceeds the cost limit is always rejected: it could never
-// succeed.
+// of the request may be as large as the body limit allows; the error names
+// the sub-expression that carries most of the estimate. Default: 0, off:
+// no expression is rejected for its estimate (an estimate is no lower
+// bound), and the cost limit and the deadline bound each evaluation.
 func WithMaxEstimatedCost(n uint64) Option {
 	return func(o *options) error {
 		o.maxEst = n

@@ -243,15 +243,52 @@ func TestEvaluateErrors(t *testing.T) {
 	}
 }
 
-func TestCheapestEvaluationOverLimitRejected(t *testing.T) {
+// TestCostLimitAtEvaluation: an expression whose evaluation costs more than
+// the limit compiles (cel-go's estimate gives no sound lower bound) and
+// stops at evaluation with KindLimit.
+func TestCostLimitAtEvaluation(t *testing.T) {
 	e := newEngine(t, WithCostLimit(10))
-	_, err := e.Compile(Rules{Filter: `[1,2,3,4,5,6,7,8,9,10,11,12].all(x, x > 0)`})
-	if err == nil || !strings.Contains(err.Error(), "cheapest evaluation") {
-		t.Fatalf("Compile error = %v, want a rejection by the estimate", err)
+	p, err := e.Compile(Rules{Filter: `[1,2,3,4,5,6,7,8,9,10,11,12].all(x, x > 0)`})
+	if err != nil {
+		t.Fatalf("Compile: %v", err)
 	}
-	e = newEngine(t, WithMaxEstimatedCost(1000))
-	if _, err := e.Compile(Rules{Filter: `body.commits.exists(c, c.added.exists(f, f.startsWith("src/")))`}); err == nil || !strings.Contains(err.Error(), "worst-case") {
-		t.Fatalf("Compile error = %v, want a rejection by the worst-case estimate", err)
+	_, err = e.Evaluate(context.Background(), p, Input{Body: []byte(`{"object_kind":"note"}`), Header: pushHeader("Note Hook")})
+	if KindOf(err) != KindLimit || !strings.Contains(err.Error(), "cost limit of 10 exceeded") {
+		t.Fatalf("error = %v, want the cost limit of KindLimit", err)
+	}
+}
+
+// TestMaxEstimatedCost: the opt-in worst-case check rejects at compile time
+// and names the sub-expression that carries the estimate.
+func TestMaxEstimatedCost(t *testing.T) {
+	e := newEngine(t, WithMaxEstimatedCost(1000))
+	tests := []struct {
+		expr string
+		want string
+	}{
+		{`body.commits.exists(c, c.added.exists(f, f.startsWith("src/")))`,
+			"most of it comes from `c.added.exists(f, f.startsWith(\"src/\"))` at 1:24, estimated up to 157286402 for each element of `body.commits`"},
+		{`body.ref == 'x' && body.ref.substring(11) == 'x'`,
+			"most of it comes from `body.ref.substring(11)` at 1:20, estimated up to 28835832"},
+		{`body.object_kind == 'push' &&
+  body.commits.map(c, c.message.split('\n')).size() > 2`,
+			"most of it comes from `c.message.split('\\n')` at 2:23, estimated up to 28835853 for each element of `body.commits`"},
+		{`{'a': body.ref.split('/'), 'b': body.commits.filter(c, c.id.size() > 3)}`,
+			"most of it comes from `body.commits.filter(c, c.id.size() > 3)` at 1:33, estimated up to 419430413"},
+		{`body.commits.exists(c, c.id == 'x')`,
+			"most of it comes from `body.commits.exists(c, c.id == 'x')` at 1:1, estimated up to"},
+		{`body.ref + body.before + body.after`,
+			"no sub-expression carries most of it: the whole expression `body.ref + body.before + body.after`"},
+		{`has(body.x) && size(body.commits.map(c, c.message)) > 0`,
+			"most of it comes from `body.commits.map(c, c.message)` at 1:21"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			_, err := e.Compile(Rules{Value: tt.expr})
+			if err == nil || !strings.Contains(err.Error(), "worst-case") || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Compile error = %v, want a worst-case rejection naming %s", err, tt.want)
+			}
+		})
 	}
 	if _, err := e.Compile(Rules{Filter: `body.ref == "refs/heads/main"`}); err != nil {
 		t.Fatalf("a cheap filter was rejected: %v", err)
@@ -418,5 +455,71 @@ func TestOptionsValidated(t *testing.T) {
 		if _, err := New(o); err == nil {
 			t.Error("New accepted an invalid option")
 		}
+	}
+}
+
+// TestTriggersExpressionsCompile holds issue 19: expressions Tekton Triggers
+// evaluates, which cel-go's cost estimate once made the engine refuse at
+// compile time, give Triggers' results on GitLab's documented push.
+func TestTriggersExpressionsCompile(t *testing.T) {
+	e := newEngine(t)
+	tests := []struct {
+		expr string
+		want string // the value's JSON
+	}{
+		{`body.ref.substring(11)`, `"master"`},
+		{`body.ref.substring(body.ref.lastIndexOf('/') + 1)`, `"master"`},
+		{`lists.range(size(body.commits))`, `[0,1]`},
+		{`lists.range(size(body.commits)).map(i, body.commits[i].id.substring(0, 7))`, `["b6568db","da15608"]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			// As a filter, an overlay and a value: each is compiled.
+			p, err := e.Compile(Rules{Filter: `size(` + tt.expr + `) > 0`, Overlays: []Overlay{{Key: "v", Expression: tt.expr}}, Value: tt.expr})
+			if err != nil {
+				t.Fatalf("Compile: %v", err)
+			}
+			d, err := e.Evaluate(context.Background(), p, Input{Body: fixture(t, "documented_push.json"), Header: pushHeader("Push Hook")})
+			if err != nil {
+				t.Fatalf("Evaluate: %v", err)
+			}
+			if !d.Continue || len(d.Overlays) != 1 {
+				t.Fatalf("Continue = %v, %d overlays; want true, 1", d.Continue, len(d.Overlays))
+			}
+			if diff := cmp.Diff(tt.want, string(d.Value)); diff != "" {
+				t.Errorf("value (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.want, string(d.Overlays[0].JSON)); diff != "" {
+				t.Errorf("overlay (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRangeErrorsAtEvaluation: out-of-range arguments are cel-go's own
+// errors at evaluation, not a compile-time rejection by an overflowed
+// estimate.
+func TestRangeErrorsAtEvaluation(t *testing.T) {
+	for _, opts := range [][]Option{nil, {WithMaxEstimatedCost(1000)}} {
+		testRangeErrorsAtEvaluation(t, newEngine(t, opts...))
+	}
+}
+
+func testRangeErrorsAtEvaluation(t *testing.T, e *Engine) {
+	tests := []struct{ expr, want string }{
+		{`'tacocat'.substring(2, 1)`, "invalid substring range. start: 2, end: 1"},
+		{`[1,2,3].slice(2, 1)`, "cannot slice(2, 1), start index must be less than or equal to end index"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			p, err := e.Compile(Rules{Value: tt.expr})
+			if err != nil {
+				t.Fatalf("Compile: %v", err)
+			}
+			_, err = e.Evaluate(context.Background(), p, Input{Body: fixture(t, "documented_push.json"), Header: pushHeader("Push Hook")})
+			if KindOf(err) != KindEval || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Evaluate error = %v, want an evaluation error containing %q", err, tt.want)
+			}
+		})
 	}
 }

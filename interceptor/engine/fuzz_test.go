@@ -28,6 +28,12 @@ func FuzzEvaluate(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	// An engine with the worst-case check, whose rejections walk the
+	// expression to name its most expensive part.
+	bounded, err := New(WithMaxEstimatedCost(1000))
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, expr, body, event string) {
 		done := make(chan struct{})
 		defer close(done)
@@ -38,6 +44,12 @@ func FuzzEvaluate(f *testing.F) {
 				panic(fmt.Sprintf("hang: expr=%q body=%q event=%q", expr, body, event))
 			}
 		}()
+		if _, err := bounded.Compile(Rules{Value: expr}); err != nil {
+			var ce *CompileError
+			if !errors.As(err, &ce) {
+				t.Fatalf("Compile(%q) with the worst-case check: error %v is not a *CompileError", expr, err)
+			}
+		}
 		for _, r := range []Rules{{Filter: expr}, {Value: expr}, {Overlays: []Overlay{{Key: "k", Expression: expr}}}} {
 			p, err := e.Compile(r)
 			if err != nil {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 	"google.golang.org/grpc/codes"
 
@@ -421,4 +422,40 @@ func FuzzHandler(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTriggersExpressionsThroughHandler holds issue 19 through the HTTP
+// handler: expressions Tekton Triggers evaluates, once refused at compile
+// time by a cost estimate, give Triggers' results on GitLab's documented
+// push, as a filter and as overlays.
+func TestTriggersExpressionsThroughHandler(t *testing.T) {
+	f := newFixture(t)
+	params := map[string]any{
+		"filter": `body.ref.substring(11) == 'master' && lists.range(size(body.commits)) == [0, 1]`,
+		"overlays": []any{
+			map[string]any{"key": "branch", "expression": `body.ref.substring(11)`},
+			map[string]any{"key": "last", "expression": `body.ref.substring(body.ref.lastIndexOf('/') + 1)`},
+			map[string]any{"key": "indexes", "expression": `lists.range(size(body.commits))`},
+			map[string]any{"key": "short", "expression": `lists.range(size(body.commits)).map(i, body.commits[i].id.substring(0, 7))`},
+		},
+	}
+	b, err := json.Marshal(request(t, "documented_push.json", "Push Hook", params))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	f.srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(b)))
+	var resp triggersv1.InterceptorResponse
+	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil {
+		t.Fatalf("not an InterceptorResponse: %q", w.Body.String())
+	}
+	if !resp.Continue {
+		t.Fatalf("continue = false: %s %s", resp.Status.Code, resp.Status.Message)
+	}
+	want := map[string]any{"branch": "master", "last": "master", "indexes": []any{0.0, 1.0}, "short": []any{"b6568db", "da15608"}}
+	for k, v := range want {
+		if diff := cmp.Diff(v, resp.Extensions[k]); diff != "" {
+			t.Errorf("extensions.%s (-want +got):\n%s", k, diff)
+		}
+	}
 }

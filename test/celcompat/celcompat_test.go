@@ -2,21 +2,10 @@ package celcompat_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"testing"
 
-	"github.com/google/cel-go/cel"
-	"github.com/google/cel-go/common/decls"
-	"github.com/google/cel-go/common/types"
-	"github.com/google/cel-go/common/types/ref"
-	"github.com/google/cel-go/common/types/traits"
-	celext "github.com/google/cel-go/ext"
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
-	tcel "github.com/tektoncd/triggers/pkg/interceptors/cel"
-
-	"github.com/ciel-ci/ciel/interceptor/celenv"
 )
 
 const namespace = "ci"
@@ -87,104 +76,7 @@ func (cielSecrets) GetSecret(_ context.Context, ns, name, key string) ([]byte, e
 	return []byte(v), nil
 }
 
-// triggersEnv builds the environment as Triggers' interceptor does for each
-// request (makeCelEnv is unexported; its composition is public).
-func triggersEnv(t *testing.T) *cel.Env {
-	t.Helper()
-	mapStrDyn := types.NewMapType(types.StringType, types.DynType)
-	env, err := cel.NewEnv(
-		tcel.Triggers(context.Background(), namespace, triggersSecrets{}),
-		celext.Strings(), celext.Encoders(), celext.Sets(), celext.Lists(), celext.Math(),
-		cel.VariableDecls(
-			decls.NewVariable("body", mapStrDyn),
-			decls.NewVariable("header", mapStrDyn),
-			decls.NewVariable("extensions", mapStrDyn),
-			decls.NewVariable("requestURL", types.StringType),
-		))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return env
-}
-
-func vars(t *testing.T) map[string]any {
-	t.Helper()
-	var body map[string]any
-	if err := json.Unmarshal([]byte(payload), &body); err != nil {
-		t.Fatal(err)
-	}
-	return map[string]any{"body": body, "header": header, "requestURL": requestURL, "extensions": extensions}
-}
-
-type outcome struct {
-	Compiled bool   // the expression compiled
-	Err      bool   // evaluation failed (Triggers' panics are recovered as errors)
-	Type     string // CEL type of the result
-	Value    any    // the result as plain Go values
-}
-
-func (o outcome) String() string {
-	return fmt.Sprintf("compiled=%v err=%v %s %#v", o.Compiled, o.Err, o.Type, o.Value)
-}
-
-func runTriggers(t *testing.T, env *cel.Env, expr string) (outcome, string) {
-	t.Helper()
-	ast, iss := env.Compile(expr)
-	if iss.Err() != nil {
-		return outcome{}, iss.Err().Error()
-	}
-	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
-	if err != nil {
-		return outcome{}, err.Error()
-	}
-	out, _, err := prg.Eval(vars(t))
-	if err != nil {
-		return outcome{Compiled: true, Err: true}, err.Error()
-	}
-	return outcome{Compiled: true, Type: out.Type().TypeName(), Value: plain(out)}, ""
-}
-
-func runCiel(t *testing.T, env *cel.Env, expr string) (outcome, string) {
-	t.Helper()
-	ast, iss := env.Compile(expr)
-	if iss.Err() != nil {
-		return outcome{}, iss.Err().Error()
-	}
-	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize))
-	if err != nil {
-		return outcome{}, err.Error()
-	}
-	ctx := celenv.WithNamespace(context.Background(), namespace)
-	act, err := celenv.NewActivation(ctx, vars(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, _, err := prg.ContextEval(ctx, act)
-	if err != nil {
-		return outcome{Compiled: true, Err: true}, err.Error()
-	}
-	return outcome{Compiled: true, Type: out.Type().TypeName(), Value: plain(out)}, ""
-}
-
-// plain turns a CEL value into Go values cmp can compare.
-func plain(v ref.Val) any {
-	switch v := v.(type) {
-	case types.Null:
-		return nil
-	case traits.Mapper:
-		out := map[string]any{}
-		for it := v.Iterator(); it.HasNext() == types.True; {
-			k := it.Next()
-			out[fmt.Sprint(k.Value())] = plain(v.Get(k))
-		}
-		return out
-	case traits.Lister:
-		out := []any{}
-		for it := v.Iterator(); it.HasNext() == types.True; {
-			out = append(out, plain(it.Next()))
-		}
-		return out
-	default:
-		return v.Value()
-	}
+// payloadRequest is the push above, as both interceptors receive it.
+func payloadRequest() request {
+	return request{body: []byte(payload), header: header, url: requestURL, ext: extensions}
 }

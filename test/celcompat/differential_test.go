@@ -4,8 +4,6 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-
-	"github.com/ciel-ci/ciel/interceptor/celenv"
 )
 
 // sameExpressions must give the same outcome in Triggers and in ciel: the
@@ -31,7 +29,7 @@ var sameExpressions = []string{
 	`body.ref.split('/')`, `body.ref.split('/').last()`, `body.ref.split('/', 3)`, `body.ref.split('')`,
 	`['refs', 'heads', 'main'].join('/')`, `body.commits[0].added.join(',')`, `body.numbers.join(',')`,
 	`body.ref.replace('refs/heads/', '')`, `body.object_kind.upperAscii()`, `'ÀB'.lowerAscii()`,
-	`body.ref.substring(11)`, `body.ref.indexOf('/')`, `body.ref.lastIndexOf('/')`, `'  x '.trim()`,
+	`body.ref.substring(11)`, `body.ref.substring(body.ref.lastIndexOf('/') + 1)`, `'tacocat'.substring(2, 1)`, `body.ref.indexOf('/')`, `body.ref.lastIndexOf('/')`, `'  x '.trim()`,
 	`body.ref.charAt(0)`, `'%s-%d'.format(['a', 1])`, `strings.quote('a"b')`, `'abc'.reverse()`,
 
 	// translate.
@@ -75,7 +73,8 @@ var sameExpressions = []string{
 
 	// Sets, Lists, Math.
 	`sets.contains(body.numbers, [1, 3])`, `sets.intersects(body.numbers, [4, 3])`, `sets.equivalent([1, 2], [2, 1])`,
-	`[1, 2, 3, 4].slice(1, 3)`, `[[1], [2, [3]]].flatten()`, `lists.range(3)`, `[3, 1, 2].sort()`, `[1, 1, 2].distinct()`,
+	`[1, 2, 3, 4].slice(1, 3)`, `[1,2,3].slice(2, 1)`, `lists.range(size(body.commits))`,
+	`lists.range(size(body.commits)).map(i, body.commits[i].id.substring(0, 7))`, `[[1], [2, [3]]].flatten()`, `lists.range(3)`, `[3, 1, 2].sort()`, `[1, 1, 2].distinct()`,
 	`body.commits.sortBy(c, c.id).map(c, c.id)`, `math.greatest(body.numbers)`, `math.least([1, 2.5])`,
 	`math.ceil(2.1)`, `math.abs(-3)`, `math.bitOr(1, 2)`,
 
@@ -99,7 +98,8 @@ var failing = map[string]bool{
 	`'a: [1'.parseYAML()`: true, `'- 1'.parseYAML()`: true, `'::bad'.parseURL()`: true, `body.object_kind.marshalJSON()`: true,
 	`{1: 2}.marshalJSON()`: true, `body.object_kind.first()`: true, `'x'.compareSecret('token', 'missing')`: true,
 	`'x'.compareSecret('missing', 'gitlab-webhook')`: true,
-	`cel.bind(x, body.ref.split('/'), x.size())`:     true, // Triggers does not declare cel-go's Bindings
+	`'tacocat'.substring(2, 1)`:                      true, `[1,2,3].slice(2, 1)`: true, // range errors at evaluation, both sides
+	`cel.bind(x, body.ref.split('/'), x.size())`: true, // Triggers does not declare cel-go's Bindings
 }
 
 // knownDifferences are expressions on which ciel deliberately differs from
@@ -110,29 +110,29 @@ var knownDifferences = []struct {
 	triggers, our outcome
 }{{
 	expr:     `body.unicode.truncate(2)`,
-	why:      "Triggers slices bytes and cuts 'é' in half (invalid UTF-8); ciel counts characters",
-	triggers: outcome{Compiled: true, Type: "string", Value: "h\xc3"},
-	our:      outcome{Compiled: true, Type: "string", Value: "hé"},
+	why:      "Triggers slices bytes and cuts 'é' in half: invalid UTF-8, which its overlay rendering then refuses; ciel counts characters",
+	triggers: outcome{Compiled: true, Type: "string", Err: true},
+	our:      outcome{Compiled: true, Type: "string", JSON: `"hé"`},
 }, {
 	expr:     `body.b64.decodeb64()`,
 	why:      "documented by Triggers but no longer declared by its interceptor",
 	triggers: outcome{},
-	our:      outcome{Compiled: true, Type: "string", Value: "hello world"},
+	our:      outcome{Compiled: true, Type: "string", JSON: `"hello world"`},
 }}
 
+// TestDifferential runs every expression through Triggers' interceptor and
+// through ciel's engine (Compile, Evaluate) and requires the same outcome.
 func TestDifferential(t *testing.T) {
-	tenv := triggersEnv(t)
-	cenv, err := celenv.New(celenv.WithSecretGetter(cielSecrets{}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newHarness(t)
+	req := payloadRequest()
+	treq := h.triggersRequest(t, req)
 	for _, expr := range sameExpressions {
 		t.Run(expr, func(t *testing.T) {
-			want, tmsg := runTriggers(t, tenv, expr)
+			want, tmsg := h.runTriggers(treq, expr)
 			if failed := !want.Compiled || want.Err; failed != failing[expr] {
 				t.Errorf("%s: Triggers failed = %v (%s), want %v", expr, failed, tmsg, failing[expr])
 			}
-			got, cmsg := runCiel(t, cenv, expr)
+			got, cmsg := h.runCiel(req, expr)
 			if diff := cmp.Diff(want, got); diff != "" {
 				t.Errorf("%s: Triggers and ciel differ (-triggers +ciel):\n%s\ntriggers: %s\nciel: %s", expr, diff, tmsg, cmsg)
 			}
@@ -141,18 +141,16 @@ func TestDifferential(t *testing.T) {
 }
 
 func TestKnownDifferences(t *testing.T) {
-	tenv := triggersEnv(t)
-	cenv, err := celenv.New(celenv.WithSecretGetter(cielSecrets{}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := newHarness(t)
+	req := payloadRequest()
+	treq := h.triggersRequest(t, req)
 	for _, tc := range knownDifferences {
 		t.Run(tc.expr, func(t *testing.T) {
-			got, msg := runTriggers(t, tenv, tc.expr)
+			got, msg := h.runTriggers(treq, tc.expr)
 			if diff := cmp.Diff(tc.triggers, got); diff != "" {
 				t.Errorf("Triggers no longer behaves as recorded (%s) (-recorded +now):\n%s\n%s", tc.why, diff, msg)
 			}
-			got, msg = runCiel(t, cenv, tc.expr)
+			got, msg = h.runCiel(req, tc.expr)
 			if diff := cmp.Diff(tc.our, got); diff != "" {
 				t.Errorf("ciel (-want +got):\n%s\n%s", diff, msg)
 			}
@@ -164,15 +162,13 @@ func TestKnownDifferences(t *testing.T) {
 // length slices with a negative bound and panics (recovered by cel-go into
 // an "internal error"); ciel returns a CEL error.
 func TestTruncatePanics(t *testing.T) {
-	_, msg := runTriggers(t, triggersEnv(t), `'abc'.truncate(-1)`)
+	h := newHarness(t)
+	req := payloadRequest()
+	_, msg := h.runTriggers(h.triggersRequest(t, req), `'abc'.truncate(-1)`)
 	if want := "internal error"; !contains(msg, want) {
 		t.Errorf("Triggers: %q, want it to contain %q", msg, want)
 	}
-	cenv, err := celenv.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, msg = runCiel(t, cenv, `'abc'.truncate(-1)`)
+	_, msg = h.runCiel(req, `'abc'.truncate(-1)`)
 	if want := "truncate: negative length -1"; !contains(msg, want) {
 		t.Errorf("ciel: %q, want it to contain %q", msg, want)
 	}

@@ -300,4 +300,40 @@ func TestBinary(t *testing.T) {
 			t.Errorf("cel-eval %s: exit %d, want %d", args, code, want)
 		}
 	}
+	// Issue 19: an expression Triggers evaluates, once refused at compile
+	// time by a cost estimate.
+	out, err := exec.Command(bin, "--expr", "body.ref.substring(11)", "--body", documentedPush, "-H", "X-Gitlab-Event: Push Hook").CombinedOutput()
+	if first, _, _ := strings.Cut(string(out), "\n"); err != nil || first != `"master"` {
+		t.Errorf("cel-eval --expr body.ref.substring(11): %v\n%s", err, out)
+	}
+}
+
+// documentedPush is GitLab's documented push event.
+const documentedPush = "../../../interceptor/gitlab/testdata/documented_push.json"
+
+// TestTriggersExpressions holds issue 19: expressions Tekton Triggers
+// evaluates give Triggers' results on GitLab's documented push.
+func TestTriggersExpressions(t *testing.T) {
+	tests := []struct{ expr, want string }{
+		{`body.ref.substring(11)`, `"master"`},
+		{`body.ref.substring(body.ref.lastIndexOf('/') + 1)`, `"master"`},
+		{`lists.range(size(body.commits))`, `[0,1]`},
+		{`lists.range(size(body.commits)).map(i, body.commits[i].id.substring(0, 7))`, `["b6568db","da15608"]`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			r := run(t, "--expr", tt.expr, "--body", documentedPush, "-H", "X-Gitlab-Event: Push Hook")
+			if r.code != 0 {
+				t.Fatalf("exit %d, want 0 (err %v)\n%s", r.code, r.err, r.stdout)
+			}
+			if first, _, _ := strings.Cut(r.stdout, "\n"); first != tt.want {
+				t.Errorf("first line %q, want %q", first, tt.want)
+			}
+		})
+	}
+	// Range errors are evaluation errors (exit 2), not compile errors.
+	r := run(t, "--expr", `'tacocat'.substring(2, 1)`, "--body", documentedPush, "-H", "X-Gitlab-Event: Push Hook")
+	if r.code != 2 || r.err == nil || !strings.Contains(r.err.Error(), "invalid substring range") {
+		t.Errorf("'tacocat'.substring(2, 1): exit %d, err %v; want 2 and cel-go's range error", r.code, r.err)
+	}
 }
