@@ -31,6 +31,7 @@ import (
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"knative.dev/pkg/apis"
@@ -376,6 +377,8 @@ func validateRelease(t *testing.T, file string, docs [][]byte) {
 			obj = &rbacv1.RoleBinding{}
 		case "ClusterRoleBinding":
 			obj = &rbacv1.ClusterRoleBinding{}
+		case "NetworkPolicy":
+			obj = &networkingv1.NetworkPolicy{}
 		case "ClusterInterceptor":
 			v := &triggersv1alpha1.ClusterInterceptor{}
 			obj, validate = v, func(ctx context.Context) error { return fieldErr(v.Validate(ctx)) }
