@@ -3,6 +3,7 @@ package scenarios
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,9 +18,12 @@ import (
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 	"google.golang.org/grpc/codes"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"knative.dev/pkg/apis"
 
 	"github.com/ciel-ci/ciel/interceptor/gitlabapi"
 	"github.com/ciel-ci/ciel/internal/gitlabtest"
+	"github.com/ciel-ci/ciel/test/e2e/harness"
 )
 
 // The merge request of the policies' test payloads (policies/testdata):
@@ -103,6 +107,7 @@ func TestMergeRequestBuildsCodeChangesOnly(t *testing.T) {
 				pr := w.env.WaitPipelineRuns(t, w.ns, c.wantRuns, 90*time.Second)[0]
 				t.Logf("MR event to PipelineRun %s: %s", pr.Name, time.Since(start).Round(time.Millisecond))
 				checkMergeRequestRun(t, &pr)
+				w.tektonStarted(t, pr.Name)
 			}
 			w.pipelineRunsStay(t, c.wantRuns, 3*time.Second)
 
@@ -238,4 +243,31 @@ func checkMergeRequestRun(t *testing.T, pr *pipelinev1.PipelineRun) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("PipelineRun %s (-want +got):\n%s", pr.Name, d)
 	}
+}
+
+// tektonStarted waits until the Tekton controller has accepted the
+// PipelineRun (its params against build-multiarch's) and created the
+// TaskRun of its first task, plan; a PipelineRun that fails first fails
+// the test with Tekton's reason.
+func (w *world) tektonStarted(t *testing.T, name string) {
+	t.Helper()
+	harness.Eventually(t, 60*time.Second, "TaskRun "+name+"-plan", func(ctx context.Context) (bool, error) {
+		pr, err := w.env.Tekton.TektonV1().PipelineRuns(w.ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		if c := pr.Status.GetCondition(apis.ConditionSucceeded); c != nil && c.IsFalse() {
+			return false, fmt.Errorf("PipelineRun %s failed: %s: %s", name, c.Reason, c.Message)
+		}
+		trs, err := w.env.Tekton.TektonV1().TaskRuns(w.ns).List(ctx, metav1.ListOptions{LabelSelector: "tekton.dev/pipelineRun=" + name})
+		if err != nil {
+			return false, err
+		}
+		for _, tr := range trs.Items {
+			if tr.Labels["tekton.dev/pipelineTask"] == "plan" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 }
