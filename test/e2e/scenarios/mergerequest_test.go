@@ -1,12 +1,8 @@
 package scenarios
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -22,6 +18,7 @@ import (
 	"knative.dev/pkg/apis"
 
 	"github.com/ciel-ci/ciel/interceptor/gitlabapi"
+	"github.com/ciel-ci/ciel/interceptor/policy"
 	"github.com/ciel-ci/ciel/internal/gitlabtest"
 	"github.com/ciel-ci/ciel/test/e2e/harness"
 )
@@ -127,8 +124,9 @@ func TestMergeRequestBuildsCodeChangesOnly(t *testing.T) {
 }
 
 // mrDelivery returns the X-Gitlab-Event and the body of a merge request
-// payload of policies/testdata: a .http file is a whole recorded request,
-// a .json file a Merge Request Hook body.
+// payload of policies/testdata: a .http file is a whole recorded request
+// (read as cel-eval and the policy cases read it), a .json file a Merge
+// Request Hook body.
 func mrDelivery(t *testing.T, root, fixture string) (string, []byte) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(root, "policies", "testdata", fixture))
@@ -138,15 +136,11 @@ func mrDelivery(t *testing.T, root, fixture string) (string, []byte) {
 	if filepath.Ext(fixture) != ".http" {
 		return "Merge Request Hook", b
 	}
-	req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b)))
+	req, err := policy.ParseRequest(b)
 	if err != nil {
 		t.Fatalf("%s: %v", fixture, err)
 	}
-	body, err := io.ReadAll(req.Body)
-	if err != nil {
-		t.Fatalf("%s: %v", fixture, err)
-	}
-	return req.Header.Get("X-Gitlab-Event"), body
+	return req.Header.Get("X-Gitlab-Event"), req.Body
 }
 
 // mergeRequestAnswer waits for the three triggers' answers to the delivery
