@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
@@ -130,10 +131,32 @@ func pathsTracker(args []ref.Val, _ ref.Val) *uint64 {
 }
 
 // listSizes returns the element count and total size of a list's elements.
+// Lists of Go strings (changed_files' lists, body arrays) are read as they
+// are: CEL's Get would allocate a value for each element.
 func listSizes(l traits.Lister) (count, chars uint64) {
 	n, ok := l.Size().(types.Int)
 	if !ok {
 		return 0, 0
+	}
+	switch native := l.Value().(type) {
+	case []string:
+		if len(native) == int(n) {
+			for _, s := range native {
+				chars = saturatingAdd(chars, uint64(utf8.RuneCountInString(s)))
+			}
+			return uint64(n), chars
+		}
+	case []any:
+		if len(native) == int(n) {
+			for i, e := range native {
+				if s, ok := e.(string); ok {
+					chars = saturatingAdd(chars, uint64(utf8.RuneCountInString(s)))
+				} else {
+					chars = saturatingAdd(chars, actualSize(l.Get(types.Int(i))))
+				}
+			}
+			return uint64(n), chars
+		}
 	}
 	for i := types.Int(0); i < n; i++ {
 		chars = saturatingAdd(chars, actualSize(l.Get(i)))
@@ -311,6 +334,19 @@ func stringList(v ref.Val) ([]string, error) {
 	if !ok {
 		return nil, errors.New("list without a size")
 	}
+	// A list of Go strings (changed_files' lists, body arrays) is read as
+	// it is, without CEL's Get, which allocates a value for each element;
+	// the callers only read the result.
+	switch native := l.Value().(type) {
+	case []string:
+		if len(native) == int(n) {
+			return native, nil
+		}
+	case []any:
+		if out, ok := goStrings(native, int(n)); ok {
+			return out, nil
+		}
+	}
 	out := make([]string, n)
 	for i := types.Int(0); i < n; i++ {
 		e := l.Get(i)
@@ -321,6 +357,24 @@ func stringList(v ref.Val) ([]string, error) {
 		out[i] = string(s)
 	}
 	return out, nil
+}
+
+// goStrings returns native as strings when it holds n Go strings only;
+// anything else takes CEL's path, which converts (or rejects) each element.
+func goStrings(native []any, n int) ([]string, bool) {
+	if len(native) != n {
+		return nil, false
+	}
+	for _, e := range native {
+		if _, ok := e.(string); !ok {
+			return nil, false
+		}
+	}
+	out := make([]string, n)
+	for i, e := range native {
+		out[i] = e.(string)
+	}
+	return out, true
 }
 
 func (st *state) matchesAnyList(paths, patterns ref.Val) ref.Val {

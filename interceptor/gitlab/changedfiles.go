@@ -17,7 +17,9 @@ const (
 )
 
 // ChangedFiles is extensions.changed_files: the paths a push changed, as the
-// net change of each path over the push (docs/extensions.md).
+// net change of each path over the push (docs/extensions.md). Its lists are
+// read-only once computed: they may share an array (Added is All when the
+// push only adds), and Map's values point into them.
 type ChangedFiles struct {
 	All      []string // Added, Modified and Removed together, in first-seen order
 	Added    []string // did not exist before the push, exist after
@@ -38,25 +40,35 @@ func (c ChangedFiles) Map() map[string]any {
 	if src == "" {
 		src = SourceNone
 	}
+	all := anyList(c.All)
+	// A push that only adds (or only modifies, or only removes) paths has
+	// that list equal to All, often sharing its array (pathTracker.result):
+	// box it once.
+	same := func(l []string) []any {
+		if len(l) == len(c.All) && (len(l) == 0 || &l[0] == &c.All[0]) {
+			return all
+		}
+		return anyList(l)
+	}
 	return map[string]any{
-		"all":       anyList(c.All),
-		"added":     anyList(c.Added),
-		"modified":  anyList(c.Modified),
-		"removed":   anyList(c.Removed),
+		"all":       all,
+		"added":     same(c.Added),
+		"modified":  same(c.Modified),
+		"removed":   same(c.Removed),
 		"count":     int64(len(c.All)),
 		"truncated": c.Truncated,
 		"source":    string(src),
 	}
 }
 
-// anyList converts s for CEL. The strings are boxed from one copy of s
-// (stringAt), not one allocation each: the copy is never written, so the
-// list does not change if s does.
+// anyList converts s for CEL. The strings are boxed in place (stringAt),
+// not one allocation each and not copied: s must not be written afterwards
+// (the lists of ChangedFiles and MergeRequestFacts are read-only once
+// computed).
 func anyList(s []string) []any {
-	block := append([]string(nil), s...)
-	out := make([]any, len(block))
-	for i := range block {
-		out[i] = stringAt(&block[i])
+	out := make([]any, len(s))
+	for i := range s {
+		out[i] = stringAt(&s[i])
 	}
 	return out
 }
@@ -198,7 +210,37 @@ func (t *pathTracker) result(cf *ChangedFiles) {
 			removed++
 		}
 	}
-	cf.All = make([]string, 0, added+modified+removed)
+	total := added + modified + removed
+	cf.All = make([]string, 0, total)
+	// When one kind of change is all there is, its list is All: share the
+	// array instead of building the same list twice.
+	only := func(n int) bool { return n == total && n > 0 }
+	switch {
+	case only(added):
+		for _, s := range t.states {
+			if !s.existed && s.exists {
+				cf.All = append(cf.All, s.path)
+			}
+		}
+		cf.Added, cf.Modified, cf.Removed = cf.All, []string{}, []string{}
+		return
+	case only(modified):
+		for _, s := range t.states {
+			if s.existed && s.exists {
+				cf.All = append(cf.All, s.path)
+			}
+		}
+		cf.Added, cf.Modified, cf.Removed = []string{}, cf.All, []string{}
+		return
+	case only(removed):
+		for _, s := range t.states {
+			if s.existed && !s.exists {
+				cf.All = append(cf.All, s.path)
+			}
+		}
+		cf.Added, cf.Modified, cf.Removed = []string{}, []string{}, cf.All
+		return
+	}
 	cf.Added = make([]string, 0, added)
 	cf.Modified = make([]string, 0, modified)
 	cf.Removed = make([]string, 0, removed)

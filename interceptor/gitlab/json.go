@@ -7,6 +7,7 @@ import (
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // This file holds the JSON reader behind Decode: one pass over the bytes
@@ -21,8 +22,10 @@ import (
 //
 // Why not encoding/json itself: it scans the input twice (validation, then
 // decoding), cannot report invalid UTF-8, and allocates every string; here
-// the body is copied into one string and every string without escapes,
-// object keys included, is a substring of it.
+// the body is copied into one string (or, when the caller guarantees the
+// bytes are never written again, WithSharedBody, viewed as one without a
+// copy) and every string without escapes, object keys included, is a
+// substring of it.
 
 // syntaxError is a JSON syntax or limit error at a byte offset.
 type syntaxError struct {
@@ -90,13 +93,15 @@ const maxPooledItems = 4096
 
 // parseJSON parses data as one JSON value followed only by whitespace.
 func parseJSON(data []byte, maxDepth int) (any, error) {
-	v, _, err := parseJSONSized(data, maxDepth)
+	v, _, err := parseJSONSized(data, maxDepth, false)
 	return v, err
 }
 
 // parseJSONSized is parseJSON that also returns the size of the largest
-// string, array or object of the value (see jsonParser.maxSize).
-func parseJSONSized(data []byte, maxDepth int) (any, int, error) {
+// string, array or object of the value (see jsonParser.maxSize). With
+// shared, the strings of the value point into data itself, which the caller
+// must never write again (WithSharedBody); otherwise into one copy of it.
+func parseJSONSized(data []byte, maxDepth int, shared bool) (any, int, error) {
 	p := parserPool.Get().(*jsonParser)
 	defer func() {
 		// Containers clear their items as they close; after an error some
@@ -116,7 +121,11 @@ func parseJSONSized(data []byte, maxDepth int) (any, int, error) {
 		}
 		parserPool.Put(p)
 	}()
-	p.src = string(data)
+	if shared && len(data) > 0 {
+		p.src = unsafe.String(&data[0], len(data))
+	} else {
+		p.src = string(data)
+	}
 	p.pos, p.depth, p.maxDepth, p.maxSize = 0, 0, maxDepth, 0
 	p.strs, p.nums = strBlock{}, numBlock{} // blocks belong to the values of the parse that filled them
 
