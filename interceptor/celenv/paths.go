@@ -359,6 +359,28 @@ func stringList(v ref.Val) ([]string, error) {
 	return out, nil
 }
 
+// goStringValues returns the Go values of a CEL list that holds Go strings
+// only, as changed_files' lists and the body's arrays of strings do.
+func goStringValues(v ref.Val) ([]any, bool) {
+	l, ok := v.(traits.Lister)
+	if !ok {
+		return nil, false
+	}
+	native, ok := l.Value().([]any)
+	if !ok {
+		return nil, false
+	}
+	if n, ok := l.Size().(types.Int); !ok || int(n) != len(native) {
+		return nil, false
+	}
+	for _, e := range native {
+		if _, ok := e.(string); !ok {
+			return nil, false
+		}
+	}
+	return native, true
+}
+
 // goStrings returns native as strings when it holds n Go strings only;
 // anything else takes CEL's path, which converts (or rejects) each element.
 func goStrings(native []any, n int) ([]string, bool) {
@@ -385,6 +407,25 @@ func (st *state) matchesAnyListContext(ctx context.Context, paths, patterns ref.
 	l, errVal := st.patternList(fnMatchesAny, patterns)
 	if errVal != nil {
 		return errVal
+	}
+	if native, ok := goStringValues(paths); ok {
+		// The usual receiver, changed_files' lists: matched a chunk at a
+		// time from a buffer on the stack, with no copy of the list.
+		var chunk [128]string
+		for i := 0; i < len(native); {
+			k := 0
+			for ; k < len(chunk) && i < len(native); k, i = k+1, i+1 {
+				chunk[k] = native[i].(string)
+			}
+			ok, err := l.IncludesAnyContext(ctx, chunk[:k])
+			if err != nil {
+				return stopped(fnMatchesAny, err)
+			}
+			if ok {
+				return types.True
+			}
+		}
+		return types.False
 	}
 	ps, err := stringList(paths)
 	if err != nil {

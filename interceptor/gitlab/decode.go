@@ -179,7 +179,7 @@ func (d *Decoder) DecodeSized(eventType string, body []byte) (*Event, int, error
 		return nil, 0, fmt.Errorf("%w: %d bytes, over the limit of %s; raise the body size limit to accept it",
 			ErrTooLarge, len(body), humanBytes(d.opts.maxBytes))
 	}
-	v, size, err := parseJSONSized(body, d.opts.maxDepth, d.opts.shared)
+	v, size, blocks, err := parseJSONBlocks(body, d.opts.maxDepth, d.opts.shared)
 	if err != nil {
 		return nil, 0, fmt.Errorf("decoding webhook body: %w", err)
 	}
@@ -207,7 +207,7 @@ func (d *Decoder) DecodeSized(eventType string, body []byte) (*Event, int, error
 		}
 		return ev, size, nil
 	}
-	if ev.Push, err = pushFromBody(obj); err != nil {
+	if ev.Push, err = pushFromBody(obj, blocks); err != nil {
 		return nil, 0, fmt.Errorf("decoding %s event: %w", ev.Kind, err)
 	}
 	return ev, size, nil
