@@ -2,6 +2,7 @@ package gitlab
 
 import (
 	"context"
+	"hash/maphash"
 	"strings"
 )
 
@@ -150,10 +151,19 @@ type pathState struct {
 // list instead of building a map: pushes usually touch a handful of files.
 const linearLimit = 16
 
+// pathTracker finds each path's state by a linear search up to linearLimit
+// paths, then by an open-addressing table of indices into states: a 4-byte
+// slot per path at most half full, a third of what a map[string]int of the
+// same paths takes (100,000 paths: 1 MiB against 3.3 MiB), and no second
+// copy of the keys. The hash is seeded per process, as Go's maps are, so a
+// payload cannot choose colliding paths.
 type pathTracker struct {
 	states []pathState
-	index  map[string]int
+	slots  []int32 // 1 + index into states; 0 is an empty slot
+	mask   uint64
 }
+
+var pathSeed = maphash.MakeSeed()
 
 func (t *pathTracker) walk(commits []Commit) {
 	n := 0
@@ -162,7 +172,14 @@ func (t *pathTracker) walk(commits []Commit) {
 	}
 	t.states = make([]pathState, 0, n)
 	if n > linearLimit {
-		t.index = make(map[string]int, n)
+		// A body within any sane size limit lists far fewer than 2^30
+		// paths (each takes at least 3 bytes), so indices fit an int32.
+		size := 1
+		for size < 2*n {
+			size <<= 1
+		}
+		t.slots = make([]int32, size)
+		t.mask = uint64(size - 1)
 	}
 	for i := range commits {
 		c := &commits[i]
@@ -181,12 +198,18 @@ func (t *pathTracker) walk(commits []Commit) {
 // mention records one commit's change to path: existed is what the change
 // implies about the path before the commit, exists what it leaves after.
 func (t *pathTracker) mention(path string, existed, exists bool) {
-	if t.index != nil {
-		if i, ok := t.index[path]; ok {
-			t.states[i].exists = exists
-			return
+	if t.slots != nil {
+		for h := maphash.String(pathSeed, path) & t.mask; ; h = (h + 1) & t.mask {
+			j := t.slots[h]
+			if j == 0 {
+				t.slots[h] = int32(len(t.states) + 1)
+				break
+			}
+			if t.states[j-1].path == path {
+				t.states[j-1].exists = exists
+				return
+			}
 		}
-		t.index[path] = len(t.states)
 	} else {
 		for i := range t.states {
 			if t.states[i].path == path {
