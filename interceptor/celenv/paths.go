@@ -2,6 +2,7 @@ package celenv
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -142,7 +143,7 @@ func listSizes(l traits.Lister) (count, chars uint64) {
 	case []string:
 		if len(native) == int(n) {
 			for _, s := range native {
-				chars = saturatingAdd(chars, uint64(utf8.RuneCountInString(s)))
+				chars = saturatingAdd(chars, uint64(codePoints(s)))
 			}
 			return uint64(n), chars
 		}
@@ -150,7 +151,7 @@ func listSizes(l traits.Lister) (count, chars uint64) {
 		if len(native) == int(n) {
 			for i, e := range native {
 				if s, ok := e.(string); ok {
-					chars = saturatingAdd(chars, uint64(utf8.RuneCountInString(s)))
+					chars = saturatingAdd(chars, uint64(codePoints(s)))
 				} else {
 					chars = saturatingAdd(chars, actualSize(l.Get(types.Int(i))))
 				}
@@ -357,6 +358,18 @@ func stringList(v ref.Val) ([]string, error) {
 		out[i] = string(s)
 	}
 	return out, nil
+}
+
+// codePoints is utf8.RuneCountInString (what CEL's size() reports for a
+// string), eight ASCII bytes at a time: paths are nearly always ASCII.
+func codePoints(s string) int {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if binary.LittleEndian.Uint64([]byte(s[i:i+8]))&0x8080808080808080 != 0 {
+			break
+		}
+	}
+	return i + utf8.RuneCountInString(s[i:])
 }
 
 // goStringValues returns the Go values of a CEL list that holds Go strings
