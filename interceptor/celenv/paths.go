@@ -2,10 +2,12 @@ package celenv
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
@@ -130,10 +132,32 @@ func pathsTracker(args []ref.Val, _ ref.Val) *uint64 {
 }
 
 // listSizes returns the element count and total size of a list's elements.
+// Lists of Go strings (changed_files' lists, body arrays) are read as they
+// are: CEL's Get would allocate a value for each element.
 func listSizes(l traits.Lister) (count, chars uint64) {
 	n, ok := l.Size().(types.Int)
 	if !ok {
 		return 0, 0
+	}
+	switch native := l.Value().(type) {
+	case []string:
+		if len(native) == int(n) {
+			for _, s := range native {
+				chars = saturatingAdd(chars, uint64(codePoints(s)))
+			}
+			return uint64(n), chars
+		}
+	case []any:
+		if len(native) == int(n) {
+			for i, e := range native {
+				if s, ok := e.(string); ok {
+					chars = saturatingAdd(chars, uint64(codePoints(s)))
+				} else {
+					chars = saturatingAdd(chars, actualSize(l.Get(types.Int(i))))
+				}
+			}
+			return uint64(n), chars
+		}
 	}
 	for i := types.Int(0); i < n; i++ {
 		chars = saturatingAdd(chars, actualSize(l.Get(i)))
@@ -311,6 +335,19 @@ func stringList(v ref.Val) ([]string, error) {
 	if !ok {
 		return nil, errors.New("list without a size")
 	}
+	// A list of Go strings (changed_files' lists, body arrays) is read as
+	// it is, without CEL's Get, which allocates a value for each element;
+	// the callers only read the result.
+	switch native := l.Value().(type) {
+	case []string:
+		if len(native) == int(n) {
+			return native, nil
+		}
+	case []any:
+		if out, ok := goStrings(native, int(n)); ok {
+			return out, nil
+		}
+	}
 	out := make([]string, n)
 	for i := types.Int(0); i < n; i++ {
 		e := l.Get(i)
@@ -323,6 +360,58 @@ func stringList(v ref.Val) ([]string, error) {
 	return out, nil
 }
 
+// codePoints is utf8.RuneCountInString (what CEL's size() reports for a
+// string), eight ASCII bytes at a time: paths are nearly always ASCII.
+func codePoints(s string) int {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if binary.LittleEndian.Uint64([]byte(s[i:i+8]))&0x8080808080808080 != 0 {
+			break
+		}
+	}
+	return i + utf8.RuneCountInString(s[i:])
+}
+
+// goStringValues returns the Go values of a CEL list that holds Go strings
+// only, as changed_files' lists and the body's arrays of strings do.
+func goStringValues(v ref.Val) ([]any, bool) {
+	l, ok := v.(traits.Lister)
+	if !ok {
+		return nil, false
+	}
+	native, ok := l.Value().([]any)
+	if !ok {
+		return nil, false
+	}
+	if n, ok := l.Size().(types.Int); !ok || int(n) != len(native) {
+		return nil, false
+	}
+	for _, e := range native {
+		if _, ok := e.(string); !ok {
+			return nil, false
+		}
+	}
+	return native, true
+}
+
+// goStrings returns native as strings when it holds n Go strings only;
+// anything else takes CEL's path, which converts (or rejects) each element.
+func goStrings(native []any, n int) ([]string, bool) {
+	if len(native) != n {
+		return nil, false
+	}
+	for _, e := range native {
+		if _, ok := e.(string); !ok {
+			return nil, false
+		}
+	}
+	out := make([]string, n)
+	for i, e := range native {
+		out[i] = e.(string)
+	}
+	return out, true
+}
+
 func (st *state) matchesAnyList(paths, patterns ref.Val) ref.Val {
 	return st.matchesAnyListContext(context.Background(), paths, patterns)
 }
@@ -331,6 +420,25 @@ func (st *state) matchesAnyListContext(ctx context.Context, paths, patterns ref.
 	l, errVal := st.patternList(fnMatchesAny, patterns)
 	if errVal != nil {
 		return errVal
+	}
+	if native, ok := goStringValues(paths); ok {
+		// The usual receiver, changed_files' lists: matched a chunk at a
+		// time from a buffer on the stack, with no copy of the list.
+		var chunk [128]string
+		for i := 0; i < len(native); {
+			k := 0
+			for ; k < len(chunk) && i < len(native); k, i = k+1, i+1 {
+				chunk[k] = native[i].(string)
+			}
+			ok, err := l.IncludesAnyContext(ctx, chunk[:k])
+			if err != nil {
+				return stopped(fnMatchesAny, err)
+			}
+			if ok {
+				return types.True
+			}
+		}
+		return types.False
 	}
 	ps, err := stringList(paths)
 	if err != nil {

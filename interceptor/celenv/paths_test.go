@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -152,6 +153,19 @@ func TestPatternCacheKeys(t *testing.T) {
 		}
 		if native(got) != tc.want {
 			t.Errorf("%s = %v, want %v", tc.expr, native(got), tc.want)
+		}
+	}
+}
+
+// TestCodePoints checks codePoints against utf8.RuneCountInString across
+// its eight-byte steps, with multi-byte and invalid UTF-8 at every offset.
+func TestCodePoints(t *testing.T) {
+	for _, tail := range []string{"", "é", "日本", "\xff", "\xe6\x97", "a\x80b"} {
+		for n := range 20 {
+			s := strings.Repeat("a", n) + tail + strings.Repeat("b", n%9)
+			if got, want := codePoints(s), utf8.RuneCountInString(s); got != want {
+				t.Errorf("codePoints(%q) = %d, want %d", s, got, want)
+			}
 		}
 	}
 }

@@ -64,6 +64,7 @@ type Engine struct {
 	env       *cel.Env
 	typedEnv  *cel.Env
 	decoder   *gitlab.Decoder
+	shared    *gitlab.Decoder // decoder's SharedBody, for Input.SharedBody
 	costLimit uint64
 	maxEst    uint64
 	timeout   time.Duration
@@ -257,6 +258,7 @@ func New(opts ...Option) (*Engine, error) {
 		env:       env,
 		typedEnv:  typedEnv,
 		decoder:   o.decoder,
+		shared:    o.decoder.SharedBody(),
 		costLimit: o.costLimit,
 		maxEst:    o.maxEst,
 		timeout:   o.timeout,
@@ -278,6 +280,13 @@ func (e *Engine) CostLimit() uint64 { return e.costLimit }
 type Input struct {
 	// Body is the raw request body. Ignored when Event is set.
 	Body []byte
+	// SharedBody is the caller's promise that Body is never written again
+	// while the Event or the Decision (or any value taken from them) is
+	// reachable: the decoder then keeps strings pointing into Body instead
+	// of copying it (gitlab.WithSharedBody). The interceptor's server sets
+	// it: each request has a buffer of its own. Default false: Body is
+	// copied once and the caller may reuse it after the call.
+	SharedBody bool
 	// Header is the request header; X-Gitlab-Event names the event.
 	Header http.Header
 	// RequestURL is the URL of the request (requestURL in CEL).
@@ -304,11 +313,20 @@ type Input struct {
 // Decode decodes in.Body as the event named by in.Header's X-Gitlab-Event,
 // within the engine's limits. Errors are of KindInput.
 func (e *Engine) Decode(in Input) (*gitlab.Event, error) {
-	ev, err := e.decoder.Decode(in.Header.Get("X-Gitlab-Event"), in.Body)
+	ev, err := e.decoderFor(in).Decode(in.Header.Get("X-Gitlab-Event"), in.Body)
 	if err != nil {
 		return nil, &Error{Kind: KindInput, Where: "body", Err: err}
 	}
 	return ev, nil
+}
+
+// decoderFor is the decoder for in's body: the sharing one when the caller
+// promises the body is never written again (Input.SharedBody).
+func (e *Engine) decoderFor(in Input) *gitlab.Decoder {
+	if in.SharedBody {
+		return e.shared
+	}
+	return e.decoder
 }
 
 // OverlayValue is the value of one overlay.
@@ -363,7 +381,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 	}()
 	ev, bodySize := in.Event, -1
 	if ev == nil {
-		if ev, bodySize, err = e.decoder.DecodeSized(in.Header.Get("X-Gitlab-Event"), in.Body); err != nil {
+		if ev, bodySize, err = e.decoderFor(in).DecodeSized(in.Header.Get("X-Gitlab-Event"), in.Body); err != nil {
 			return nil, &Error{Kind: KindInput, Where: "body", Err: err}
 		}
 	}

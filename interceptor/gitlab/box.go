@@ -65,3 +65,30 @@ func (b *numBlock) box(v float64, n int) any {
 	b.f = append(b.f, v)
 	return float64At(&b.f[len(b.f)-1])
 }
+
+// sharedStrings returns list's elements as a []string without copying them
+// when list is exactly an array the parser boxed from a block of its own
+// (one of blocks): the slice is that block, whose strings are never written
+// again. It reports false otherwise. Only a recorded block is used: strings
+// that merely sit side by side may span two allocations. The result's
+// capacity is its length, so appending to it never writes into the block.
+func sharedStrings(list []any, blocks stringBlocks) ([]string, bool) {
+	if len(list) == 0 || blocks == nil {
+		return nil, false
+	}
+	first := (*eface)(unsafe.Pointer(&list[0]))
+	if first.typ != stringType {
+		return nil, false
+	}
+	base := (*string)(first.data)
+	if n, ok := blocks[base]; !ok || n != len(list) {
+		return nil, false
+	}
+	for i := range list {
+		e := (*eface)(unsafe.Pointer(&list[i]))
+		if e.typ != stringType || e.data != unsafe.Add(first.data, uintptr(i)*unsafe.Sizeof("")) {
+			return nil, false
+		}
+	}
+	return unsafe.Slice(base, len(list))[:len(list):len(list)], true
+}

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // TestStringAt checks that a string boxed by stringAt (a number by
@@ -71,5 +72,53 @@ func TestStringAt(t *testing.T) {
 		if !reflect.DeepEqual(m, want) {
 			t.Fatalf("body %d after GC: %v, want %v", i, m, want)
 		}
+	}
+}
+
+// TestSharedStrings checks that a push's long path lists are the parser's
+// blocks, not copies, equal to the body's arrays and safe to append to; and
+// that strings side by side in memory but not from one recorded block are
+// never taken as one.
+func TestSharedStrings(t *testing.T) {
+	paths := make([]string, 3*minArrayBlock)
+	for i := range paths {
+		paths[i] = fmt.Sprintf("dir/file%02d.go", i)
+	}
+	short := paths[:minArrayBlock-1]
+	list, _ := json.Marshal(paths)
+	shortList, _ := json.Marshal(short)
+	body := fmt.Sprintf(`{"object_kind":"push","ref":"refs/heads/main","before":"a","after":"b",`+
+		`"commits":[{"id":"c1","added":%s,"modified":%s}]}`, list, shortList)
+	ev, err := Decode(HeaderPush, []byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := ev.Push.Commits[0]
+	if !reflect.DeepEqual(c.Added, paths) || !reflect.DeepEqual(c.Modified, short) {
+		t.Fatalf("added %v, modified %v", c.Added, c.Modified)
+	}
+	bodyAdded := ev.Body["commits"].([]any)[0].(map[string]any)["added"].([]any)
+	if (*eface)(unsafe.Pointer(&bodyAdded[0])).data != unsafe.Pointer(&c.Added[0]) {
+		t.Error("a long path list was copied, want the parser's block shared")
+	}
+	if cap(c.Added) != len(c.Added) {
+		t.Errorf("shared list has capacity %d for %d paths: appending would write into the block", cap(c.Added), len(c.Added))
+	}
+	_ = append(c.Added, "x")
+	if got := bodyAdded[len(bodyAdded)-1]; got != paths[len(paths)-1] {
+		t.Errorf("after an append to Added, the body's last path is %q", got)
+	}
+
+	// Two blocks side by side: contiguous addresses, but not one block.
+	block := []string{"a", "b", "c", "d"}
+	two := []any{stringAt(&block[0]), stringAt(&block[1]), stringAt(&block[2]), stringAt(&block[3])}
+	if _, ok := sharedStrings(two, stringBlocks{&block[0]: 2, &block[2]: 2}); ok {
+		t.Error("sharedStrings took two recorded blocks of 2 as one of 4")
+	}
+	if _, ok := sharedStrings(two, nil); ok {
+		t.Error("sharedStrings shared strings from no recorded block")
+	}
+	if got, ok := sharedStrings(two, stringBlocks{&block[0]: 4}); !ok || !reflect.DeepEqual(got, block) {
+		t.Errorf("sharedStrings of a recorded block: %v, %v", got, ok)
 	}
 }

@@ -75,6 +75,7 @@ type DecodeOption func(*decodeOptions) error
 type decodeOptions struct {
 	maxBytes int
 	maxDepth int
+	shared   bool
 }
 
 // WithMaxBytes sets the largest body accepted, in bytes. Default:
@@ -100,6 +101,30 @@ func WithMaxDepth(n int) DecodeOption {
 		o.maxDepth = n
 		return nil
 	}
+}
+
+// WithSharedBody makes Decode keep the body's bytes instead of copying them:
+// the strings of the Event (Body's keys and values, Push's fields) then point
+// into body itself. The caller guarantees that body is never written again
+// while the Event, or any value taken from it, is reachable — as the
+// interceptor's server does, which reads each request into a buffer of its
+// own that nothing writes after the envelope's in-place unescape. Without
+// that guarantee (a caller that reuses its buffer, cel-eval, tests) leave it
+// off. Default: off, the body is copied once and the caller may reuse it.
+func WithSharedBody() DecodeOption {
+	return func(o *decodeOptions) error {
+		o.shared = true
+		return nil
+	}
+}
+
+// SharedBody returns a decoder with d's limits that shares the bodies it
+// decodes (WithSharedBody), for callers that own bodies nothing writes
+// again; d itself is unchanged.
+func (d *Decoder) SharedBody() *Decoder {
+	o := d.opts
+	o.shared = true
+	return &Decoder{opts: o}
 }
 
 // Decoder decodes webhooks with fixed options. It is safe for concurrent use.
@@ -154,7 +179,7 @@ func (d *Decoder) DecodeSized(eventType string, body []byte) (*Event, int, error
 		return nil, 0, fmt.Errorf("%w: %d bytes, over the limit of %s; raise the body size limit to accept it",
 			ErrTooLarge, len(body), humanBytes(d.opts.maxBytes))
 	}
-	v, size, err := parseJSONSized(body, d.opts.maxDepth)
+	v, size, blocks, err := parseJSONBlocks(body, d.opts.maxDepth, d.opts.shared)
 	if err != nil {
 		return nil, 0, fmt.Errorf("decoding webhook body: %w", err)
 	}
@@ -182,7 +207,7 @@ func (d *Decoder) DecodeSized(eventType string, body []byte) (*Event, int, error
 		}
 		return ev, size, nil
 	}
-	if ev.Push, err = pushFromBody(obj); err != nil {
+	if ev.Push, err = pushFromBody(obj, blocks); err != nil {
 		return nil, 0, fmt.Errorf("decoding %s event: %w", ev.Kind, err)
 	}
 	return ev, size, nil

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -522,7 +523,7 @@ func TestDecodeMatchesEncodingJSON(t *testing.T) {
 }
 
 // TestDecodeDoesNotAliasInput checks that Body does not change when the
-// caller reuses its buffer (the HTTP layer pools them).
+// caller reuses its buffer (without WithSharedBody).
 func TestDecodeDoesNotAliasInput(t *testing.T) {
 	body := []byte(`{"object_kind":"push","ref":"refs/heads/main","commits":[{"added":["a.go"]}]}`)
 	ev, err := Decode(HeaderPush, body)
@@ -538,6 +539,60 @@ func TestDecodeDoesNotAliasInput(t *testing.T) {
 	if got := ev.Body["ref"]; got != "refs/heads/main" {
 		t.Errorf("after overwriting the input, Body[ref] = %q", got)
 	}
+}
+
+// TestDecodeSharedBody checks that WithSharedBody decodes every fixture to
+// the same event as the copying decoder, with its unescaped strings pointing
+// into the caller's bytes rather than into a copy.
+func TestDecodeSharedBody(t *testing.T) {
+	copying, err := NewDecoder()
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared, err := NewDecoder(WithSharedBody())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fx := range fixtures {
+		t.Run(fx.file, func(t *testing.T) {
+			body := readFixture(t, fx.file)
+			want, wantSize, err := copying.DecodeSized(fx.header, body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, d := range []*Decoder{shared, copying.SharedBody()} {
+				got, size, err := d.DecodeSized(fx.header, body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Errorf("shared decode differs (-copying +shared):\n%s", diff)
+				}
+				if size != wantSize {
+					t.Errorf("size %d, want %d", size, wantSize)
+				}
+				kind, ok := got.Body["object_kind"].(string)
+				if !ok {
+					t.Fatalf("object_kind %v", got.Body["object_kind"])
+				}
+				if !within(kind, body) {
+					t.Errorf("object_kind %q does not point into the body", kind)
+				}
+			}
+		})
+	}
+	if _, err := shared.Decode("", nil); err == nil {
+		t.Error("an empty shared body decoded without an error")
+	}
+}
+
+// within reports whether s's bytes lie inside b.
+func within(s string, b []byte) bool {
+	if len(s) == 0 || len(b) == 0 {
+		return false
+	}
+	p, lo := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(&b[0]))
+	return p >= lo && p+uintptr(len(s)) <= lo+uintptr(len(b))
 }
 
 func TestDecoderConcurrentUse(t *testing.T) {

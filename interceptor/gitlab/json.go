@@ -7,6 +7,7 @@ import (
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // This file holds the JSON reader behind Decode: one pass over the bytes
@@ -21,8 +22,10 @@ import (
 //
 // Why not encoding/json itself: it scans the input twice (validation, then
 // decoding), cannot report invalid UTF-8, and allocates every string; here
-// the body is copied into one string and every string without escapes,
-// object keys included, is a substring of it.
+// the body is copied into one string (or, when the caller guarantees the
+// bytes are never written again, WithSharedBody, viewed as one without a
+// copy) and every string without escapes, object keys included, is a
+// substring of it.
 
 // syntaxError is a JSON syntax or limit error at a byte offset.
 type syntaxError struct {
@@ -49,6 +52,15 @@ type jsonParser struct {
 	members []member
 	elems   []any
 	buf     []byte // unescaping scratch
+
+	// pend holds the string elements of every open array, as a stack like
+	// elems (whose entries are pendingString for them): an array of many
+	// strings boxes them from one block of its own when it closes, so the
+	// typed event can share that block (sharedStrings) instead of copying
+	// the list.
+	pend []string
+	// blocks records each such block: its first string and its length.
+	blocks stringBlocks
 
 	// strs holds the strings of string values, several to an allocation
 	// (box); a full block stays with the values that point into it.
@@ -78,6 +90,14 @@ func (p *jsonParser) noteSize(n int) {
 	}
 }
 
+// pendingString stands in p.elems for a string element kept in p.pend
+// until its array closes.
+type pendingString struct{}
+
+// minArrayBlock is the number of string elements from which an array boxes
+// them from a block of its own; smaller arrays use the shared blocks.
+const minArrayBlock = 8
+
 type member struct {
 	key string
 	val any
@@ -90,13 +110,26 @@ const maxPooledItems = 4096
 
 // parseJSON parses data as one JSON value followed only by whitespace.
 func parseJSON(data []byte, maxDepth int) (any, error) {
-	v, _, err := parseJSONSized(data, maxDepth)
+	v, _, err := parseJSONSized(data, maxDepth, false)
 	return v, err
 }
 
+// stringBlocks records the blocks long arrays of strings were boxed from
+// (jsonParser.pend): the address of a block's first string, and its length.
+type stringBlocks map[*string]int
+
 // parseJSONSized is parseJSON that also returns the size of the largest
-// string, array or object of the value (see jsonParser.maxSize).
-func parseJSONSized(data []byte, maxDepth int) (any, int, error) {
+// string, array or object of the value (see jsonParser.maxSize). With
+// shared, the strings of the value point into data itself, which the caller
+// must never write again (WithSharedBody); otherwise into one copy of it.
+func parseJSONSized(data []byte, maxDepth int, shared bool) (any, int, error) {
+	v, size, _, err := parseJSONBlocks(data, maxDepth, shared)
+	return v, size, err
+}
+
+// parseJSONBlocks is parseJSONSized that also returns the blocks of the
+// value's long arrays of strings, for sharedStrings.
+func parseJSONBlocks(data []byte, maxDepth int, shared bool) (any, int, stringBlocks, error) {
 	p := parserPool.Get().(*jsonParser)
 	defer func() {
 		// Containers clear their items as they close; after an error some
@@ -104,35 +137,43 @@ func parseJSONSized(data []byte, maxDepth int) (any, int, error) {
 		// by an unusually large one, before pooling.
 		clear(p.members)
 		clear(p.elems)
-		p.members, p.elems, p.src, p.strs, p.nums = p.members[:0], p.elems[:0], "", strBlock{}, numBlock{}
+		clear(p.pend)
+		p.members, p.elems, p.pend, p.src, p.strs, p.nums, p.blocks = p.members[:0], p.elems[:0], p.pend[:0], "", strBlock{}, numBlock{}, nil
 		if cap(p.members) > maxPooledItems {
 			p.members = nil
 		}
 		if cap(p.elems) > maxPooledItems {
 			p.elems = nil
 		}
+		if cap(p.pend) > maxPooledItems {
+			p.pend = nil
+		}
 		if cap(p.buf) > maxPooledItems*16 {
 			p.buf = nil
 		}
 		parserPool.Put(p)
 	}()
-	p.src = string(data)
+	if shared && len(data) > 0 {
+		p.src = unsafe.String(&data[0], len(data))
+	} else {
+		p.src = string(data)
+	}
 	p.pos, p.depth, p.maxDepth, p.maxSize = 0, 0, maxDepth, 0
 	p.strs, p.nums = strBlock{}, numBlock{} // blocks belong to the values of the parse that filled them
 
 	p.skipSpace()
 	if p.pos == len(p.src) {
-		return nil, 0, p.errorAt(p.pos, "empty input, want a JSON value")
+		return nil, 0, nil, p.errorAt(p.pos, "empty input, want a JSON value")
 	}
 	v, err := p.value()
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, nil, err
 	}
 	p.skipSpace()
 	if p.pos != len(p.src) {
-		return nil, 0, p.errorAt(p.pos, "unexpected %s after the top-level value", p.describe(p.pos))
+		return nil, 0, nil, p.errorAt(p.pos, "unexpected %s after the top-level value", p.describe(p.pos))
 	}
-	return v, p.maxSize, nil
+	return v, p.maxSize, p.blocks, nil
 }
 
 // errorAt builds a syntaxError at offset off, with its line and column.
@@ -288,11 +329,22 @@ func (p *jsonParser) array() (any, error) {
 		p.depth--
 		return []any{}, nil
 	}
-	mark := len(p.elems)
+	mark, smark := len(p.elems), len(p.pend)
 	for {
-		val, err := p.value()
-		if err != nil {
-			return nil, err
+		var val any
+		if p.pos < len(p.src) && p.src[p.pos] == '"' {
+			s, err := p.str()
+			if err != nil {
+				return nil, err
+			}
+			p.pend = append(p.pend, s)
+			val = pendingString{}
+		} else {
+			v, err := p.value()
+			if err != nil {
+				return nil, err
+			}
+			val = v
 		}
 		p.elems = append(p.elems, val)
 		p.skipSpace()
@@ -311,7 +363,34 @@ func (p *jsonParser) array() (any, error) {
 	items := p.elems[mark:]
 	p.noteSize(len(items))
 	a := make([]any, len(items))
-	copy(a, items)
+	if strs := p.pend[smark:]; len(strs) > 0 {
+		var block []string
+		if len(strs) >= minArrayBlock {
+			block = make([]string, len(strs))
+			copy(block, strs)
+			if p.blocks == nil {
+				p.blocks = stringBlocks{}
+			}
+			p.blocks[&block[0]] = len(block)
+		}
+		j := 0
+		for i, it := range items {
+			if _, ok := it.(pendingString); !ok {
+				a[i] = it
+				continue
+			}
+			if block != nil {
+				a[i] = stringAt(&block[j])
+			} else {
+				a[i] = p.box(strs[j])
+			}
+			j++
+		}
+		clear(strs)
+		p.pend = p.pend[:smark]
+	} else {
+		copy(a, items)
+	}
 	clear(items)
 	p.elems = p.elems[:mark]
 	p.depth--

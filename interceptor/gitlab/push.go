@@ -99,8 +99,8 @@ const (
 
 // pushFromBody builds the typed event from the decoded body, checking every
 // documented field's type.
-func pushFromBody(m map[string]any) (*PushEvent, error) {
-	r := fieldReader{path: make([]pathSeg, 0, 6)}
+func pushFromBody(m map[string]any, blocks stringBlocks) (*PushEvent, error) {
+	r := fieldReader{path: make([]pathSeg, 0, 6), blocks: blocks}
 	e := &PushEvent{
 		ObjectKind:        r.str(m, "object_kind"),
 		EventName:         r.str(m, "event_name"),
@@ -210,6 +210,9 @@ type fieldReader struct {
 	err  error
 	// strs is where string lists are cut from, several to an allocation.
 	strs []string
+	// blocks are the parser's blocks of long string arrays, shared rather
+	// than copied (sharedStrings).
+	blocks stringBlocks
 }
 
 // stringSlice returns a slice of n strings, cut from a shared block (its
@@ -341,6 +344,9 @@ func (r *fieldReader) strings(m map[string]any, key string) []string {
 	list := r.array(m, key)
 	if list == nil {
 		return nil
+	}
+	if out, ok := sharedStrings(list, r.blocks); ok {
+		return out // the parser's block for this array: no copy
 	}
 	out := r.stringSlice(len(list))
 	for i, item := range list {

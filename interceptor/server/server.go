@@ -332,7 +332,10 @@ func (s *Server) decide(ctx context.Context, p Params, prog *engine.Program, bod
 	if resp != nil {
 		return resp
 	}
-	ev, err := s.cfg.Engine.Decode(engine.Input{Body: body, Header: header})
+	// body is a slice of this request's own buffer (readRequest), which
+	// nothing writes after the envelope's in-place unescape: the decoder
+	// may keep strings pointing into it.
+	ev, err := s.cfg.Engine.Decode(engine.Input{Body: body, SharedBody: true, Header: header})
 	if err != nil {
 		return fail(codes.InvalidArgument, err.Error())
 	}
@@ -340,7 +343,7 @@ func (s *Server) decide(ctx context.Context, p Params, prog *engine.Program, bod
 		return resp
 	}
 	d, err := s.cfg.Engine.Evaluate(ctx, prog, engine.Input{
-		Body: body, Header: header, RequestURL: eventURL, Extensions: exts, Namespace: ns,
+		Body: body, SharedBody: true, Header: header, RequestURL: eventURL, Extensions: exts, Namespace: ns,
 		ChangedFiles: s.withMergeRequests(src, p, log), Event: ev,
 	})
 	if err != nil {
