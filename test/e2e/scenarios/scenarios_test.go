@@ -386,7 +386,8 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	repo, sha := gitRepo(t, w.env, base)
 	runner := w.env.StartPodRunner(t, []string{w.ns}, harness.WithSandboxBind(repo))
 	image := reg.Host + "/acme/payments-api"
-	push := pushFor(t, w.env, gitHTTPServer(t, repo), sha)
+	gitURL := gitHTTPServer(t, repo)
+	push := pushFor(t, w.env, gitURL, sha)
 
 	start := time.Now()
 	w.post(t, "Push Hook", "s3cret", "delivery-build", push)
@@ -529,7 +530,7 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 		for _, p := range before.Items {
 			seen = append(seen, p.Name)
 		}
-		w.post(t, "Tag Push Hook", "s3cret", "delivery-"+tag, tagPushFor(t, w.env, repo, sha, tag))
+		w.post(t, "Tag Push Hook", "s3cret", "delivery-"+tag, tagPushFor(t, w.env, gitURL, sha, tag))
 		pr := w.waitNewRun(t, seen)
 		if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != "release" || pr.Annotations["ciel.dev/gitlab-ref"] != "refs/tags/"+tag {
 			t.Fatalf("tag %s started %s (%+v, ref %q), want the release pipeline", tag, pr.Name, pr.Spec.PipelineRef, pr.Annotations["ciel.dev/gitlab-ref"])
@@ -755,7 +756,8 @@ func mustRef(t *testing.T, s string) name.Reference {
 	return r
 }
 
-// tagPushFor rewrites the tag push fixture for a tag of a local commit.
+// tagPushFor rewrites the tag push fixture for a tag of a commit of the
+// repository served at repo (its clone URL, as in the branch push).
 func tagPushFor(t *testing.T, env *harness.Env, repo, sha, tag string) []byte {
 	t.Helper()
 	var m map[string]any
