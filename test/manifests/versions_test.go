@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/Masterminds/semver/v3"
+	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"golang.org/x/mod/modfile"
 )
 
@@ -160,5 +161,48 @@ func TestImageDefaultsAgree(t *testing.T) {
 				t.Errorf("TriggerTemplate %s: param %s default %q, want %s", name, param, got[param], want[param])
 			}
 		}
+	}
+}
+
+// TestPipelinesPassTheirImages: every Pipeline task gives each image param
+// of its Task (CIEL_IMAGE, BUILDER_IMAGE, GIT_IMAGE) the Pipeline's own
+// param, so that ciel-image, builder-image and git-image reach every step
+// (a mirror is one value) and no step falls back to a Task default.
+func TestPipelinesPassTheirImages(t *testing.T) {
+	o := decodeAll(t)
+	from := map[string]string{"CIEL_IMAGE": "ciel-image", "BUILDER_IMAGE": "builder-image", "GIT_IMAGE": "git-image"}
+	checked := 0
+	for _, name := range sortedKeys(o.pipelines) {
+		p := o.pipelines[name]
+		for _, pt := range append(append([]pipelinev1.PipelineTask(nil), p.Spec.Tasks...), p.Spec.Finally...) {
+			if pt.TaskRef == nil {
+				t.Errorf("Pipeline %s task %s: no taskRef", name, pt.Name)
+				continue
+			}
+			task, ok := o.tasks[pt.TaskRef.Name]
+			if !ok {
+				t.Errorf("Pipeline %s task %s: no Task %s", name, pt.Name, pt.TaskRef.Name)
+				continue
+			}
+			for _, taskParam := range sortedKeys(from) {
+				if findParamSpec(task.Spec.Params, taskParam) == nil {
+					continue
+				}
+				checked++
+				want := "$(params." + from[taskParam] + ")"
+				got := "(not set)"
+				for _, v := range pt.Params {
+					if v.Name == taskParam {
+						got = v.Value.StringVal
+					}
+				}
+				if got != want {
+					t.Errorf("Pipeline %s task %s: %s is %s, want %s", name, pt.Name, taskParam, got, want)
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no image params checked")
 	}
 }

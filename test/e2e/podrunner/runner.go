@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/result"
 	"github.com/tektoncd/pipeline/pkg/termination"
@@ -606,9 +607,9 @@ func (pr *podRun) runInit(ctx context.Context, c *corev1.Container) (int, error)
 
 // execute runs a plain (non-entrypoint) container through the rules.
 func (pr *podRun) execute(ctx context.Context, c *corev1.Container, command, args []string, mounts Mounts, logFile string) (int, string, error) {
-	rule, ok := pr.r.rule(c.Image)
-	if !ok {
-		return 1, "", fmt.Errorf("no executor rule claims image %q", c.Image)
+	rule, err := pr.r.claim(c.Image)
+	if err != nil {
+		return 1, "", err
 	}
 	env, err := pr.env(ctx, c)
 	if err != nil {
@@ -620,6 +621,21 @@ func (pr *podRun) execute(ctx context.Context, c *corev1.Container, command, arg
 	}
 	code, err := pr.exec(ctx, rule, c, full, env, mounts, logFile, nil)
 	return code, rule.Name, err
+}
+
+// claim returns the rule that runs image. Like a kubelet, which fails a
+// container whose image is not a valid reference (InvalidImageName) before
+// pulling anything, it refuses an image that is no registry reference, e.g.
+// a ko:// reference that no release resolved.
+func (r *Runner) claim(image string) (Rule, error) {
+	if _, err := name.ParseReference(image); err != nil || strings.Contains(image, "://") {
+		return Rule{}, fmt.Errorf("image %q is not a registry reference (a kubelet fails it as InvalidImageName)", image)
+	}
+	rl, ok := r.rule(image)
+	if !ok {
+		return Rule{}, fmt.Errorf("no executor rule claims image %q", image)
+	}
+	return rl, nil
 }
 
 func (r *Runner) rule(image string) (Rule, bool) {
@@ -872,10 +888,10 @@ func (pr *podRun) runStep(ctx context.Context, i int, c *corev1.Container) (int,
 		}
 	}
 
-	rule, ok := pr.r.rule(c.Image)
-	if !ok {
+	rule, err := pr.r.claim(c.Image)
+	if err != nil {
 		_ = postFile(true)
-		return 1, fmt.Errorf("no executor rule claims image %q", c.Image)
+		return 1, err
 	}
 	rec.Rule = rule.Name
 	env, err := pr.env(ctx, c)

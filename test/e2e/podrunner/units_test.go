@@ -1,6 +1,7 @@
 package podrunner
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -169,6 +170,36 @@ func TestAllowExec(t *testing.T) {
 		allow, err := allowExec(tc.raw)
 		if (err != nil) != tc.wantErr || allow != tc.allow {
 			t.Errorf("allowExec(%s) = %v, %v; want %v, error %v", tc.raw, allow, err, tc.allow, tc.wantErr)
+		}
+	}
+}
+
+// TestClaimRefusesWhatAKubeletCannotPull: an image that is no registry
+// reference (a ko:// reference left unresolved) fails like InvalidImageName
+// even when a rule's pattern would match it; pinned references go to their
+// rule; an image no rule claims is an error.
+func TestClaimRefusesWhatAKubeletCannotPull(t *testing.T) {
+	ciel := Rule{Name: "ciel", Match: ImageContains("ciel"), Executor: ExecutorFunc(nil)}
+	r := &Runner{cfg: Config{Rules: []Rule{ciel}}}
+	tests := []struct {
+		image, rule string // rule "" means refused
+	}{
+		{"registry.example.com/ciel/ciel:e2e", "ciel"},
+		{"registry.example.com/ciel/ciel:v0.2.0@sha256:" + strings.Repeat("a", 64), "ciel"},
+		{"ko://github.com/ciel-ci/ciel/cmd/ciel", ""},
+		{"ciel:Not A Tag", ""},
+		{"docker.io/alpine/git:v2.49.1", ""},
+	}
+	for _, tc := range tests {
+		rl, err := r.claim(tc.image)
+		if tc.rule == "" {
+			if err == nil {
+				t.Errorf("claim(%q) = rule %q, want an error", tc.image, rl.Name)
+			}
+			continue
+		}
+		if err != nil || rl.Name != tc.rule {
+			t.Errorf("claim(%q) = %q, %v; want rule %q", tc.image, rl.Name, err, tc.rule)
 		}
 	}
 }

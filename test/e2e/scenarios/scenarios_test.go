@@ -376,8 +376,13 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	// The test project is served over plain HTTP on loopback (git's own
 	// smart HTTP server), which kaniko-build lets git use only with
 	// git-allow-http "true": set through the binding, as a cluster with a
-	// GitLab without TLS would.
-	patch := fmt.Sprintf(`{"spec":{"params":[{"name":"registry","value":%q},{"name":"git-allow-http","value":"true"}]}}`, reg.Host)
+	// GitLab without TLS would. The ciel steps' image is given as an
+	// installation from a release gives it (make release
+	// KO_DOCKER_REPO=registry.example.com/ciel), through the TriggerTemplates'
+	// ciel-image param: the pod runner refuses the Tasks' unresolved ko://
+	// defaults as a kubelet would, so every Pipeline must pass it on.
+	patch := fmt.Sprintf(`{"spec":{"params":[{"name":"registry","value":%q},{"name":"git-allow-http","value":"true"},{"name":"ciel-image","value":%q}]}}`,
+		reg.Host, cielImage)
 	if _, err := w.env.Triggers.TriggersV1beta1().TriggerBindings(w.ns).Patch(context.Background(), "ciel-registry",
 		types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
@@ -386,7 +391,8 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	repo, sha := gitRepo(t, w.env, base)
 	runner := w.env.StartPodRunner(t, []string{w.ns}, harness.WithSandboxBind(repo))
 	image := reg.Host + "/acme/payments-api"
-	push := pushFor(t, w.env, gitHTTPServer(t, repo), sha)
+	gitURL := gitHTTPServer(t, repo)
+	push := pushFor(t, w.env, gitURL, sha)
 
 	start := time.Now()
 	w.post(t, "Push Hook", "s3cret", "delivery-build", push)
@@ -529,7 +535,7 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 		for _, p := range before.Items {
 			seen = append(seen, p.Name)
 		}
-		w.post(t, "Tag Push Hook", "s3cret", "delivery-"+tag, tagPushFor(t, w.env, repo, sha, tag))
+		w.post(t, "Tag Push Hook", "s3cret", "delivery-"+tag, tagPushFor(t, w.env, gitURL, sha, tag))
 		pr := w.waitNewRun(t, seen)
 		if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != "release" || pr.Annotations["ciel.dev/gitlab-ref"] != "refs/tags/"+tag {
 			t.Fatalf("tag %s started %s (%+v, ref %q), want the release pipeline", tag, pr.Name, pr.Spec.PipelineRef, pr.Annotations["ciel.dev/gitlab-ref"])
@@ -573,6 +579,11 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 		t.Errorf("%d build pods after the releases, want the %d of the branch builds", archPods, builds)
 	}
 }
+
+// cielImage is the ciel image the scenarios install with, shaped as a
+// release names it; the pod runner runs the ciel binary built from this
+// repository for it (harness.CielImage).
+const cielImage = "registry.example.com/ciel/ciel:e2e"
 
 // waitNewRun waits for a PipelineRun not named in seen, then for it to
 // succeed, and returns it.
@@ -755,7 +766,8 @@ func mustRef(t *testing.T, s string) name.Reference {
 	return r
 }
 
-// tagPushFor rewrites the tag push fixture for a tag of a local commit.
+// tagPushFor rewrites the tag push fixture for a tag of a commit of the
+// repository served at repo (its clone URL, as in the branch push).
 func tagPushFor(t *testing.T, env *harness.Env, repo, sha, tag string) []byte {
 	t.Helper()
 	var m map[string]any
