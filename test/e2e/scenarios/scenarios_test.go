@@ -90,12 +90,31 @@ type world struct {
 	ns   string
 	sink *harness.Sink
 	rec  *recorder
+	pods *replicas
 }
 
 // setUp installs config/triggers (with the Tasks and Pipelines), the webhook
 // Secret, ciel's interceptor as ClusterInterceptor "ciel", and starts the
 // EventListener's sink.
 func setUp(t *testing.T, api ...server.ChangedFilesAPI) *world {
+	return setUpReplicas(t, 1, api...)
+}
+
+// replicas stands for the interceptor Deployment's pods behind its Service:
+// each has its own in-memory dedup, and the test chooses which one the
+// EventListener's next calls land on.
+type replicas struct {
+	pods   []http.Handler
+	active atomic.Int32
+}
+
+func (r *replicas) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	r.pods[r.active.Load()].ServeHTTP(w, req)
+}
+
+// setUpReplicas is setUp with n interceptor replicas (n >= 1), the first
+// one active.
+func setUpReplicas(t *testing.T, n int, api ...server.ChangedFilesAPI) *world {
 	env := suite.Env(t)
 	ns := env.NewNamespace(t)
 	root := env.RepoRoot
@@ -108,19 +127,23 @@ func setUp(t *testing.T, api ...server.ChangedFilesAPI) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dd, err := dedup.New()
-	if err != nil {
-		t.Fatal(err)
+	pods := &replicas{}
+	for range n {
+		dd, err := dedup.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := server.Config{Engine: eng, Policies: pols, Dedup: dd, Secrets: secretsFromAPI{env: env}}
+		if len(api) > 0 {
+			cfg.API = api[0]
+		}
+		srv, err := server.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods.pods = append(pods.pods, srv)
 	}
-	cfg := server.Config{Engine: eng, Policies: pols, Dedup: dd, Secrets: secretsFromAPI{env: env}}
-	if len(api) > 0 {
-		cfg.API = api[0]
-	}
-	srv, err := server.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{h: srv}
+	rec := &recorder{h: pods}
 	env.StartInterceptor(t, "ciel", rec)
 
 	_, err = env.Kube.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
@@ -141,7 +164,7 @@ func setUp(t *testing.T, api ...server.ChangedFilesAPI) *world {
 	}
 	env.ApplyFiles(t, ns, files...)
 	sink := env.StartSink(t, ns, "ciel-gitlab")
-	return &world{env: env, ns: ns, sink: sink, rec: rec}
+	return &world{env: env, ns: ns, sink: sink, rec: rec, pods: pods}
 }
 
 // secretsFromAPI reads Secrets through the real apiserver, as the
@@ -256,6 +279,57 @@ func TestRejectedEventsStartNothing(t *testing.T) {
 	if n == len(cases) {
 		t.Logf("all %d rejected events started no PipelineRun", n)
 	}
+}
+
+// TestRedeliveryOnAnotherReplicaStartsOneRun: GitLab redelivers a push and
+// the second copy lands on the other interceptor replica, whose in-memory
+// dedup has never seen it. Both replicas let it through with the same
+// extensions.delivery.name_suffix, so the TriggerTemplate names both
+// PipelineRuns alike and the real API server refuses the second one: one
+// build per delivery across replicas and restarts (issue 21, item 7).
+func TestRedeliveryOnAnotherReplicaStartsOneRun(t *testing.T) {
+	w := setUpReplicas(t, 2)
+	body := payload(t, w.env, "push.json")
+	w.post(t, "Push Hook", "s3cret", "delivery-replicas", body)
+	prs := w.env.WaitPipelineRuns(t, w.ns, 1, 90*time.Second)
+	first := prs[0].Name
+	suffixes := func() []string {
+		var out []string
+		for _, r := range w.rec.responses() {
+			if d, ok := r.Extensions["delivery"].(map[string]any); ok && r.Continue {
+				out = append(out, fmt.Sprint(d["name_suffix"]))
+			}
+		}
+		return out
+	}
+	before := len(suffixes())
+	if before != 1 || first != "build-multiarch-"+suffixes()[0] {
+		t.Fatalf("first delivery: PipelineRun %s, accepted suffixes %q; want one, naming the run", first, suffixes())
+	}
+
+	w.pods.active.Store(1) // the redelivery lands on the other replica
+	w.post(t, "Push Hook", "s3cret", "delivery-replicas", body)
+	deadline := time.Now().Add(60 * time.Second)
+	for len(suffixes()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	got := suffixes()
+	if len(got) != 2 || got[0] != got[1] {
+		t.Fatalf("accepted suffixes %q: want the redelivery accepted by the other replica with the same suffix", got)
+	}
+	time.Sleep(3 * time.Second)
+	l, err := w.env.Tekton.TektonV1().PipelineRuns(w.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Items) != 1 || l.Items[0].Name != first {
+		var names []string
+		for _, pr := range l.Items {
+			names = append(names, pr.Name)
+		}
+		t.Fatalf("PipelineRuns %q after a redelivery on another replica, want only %s", names, first)
+	}
+	t.Logf("redelivery on the other replica: accepted by both (suffix %s), one PipelineRun %s", got[0], first)
 }
 
 func TestSourcePushStartsOneBuild(t *testing.T) {
