@@ -119,28 +119,7 @@ func pushFromBody(m map[string]any, blocks stringBlocks) (*PushEvent, error) {
 		TotalCommitsCount: r.integer(m, "total_commits_count"),
 		PushOptions:       r.object(m, "push_options"),
 	}
-	if p := r.object(m, "project"); p != nil {
-		r.enter("project")
-		e.Project = Project{
-			ID:                r.integer(p, "id"),
-			Name:              r.str(p, "name"),
-			Description:       r.str(p, "description"),
-			WebURL:            r.str(p, "web_url"),
-			AvatarURL:         r.str(p, "avatar_url"),
-			GitSSHURL:         r.str(p, "git_ssh_url"),
-			GitHTTPURL:        r.str(p, "git_http_url"),
-			Namespace:         r.str(p, "namespace"),
-			VisibilityLevel:   r.integer(p, "visibility_level"),
-			PathWithNamespace: r.str(p, "path_with_namespace"),
-			DefaultBranch:     r.str(p, "default_branch"),
-			CIConfigPath:      r.str(p, "ci_config_path"),
-			Homepage:          r.str(p, "homepage"),
-			URL:               r.str(p, "url"),
-			SSHURL:            r.str(p, "ssh_url"),
-			HTTPURL:           r.str(p, "http_url"),
-		}
-		r.leave()
-	}
+	e.Project = r.project(m, "project")
 	if p := r.object(m, "repository"); p != nil {
 		r.enter("repository")
 		e.Repository = Repository{
