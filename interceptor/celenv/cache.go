@@ -1,6 +1,10 @@
 package celenv
 
-import "github.com/ciel-ci/ciel/internal/lru"
+import (
+	"strings"
+
+	"github.com/ciel-ci/ciel/internal/lru"
+)
 
 // cache keeps compiled values (pattern lists, regular expressions) and
 // their compile errors, so a constant argument is compiled once rather than
@@ -24,7 +28,9 @@ func (c *cache[V]) get(key string, build func() (V, error)) (V, error) {
 		return e.val, e.err
 	}
 	val, err := build()
-	c.c.Add(key, cacheEntry[V]{val: val, err: err})
+	// The key may be a slice of a request's body (a pattern read from the
+	// payload): keep a copy, not the whole request buffer.
+	c.c.Add(strings.Clone(key), cacheEntry[V]{val: val, err: err})
 	return val, err
 }
 

@@ -195,12 +195,20 @@ func cacheKey(expr string, typed, filter bool) string {
 // be: as large as the body limit allows.
 type sizeHints struct{ max uint64 }
 
+// EstimateSize bounds only values read from the request (paths rooted at
+// its variables). Anything else, notably a comprehension variable over a
+// computed list (path "@items"), is left to cel-go, which derives its size
+// from what computed it: cel-go asks this estimator first, so a hint here
+// would hide a list element built as a+a behind the request's size.
 func (h sizeHints) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
-	if len(n.Path()) > 0 {
+	if path := n.Path(); len(path) > 0 && requestRoots[path[0]] {
 		return &checker.SizeEstimate{Min: 0, Max: h.max}
 	}
 	return nil
 }
+
+// requestRoots are the variables the request supplies.
+var requestRoots = map[string]bool{"body": true, "header": true, "extensions": true, "requestURL": true}
 
 func (sizeHints) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
 	return nil

@@ -147,11 +147,25 @@ func (e *Engine) subCost(root *celast.AST, x celast.Expr) (uint64, bool) {
 	if err != nil {
 		return 0, false
 	}
-	est, err := e.env.EstimateCost(cel.CheckedExprToAst(pb), sizeHints{max: e.maxBytes})
+	est, err := e.env.EstimateCost(cel.CheckedExprToAst(pb), freeVarHints{sizeHints{max: e.maxBytes}})
 	if err != nil {
 		return 0, false
 	}
 	return est.Max, true
+}
+
+// freeVarHints are sizeHints that also bound the variables a sub-expression
+// estimated on its own leaves free (a comprehension's element, such as c in
+// body.commits.exists(c, …)) by the request's size, so the explanation
+// speaks per element. Only for naming the dominant sub-expression: a cost
+// proof never uses it (sizeHints.EstimateSize says why).
+type freeVarHints struct{ sizeHints }
+
+func (h freeVarHints) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
+	if len(n.Path()) > 0 {
+		return &checker.SizeEstimate{Min: 0, Max: h.max}
+	}
+	return nil
 }
 
 // children are the direct sub-expressions of x (not of a comprehension).

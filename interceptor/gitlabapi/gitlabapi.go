@@ -342,18 +342,21 @@ func (s *Source) Compare(ctx context.Context, e *gitlab.PushEvent) (gitlab.Chang
 // cap stops fn, the answer is what fn read so far (or cut(), when it read
 // nothing) with Truncated true: the policy's truncated branch decides.
 func (s *Source) lookup(ctx context.Context, key string, cache bool, fn func(context.Context, *budget) (gitlab.ChangedFiles, error), cut func() gitlab.ChangedFiles) (gitlab.ChangedFiles, error) {
-	v, err, _ := s.group.Do(key, func() (any, error) {
+	ch := s.group.DoChan(key, func() (any, error) {
+		// Shared by every caller of key: not bound to the first caller's
+		// cancellation (its client going away must not fail the others),
+		// only to the Source's own time cap; each caller still stops
+		// waiting at its own deadline (below).
 		b := &budget{limits: s.limits}
-		bctx, cancel := context.WithTimeoutCause(withBudget(ctx, b), s.limits.duration, errTimeCap)
+		bctx, cancel := context.WithTimeoutCause(withBudget(context.WithoutCancel(ctx), b), s.limits.duration, errTimeCap)
 		defer cancel()
 		cf, err := fn(bctx, b)
-		if err != nil && b.capped(bctx, err) && ctx.Err() == nil {
+		if err != nil && b.capped(bctx, err) {
 			s.stats.Truncations.Add(1)
 			s.logger.WarnContext(ctx, "changed files cut by a limit", "lookup", key, "reason", b.reason(bctx, err),
 				"pages", b.pages, "bytes", b.read.Load())
-			if cf.Source == "" {
-				cf = cut()
-			}
+			// Source "" (nothing read): each caller falls back on its
+			// own payload below, never on the first caller's.
 			cf.Truncated = true
 			return cf, nil
 		}
@@ -365,10 +368,21 @@ func (s *Source) lookup(ctx context.Context, key string, cache bool, fn func(con
 		}
 		return cf, nil
 	})
-	if err != nil {
-		return gitlab.ChangedFiles{}, err
+	var r singleflight.Result
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		return gitlab.ChangedFiles{}, fmt.Errorf("listing changed files: %w", context.Cause(ctx))
 	}
-	return v.(gitlab.ChangedFiles), nil
+	if r.Err != nil {
+		return gitlab.ChangedFiles{}, r.Err
+	}
+	cf := r.Val.(gitlab.ChangedFiles)
+	if cf.Source == "" {
+		cf = cut()
+		cf.Truncated = true
+	}
+	return cf, nil
 }
 
 // compare asks GitLab within the budget b. When a cap stops it, it returns

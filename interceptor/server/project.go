@@ -64,6 +64,9 @@ func (s *Server) checkProject(ctx context.Context, p Params, f repoIdentity) *tr
 	if f.ProjectPath == "" {
 		return fail(codes.InvalidArgument, "the payload has no project.path_with_namespace: cannot tell which repository it is for")
 	}
+	if err := cleanProjectPath(f.ProjectPath); err != nil {
+		return fail(codes.InvalidArgument, fmt.Sprintf("project.path_with_namespace %q: %v", short(f.ProjectPath), err))
+	}
 	for _, c := range []struct{ name, url, suffix string }{
 		{"project.git_http_url", f.GitHTTPURL, ".git"},
 		{"project.git_ssh_url", f.GitSSHURL, ".git"},
@@ -77,15 +80,24 @@ func (s *Server) checkProject(ctx context.Context, p Params, f repoIdentity) *tr
 		}
 	}
 	if len(p.AllowedProjects) > 0 {
-		l, err := pathglob.CompileList(p.AllowedProjects)
+		// GitLab resolves project paths without regard to case: so does
+		// the allow-list, or "!team-a/secret" would let team-a/Secret by.
+		lower := make([]string, len(p.AllowedProjects))
+		for i, pat := range p.AllowedProjects {
+			lower[i] = strings.ToLower(pat)
+		}
+		l, err := pathglob.CompileList(lower)
 		if err != nil {
 			return fail(codes.InvalidArgument, "param allowedProjects: "+err.Error())
 		}
-		if !l.Includes(f.ProjectPath) {
+		if !l.Includes(strings.ToLower(f.ProjectPath)) {
 			return fail(codes.FailedPrecondition, fmt.Sprintf("project %q is not in allowedProjects %q of this trigger", short(f.ProjectPath), p.AllowedProjects))
 		}
 	}
-	if p.VerifyCommit && f.SHA != "" {
+	if p.VerifyCommit && !f.Deleted {
+		if !isSHA(f.SHA) {
+			return fail(codes.InvalidArgument, fmt.Sprintf("verifyCommit: the payload names no commit (%q is not a 40 or 64 hex digit SHA)", short(f.SHA)))
+		}
 		if s.cfg.Commits == nil {
 			return fail(codes.FailedPrecondition, "param verifyCommit needs the GitLab API, which this interceptor is not configured for (--gitlab-url and a token)")
 		}
@@ -105,6 +117,45 @@ func (s *Server) checkProject(ctx context.Context, p Params, f repoIdentity) *tr
 // target project (which holds every MR head, forks included) and the head.
 type repoIdentity struct {
 	ProjectPath, GitHTTPURL, GitSSHURL, ProjectURL, SHA string
+	// Deleted is a push deleting its ref: it names no commit to verify.
+	Deleted bool
+}
+
+// cleanProjectPath refuses a project path that is not in GitLab's own
+// form (namespace/.../project: segments of letters, digits, '_', '-' and
+// '.', none empty, "." or ".."): a path such as team-a/./secret or
+// team-a//secret names the same repository to git as team-a/secret but
+// would slip past an allowedProjects exclusion.
+func cleanProjectPath(p string) error {
+	segs := strings.Split(p, "/")
+	if len(segs) < 2 {
+		return errors.New("want namespace/project")
+	}
+	for _, seg := range segs {
+		if seg == "" || seg == "." || seg == ".." {
+			return errors.New("empty, . or .. segment")
+		}
+		for _, r := range seg {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+				return fmt.Errorf("character %q is not in a GitLab path", r)
+			}
+		}
+	}
+	return nil
+}
+
+// isSHA reports whether s is a full SHA-1 or SHA-256 commit ID.
+func isSHA(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // identity returns the repository ev names, and false for events that
@@ -115,7 +166,8 @@ func identity(ev *gitlab.Event) (repoIdentity, bool) {
 		return repoIdentity{}, false
 	case ev.Push != nil:
 		f := ev.Push.Facts()
-		return repoIdentity{ProjectPath: f.ProjectPath, GitHTTPURL: f.GitHTTPURL, GitSSHURL: f.GitSSHURL, ProjectURL: f.ProjectURL, SHA: f.SHA}, true
+		return repoIdentity{ProjectPath: f.ProjectPath, GitHTTPURL: f.GitHTTPURL, GitSSHURL: f.GitSSHURL, ProjectURL: f.ProjectURL,
+			SHA: f.SHA, Deleted: f.IsDelete}, true
 	case ev.MergeRequest != nil:
 		pr := ev.MergeRequest.Project
 		return repoIdentity{ProjectPath: pr.PathWithNamespace, GitHTTPURL: pr.GitHTTPURL, GitSSHURL: pr.GitSSHURL,
@@ -173,11 +225,13 @@ func hostMatches(got, allowed string) bool {
 // clone URL, including scp-like SSH ones.
 func splitRepoURL(raw string) (host, path string, err error) {
 	if !strings.Contains(raw, "://") {
-		// scp-like: [user@]host:path
-		at := strings.LastIndex(raw, "@")
-		rest := raw[at+1:]
-		h, p, ok := strings.Cut(rest, ":")
-		if !ok || h == "" || p == "" {
+		// scp-like: [user@]host:path. git takes the host from before the
+		// first ':' (after the last '@' there), so must we: in
+		// evil.example:x@gitlab.example.com:g/p.git git's host is
+		// evil.example.
+		hp, p, ok := strings.Cut(raw, ":")
+		h := hp[strings.LastIndex(hp, "@")+1:]
+		if !ok || h == "" || p == "" || strings.ContainsAny(hp, "/\\") || strings.ContainsAny(p, "@:\\") {
 			return "", "", errors.New("not a URL")
 		}
 		return strings.ToLower(h), "/" + strings.TrimPrefix(p, "/"), nil

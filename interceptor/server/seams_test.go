@@ -144,6 +144,10 @@ func TestProjectChecks(t *testing.T) {
 	otherWeb := strings.NewReplacer(`"web_url": "https://gitlab.example.com/acme/payments-api"`, `"web_url": "https://gitlab.example.com/victim/x"`)
 	dotdot := strings.NewReplacer("https://gitlab.example.com/acme/payments-api.git", "https://gitlab.example.com/acme/payments-api/../../victim/x.git")
 	hosts := map[string]any{"allowedHosts": []any{"gitlab.example.com"}}
+	noCommit := strings.NewReplacer(`"c95fc90a82e297e2b5fcd3722b931d149a388884"`, `""`)
+	dotSegment := strings.NewReplacer("acme/payments-api", "acme/./payments-api")
+	emptySegment := strings.NewReplacer("acme/payments-api", "acme//payments-api")
+	upper := strings.NewReplacer("acme/payments-api", "acme/Payments-API")
 	with := func(m map[string]any, k string, v any) map[string]any {
 		out := map[string]any{"filter": "true"}
 		for k, v := range m {
@@ -173,6 +177,10 @@ func TestProjectChecks(t *testing.T) {
 		{"bad allowedProjects", with(nil, "allowedProjects", []any{"/x"}), nil, false, codes.InvalidArgument, "param allowedProjects", 0},
 		{"commit verified", with(nil, "verifyCommit", true), nil, true, codes.OK, "", 1},
 		{"commit unknown to GitLab", with(nil, "verifyCommit", true), nil, false, codes.InvalidArgument, "is not in project acme/payments-api", 1},
+		{"verifyCommit on a push naming no commit", with(nil, "verifyCommit", true), []reqOpt{setBody(noCommit)}, true, codes.InvalidArgument, "names no commit", 0},
+		{"project path with a dot segment", map[string]any{"filter": "true"}, []reqOpt{setBody(dotSegment)}, false, codes.InvalidArgument, "project.path_with_namespace", 0},
+		{"project path with an empty segment", map[string]any{"filter": "true"}, []reqOpt{setBody(emptySegment)}, false, codes.InvalidArgument, "project.path_with_namespace", 0},
+		{"exclusion holds whatever the case", with(nil, "allowedProjects", []any{"acme/**", "!acme/payments-api"}), []reqOpt{setBody(upper)}, false, codes.FailedPrecondition, "is not in allowedProjects", 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -222,6 +230,10 @@ func TestCheckRepoURL(t *testing.T) {
 		{"ssh://git@gitlab.example.com:2222/g/p.git", []GitHost{root}, true},
 		{"git@evil.example:g/p.git", []GitHost{root}, false},
 		{"https://user@evil.example/g/p.git", []GitHost{root}, false},
+		// git's host is before the first ':': evil.example here.
+		{"evil.example:foo@gitlab.example.com:g/p.git", []GitHost{root}, false},
+		{"evil.example:foo@gitlab.example.com:g/p.git", nil, false},
+		{`git@gitlab.example.com:g\p.git`, []GitHost{root}, false},
 	}
 	for _, tt := range tests {
 		err := checkRepoURL(tt.url, "g/p", ".git", tt.hosts)
