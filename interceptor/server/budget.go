@@ -118,7 +118,11 @@ func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (buf []byte
 				return nil, held, busy(held + grow)
 			}
 			held += grow
-			buf = append(buf[:cap(buf)], make([]byte, grow)...)[:len(buf)]
+			// Exactly the capacity the budget paid for (append could
+			// round it up, and the loop would read into unpaid bytes).
+			nb := make([]byte, len(buf), int64(cap(buf))+grow)
+			copy(nb, buf)
+			buf = nb
 		}
 		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
