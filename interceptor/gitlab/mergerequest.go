@@ -137,19 +137,7 @@ func mergeRequestFromBody(m map[string]any) (*MergeRequestEvent, error) {
 		Assignees:  r.users(m, "assignees"),
 		Reviewers:  r.users(m, "reviewers"),
 	}
-	if p := r.object(m, "repository"); p != nil {
-		r.enter("repository")
-		e.Repository = Repository{
-			Name:            r.str(p, "name"),
-			URL:             r.str(p, "url"),
-			Description:     r.str(p, "description"),
-			Homepage:        r.str(p, "homepage"),
-			GitHTTPURL:      r.str(p, "git_http_url"),
-			GitSSHURL:       r.str(p, "git_ssh_url"),
-			VisibilityLevel: r.integer(p, "visibility_level"),
-		}
-		r.leave()
-	}
+	e.Repository = r.repository(m, "repository")
 	a := r.object(m, "object_attributes")
 	if a != nil {
 		r.enter("object_attributes")
@@ -284,6 +272,24 @@ func (r *fieldReader) project(m map[string]any, key string) Project {
 		URL:               r.str(p, "url"),
 		SSHURL:            r.str(p, "ssh_url"),
 		HTTPURL:           r.str(p, "http_url"),
+	}
+}
+
+func (r *fieldReader) repository(m map[string]any, key string) Repository {
+	p := r.object(m, key)
+	if p == nil {
+		return Repository{}
+	}
+	r.enter(key)
+	defer r.leave()
+	return Repository{
+		Name:            r.str(p, "name"),
+		URL:             r.str(p, "url"),
+		Description:     r.str(p, "description"),
+		Homepage:        r.str(p, "homepage"),
+		GitHTTPURL:      r.str(p, "git_http_url"),
+		GitSSHURL:       r.str(p, "git_ssh_url"),
+		VisibilityLevel: r.integer(p, "visibility_level"),
 	}
 }
 

@@ -120,19 +120,7 @@ func pushFromBody(m map[string]any, blocks stringBlocks) (*PushEvent, error) {
 		PushOptions:       r.object(m, "push_options"),
 	}
 	e.Project = r.project(m, "project")
-	if p := r.object(m, "repository"); p != nil {
-		r.enter("repository")
-		e.Repository = Repository{
-			Name:            r.str(p, "name"),
-			URL:             r.str(p, "url"),
-			Description:     r.str(p, "description"),
-			Homepage:        r.str(p, "homepage"),
-			GitHTTPURL:      r.str(p, "git_http_url"),
-			GitSSHURL:       r.str(p, "git_ssh_url"),
-			VisibilityLevel: r.integer(p, "visibility_level"),
-		}
-		r.leave()
-	}
+	e.Repository = r.repository(m, "repository")
 	if list := r.array(m, "commits"); list != nil {
 		e.Commits = make([]Commit, len(list))
 		r.enter("commits")
