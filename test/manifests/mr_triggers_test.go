@@ -2,7 +2,6 @@ package manifests
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -11,8 +10,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
-	"github.com/tektoncd/triggers/pkg/template"
 
 	"github.com/ciel-ci/ciel/interceptor/engine"
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
@@ -60,39 +57,7 @@ func TestMergeRequestTriggerCreatesPipelineRun(t *testing.T) {
 
 	elt := findTrigger(t, el, "build-on-merge-request")
 	checkInterceptor(t, elt, gitlab.HeaderMergeRequest, "build-mr-on-change")
-	var spec triggersv1.TriggerSpec
-	roundTrip(t, elt, &spec)
-	rt, err := template.ResolveTrigger(triggersv1.Trigger{Spec: spec},
-		func(name string) (*triggersv1.TriggerBinding, error) {
-			if b, ok := o.bindings[name]; ok {
-				return b, nil
-			}
-			return nil, fmt.Errorf("no TriggerBinding %s", name)
-		},
-		func(name string) (*triggersv1.ClusterTriggerBinding, error) {
-			return nil, fmt.Errorf("no ClusterTriggerBinding %s", name)
-		},
-		func(name string) (*triggersv1.TriggerTemplate, error) {
-			if tt, ok := o.templates[name]; ok {
-				return tt, nil
-			}
-			return nil, fmt.Errorf("no TriggerTemplate %s", name)
-		})
-	if err != nil {
-		t.Fatal(err)
-	}
-	params, err := template.ResolveParams(rt, req.Body, http.Header(req.Header), ext, template.NewTriggerContext("mr-delivery"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	res := template.ResolveResources(rt.TriggerTemplate, params)
-	if len(res) != 1 {
-		t.Fatalf("the template creates %d resources, want one PipelineRun", len(res))
-	}
-	pr := &pipelinev1.PipelineRun{}
-	if err := strict(res[0], pr); err != nil {
-		t.Fatalf("strict decoding the PipelineRun: %v\n%s", err, res[0])
-	}
+	pr := resolveWith(t, o, elt, req.Body, http.Header(req.Header), ext, "mr-delivery")
 	// A name per trigger and delivery (not generateName): the API server
 	// refuses a second PipelineRun for a redelivery.
 	if want := "build-mr-" + testNameSuffix; pr.Name != want || pr.GenerateName != "" {

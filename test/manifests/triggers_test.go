@@ -188,6 +188,15 @@ func resolvePipelineRun(t *testing.T, o *objects, tr triggersv1.EventListenerTri
 		t.Fatal(err)
 	}
 	ext := interceptorExtensions(t, ev.Push)
+	header := http.Header{"X-Gitlab-Event": {event}, "Content-Type": {"application/json"}}
+	return resolveWith(t, o, tr, body, header, ext, "e2a6a1d2-delivery")
+}
+
+// resolveWith resolves trigger tr for a delivery of body and header whose
+// interceptors added ext, with Tekton Triggers' own code, down to the one
+// PipelineRun the template creates, decoded strictly.
+func resolveWith(t *testing.T, o *objects, tr triggersv1.EventListenerTrigger, body []byte, header http.Header, ext map[string]any, eventID string) *pipelinev1.PipelineRun {
+	t.Helper()
 	var spec triggersv1.TriggerSpec
 	roundTrip(t, tr, &spec)
 	rt, err := template.ResolveTrigger(triggersv1.Trigger{Spec: spec},
@@ -209,8 +218,7 @@ func resolvePipelineRun(t *testing.T, o *objects, tr triggersv1.EventListenerTri
 	if err != nil {
 		t.Fatal(err)
 	}
-	header := http.Header{"X-Gitlab-Event": {event}, "Content-Type": {"application/json"}}
-	params, err := template.ResolveParams(rt, body, header, ext, template.NewTriggerContext("e2a6a1d2-delivery"))
+	params, err := template.ResolveParams(rt, body, header, ext, template.NewTriggerContext(eventID))
 	if err != nil {
 		t.Fatal(err)
 	}
