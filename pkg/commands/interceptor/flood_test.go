@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,11 +42,10 @@ func TestFloodOfLargeWrongTokenRequests(t *testing.T) {
 		t.Skip("builds and runs the binary, floods for 6s")
 	}
 	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "secrets", "gitlab-webhook"), 0o755)
-	os.WriteFile(filepath.Join(dir, "secrets", "gitlab-webhook", "token"), []byte("s3cret"), 0o600)
+	secrets := webhookSecretDir(t, dir)
 	certFile, keyFile, pool := selfSigned(t, dir)
 	base, cmd, logs := startBinary(t, "--local", "--http-addr", "127.0.0.1:0", "--policies", "../../../policies",
-		"--secret-dir", filepath.Join(dir, "secrets"), "--tls-cert-file", certFile, "--tls-key-file", keyFile,
+		"--secret-dir", secrets, "--tls-cert-file", certFile, "--tls-key-file", keyFile,
 		"--log-level", "error", "--dedup-ttl", "1s")
 	pid := cmd.Process.Pid
 	hwmBefore := vmHWM(t, pid)

@@ -84,16 +84,64 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.
 	return certFile, keyFile, pool
 }
 
+// webhookSecretDir writes the Secret gitlab-webhook (key token: s3cret) for
+// local mode's --secret-dir and returns that directory.
+func webhookSecretDir(t *testing.T, dir string) string {
+	t.Helper()
+	secrets := filepath.Join(dir, "secrets")
+	if err := os.MkdirAll(filepath.Join(secrets, "gitlab-webhook"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(secrets, "gitlab-webhook", "token"), []byte("s3cret"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return secrets
+}
+
+// postInterceptor posts an InterceptorRequest to the binary's /gitlab and
+// decodes its answer.
+func postInterceptor(t *testing.T, client *http.Client, base string, req triggersv1.InterceptorRequest) triggersv1.InterceptorResponse {
+	t.Helper()
+	b, err := json.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := client.Post(base+"/gitlab", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ir triggersv1.InterceptorResponse
+	if err := json.NewDecoder(resp.Body).Decode(&ir); err != nil {
+		t.Fatal(err)
+	}
+	return ir
+}
+
+// waitExit waits for the binary to exit cleanly (after a SIGTERM) within d.
+func waitExit(t *testing.T, cmd *exec.Cmd, logs *bytes.Buffer, d time.Duration) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v\n%s", err, logs)
+		}
+	case <-time.After(d):
+		t.Fatalf("no exit within %s of SIGTERM", d)
+	}
+}
+
 func TestRealBinaryOverTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
 	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "secrets", "gitlab-webhook"), 0o755)
-	os.WriteFile(filepath.Join(dir, "secrets", "gitlab-webhook", "token"), []byte("s3cret"), 0o600)
+	secrets := webhookSecretDir(t, dir)
 	certFile, keyFile, pool := selfSigned(t, dir)
 	base, cmd, logs := startBinary(t, "--local", "--http-addr", "127.0.0.1:0", "--policies", "../../../policies",
-		"--secret-dir", filepath.Join(dir, "secrets"), "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--log-format", "text")
+		"--secret-dir", secrets, "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--log-format", "text")
 	if !strings.HasPrefix(base, "https://") {
 		t.Fatalf("address %q, want https", base)
 	}
@@ -113,23 +161,13 @@ func TestRealBinaryOverTLS(t *testing.T) {
 	}
 	body, _ := os.ReadFile("../../../policies/testdata/push.json")
 	post := func(token, uuid string) triggersv1.InterceptorResponse {
-		req, _ := json.Marshal(triggersv1.InterceptorRequest{
+		return postInterceptor(t, client, base, triggersv1.InterceptorRequest{
 			Body:   string(body),
 			Header: map[string][]string{"X-Gitlab-Event": {"Push Hook"}, "X-Gitlab-Token": {token}, "X-Gitlab-Event-Uuid": {uuid}},
 			InterceptorParams: map[string]any{"secretRef": map[string]any{"secretName": "gitlab-webhook", "secretKey": "token"},
 				"eventTypes": []string{"Push Hook"}, "policy": "build-on-change"},
 			Context: &triggersv1.TriggerContext{TriggerID: "namespaces/ci/triggers/build", EventURL: "http://el/"},
 		})
-		resp, err := client.Post(base+"/gitlab", "application/json", bytes.NewReader(req))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var ir triggersv1.InterceptorResponse
-		if err := json.NewDecoder(resp.Body).Decode(&ir); err != nil {
-			t.Fatal(err)
-		}
-		return ir
 	}
 	if r := post("s3cret", "u1"); !r.Continue || r.Extensions["image_tag"] != "c95fc90a" {
 		t.Errorf("good push: %+v", r)
@@ -154,16 +192,7 @@ func TestRealBinaryOverTLS(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, logs)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("no graceful exit within 15s")
-	}
+	waitExit(t, cmd, logs, 15*time.Second)
 	if !strings.Contains(logs.String(), "stopped") {
 		t.Errorf("logs lack the shutdown:\n%s", logs)
 	}
@@ -192,8 +221,7 @@ func TestRealBinaryGitLabPrivateCA(t *testing.T) {
 	caDir := filepath.Join(dir, "gitlab-ca")
 	os.MkdirAll(caDir, 0o755)
 	os.WriteFile(filepath.Join(caDir, "ca.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: gl.Certificate().Raw}), 0o644)
-	os.MkdirAll(filepath.Join(dir, "secrets", "gitlab-webhook"), 0o755)
-	os.WriteFile(filepath.Join(dir, "secrets", "gitlab-webhook", "token"), []byte("s3cret"), 0o600)
+	secrets := webhookSecretDir(t, dir)
 	body, err := os.ReadFile("../../../interceptor/gitlab/testdata/truncated_push.json")
 	if err != nil {
 		t.Fatal(err)
@@ -210,27 +238,18 @@ func TestRealBinaryGitLabPrivateCA(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			os.MkdirAll(tc.certDir, 0o755)
 			base, _, logs := startBinaryEnv(t, []string{"SSL_CERT_DIR=" + tc.certDir, "GITLAB_TOKEN=glpat-ca-test"},
-				"--local", "--http-addr", "127.0.0.1:0", "--policies", "../../../policies", "--secret-dir", filepath.Join(dir, "secrets"),
+				"--local", "--http-addr", "127.0.0.1:0", "--policies", "../../../policies", "--secret-dir", secrets,
 				"--gitlab-url", gl.URL, "--gitlab-retries", "0", "--log-format", "text",
 				// The fixture's project lives on gitlab.example.com; the API
 				// stub is on loopback.
 				"--allowed-git-hosts", "gitlab.example.com")
-			req, _ := json.Marshal(triggersv1.InterceptorRequest{
+			ir := postInterceptor(t, http.DefaultClient, base, triggersv1.InterceptorRequest{
 				Body:   string(body),
 				Header: map[string][]string{"X-Gitlab-Event": {"Push Hook"}, "X-Gitlab-Token": {"s3cret"}, "X-Gitlab-Event-Uuid": {"ca-" + tc.certDir}},
 				InterceptorParams: map[string]any{"secretRef": map[string]any{"secretName": "gitlab-webhook", "secretKey": "token"},
 					"eventTypes": []string{"Push Hook"}, "changedFiles": "api"},
 				Context: &triggersv1.TriggerContext{TriggerID: "namespaces/ci/triggers/build", EventURL: "http://el/"},
 			})
-			resp, err := http.Post(base+"/gitlab", "application/json", bytes.NewReader(req))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer resp.Body.Close()
-			var ir triggersv1.InterceptorResponse
-			if err := json.NewDecoder(resp.Body).Decode(&ir); err != nil {
-				t.Fatal(err)
-			}
 			cf, _ := ir.Extensions["changed_files"].(map[string]any)
 			if tc.trusted {
 				if !ir.Continue || cf["source"] != "api" || cf["count"] != float64(1) {

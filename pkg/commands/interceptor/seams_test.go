@@ -1,7 +1,6 @@
 package interceptor
 
 import (
-	"bytes"
 	"crypto/tls"
 	"encoding/json"
 	"encoding/pem"
@@ -71,18 +70,9 @@ func TestRealBinarySeams(t *testing.T) {
 		for k, v := range header {
 			h[k] = v
 		}
-		req, _ := json.Marshal(triggersv1.InterceptorRequest{Body: body, Header: h, InterceptorParams: params,
-			Context: &triggersv1.TriggerContext{TriggerID: "namespaces/ci/triggers/build", EventURL: "http://el/", EventID: "ev"}})
 		start := time.Now()
-		resp, err := client.Post(base+"/gitlab", "application/json", bytes.NewReader(req))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var ir triggersv1.InterceptorResponse
-		if err := json.NewDecoder(resp.Body).Decode(&ir); err != nil {
-			t.Fatal(err)
-		}
+		ir := postInterceptor(t, client, base, triggersv1.InterceptorRequest{Body: body, Header: h, InterceptorParams: params,
+			Context: &triggersv1.TriggerContext{TriggerID: "namespaces/ci/triggers/build", EventURL: "http://el/", EventID: "ev"}})
 		return ir, time.Since(start)
 	}
 	expect := func(name string, r triggersv1.InterceptorResponse, code, msg string) {
@@ -165,16 +155,7 @@ func TestRealBinarySeams(t *testing.T) {
 	if code, _ := get("/healthz"); code != http.StatusOK {
 		t.Errorf("during the drain /healthz answered %d: the listener closed early", code)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("exit after SIGTERM: %v\n%s", err, logs)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no exit within 20s of SIGTERM")
-	}
+	waitExit(t, cmd, logs, 20*time.Second)
 	if !strings.Contains(logs.String(), "draining") {
 		t.Errorf("logs lack the drain:\n%s", logs)
 	}
