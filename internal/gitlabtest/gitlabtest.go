@@ -17,14 +17,17 @@
 package gitlabtest
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -98,6 +101,32 @@ func NewServer(t interface{ Cleanup(func()) }, token string) *Server {
 func NewTLSServer(t interface{ Cleanup(func()) }, token string) *Server {
 	s := &Server{token: token, changed: make(chan struct{})}
 	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// NewServerOn is NewTLSServer on the listener l (an address other hosts
+// reach, e.g. a cluster's node address) with the certificates of cfg. git,
+// if not nil, serves every path with a ".git/" segment (clones), as a
+// GitLab serves its repositories on its own host.
+func NewServerOn(t interface{ Cleanup(func()) }, token string, l net.Listener, cfg *tls.Config, git http.Handler) *Server {
+	s := &Server{token: token, changed: make(chan struct{})}
+	h := http.Handler(http.HandlerFunc(s.serve))
+	if git != nil {
+		api := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, ".git/") {
+				git.ServeHTTP(w, r)
+				return
+			}
+			api.ServeHTTP(w, r)
+		})
+	}
+	s.Server = httptest.NewUnstartedServer(h)
+	s.Server.Listener.Close()
+	s.Server.Listener = l
+	s.Server.TLS = cfg
+	s.Server.StartTLS()
 	t.Cleanup(s.Close)
 	return s
 }

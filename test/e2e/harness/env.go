@@ -1,10 +1,18 @@
-// Package harness runs ciel's end-to-end environment: a real kube-apiserver,
-// etcd and kube-controller-manager, Tekton's CRDs, configuration and
-// controller, Tekton Triggers' EventListener sink, a real registry and fake
-// Nodes whose pods the pod runner completes — all as plain processes on
-// loopback, with no Docker and no kubelet.
+// Package harness runs ciel's end-to-end environment: a real Kubernetes
+// cluster on this machine — etcd, kube-apiserver, kube-controller-manager,
+// kube-scheduler, kube-proxy, CoreDNS and real kubelets with containerd, an
+// amd64 node and an arm64 node (an arm64 kubelet under qemu-user) —
+// sealed in a network namespace with no route off the machine, with
+// Tekton Pipelines and Triggers installed from their release
+// configuration and ciel installed from its `make release`, as a user
+// installs it. Every image a pod runs is built here and pulled by
+// containerd from the cluster's registry.
 //
-// A test binary uses it through a Suite:
+// The suite runs in two phases. On the host, cmd/e2e-run prepares what
+// needs the Go module proxy (binaries, module downloads; see Prepare),
+// seals the network namespace (see SealHost) and runs the test binary
+// inside it; there, a test binary's TestMain starts the cluster through a
+// Suite:
 //
 //	var suite harness.Suite
 //
@@ -16,47 +24,38 @@
 //		...
 //	}
 //
-// Binaries are built once from the nested modules under test/e2e/build and
-// cached by content (see Builder). Every process is stopped when the test
-// binary ends, however it ends (see Supervisor).
+// Every process is stopped when the test binary ends, however it ends
+// (see Supervisor); cmd/e2e-run then restores the host.
 package harness
 
 import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/ciel-ci/ciel/internal/registrytest"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	tektonclient "github.com/tektoncd/pipeline/pkg/client/clientset/versioned"
-	triggersv1alpha1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1alpha1"
 	triggersclient "github.com/tektoncd/triggers/pkg/client/clientset/versioned"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/types"
 	"knative.dev/pkg/apis"
 )
 
@@ -69,117 +68,63 @@ const (
 	// EnvKeep keeps the run directory (logs, etcd data, pod directories)
 	// after a successful run; it is always kept after a failure.
 	EnvKeep = "CIEL_E2E_KEEP"
+	// EnvNetNS is set by cmd/e2e-run to the network namespace the test
+	// binary runs in.
+	EnvNetNS = "CIEL_E2E_NETNS"
 )
 
-type options struct {
-	featureFlags map[string]string
-	nodes        []Node
-	logger       *slog.Logger
-	cacheDir     string
-}
-
-// Option configures Start and Suite.Main.
-type Option func(*options) error
-
-// WithFeatureFlags overrides keys of Tekton's feature-flags ConfigMap
-// (default: the ConfigMap as Tekton ships it).
-func WithFeatureFlags(flags map[string]string) Option {
-	return func(o *options) error {
-		for k := range flags {
-			if k == "" {
-				return errors.New("feature flag with an empty name")
-			}
-		}
-		o.featureFlags = flags
-		return nil
-	}
-}
-
-// WithNodes registers these fake Nodes instead of DefaultNodes.
-func WithNodes(nodes ...Node) Option {
-	return func(o *options) error {
-		seen := map[string]bool{}
-		for _, n := range nodes {
-			if n.Name == "" || n.OS == "" || n.Arch == "" {
-				return fmt.Errorf("node %+v needs a name, an OS and an architecture", n)
-			}
-			if seen[n.Name] {
-				return fmt.Errorf("node %s given twice", n.Name)
-			}
-			seen[n.Name] = true
-		}
-		o.nodes = nodes
-		return nil
-	}
-}
-
-// WithLogger sends the harness's progress messages to l (default: text on
-// standard error).
-func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return errors.New("nil logger")
-		}
-		o.logger = l
-		return nil
-	}
-}
-
-// WithCacheDir caches binaries and pid files under dir (default:
-// $CIEL_E2E_CACHE, else ~/.cache/ciel-e2e).
-func WithCacheDir(dir string) Option {
-	return func(o *options) error {
-		if dir == "" {
-			return errors.New("empty cache directory")
-		}
-		o.cacheDir = dir
-		return nil
-	}
-}
+// ReleaseVersion is the VERSION the suite makes ciel's release with.
+const ReleaseVersion = "v0.0.0-e2e"
 
 // Env is a running end-to-end environment.
 type Env struct {
-	*ControlPlane
+	*Cluster
 	// ModuleRoot is the e2e module's directory; RepoRoot the repository's.
 	ModuleRoot, RepoRoot string
 	// RunDir holds this run's files (logs under RunDir/logs).
-	RunDir   string
+	RunDir string
+	// CacheDir persists across runs: registry storage, resolved releases.
+	CacheDir string
+	Prepared *Prepared
 	Tekton   tektonclient.Interface
 	Triggers triggersclient.Interface
-	// Builds says, per binary, whether it was built or reused.
-	Builds []BuildRecord
-	// StartupTime is how long Start took, builds included.
+	// Registry is the cluster's registry; Images what the suite pushed.
+	Registry *NodeRegistry
+	Images   *Images
+	// Release is ciel's `make release`; ReleaseObjects its release.yaml.
+	Release        *Release
+	ReleaseObjects []*unstructured.Unstructured
+	Installer      *Installer
+	// GitLab is the suite's GitLab (API and repositories), which the
+	// interceptor is configured with.
+	GitLab *GitLab
+	// Phases records how long each start-up phase took.
+	Phases []Phase
+	// StartupTime is how long Start took.
 	StartupTime time.Duration
-	// CacheDir persists across runs: built binaries, downloaded packages.
-	CacheDir string
 
-	binaries map[string]string
+	sup      *Supervisor
 	logger   *slog.Logger
-
-	cielOnce sync.Once
-	cielPath string
-	cielErr  error
+	cleanups []func()
 
 	baseOnce   sync.Once
 	baseImages *baseImages
 	baseErr    error
 }
 
-// Start builds (or reuses) the binaries and starts the environment. The
+// Cleanup registers f to run when the environment stops.
+func (e *Env) Cleanup(f func()) { e.cleanups = append(e.cleanups, f) }
+
+// Start starts the environment inside the sealed network namespace. The
 // caller must Stop it.
-func Start(ctx context.Context, opts ...Option) (_ *Env, err error) {
+func Start(ctx context.Context, logger *slog.Logger) (_ *Env, err error) {
 	start := time.Now()
-	o := options{logger: slog.New(slog.NewTextHandler(os.Stderr, nil))}
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return nil, fmt.Errorf("configuring the e2e harness: %w", err)
-		}
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	if o.cacheDir == "" {
-		o.cacheDir, err = defaultCacheDir()
-		if err != nil {
-			return nil, err
-		}
+	prep, err := ReadPrepared()
+	if err != nil {
+		return nil, err
 	}
 	wd, err := os.Getwd()
 	if err != nil {
@@ -189,162 +134,153 @@ func Start(ctx context.Context, opts ...Option) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	pidDir := filepath.Join(o.cacheDir, "pids")
+	e := &Env{ModuleRoot: root, RepoRoot: prep.CielRoot, CacheDir: prep.CacheDir, Prepared: prep, logger: logger}
+	defer func() {
+		if err != nil {
+			e.Stop()
+		}
+	}()
+	pidDir := filepath.Join(e.CacheDir, "pids")
 	if swept, err := SweepStale(pidDir); err != nil {
 		return nil, err
 	} else if len(swept) > 0 {
-		o.logger.Warn("removed processes left by a previous run that was killed", "pidfiles", swept)
+		logger.Warn("removed processes left by a previous run that was killed", "pidfiles", swept)
 	}
-	etcd, err := LookupEtcd()
-	if err != nil {
+	if e.RunDir, err = os.MkdirTemp("", "ciel-e2e-run-"); err != nil {
 		return nil, err
 	}
-	bins, err := BuildModules(root)
-	if err != nil {
+	if e.sup, err = NewSupervisor(e.RunDir, pidDir, logger); err != nil {
 		return nil, err
 	}
-	builder := &Builder{Dir: filepath.Join(o.cacheDir, "bin"), Logger: o.logger}
-	env := &Env{ModuleRoot: root, RepoRoot: filepath.Dir(filepath.Dir(root)), CacheDir: o.cacheDir, binaries: map[string]string{"etcd": etcd}, logger: o.logger}
-	for _, b := range bins {
-		path, rec, err := builder.Ensure(ctx, b)
-		if err != nil {
+	phase := func(name string, f func() error) error {
+		s := time.Now()
+		if err := f(); err != nil {
+			return fmt.Errorf("%s: %w (logs in %s)", name, err, filepath.Join(e.RunDir, "logs"))
+		}
+		e.Phases = append(e.Phases, Phase{Name: name, Duration: time.Since(s)})
+		logger.Info("e2e phase done", "phase", name, "took", time.Since(s).Round(time.Millisecond))
+		return nil
+	}
+	steps := []struct {
+		name string
+		f    func() error
+	}{
+		{"registry", func() (err error) {
+			e.Registry, err = StartNodeRegistry(ctx, e.sup, NodeIP+":5000", filepath.Join(e.CacheDir, "registry"))
+			return err
+		}},
+		{"images", func() (err error) {
+			e.Images, err = BuildImages(ctx, ImagesConfig{Registry: e.Registry.Host, Prepared: prep, Logger: logger})
+			return err
+		}},
+		{"cluster", func() (err error) {
+			e.Cluster, err = StartCluster(ctx, ClusterConfig{RunDir: e.RunDir, PidDir: pidDir, Prepared: prep, SandboxImage: e.Images.Pause, Logger: logger})
+			if err != nil {
+				return err
+			}
+			e.Installer = &Installer{Kube: e.Kube, Dynamic: e.Dynamic, Disc: e.Kube.Discovery(), Logf: func(f string, a ...any) { logger.Info(fmt.Sprintf(f, a...)) }}
+			if e.Tekton, err = tektonclient.NewForConfig(e.RESTConfig); err != nil {
+				return err
+			}
+			e.Triggers, err = triggersclient.NewForConfig(e.RESTConfig)
+			return err
+		}},
+		{"tekton", func() error { return e.installTekton(ctx) }},
+		{"make release", func() (err error) {
+			e.Release, err = MakeRelease(ctx, e.RepoRoot, e.Registry.Host+"/ciel", e.Images.StaticBase, ReleaseVersion, filepath.Join(e.RunDir, "dist"))
+			return err
+		}},
+		{"gitlab", func() (err error) {
+			reposDir := filepath.Join(e.RunDir, "repos")
+			if err := os.MkdirAll(reposDir, 0o755); err != nil {
+				return err
+			}
+			e.GitLab, err = StartGitLab(e, NodeIP, reposDir)
+			return err
+		}},
+		{"install ciel", func() error { return e.installCiel(ctx) }},
+	}
+	for _, s := range steps {
+		if err := phase(s.name, s.f); err != nil {
 			return nil, err
 		}
-		env.binaries[b.Name] = path
-		env.Builds = append(env.Builds, rec)
 	}
-	tektonDir := filepath.Join(root, "build", "tekton")
-	pipelineVersion, err := requiredVersion(tektonDir, "github.com/tektoncd/pipeline")
-	if err != nil {
-		return nil, err
-	}
-	pipelineDir, err := moduleDir(ctx, tektonDir, "github.com/tektoncd/pipeline")
-	if err != nil {
-		return nil, err
-	}
-	triggersDir, err := moduleDir(ctx, tektonDir, "github.com/tektoncd/triggers")
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(os.TempDir(), 0o755); err != nil {
-		return nil, err
-	}
-	env.RunDir, err = os.MkdirTemp("", "ciel-e2e-run-")
-	if err != nil {
-		return nil, err
-	}
-	o.logger.Info("starting the control plane", "run", env.RunDir)
-	cp, err := StartControlPlane(ctx, ControlPlaneConfig{
-		RunDir: env.RunDir, PidDir: pidDir, Binaries: env.binaries,
-		PipelineDir: pipelineDir, TriggersDir: triggersDir, PipelineVersion: pipelineVersion,
-		FeatureFlags: o.featureFlags, Nodes: o.nodes, Logger: o.logger,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w (logs in %s)", err, filepath.Join(env.RunDir, "logs"))
-	}
-	env.ControlPlane = cp
-	defer func() {
+	e.StartupTime = time.Since(start)
+	logger.Info("e2e environment up", "took", e.StartupTime.Round(time.Millisecond), "kubeconfig", e.Kubeconfig)
+	return e, nil
+}
+
+// installTekton applies Tekton Pipelines' and Triggers' release files (as
+// the images phase resolved them) and waits for their Deployments and the
+// core interceptors' caBundles.
+func (e *Env) installTekton(ctx context.Context) error {
+	for _, f := range []string{e.Images.PipelineYAML, e.Images.TriggersYAML} {
+		objs, err := e.Installer.ApplyFile(ctx, f)
 		if err != nil {
-			env.Stop()
+			return err
 		}
-	}()
-	if env.Tekton, err = tektonclient.NewForConfig(cp.RESTConfig); err != nil {
-		return nil, err
+		if err := e.Installer.WaitDeployments(ctx, 5*time.Minute, objs); err != nil {
+			return err
+		}
 	}
-	if env.Triggers, err = triggersclient.NewForConfig(cp.RESTConfig); err != nil {
-		return nil, err
+	return e.Installer.WaitCABundles(ctx, 3*time.Minute)
+}
+
+// installCiel applies dist/release.yaml and makes docs/install.md's
+// edits for the interceptor (step 7: the GitLab API token Secret, the
+// GitLab's CA, --gitlab-url), then waits for the interceptor to be ready
+// and its ClusterInterceptor's caBundle.
+func (e *Env) installCiel(ctx context.Context) error {
+	objs, err := e.Installer.ApplyFile(ctx, e.Release.File)
+	if err != nil {
+		return err
 	}
-	if err := env.keepSinksAlive(ctx); err != nil {
-		return nil, err
+	e.ReleaseObjects = objs
+	kube := e.Kube.CoreV1()
+	if _, err := kube.Secrets(InterceptorNamespace).Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "ciel-gitlab-api"}, StringData: map[string]string{"token": GitLabToken},
+	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
 	}
-	env.StartupTime = time.Since(start)
-	o.logger.Info("e2e environment up", "took", env.StartupTime.Round(time.Millisecond), "kubeconfig", cp.Kubeconfig)
-	return env, nil
+	if _, err := kube.ConfigMaps(InterceptorNamespace).Create(ctx, &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: "ciel-gitlab-ca"}, Data: map[string]string{"ca.crt": string(e.GitLab.CAPEM)},
+	}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	if err := e.PatchDeploymentArgs(ctx, InterceptorNamespace, "ciel-interceptor", "--gitlab-url="+e.GitLab.BaseURL); err != nil {
+		return err
+	}
+	return e.Installer.WaitCABundles(ctx, 2*time.Minute, "ciel")
 }
 
 func defaultCacheDir() (string, error) {
 	if d := os.Getenv(EnvCache); d != "" {
 		return d, nil
 	}
-	d, err := os.UserCacheDir()
+	home, err := os.UserHomeDir()
 	if err != nil {
-		return "", fmt.Errorf("finding a cache directory (set %s): %w", EnvCache, err)
+		return "", fmt.Errorf("finding the cache directory (set %s): %w", EnvCache, err)
 	}
-	return filepath.Join(d, "ciel-e2e"), nil
+	return filepath.Join(home, ".cache", "ciel-e2e"), nil
 }
 
-// moduleDir returns the module cache directory of mod at the version the
-// build module in dir requires (downloading it if needed).
-func moduleDir(ctx context.Context, dir, mod string) (string, error) {
-	v, err := requiredVersion(dir, mod)
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", mod+"@"+v)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GOWORK=off")
-	out, err := cmd.Output()
-	if err != nil {
-		return "", fmt.Errorf("locating %s@%s in the module cache: %w", mod, v, err)
-	}
-	var info struct{ Dir string }
-	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
-		return "", fmt.Errorf("locating %s@%s in the module cache: no directory in %s", mod, v, out)
-	}
-	return info.Dir, nil
-}
-
-// keepaliveInterceptor is a ClusterInterceptor that exists only so that an
-// EventListener sink can start and keep running: the sink exits unless at
-// least one ClusterInterceptor labelled server/type=https exists and all of
-// them carry a caBundle (it re-checks every minute). Nothing listens at its
-// URL.
-const keepaliveInterceptor = "ciel-e2e-keepalive"
-
-func (e *Env) keepSinksAlive(ctx context.Context) error {
-	ca, err := e.PKI.CAPEM()
-	if err != nil {
-		return err
-	}
-	_, err = e.Triggers.TriggersV1alpha1().ClusterInterceptors().Create(ctx, clusterInterceptor(keepaliveInterceptor, "https://127.0.0.1:1/", ca), metav1.CreateOptions{})
-	if err != nil {
-		return fmt.Errorf("creating the keepalive ClusterInterceptor: %w", err)
-	}
-	return nil
-}
-
-func clusterInterceptor(name, url string, caBundle []byte) *triggersv1alpha1.ClusterInterceptor {
-	u, _ := apis.ParseURL(url)
-	return &triggersv1alpha1.ClusterInterceptor{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"server/type": "https"}},
-		Spec: triggersv1alpha1.ClusterInterceptorSpec{ClientConfig: triggersv1alpha1.ClientConfig{
-			URL: u, CaBundle: caBundle,
-		}},
-	}
-}
-
-// Stop stops every process and, unless EnvKeep is set, keeps the run
-// directory only if keep is true.
+// Stop stops every process (the cluster's last) and runs the cleanups.
 func (e *Env) Stop() {
-	if e.ControlPlane != nil {
-		e.ControlPlane.Stop()
+	for i := len(e.cleanups) - 1; i >= 0; i-- {
+		e.cleanups[i]()
+	}
+	e.cleanups = nil
+	if e.Cluster != nil {
+		e.Cluster.Stop()
+	}
+	if e.sup != nil {
+		e.sup.StopAll(5 * time.Second)
 	}
 }
 
-// Binary returns the path of a program the harness built or found
-// ("kube-apiserver", "eventlistenersink", "etcd", ...).
-func (e *Env) Binary(name string) string { return e.binaries[name] }
-
-// Report summarises the start-up: builds, phases, total.
+// Report summarises the start-up: phases, total.
 func (e *Env) Report() string {
 	var b strings.Builder
-	for _, r := range e.Builds {
-		how := "built in " + r.Duration.String()
-		if r.Reused {
-			how = "reused (built " + r.Built.Format(time.RFC3339) + " in " + r.Duration.String() + ")"
-		}
-		fmt.Fprintf(&b, "  binary %-24s %-8s %s\n", r.Name, r.Version, how)
-	}
 	for _, p := range e.Phases {
 		fmt.Fprintf(&b, "  phase  %-24s %s\n", p.Name, p.Duration.Round(time.Millisecond))
 	}
@@ -354,10 +290,14 @@ func (e *Env) Report() string {
 
 // DumpLogs writes the tail of every process log to w.
 func (e *Env) DumpLogs(w io.Writer, perLog int) {
-	if e.ControlPlane == nil || e.Supervisor == nil {
-		return
+	var procs []*Process
+	if e.sup != nil {
+		procs = append(procs, e.sup.Processes()...)
 	}
-	for _, p := range e.Supervisor.Processes() {
+	if e.Cluster != nil && e.Cluster.Supervisor != nil {
+		procs = append(procs, e.Cluster.Supervisor.Processes()...)
+	}
+	for _, p := range procs {
 		fmt.Fprintf(w, "\n===== %s (pid %d, %s) =====\n%s\n", p.Name, p.Pid, p.LogFile, p.Tail(perLog))
 	}
 }
@@ -369,17 +309,17 @@ type Suite struct {
 }
 
 // Main starts the environment, runs the tests and stops everything; use it
-// as `os.Exit(suite.Main(m))` in TestMain. When a prerequisite (etcd, git,
-// go) is missing, the tests skip with the reason — or, with
-// CIEL_REQUIRE_REAL=1, the run fails.
-func (s *Suite) Main(m *testing.M, opts ...Option) int {
-	if missing := MissingPrerequisites(); len(missing) > 0 {
-		msg := "the e2e environment needs " + strings.Join(missing, "; ")
+// as `os.Exit(suite.Main(m))` in TestMain. Outside the sealed network
+// namespace (the binary not run through cmd/e2e-run) the tests skip with
+// the reason — or, with CIEL_REQUIRE_REAL=1, the run fails.
+func (s *Suite) Main(m *testing.M) int {
+	if os.Getenv(EnvNetNS) == "" {
+		msg := "the e2e suite runs inside its sealed network namespace: run it with `make -C test/e2e e2e` (cmd/e2e-run)"
 		if os.Getenv(EnvRequireReal) == "1" {
 			fmt.Fprintf(os.Stderr, "FAIL: %s, and %s=1 requires the e2e suite to run\n", msg, EnvRequireReal)
 			return 1
 		}
-		s.skip = msg + "; set " + EnvRequireReal + "=1 to make this a failure"
+		s.skip = msg
 		return m.Run()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -409,9 +349,12 @@ func (s *Suite) Main(m *testing.M, opts ...Option) int {
 		os.Exit(1)
 	}()
 
-	e, err := Start(ctx, opts...)
+	e, err := Start(ctx, nil)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: starting the e2e environment: %v\n", err)
+		if errors.Is(err, context.Canceled) {
+			return 1
+		}
 		return 1
 	}
 	mu.Lock()
@@ -444,24 +387,6 @@ func (s *Suite) Env(t testing.TB) *Env {
 		t.Fatal("the e2e environment is not running: call Suite.Main from TestMain")
 	}
 	return s.env
-}
-
-// MissingPrerequisites lists the programs and privileges the environment
-// needs but does not find.
-func MissingPrerequisites() []string {
-	var missing []string
-	if _, err := LookupEtcd(); err != nil {
-		missing = append(missing, err.Error())
-	}
-	for _, p := range []struct{ prog, why string }{
-		{"go", "the Go toolchain (to build the control-plane binaries)"},
-		{"git", "git (Debian: apt-get install git)"},
-	} {
-		if _, err := exec.LookPath(p.prog); err != nil {
-			missing = append(missing, p.why)
-		}
-	}
-	return missing
 }
 
 var unsafeName = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -612,127 +537,6 @@ func (e *Env) ApplyFiles(t testing.TB, ns string, paths ...string) []*unstructur
 	return out
 }
 
-// Sink is a running EventListener sink.
-type Sink struct {
-	// URL is http://127.0.0.1:PORT (the sink listens on all interfaces).
-	URL     string
-	Process *Process
-}
-
-// StartSink starts Tekton Triggers' EventListener sink for the EventListener
-// ns/name (which must exist), publishes its address in the EventListener's
-// status (no Triggers controller runs to do it), and stops it when the test
-// ends.
-func (e *Env) StartSink(t testing.TB, ns, name string) *Sink {
-	t.Helper()
-	ctx := testContext(t)
-	if _, err := e.Triggers.TriggersV1beta1().EventListeners(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
-		t.Fatalf("starting the sink of EventListener %s/%s: %v", ns, name, err)
-	}
-	ports, err := freePortList(3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(ports[0])
-	p, err := e.Supervisor.Start(ProcessSpec{
-		Name: "sink-" + ns + "-" + name,
-		Path: e.binaries["eventlistenersink"],
-		Args: []string{"-kubeconfig", e.Kubeconfig, "-el-name", name, "-el-namespace", ns, "-port", port},
-		Env: []string{
-			"SYSTEM_NAMESPACE=" + SystemNamespace, "NAMESPACE=" + ns, "NAME=" + name,
-			"METRICS_PROMETHEUS_PORT=" + strconv.Itoa(ports[1]), "PROFILING_PORT=" + strconv.Itoa(ports[2]),
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.Stop(5 * time.Second)
-		if t.Failed() {
-			t.Logf("sink log (%s):\n%s", p.LogFile, p.Tail(8000))
-		}
-	})
-	s := &Sink{URL: "http://127.0.0.1:" + port, Process: p}
-	hc := &http.Client{Timeout: 2 * time.Second}
-	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	if err := waitUntil(wctx, 200*time.Millisecond, "the EventListener sink /live", func(ctx context.Context) (bool, error) {
-		return httpOK(ctx, hc, s.URL+"/live")
-	}, p); err != nil {
-		t.Fatal(err)
-	}
-	patch := map[string]any{"status": map[string]any{
-		"address": map[string]any{"url": s.URL},
-		"conditions": []map[string]any{{
-			"type": "Ready", "status": "True", "lastTransitionTime": time.Now().UTC().Format(time.RFC3339),
-			"message": "sink started by the ciel e2e harness",
-		}},
-	}}
-	body, _ := json.Marshal(patch)
-	if _, err := e.Triggers.TriggersV1beta1().EventListeners(ns).Patch(ctx, name, types.MergePatchType, body, metav1.PatchOptions{}, "status"); err != nil {
-		t.Fatalf("publishing the sink address in EventListener %s/%s: %v", ns, name, err)
-	}
-	return s
-}
-
-// Interceptor is a Tekton Triggers interceptor served over TLS on loopback
-// and registered as a ClusterInterceptor.
-type Interceptor struct {
-	Name string
-	URL  string
-}
-
-// StartInterceptor serves h over HTTPS on a free loopback port with the
-// harness's interceptor certificate, registers it as ClusterInterceptor
-// name (with the harness CA as caBundle), and removes both when the test
-// ends.
-func (e *Env) StartInterceptor(t testing.TB, name string, h http.Handler) *Interceptor {
-	t.Helper()
-	cert, err := tls.LoadX509KeyPair(e.PKI.InterceptorCert, e.PKI.InterceptorKey)
-	if err != nil {
-		t.Fatalf("loading the interceptor certificate: %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second,
-		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}}
-	go func() { _ = srv.ServeTLS(l, "", "") }()
-	t.Cleanup(func() { _ = srv.Close() })
-	url := "https://" + l.Addr().String() + "/"
-	e.RegisterClusterInterceptor(t, name, url)
-	return &Interceptor{Name: name, URL: url}
-}
-
-// RegisterClusterInterceptor creates ClusterInterceptor name pointing at url
-// (an interceptor serving the harness's interceptor certificate, see
-// PKI.InterceptorCert) and deletes it when the test ends.
-func (e *Env) RegisterClusterInterceptor(t testing.TB, name, url string) {
-	t.Helper()
-	ca, err := e.PKI.CAPEM()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := testContext(t)
-	if _, err := e.Triggers.TriggersV1alpha1().ClusterInterceptors().Create(ctx, clusterInterceptor(name, url, ca), metav1.CreateOptions{}); err != nil {
-		t.Fatalf("creating ClusterInterceptor %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		err := e.Triggers.TriggersV1alpha1().ClusterInterceptors().Delete(context.Background(), name, metav1.DeleteOptions{})
-		if err != nil && !apierrors.IsNotFound(err) {
-			t.Errorf("deleting ClusterInterceptor %s: %v", name, err)
-		}
-	})
-}
-
-// StartRegistry starts a real registry (docker-registry) on loopback for
-// the test.
-func (e *Env) StartRegistry(t testing.TB) *registrytest.Registry {
-	t.Helper()
-	return registrytest.Start(t)
-}
-
 // Post sends body to url with the given headers and returns the status and
 // response body.
 func Post(ctx context.Context, url string, header http.Header, body []byte) (int, []byte, error) {
@@ -789,19 +593,4 @@ func (e *Env) WaitPipelineRuns(t testing.TB, ns string, n int, timeout time.Dura
 	})
 	sort.Slice(prs, func(i, j int) bool { return prs[i].Name < prs[j].Name })
 	return prs
-}
-
-// CielBinary builds the ciel command from this repository (once per test
-// binary) and returns its path.
-func (e *Env) CielBinary() (string, error) {
-	e.cielOnce.Do(func() {
-		if _, err := os.Stat(filepath.Join(e.RepoRoot, "cmd", "ciel")); err != nil {
-			e.cielErr = fmt.Errorf("building ciel: %w", err)
-			return
-		}
-		out := filepath.Join(e.RunDir, "bin", "ciel")
-		e.cielErr = GoBuild(context.Background(), e.RepoRoot, "./cmd/ciel", out)
-		e.cielPath = out
-	})
-	return e.cielPath, e.cielErr
 }

@@ -1,7 +1,10 @@
-// Package scenarios runs ciel's product scenarios on the real control plane
-// of the e2e harness: GitLab webhooks posted to Tekton Triggers' real
-// EventListener sink, which calls the ciel interceptor over TLS as a
-// ClusterInterceptor, and the PipelineRuns (or their absence) that follow.
+// Package scenarios runs ciel's product scenarios on the e2e harness's
+// real cluster: GitLab webhooks posted to the EventListener that Tekton
+// Triggers runs as a pod, which calls ciel's interceptor — its Deployment,
+// installed from `make release` — as a ClusterInterceptor over TLS; the
+// PipelineRuns that follow run on real kubelets, each build on a node of
+// its architecture, with the images the release and the suite pushed to
+// the cluster's registry.
 package scenarios
 
 import (
@@ -9,18 +12,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/cgi"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,455 +25,419 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"knative.dev/pkg/apis"
 
-	"github.com/ciel-ci/ciel/interceptor/dedup"
-	"github.com/ciel-ci/ciel/interceptor/engine"
-	"github.com/ciel-ci/ciel/interceptor/gitlabapi"
-	"github.com/ciel-ci/ciel/interceptor/server"
+	"github.com/ciel-ci/ciel/internal/gitlabtest"
 	"github.com/ciel-ci/ciel/test/e2e/harness"
-	"github.com/ciel-ci/ciel/test/e2e/podrunner"
 )
 
 var suite harness.Suite
 
-func TestMain(m *testing.M) {
-	os.Exit(suite.Main(m, harness.WithNodes(
-		harness.Node{Name: "node-amd64", OS: "linux", Arch: "amd64"},
-		harness.Node{Name: "node-arm64", OS: "linux", Arch: "arm64"},
-	)))
-}
+func TestMain(m *testing.M) { os.Exit(suite.Main(m)) }
 
-// recorder wraps the interceptor and keeps every response it gave.
-type recorder struct {
-	h    http.Handler
-	mu   sync.Mutex
-	seen []triggersv1.InterceptorResponse
-}
-
-func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	rec := &captureWriter{ResponseWriter: w}
-	r.h.ServeHTTP(rec, req)
-	var ir triggersv1.InterceptorResponse
-	if json.Unmarshal(rec.buf.Bytes(), &ir) == nil {
-		r.mu.Lock()
-		r.seen = append(r.seen, ir)
-		r.mu.Unlock()
-	}
-}
-
-func (r *recorder) responses() []triggersv1.InterceptorResponse {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]triggersv1.InterceptorResponse(nil), r.seen...)
-}
-
-type captureWriter struct {
-	http.ResponseWriter
-	buf bytes.Buffer
-}
-
-func (c *captureWriter) Write(b []byte) (int, error) {
-	c.buf.Write(b)
-	return c.ResponseWriter.Write(b)
-}
-
+// world is one test's build namespace with ciel's Triggers side installed
+// and its EventListener running.
 type world struct {
-	env  *harness.Env
-	ns   string
-	sink *harness.Sink
-	rec  *recorder
-	pods *replicas
+	env *harness.Env
+	ns  string
+	// el is the EventListener Service's URL.
+	el string
+	// since: the interceptor's decisions of this test are logged after it.
+	since time.Time
 }
 
-// setUp installs config/triggers (with the Tasks and Pipelines), the webhook
-// Secret, ciel's interceptor as ClusterInterceptor "ciel", and starts the
-// EventListener's sink.
-func setUp(t *testing.T, api ...server.ChangedFilesAPI) *world {
-	return setUpReplicas(t, 1, api...)
-}
-
-// replicas stands for the interceptor Deployment's pods behind its Service:
-// each has its own in-memory dedup, and the test chooses which one the
-// EventListener's next calls land on.
-type replicas struct {
-	pods   []http.Handler
-	active atomic.Int32
-}
-
-func (r *replicas) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	r.pods[r.active.Load()].ServeHTTP(w, req)
-}
-
-// setUpReplicas is setUp with n interceptor replicas (n >= 1), the first
-// one active.
-func setUpReplicas(t *testing.T, n int, api ...server.ChangedFilesAPI) *world {
+// setUp installs ciel's Triggers side from the release into a new
+// namespace, as docs/install.md tells a user to, and waits for its
+// EventListener.
+func setUp(t *testing.T) *world {
+	t.Helper()
 	env := suite.Env(t)
 	ns := env.NewNamespace(t)
-	root := env.RepoRoot
-
-	eng, err := engine.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pols, err := server.NewPolicies(eng, filepath.Join(root, "policies"), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pods := &replicas{}
-	for range n {
-		dd, err := dedup.New()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := server.Config{Engine: eng, Policies: pols, Dedup: dd, Secrets: secretsFromAPI{env: env}}
-		if len(api) > 0 {
-			cfg.API = api[0]
-		}
-		srv, err := server.New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pods.pods = append(pods.pods, srv)
-	}
-	rec := &recorder{h: pods}
-	env.StartInterceptor(t, "ciel", rec)
-
-	_, err = env.Kube.CoreV1().Secrets(ns).Create(context.Background(), &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: "ciel-gitlab-webhook"},
-		StringData: map[string]string{"token": "s3cret"},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var files []string
-	for _, pattern := range []string{"tasks/*/*.yaml", "pipelines/*/*.yaml", "config/triggers/*.yaml"} {
-		m, _ := filepath.Glob(filepath.Join(root, pattern))
-		for _, f := range m {
-			if filepath.Base(f) != "kustomization.yaml" {
-				files = append(files, f)
-			}
-		}
-	}
-	env.ApplyFiles(t, ns, files...)
-	sink := env.StartSink(t, ns, "ciel-gitlab")
-	return &world{env: env, ns: ns, sink: sink, rec: rec, pods: pods}
+	since := time.Now()
+	env.InstallBuildNamespace(t, ns)
+	return &world{env: env, ns: ns, el: env.EventListenerURL(t, ns, "ciel-gitlab"), since: since}
 }
 
-// secretsFromAPI reads Secrets through the real apiserver, as the
-// interceptor does in a cluster.
-type secretsFromAPI struct{ env *harness.Env }
-
-func (s secretsFromAPI) GetSecret(ctx context.Context, ns, name, key string) ([]byte, error) {
-	sec, err := s.env.Kube.CoreV1().Secrets(ns).Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, err
-	}
-	v, ok := sec.Data[key]
-	if !ok {
-		return nil, fmt.Errorf("secret %s/%s has no key %s", ns, name, key)
-	}
-	return v, nil
-}
-
+// payload reads a GitLab webhook fixture of interceptor/gitlab/testdata,
+// its URLs moved to the suite's GitLab (the webhook comes from the GitLab
+// the interceptor knows).
 func payload(t *testing.T, env *harness.Env, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(env.RepoRoot, "interceptor", "gitlab", "testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b
+	return bytes.ReplaceAll(b, []byte("gitlab.example.com"), []byte(env.GitLab.Host))
 }
 
 func (w *world) post(t *testing.T, event, token, delivery string, body []byte) {
 	t.Helper()
-	h := http.Header{}
-	h.Set("X-Gitlab-Event", event)
-	h.Set("X-Gitlab-Token", token)
-	h.Set("X-Gitlab-Event-UUID", delivery)
-	h.Set("Idempotency-Key", delivery)
-	code, resp, err := harness.Post(context.Background(), w.sink.URL, h, body)
+	h := map[string][]string{
+		"X-Gitlab-Event":      {event},
+		"X-Gitlab-Token":      {token},
+		"X-Gitlab-Event-Uuid": {delivery},
+		"Idempotency-Key":     {delivery},
+	}
+	code, resp, err := harness.Post(context.Background(), w.el, h, body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if code/100 != 2 {
-		t.Fatalf("sink answered %d: %s", code, resp)
+		t.Fatalf("the EventListener answered %d: %s", code, resp)
 	}
 }
 
-// waitDecision waits for the interceptor's n-th response.
-func (w *world) waitDecision(t *testing.T, n int) triggersv1.InterceptorResponse {
+// decisions waits until the interceptor logged at least n decisions on
+// delivery for this namespace's triggers (trigger names them if not
+// empty) and returns them all.
+func (w *world) decisions(t *testing.T, delivery, trigger string, n int) []harness.Decision {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if r := w.rec.responses(); len(r) >= n {
-			return r[n-1]
+	var mine []harness.Decision
+	harness.Eventually(t, 90*time.Second, fmt.Sprintf("%d interceptor decision(s) on delivery %s", n, delivery), func(ctx context.Context) (bool, error) {
+		all, err := w.env.InterceptorDecisions(ctx, w.since)
+		if err != nil {
+			return false, err
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("the EventListener did not call the interceptor %d time(s)", n)
-	return triggersv1.InterceptorResponse{}
+		mine = mine[:0]
+		for _, d := range all {
+			if d.Delivery == delivery && strings.HasPrefix(d.Trigger, "namespaces/"+w.ns+"/triggers/"+trigger) {
+				mine = append(mine, d)
+			}
+		}
+		return len(mine) >= n, nil
+	})
+	return mine
 }
 
-func (w *world) pipelineRuns(t *testing.T) int {
+func (w *world) pipelineRuns(t *testing.T) []pipelinev1.PipelineRun {
 	t.Helper()
 	l, err := w.env.Tekton.TektonV1().PipelineRuns(w.ns).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(l.Items)
+	return l.Items
 }
 
-// settle gives the sink time to create what it would create.
-func (w *world) noPipelineRunFor(t *testing.T, d time.Duration) {
+// pipelineRunsStay checks for d that the namespace keeps exactly n
+// PipelineRuns.
+func (w *world) pipelineRunsStay(t *testing.T, n int, d time.Duration) {
 	t.Helper()
-	end := time.Now().Add(d)
-	for time.Now().Before(end) {
-		if n := w.pipelineRuns(t); n != 0 {
-			t.Fatalf("%d PipelineRun(s) created, want none", n)
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(250 * time.Millisecond) {
+		if got := len(w.pipelineRuns(t)); got != n {
+			t.Fatalf("%d PipelineRun(s) in the namespace, want %d", got, n)
 		}
-		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// TestClusterIsSealed: nothing the cluster runs can reach beyond this
+// machine. The test binary runs in the cluster's network namespace, which
+// has no default route; a pod's attempt to reach an outside address fails
+// at once with "Network is unreachable". Nothing is ever sent: the probe
+// address is a documentation address (RFC 5737) and the kernel refuses the
+// route before a packet exists.
+func TestClusterIsSealed(t *testing.T) {
+	env := suite.Env(t)
+	if out, err := exec.Command("ip", "route", "show", "default").CombinedOutput(); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("the cluster's network namespace has a default route %q (%v)", out, err)
+	}
+	out, err := exec.Command("ip", "route", "get", harness.SealProbeIP).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "Network is unreachable") {
+		t.Fatalf("ip route get %s: %q (%v), want Network is unreachable: the pod check below would send a packet", harness.SealProbeIP, out, err)
+	}
+	ns := env.NewNamespace(t)
+	base := env.PushBaseImages(t, env.Registry.Host)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "seal"},
+		Spec: corev1.PodSpec{
+			RestartPolicy:                 corev1.RestartPolicyNever,
+			TerminationGracePeriodSeconds: new(int64),
+			NodeSelector:                  map[string]string{"kubernetes.io/arch": "amd64"},
+			Containers: []corev1.Container{{
+				Name: "probe", Image: base + "/busybox:1.35",
+				Command: []string{"busybox", "timeout", "5", "wget", "-q", "-O-", "http://" + harness.SealProbeIP + "/"},
+			}},
+		},
+	}
+	if _, err := env.Kube.CoreV1().Pods(ns).Create(context.Background(), pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var done *corev1.Pod
+	harness.Eventually(t, 2*time.Minute, "the probe pod to finish", func(ctx context.Context) (bool, error) {
+		p, err := env.Kube.CoreV1().Pods(ns).Get(ctx, "seal", metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		done = p
+		return p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed, nil
+	})
+	logs, err := env.Kube.CoreV1().Pods(ns).GetLogs("seal", &corev1.PodLogOptions{}).DoRaw(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if done.Status.Phase != corev1.PodFailed || !strings.Contains(string(logs), "Network is unreachable") {
+		t.Fatalf("a pod reaching %s: phase %s, log %q; want a failure with Network is unreachable", harness.SealProbeIP, done.Status.Phase, logs)
+	}
+	t.Logf("pod on %s: %s", done.Spec.NodeName, strings.TrimSpace(string(logs)))
 }
 
 func TestRejectedEventsStartNothing(t *testing.T) {
 	w := setUp(t)
+	forged := payload(t, w.env, "push.json")
+	forged = bytes.ReplaceAll(forged, []byte(`"git_http_url": "https://`+w.env.GitLab.Host+`/`), []byte(`"git_http_url": "https://gitlab.evil.example/`))
 	cases := []struct {
-		name, fixture, event, token, want string
+		name, event, token, code, want string
+		body                           []byte
 	}{
-		{"docs-only push (scenario 2)", "docs_only_push.json", "Push Hook", "s3cret", "policy build-on-change did not return true"},
-		{"wrong token (scenario 3)", "push.json", "Push Hook", "wrong", "X-Gitlab-Token does not match"},
-		{"branch deletion (scenario 7)", "branch_delete.json", "Push Hook", "s3cret", "policy build-on-change did not return true"},
+		{"docs-only push (scenario 2)", "Push Hook", harness.WebhookToken, "FailedPrecondition", "policy build-on-change did not return true", payload(t, w.env, "docs_only_push.json")},
+		{"wrong token (scenario 3)", "Push Hook", "wrong", "", "X-Gitlab-Token does not match", payload(t, w.env, "push.json")},
+		{"branch deletion (scenario 7)", "Push Hook", harness.WebhookToken, "FailedPrecondition", "policy build-on-change did not return true", payload(t, w.env, "branch_delete.json")},
+		{"clone URL on another host", "Push Hook", harness.WebhookToken, "InvalidArgument", "gitlab.evil.example", forged},
 	}
-	n := 0
-	for _, c := range cases {
+	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			before := len(w.rec.responses())
-			w.post(t, c.event, c.token, "d-"+strings.ReplaceAll(c.fixture, ".", "-"), payload(t, w.env, c.fixture))
-			// The EventListener runs both triggers; find the build trigger's answer.
-			deadline := time.Now().Add(60 * time.Second)
-			var got []string
-			for time.Now().Before(deadline) {
-				rs := w.rec.responses()[before:]
-				got = got[:0]
-				for _, r := range rs {
-					got = append(got, r.Status.Message)
-					if strings.Contains(r.Status.Message, c.want) {
-						w.noPipelineRunFor(t, 3*time.Second)
-						n++
-						return
-					}
-				}
-				time.Sleep(100 * time.Millisecond)
+			delivery := fmt.Sprintf("rejected-%d", i)
+			w.post(t, c.event, c.token, delivery, c.body)
+			d := w.decisions(t, delivery, "build-on-push", 1)[0]
+			if d.Continue || !strings.Contains(d.Reason, c.want) || (c.code != "" && d.Code != c.code) {
+				t.Fatalf("build-on-push: continue %v, %s %q; want a stop (%s) containing %q", d.Continue, d.Code, d.Reason, c.code, c.want)
 			}
-			t.Fatalf("interceptor answers %q, want one containing %q", got, c.want)
+			w.pipelineRunsStay(t, 0, 3*time.Second)
 		})
 	}
-	if n == len(cases) {
-		t.Logf("all %d rejected events started no PipelineRun", n)
-	}
 }
 
-// TestRedeliveryOnAnotherReplicaStartsOneRun: GitLab redelivers a push and
-// the second copy lands on the other interceptor replica, whose in-memory
-// dedup has never seen it. Both replicas let it through with the same
-// extensions.delivery.name_suffix, so the TriggerTemplate names both
-// PipelineRuns alike and the real API server refuses the second one: one
-// build per delivery across replicas and restarts (issue 21, item 7).
-func TestRedeliveryOnAnotherReplicaStartsOneRun(t *testing.T) {
-	w := setUpReplicas(t, 2)
-	body := payload(t, w.env, "push.json")
-	w.post(t, "Push Hook", "s3cret", "delivery-replicas", body)
-	prs := w.env.WaitPipelineRuns(t, w.ns, 1, 90*time.Second)
-	first := prs[0].Name
-	suffixes := func() []string {
-		var out []string
-		for _, r := range w.rec.responses() {
-			if d, ok := r.Extensions["delivery"].(map[string]any); ok && r.Continue {
-				out = append(out, fmt.Sprint(d["name_suffix"]))
-			}
-		}
-		return out
-	}
-	before := len(suffixes())
-	if before != 1 || first != "build-multiarch-"+suffixes()[0] {
-		t.Fatalf("first delivery: PipelineRun %s, accepted suffixes %q; want one, naming the run", first, suffixes())
-	}
-
-	w.pods.active.Store(1) // the redelivery lands on the other replica
-	w.post(t, "Push Hook", "s3cret", "delivery-replicas", body)
-	deadline := time.Now().Add(60 * time.Second)
-	for len(suffixes()) < 2 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	got := suffixes()
-	if len(got) != 2 || got[0] != got[1] {
-		t.Fatalf("accepted suffixes %q: want the redelivery accepted by the other replica with the same suffix", got)
-	}
-	time.Sleep(3 * time.Second)
-	l, err := w.env.Tekton.TektonV1().PipelineRuns(w.ns).List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(l.Items) != 1 || l.Items[0].Name != first {
-		var names []string
-		for _, pr := range l.Items {
-			names = append(names, pr.Name)
-		}
-		t.Fatalf("PipelineRuns %q after a redelivery on another replica, want only %s", names, first)
-	}
-	t.Logf("redelivery on the other replica: accepted by both (suffix %s), one PipelineRun %s", got[0], first)
-}
-
+// TestSourcePushStartsOneBuild: a push starts one build-multiarch run of
+// the pushed commit, and the same delivery again (scenario 5) adds none —
+// whichever interceptor replica the EventListener reaches.
 func TestSourcePushStartsOneBuild(t *testing.T) {
 	w := setUp(t)
 	body := payload(t, w.env, "push.json")
-	w.post(t, "Push Hook", "s3cret", "delivery-1", body)
+	w.post(t, "Push Hook", harness.WebhookToken, "delivery-1", body)
 	prs := w.env.WaitPipelineRuns(t, w.ns, 1, 90*time.Second)
 	pr := prs[0]
 	if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != "build-multiarch" {
 		t.Errorf("PipelineRun %s runs %+v, want build-multiarch", pr.Name, pr.Spec.PipelineRef)
 	}
-	params := map[string]string{}
-	for _, p := range pr.Spec.Params {
-		params[p.Name] = p.Value.StringVal
-	}
-	if params["revision"] != "c95fc90a82e297e2b5fcd3722b931d149a388884" {
-		t.Errorf("revision %q, want the pushed commit", params["revision"])
+	if got := param(&pr, "revision"); got != "c95fc90a82e297e2b5fcd3722b931d149a388884" {
+		t.Errorf("revision %q, want the pushed commit", got)
 	}
 	if pr.Labels["ciel.dev/gitlab-sha"] == "" || pr.Labels["ciel.dev/pipeline"] != "build-multiarch" {
 		t.Errorf("labels %v", pr.Labels)
 	}
+	// The build itself is not this test's subject.
+	cancelRun(t, w, pr.Name)
 
-	// The same delivery again (scenario 5): exactly one PipelineRun.
-	w.post(t, "Push Hook", "s3cret", "delivery-1", body)
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		dup := false
-		for _, r := range w.rec.responses() {
-			if strings.Contains(r.Status.Message, "duplicate delivery") {
-				dup = true
+	w.post(t, "Push Hook", harness.WebhookToken, "delivery-1", body)
+	d := w.decisions(t, "delivery-1", "build-on-push", 2)[1]
+	if !d.Continue && !strings.Contains(d.Reason, "duplicate delivery") {
+		t.Errorf("the redelivery: %s %q, want a duplicate refused or let through to the same name", d.Code, d.Reason)
+	}
+	w.pipelineRunsStay(t, 1, 3*time.Second)
+	t.Logf("redelivery answered by %s: continue=%v %q; one PipelineRun", d.Pod, d.Continue, d.Reason)
+}
+
+// TestRedeliveryOnAnotherReplicaStartsOneRun: GitLab redelivers a push,
+// and the interceptor pod that accepted the first copy is gone, so the
+// redelivery lands on another replica, whose in-memory dedup has never
+// seen it. It lets the push through with the same
+// extensions.delivery.name_suffix, the TriggerTemplate names the
+// PipelineRun alike, and the API server refuses the second one: one build
+// per delivery across replicas and restarts (issue 21, item 7).
+func TestRedeliveryOnAnotherReplicaStartsOneRun(t *testing.T) {
+	w := setUp(t)
+	body := payload(t, w.env, "push.json")
+	w.post(t, "Push Hook", harness.WebhookToken, "delivery-replicas", body)
+	first := w.env.WaitPipelineRuns(t, w.ns, 1, 90*time.Second)[0]
+	cancelRun(t, w, first.Name)
+	accepted := w.decisions(t, "delivery-replicas", "build-on-push", 1)[0]
+	if !accepted.Continue {
+		t.Fatalf("the first delivery was refused: %s %q", accepted.Code, accepted.Reason)
+	}
+	// The replica that accepted it goes away (as in a rolling update).
+	if err := w.env.Kube.CoreV1().Pods(harness.InterceptorNamespace).Delete(context.Background(), accepted.Pod, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w.env.WaitInterceptorPods(t, accepted.Pod)
+
+	w.post(t, "Push Hook", harness.WebhookToken, "delivery-replicas", body)
+	harness.Eventually(t, 90*time.Second, "the redelivery accepted by another replica", func(ctx context.Context) (bool, error) {
+		all, err := w.env.InterceptorDecisions(ctx, w.since)
+		if err != nil {
+			return false, err
+		}
+		for _, d := range all {
+			if d.Delivery == "delivery-replicas" && d.Continue && d.Pod != accepted.Pod && strings.Contains(d.Trigger, "/"+w.ns+"/") {
+				t.Logf("redelivery accepted by %s (the first by %s)", d.Pod, accepted.Pod)
+				return true, nil
 			}
 		}
-		if dup {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
+		return false, nil
+	})
+	w.pipelineRunsStay(t, 1, 3*time.Second)
+	if got := w.pipelineRuns(t)[0].Name; got != first.Name {
+		t.Fatalf("PipelineRun %s after the redelivery, want only %s", got, first.Name)
 	}
-	time.Sleep(3 * time.Second)
-	if n := w.pipelineRuns(t); n != 1 {
-		t.Errorf("%d PipelineRuns after a duplicate delivery, want 1", n)
-	}
-	_ = io.Discard
 }
 
-// gitRepo makes a local repository of the test project (testdata/hello,
-// its bases under baseRegistry) and returns its path and HEAD commit.
-func gitRepo(t *testing.T, env *harness.Env, baseRegistry string) (string, string) {
-	t.Helper()
-	// Under acme/ as on GitLab: the clone URL's path must be the payload's
-	// project (path_with_namespace), which the interceptor checks.
-	dir := filepath.Join(t.TempDir(), "acme", "payments-api.git")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// TestInterceptorRestartKeepsTheEventListenerWorking: every interceptor
+// pod restarted (a rollout) → the new pods serve the certificate the
+// ClusterInterceptor's caBundle names (kept in the TLS Secret), and the
+// EventListener's next webhook gets a decision.
+func TestInterceptorRestartKeepsTheEventListenerWorking(t *testing.T) {
+	w := setUp(t)
+	before := w.env.ClusterInterceptorCABundle(t)
+	w.env.RestartInterceptor(t)
+	if after := w.env.ClusterInterceptorCABundle(t); after != before {
+		t.Errorf("the caBundle changed across a restart")
+	}
+	w.post(t, "Push Hook", harness.WebhookToken, "after-restart", payload(t, w.env, "docs_only_push.json"))
+	d := w.decisions(t, "after-restart", "build-on-push", 1)[0]
+	if d.Continue || !strings.Contains(d.Reason, "policy build-on-change did not return true") {
+		t.Fatalf("after a restart: %s %q, want the policy's answer", d.Code, d.Reason)
+	}
+}
+
+// TestPolicyChangeTakesEffectWithoutRestart: the policies ConfigMap
+// edited → the kubelet updates the pods' volume, the interceptor reloads
+// it, and the next webhook is decided by the new policy, with no pod
+// restarted.
+func TestPolicyChangeTakesEffectWithoutRestart(t *testing.T) {
+	w := setUp(t)
+	pods := w.env.InterceptorPods(t)
+	restore := w.env.EditPolicy(t, "build-on-change", func(doc map[string]any) {
+		// Build on every push: the docs-only push now continues.
+		doc["filter"] = "extensions.push.is_branch && !extensions.push.is_delete"
+	})
+	defer restore()
+	n := 0
+	harness.Eventually(t, 3*time.Minute, "the new policy deciding", func(ctx context.Context) (bool, error) {
+		n++
+		delivery := fmt.Sprintf("policy-edit-%d", n)
+		w.post(t, "Push Hook", harness.WebhookToken, delivery, payload(t, w.env, "docs_only_push.json"))
+		ds := w.decisions(t, delivery, "build-on-push", 1)
+		return ds[0].Continue, nil
+	})
+	if got := w.env.InterceptorPods(t); !slices.Equal(got, pods) {
+		t.Errorf("interceptor pods %v after the edit, want the same %v (no restart)", got, pods)
+	}
+	t.Logf("the edited policy decided after %d webhook(s)", n)
+}
+
+// TestTruncatedPushAsksGitLabOnce is scenario 4: GitLab lists 20 of a
+// push's 25 commits; the interceptor completes the changed files from the
+// GitLab API (the suite's GitLab, its compare API) once, and decides on
+// the complete list.
+func TestTruncatedPushAsksGitLabOnce(t *testing.T) {
+	w := setUp(t)
+	body := payload(t, w.env, "truncated_push.json")
+	var push struct {
+		Before    string `json:"before"`
+		After     string `json:"after"`
+		ProjectID int    `json:"project_id"`
+	}
+	if err := json.Unmarshal(body, &push); err != nil {
 		t.Fatal(err)
 	}
-	run := func(args ...string) string {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=ciel", "GIT_AUTHOR_EMAIL=ciel@example.com",
-			"GIT_COMMITTER_NAME=ciel", "GIT_COMMITTER_EMAIL=ciel@example.com", "GIT_CONFIG_GLOBAL=/dev/null",
-			"GIT_AUTHOR_DATE=2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE=2026-01-01T00:00:00Z")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
+	w.env.GitLab.SetCompare(fmt.Sprint(push.ProjectID), push.Before, push.After, []gitlabtest.Diff{
+		{OldPath: "src/ledger/export.go", NewPath: "src/ledger/export.go"},
+	})
+	_, compares := w.env.GitLab.Requests()
+	w.post(t, "Push Hook", harness.WebhookToken, "delivery-truncated", body)
+	pr := w.env.WaitPipelineRuns(t, w.ns, 1, 90*time.Second)[0]
+	cancelRun(t, w, pr.Name)
+	if got := pr.Annotations["ciel.dev/changed-files-source"]; got != "api" {
+		t.Errorf("changed files source %q, want api", got)
 	}
-	helloProject(t, env, dir, baseRegistry)
-	run("init", "-q", "-b", "main")
-	run("add", ".")
-	run("commit", "-q", "-m", "first")
-	return dir, run("rev-parse", "HEAD")
+	if got := pr.Annotations["ciel.dev/changed-files-count"]; got != "1" {
+		t.Errorf("changed files count %q, want the API's 1", got)
+	}
+	// The release and merge request triggers also saw the push (and
+	// refused it by event type) without asking GitLab: one compare in all.
+	w.decisions(t, "delivery-truncated", "", 3)
+	if _, n := w.env.GitLab.Requests(); n-compares != 1 {
+		t.Errorf("GitLab compare API called %d times, want 1", n-compares)
+	}
 }
 
-// gitHTTPServer serves the repository dir with git's own smart HTTP server
-// (git http-backend, as CGI) on loopback and returns its clone URL.
-func gitHTTPServer(t *testing.T, dir string) string {
+// cancelRun cancels a PipelineRun whose build is not the test's subject.
+func cancelRun(t *testing.T, w *world, name string) {
 	t.Helper()
-	execPath, err := exec.Command("git", "--exec-path").Output()
-	if err != nil {
+	patch := []byte(`{"spec":{"status":"Cancelled"}}`)
+	if _, err := w.env.Tekton.TektonV1().PipelineRuns(w.ns).Patch(context.Background(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	h := &cgi.Handler{
-		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
-		Env:  []string{"GIT_PROJECT_ROOT=" + filepath.Dir(filepath.Dir(dir)), "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + t.TempDir()},
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	// https://gitlab/acme/payments-api.git's shape: <root>/acme/payments-api.git.
-	return srv.URL + "/" + filepath.Base(filepath.Dir(dir)) + "/" + filepath.Base(dir)
 }
 
-// pushFor rewrites the push fixture for a repository URL and commit.
-func pushFor(t *testing.T, env *harness.Env, repo, sha string) []byte {
+func param(pr *pipelinev1.PipelineRun, name string) string {
+	for _, p := range pr.Spec.Params {
+		if p.Name == name {
+			return p.Value.StringVal
+		}
+	}
+	return ""
+}
+
+// pushFor rewrites the push fixture for a branch, a commit and the
+// project's clone URL.
+func pushFor(t *testing.T, env *harness.Env, p *project, branch, sha string) []byte {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(payload(t, env, "push.json"), &m); err != nil {
 		t.Fatal(err)
 	}
+	m["ref"] = "refs/heads/" + branch
 	m["after"], m["checkout_sha"] = sha, sha
-	m["project"].(map[string]any)["git_http_url"] = repo
+	m["project"].(map[string]any)["git_http_url"] = p.cloneURL
 	commits := m["commits"].([]any)
 	commits[len(commits)-1].(map[string]any)["id"] = sha
 	b, _ := json.Marshal(m)
 	return b
 }
 
-// TestSourcePushBuildsMultiArchIndex follows a push of the test project
-// (testdata/hello) through the whole product: the real Kaniko executor
-// builds linux/amd64 and linux/arm64 on nodes of those architectures, the
-// merge pushes the OCI index; a second delivery of the push rebuilds from
-// the per-platform Kaniko caches and gets the same digests, as does a
-// rebuild with an empty cache (--reproducible); tag pushes then release
-// the index without a rebuild.
-func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
-	w := setUp(t)
-	reg := w.env.StartRegistry(t)
-	// Images go to the test's registry.
-	// The test project is served over plain HTTP on loopback (git's own
-	// smart HTTP server), which kaniko-build lets git use only with
-	// git-allow-http "true": set through the binding, as a cluster with a
-	// GitLab without TLS would. The ciel steps' image is given as an
-	// installation from a release gives it (make release
-	// KO_DOCKER_REPO=registry.example.com/ciel), through the TriggerTemplates'
-	// ciel-image param: the pod runner refuses the Tasks' unresolved ko://
-	// defaults as a kubelet would, so every Pipeline must pass it on.
-	patch := fmt.Sprintf(`{"spec":{"params":[{"name":"registry","value":%q},{"name":"git-allow-http","value":"true"},{"name":"ciel-image","value":%q}]}}`,
-		reg.Host, cielImage)
-	if _, err := w.env.Triggers.TriggersV1beta1().TriggerBindings(w.ns).Patch(context.Background(), "ciel-registry",
-		types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+// tagPushFor rewrites the tag push fixture for a tag of a commit.
+func tagPushFor(t *testing.T, env *harness.Env, p *project, sha, tag string) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(payload(t, env, "tag_push.json"), &m); err != nil {
 		t.Fatal(err)
 	}
-	base := w.env.PushBaseImages(t, reg.Host)
-	repo, sha := gitRepo(t, w.env, base)
-	runner := w.env.StartPodRunner(t, []string{w.ns}, harness.WithSandboxBind(repo))
-	image := reg.Host + "/acme/payments-api"
-	gitURL := gitHTTPServer(t, repo)
-	push := pushFor(t, w.env, gitURL, sha)
+	m["ref"] = "refs/tags/" + tag
+	m["checkout_sha"] = sha
+	m["project"].(map[string]any)["git_http_url"] = p.cloneURL
+	if commits, ok := m["commits"].([]any); ok && len(commits) > 0 {
+		commits[0].(map[string]any)["id"] = sha
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+// TestSourcePushBuildsMultiArchIndex follows a push of the test project
+// (testdata/hello) through the whole product on real nodes: Kaniko builds
+// linux/amd64 on the amd64 node and linux/arm64 on the arm64 node, each
+// RUN recording the machine it ran on; the merge pushes the OCI index; a
+// second delivery rebuilds from the per-platform Kaniko caches and gets
+// the same digests, as does a rebuild with an empty cache
+// (--reproducible); tag pushes then release the index without a rebuild,
+// forward only; and a branch named "latest" cannot move the latest tag.
+func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
+	w := setUp(t)
+	env := w.env
+	base := env.PushBaseImages(t, env.Registry.Host)
+	p, sha := newProject(t, env, base)
+	image := env.Registry.Host + "/" + projectPath
 
 	start := time.Now()
-	w.post(t, "Push Hook", "s3cret", "delivery-build", push)
+	w.post(t, "Push Hook", harness.WebhookToken, "delivery-build", pushFor(t, env, p, "main", sha))
 	first := w.waitNewRun(t, nil)
 	t.Logf("push to finished multi-arch index (cold Kaniko caches): %s", time.Since(start).Round(time.Millisecond))
-	cold := kanikoBuilds(t, w.env, runner, w.ns, first.Name)
+	cold := w.buildPods(t, first.Name)
 
-	// The index under the commit tag sha-<SHA> holds exactly linux/amd64 and linux/arm64,
-	// each child's config saying so, with the program built for it; the
-	// amd64 child holds what its RUN wrote.
+	// The index under the commit tag sha-<SHA> holds exactly linux/amd64
+	// and linux/arm64, each child's config saying so, with the program
+	// built for it, and what its RUN recorded on its node.
 	idx, err := remote.Index(mustRef(t, image+":sha-"+sha))
 	if err != nil {
 		t.Fatalf("reading the index: %v", err)
@@ -492,13 +453,14 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	if len(children) != 2 || children["linux/amd64"] == "" || children["linux/arm64"] == "" {
 		t.Fatalf("index children %v, want linux/amd64 and linux/arm64", children)
 	}
-	for plat, d := range children {
-		arch := strings.TrimPrefix(plat, "linux/")
-		img, err := idx.Image(mustHash(t, d))
+	for _, arch := range []string{"amd64", "arm64"} {
+		img, err := idx.Image(mustHash(t, children["linux/"+arch]))
 		if err != nil {
 			t.Fatal(err)
 		}
-		checkHelloImage(t, img, arch)
+		machine := checkHelloImage(t, img, arch)
+		b := cold[arch]
+		fmt.Printf("build pod %s node=%s arch=%s image-arch=%s\n", b.pod, b.node, b.nodeArch, machine)
 	}
 
 	// Cold builds look up their own platform's cache repository only, and
@@ -517,11 +479,10 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	// pipeline again: every platform's build hits its own cache, and the
 	// result is the same images and index.
 	start = time.Now()
-	w.post(t, "Push Hook", "s3cret", "delivery-build-again", push)
+	w.post(t, "Push Hook", harness.WebhookToken, "delivery-build-again", pushFor(t, env, p, "main", sha))
 	second := w.waitNewRun(t, []string{first.Name})
 	t.Logf("push to finished multi-arch index (warm Kaniko caches): %s", time.Since(start).Round(time.Millisecond))
-	cached := kanikoBuilds(t, w.env, runner, w.ns, second.Name)
-	for arch, b := range cached {
+	for arch, b := range w.buildPods(t, second.Name) {
 		repos, hits := cacheLookups(b.log)
 		if want := image + "/cache-linux-" + arch; len(repos) != 1 || repos[0] != want {
 			t.Errorf("cached %s build looked up cached layers in %v, want only %s", arch, repos, want)
@@ -535,7 +496,6 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	if got := pipelineResult(second, "IMAGE_DIGEST"); got != indexDigest.String() {
 		t.Errorf("the cached rebuild's index is %s, want the first run's %s", got, indexDigest)
 	}
-	// Neither platform's cache holds a layer of the other's.
 	amdLayers := cacheLayers(t, image+"/cache-linux-amd64")
 	armLayers := cacheLayers(t, image+"/cache-linux-arm64")
 	if len(amdLayers) == 0 || len(armLayers) == 0 {
@@ -553,14 +513,14 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	fresh.ObjectMeta = metav1.ObjectMeta{Name: "rebuild-without-cache", Namespace: w.ns, Labels: first.Labels, Annotations: first.Annotations}
 	fresh.Status = pipelinev1.PipelineRunStatus{}
 	setParam(fresh, "cache-repo", image+"/fresh-cache")
-	if _, err := w.env.Tekton.TektonV1().PipelineRuns(w.ns).Create(context.Background(), fresh, metav1.CreateOptions{}); err != nil {
+	if _, err := env.Tekton.TektonV1().PipelineRuns(w.ns).Create(context.Background(), fresh, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	third := w.env.WaitPipelineRunDone(t, w.ns, fresh.Name, 10*time.Minute)
+	third := env.WaitPipelineRunDone(t, w.ns, fresh.Name, 15*time.Minute)
 	if c := third.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Status != corev1.ConditionTrue {
 		t.Fatalf("PipelineRun %s: %+v", third.Name, c)
 	}
-	for arch, b := range kanikoBuilds(t, w.env, runner, w.ns, third.Name) {
+	for arch, b := range w.buildPods(t, third.Name) {
 		if _, hits := cacheLookups(b.log); hits != 0 {
 			t.Errorf("the rebuild without cache used %d cached layers for %s", hits, arch)
 		}
@@ -569,47 +529,15 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	if got := pipelineResult(third, "IMAGE_DIGEST"); got != indexDigest.String() {
 		t.Errorf("the rebuild without cache made index %s, want %s", got, indexDigest)
 	}
-	idx3, err := remote.Index(mustRef(t, pipelineResult(third, "IMAGE_URL")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := indexChildren(t, idx3); fmt.Sprint(got) != fmt.Sprint(children) {
-		t.Errorf("rebuilt children %v, want %v", got, children)
-	}
-
-	// Each build pod ran on a node of its architecture.
-	pods, err := w.env.Kube.CoreV1().Pods(w.ns).List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	builds := 0
-	for _, p := range pods.Items {
-		arch := p.Spec.NodeSelector["kubernetes.io/arch"]
-		if arch == "" {
-			continue
-		}
-		builds++
-		if p.Spec.NodeName != "node-"+arch {
-			t.Errorf("pod %s wants %s but ran on %s", p.Name, arch, p.Spec.NodeName)
-		}
-	}
-	if builds != 6 {
-		t.Errorf("%d pods pinned to an architecture, want the 2 builds of 3 runs", builds)
-	}
 
 	// Scenario 6: tag pushes release the index just built, without a rebuild.
-	repoRef := image
 	release := func(tag string) {
 		t.Helper()
-		before, err := w.env.Tekton.TektonV1().PipelineRuns(w.ns).List(context.Background(), metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
 		var seen []string
-		for _, p := range before.Items {
-			seen = append(seen, p.Name)
+		for _, pr := range w.pipelineRuns(t) {
+			seen = append(seen, pr.Name)
 		}
-		w.post(t, "Tag Push Hook", "s3cret", "delivery-"+tag, tagPushFor(t, w.env, gitURL, sha, tag))
+		w.post(t, "Tag Push Hook", harness.WebhookToken, "delivery-"+tag, tagPushFor(t, env, p, sha, tag))
 		pr := w.waitNewRun(t, seen)
 		if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != "release" || pr.Annotations["ciel.dev/gitlab-ref"] != "refs/tags/"+tag {
 			t.Fatalf("tag %s started %s (%+v, ref %q), want the release pipeline", tag, pr.Name, pr.Spec.PipelineRef, pr.Annotations["ciel.dev/gitlab-ref"])
@@ -617,12 +545,13 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	}
 	digestOf := func(tag string) string {
 		t.Helper()
-		d, err := remote.Head(mustRef(t, repoRef+":"+tag))
+		d, err := remote.Head(mustRef(t, image+":"+tag))
 		if err != nil {
 			return "absent"
 		}
 		return d.Digest.String()
 	}
+	builds := w.archPods(t)
 	release("v1.2.3")
 	for _, tag := range []string{"v1.2.3", "v1.2", "v1", "latest"} {
 		if got := digestOf(tag); got != indexDigest.String() {
@@ -638,26 +567,26 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 			t.Errorf("after v1.1.9: %s moved to %s", tag, got)
 		}
 	}
-	// No rebuild: the release pipelines ran no build pod.
-	pods, err = w.env.Kube.CoreV1().Pods(w.ns).List(context.Background(), metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
+	if got := w.archPods(t); got != builds {
+		t.Errorf("%d build pods after the releases, want the %d of the branch builds", got, builds)
 	}
-	archPods := 0
-	for _, p := range pods.Items {
-		if p.Spec.NodeSelector["kubernetes.io/arch"] != "" {
-			archPods++
-		}
+
+	// A branch named "latest" builds under branch-latest; the latest tag
+	// stays on the release.
+	latestSHA := p.commit(t, "latest", "NOTES", "a branch named latest\n")
+	var seen []string
+	for _, pr := range w.pipelineRuns(t) {
+		seen = append(seen, pr.Name)
 	}
-	if archPods != builds {
-		t.Errorf("%d build pods after the releases, want the %d of the branch builds", archPods, builds)
+	w.post(t, "Push Hook", harness.WebhookToken, "delivery-branch-latest", pushFor(t, env, p, "latest", latestSHA))
+	w.waitNewRun(t, seen)
+	if got := digestOf("latest"); got != indexDigest.String() {
+		t.Errorf("after a push to branch latest, the latest tag is %s, want the release's %s", got, indexDigest)
+	}
+	if got, other := digestOf("branch-latest"), digestOf("sha-"+latestSHA); got == "absent" || got != other || got == indexDigest.String() {
+		t.Errorf("branch latest built %s under branch-latest and %s under its commit tag; want one new index under both", got, other)
 	}
 }
-
-// cielImage is the ciel image the scenarios install with, shaped as a
-// release names it; the pod runner runs the ciel binary built from this
-// repository for it (harness.CielImage).
-const cielImage = "registry.example.com/ciel/ciel:e2e"
 
 // waitNewRun waits for a PipelineRun not named in seen, then for it to
 // succeed, and returns it.
@@ -668,7 +597,7 @@ func (w *world) waitNewRun(t *testing.T, seen []string) *pipelinev1.PipelineRun 
 		if slices.Contains(seen, p.Name) {
 			continue
 		}
-		pr := w.env.WaitPipelineRunDone(t, w.ns, p.Name, 10*time.Minute)
+		pr := w.env.WaitPipelineRunDone(t, w.ns, p.Name, 15*time.Minute)
 		if c := pr.Status.GetCondition(apis.ConditionSucceeded); c == nil || c.Status != corev1.ConditionTrue {
 			t.Fatalf("PipelineRun %s: %+v", pr.Name, c)
 		}
@@ -676,6 +605,81 @@ func (w *world) waitNewRun(t *testing.T, seen []string) *pipelinev1.PipelineRun 
 	}
 	t.Fatalf("no new PipelineRun besides %v", seen)
 	return nil
+}
+
+// buildPod is one kaniko-build pod of a PipelineRun, as the cluster ran it.
+type buildPod struct {
+	pod, node, nodeArch string
+	took                time.Duration
+	log                 string
+}
+
+// buildPods returns the kaniko-build pods of a PipelineRun by the
+// architecture they were built for; it fails unless there is exactly one
+// per architecture, each on a node of that architecture (as the node's
+// kubelet labelled itself).
+func (w *world) buildPods(t *testing.T, pipelineRun string) map[string]buildPod {
+	t.Helper()
+	ctx := context.Background()
+	pods, err := w.env.Kube.CoreV1().Pods(w.ns).List(ctx, metav1.ListOptions{LabelSelector: "tekton.dev/pipelineRun=" + pipelineRun})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]buildPod{}
+	for _, p := range pods.Items {
+		arch := p.Spec.NodeSelector["kubernetes.io/arch"]
+		if arch == "" {
+			continue
+		}
+		node, err := w.env.Kube.CoreV1().Nodes().Get(ctx, p.Spec.NodeName, metav1.GetOptions{})
+		if err != nil {
+			t.Fatalf("pod %s: node %q: %v", p.Name, p.Spec.NodeName, err)
+		}
+		b := buildPod{pod: p.Name, node: node.Name, nodeArch: node.Labels["kubernetes.io/arch"]}
+		if b.nodeArch != arch || node.Status.NodeInfo.Architecture != arch {
+			t.Errorf("pod %s builds linux/%s on node %s (arch label %q, kubelet %s)", p.Name, arch, node.Name, b.nodeArch, node.Status.NodeInfo.Architecture)
+		}
+		for _, cs := range p.Status.ContainerStatuses {
+			if cs.Name != "step-build" {
+				continue
+			}
+			if term := cs.State.Terminated; term != nil {
+				b.took = term.FinishedAt.Sub(term.StartedAt.Time)
+				if term.ExitCode != 0 {
+					t.Errorf("%s: the build step of %s exited %d", pipelineRun, p.Name, term.ExitCode)
+				}
+			}
+		}
+		raw, err := w.env.Kube.CoreV1().Pods(w.ns).GetLogs(p.Name, &corev1.PodLogOptions{Container: "step-build"}).DoRaw(ctx)
+		if err != nil {
+			t.Fatalf("the build log of %s: %v", p.Name, err)
+		}
+		b.log = ansi.ReplaceAllString(string(raw), "")
+		if _, dup := out[arch]; dup {
+			t.Errorf("%s: two builds for %s", pipelineRun, arch)
+		}
+		out[arch] = b
+	}
+	if len(out) != 2 || out["amd64"].log == "" || out["arm64"].log == "" {
+		t.Fatalf("%s: builds for %d architectures, want amd64 and arm64", pipelineRun, len(out))
+	}
+	return out
+}
+
+// archPods counts the namespace's pods pinned to an architecture (builds).
+func (w *world) archPods(t *testing.T) int {
+	t.Helper()
+	pods, err := w.env.Kube.CoreV1().Pods(w.ns).List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, p := range pods.Items {
+		if p.Spec.NodeSelector["kubernetes.io/arch"] != "" {
+			n++
+		}
+	}
+	return n
 }
 
 func pipelineResult(pr *pipelinev1.PipelineRun, name string) string {
@@ -730,53 +734,6 @@ func mustHash(t *testing.T, s string) v1.Hash {
 		t.Fatal(err)
 	}
 	return h
-}
-
-// kanikoBuild is one kaniko-build pod's Kaniko step, as the pod runner ran it.
-type kanikoBuild struct {
-	took time.Duration
-	log  string
-}
-
-// kanikoBuilds returns the Kaniko steps of a PipelineRun's pods by the
-// architecture of the node they ran on; it fails unless there is exactly
-// one for amd64 and one for arm64.
-func kanikoBuilds(t *testing.T, env *harness.Env, runner *podrunner.Runner, ns, pipelineRun string) map[string]kanikoBuild {
-	t.Helper()
-	pods, err := env.Kube.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "tekton.dev/pipelineRun=" + pipelineRun})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mine := map[string]bool{}
-	for _, p := range pods.Items {
-		mine[p.Name] = true
-	}
-	out := map[string]kanikoBuild{}
-	for _, rec := range runner.Records() {
-		if rec.Namespace != ns || !mine[rec.Name] {
-			continue
-		}
-		for _, c := range rec.Containers {
-			if c.Rule != "kaniko" {
-				continue
-			}
-			b, err := os.ReadFile(c.LogFile)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if c.Duration <= 0 || c.ExitCode != 0 {
-				t.Errorf("%s: Kaniko step of %s: exit code %d after %s", pipelineRun, rec.Name, c.ExitCode, c.Duration)
-			}
-			if _, dup := out[rec.Arch]; dup {
-				t.Errorf("%s: two Kaniko builds on %s nodes", pipelineRun, rec.Arch)
-			}
-			out[rec.Arch] = kanikoBuild{took: c.Duration, log: ansi.ReplaceAllString(string(b), "")}
-		}
-	}
-	if len(out) != 2 || out["amd64"].log == "" || out["arm64"].log == "" {
-		t.Fatalf("%s: Kaniko ran on %d nodes' architectures, want amd64 and arm64", pipelineRun, len(out))
-	}
-	return out
 }
 
 var (
@@ -838,60 +795,4 @@ func mustRef(t *testing.T, s string) name.Reference {
 		t.Fatal(err)
 	}
 	return r
-}
-
-// tagPushFor rewrites the tag push fixture for a tag of a commit of the
-// repository served at repo (its clone URL, as in the branch push).
-func tagPushFor(t *testing.T, env *harness.Env, repo, sha, tag string) []byte {
-	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(payload(t, env, "tag_push.json"), &m); err != nil {
-		t.Fatal(err)
-	}
-	m["ref"] = "refs/tags/" + tag
-	m["checkout_sha"] = sha
-	m["project"].(map[string]any)["git_http_url"] = repo
-	if commits, ok := m["commits"].([]any); ok && len(commits) > 0 {
-		commits[0].(map[string]any)["id"] = sha
-	}
-	b, _ := json.Marshal(m)
-	return b
-}
-
-// TestTruncatedPushAsksGitLabOnce is scenario 4: GitLab lists 20 of a
-// push's 25 commits; the interceptor completes the changed files from the
-// GitLab API (a stub serving the compare API's shapes) once, and decides on
-// the complete list.
-func TestTruncatedPushAsksGitLabOnce(t *testing.T) {
-	var calls atomic.Int32
-	gl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasSuffix(r.URL.Path, "/repository/compare") || r.Header.Get("PRIVATE-TOKEN") != "glpat-e2e" {
-			http.NotFound(w, r)
-			return
-		}
-		calls.Add(1)
-		w.Header().Set("Content-Type", "application/json")
-		fmt.Fprint(w, `{"commits":[],"compare_timeout":false,"compare_same_ref":false,"diffs":[`+
-			`{"old_path":"src/ledger/export.go","new_path":"src/ledger/export.go","new_file":false,"renamed_file":false,"deleted_file":false,"diff":""}]}`)
-	}))
-	defer gl.Close()
-	api, err := gitlabapi.New(gl.URL, "glpat-e2e")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := setUp(t, api)
-	w.post(t, "Push Hook", "s3cret", "delivery-truncated", payload(t, w.env, "truncated_push.json"))
-	prs := w.env.WaitPipelineRuns(t, w.ns, 1, 90*time.Second)
-	if got := prs[0].Annotations["ciel.dev/changed-files-source"]; got != "api" {
-		t.Errorf("changed files source %q, want api", got)
-	}
-	if got := prs[0].Annotations["ciel.dev/changed-files-count"]; got != "1" {
-		t.Errorf("changed files count %q, want the API's 1", got)
-	}
-	// The release trigger also saw the push (and refused it by event type)
-	// without asking GitLab: one compare in all.
-	time.Sleep(2 * time.Second)
-	if n := calls.Load(); n != 1 {
-		t.Errorf("GitLab compare API called %d times, want 1", n)
-	}
 }

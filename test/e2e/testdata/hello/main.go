@@ -1,6 +1,6 @@
 // Command hello is the end-to-end suite's test project: it prints the
 // platform it was built for and, with -write FILE, also writes that line to
-// FILE (the amd64 image's Dockerfile RUNs it at build time).
+// FILE (the Dockerfile RUNs it at build time, on each architecture).
 package main
 
 import (

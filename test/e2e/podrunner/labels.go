@@ -1,5 +1,0 @@
-package podrunner
-
-import "k8s.io/apimachinery/pkg/labels"
-
-func everything() labels.Selector { return labels.Everything() }
