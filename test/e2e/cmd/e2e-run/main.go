@@ -106,11 +106,14 @@ func runInside(ctx context.Context, logger *slog.Logger, manifest, test string, 
 		logger.Error("starting the test binary", "err", err)
 		return 1
 	}
+	exited := make(chan struct{})
+	defer close(exited)
 	go func() {
-		<-ctx.Done()
-		if ctx.Err() != nil && cmd.Process != nil {
+		select {
+		case <-ctx.Done():
 			logger.Warn("signal: stopping the test binary")
 			_ = cmd.Process.Signal(syscall.SIGTERM)
+		case <-exited:
 		}
 	}()
 	err := cmd.Wait()
