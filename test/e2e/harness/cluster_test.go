@@ -110,8 +110,11 @@ func TestClusterSmoke(t *testing.T) {
 		smokePod("sealed", busybox, "if busybox timeout 5 wget -q -O- http://"+SealProbeIP+"/ 2>&1; then echo REACHED; exit 1; fi; echo refused",
 			map[string]string{corev1.LabelHostname: "ciel-amd64"}, nil, nil),
 	}
+	// A pod still running at teardown: Stop must remove it.
+	sleeper := smokePod("sleeper", busybox, "exec sleep 3600", map[string]string{corev1.LabelArchStable: "arm64"},
+		[]corev1.Toleration{{Key: ArchTaintKey, Value: "arm64", Effect: corev1.TaintEffectNoSchedule}}, nil)
 	start = time.Now()
-	for _, p := range pods {
+	for _, p := range append([]*corev1.Pod{sleeper}, pods...) {
 		if _, err := kube.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -142,6 +145,11 @@ func TestClusterSmoke(t *testing.T) {
 			}
 		}
 	}
+	waitFor(ctx, t, "pod sleeper Running", func() bool {
+		got, err := kube.CoreV1().Pods(ns).Get(ctx, sleeper.Name, metav1.GetOptions{})
+		return err == nil && got.Status.Phase == corev1.PodRunning
+	})
+	t.Log("pod sleeper Running on ciel-arm64; left for the teardown")
 }
 
 func smokePod(name, image, script string, selector map[string]string, tol []corev1.Toleration, sc *corev1.SecurityContext) *corev1.Pod {

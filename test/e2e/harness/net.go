@@ -21,6 +21,9 @@ const (
 	// PodCIDR holds every node's pod range: node i gets 10.244.(i+1).0/24 on
 	// the bridge cbr<i>.
 	PodCIDR = "10.244.0.0/16"
+	// CNINetworkPrefix starts the CNI network name of every node's pod
+	// network (libcni names its cached results after it).
+	CNINetworkPrefix = "ciel-e2e-"
 	// APIServerPort is the apiserver's port on NodeIP.
 	APIServerPort = 16443
 	// RegistryHost is the plain-HTTP image registry inside NetNS.

@@ -416,7 +416,7 @@ state = %[2]q
 func podSubnet(i int) string { return fmt.Sprintf("10.244.%d.0/24", i+1) }
 
 func cniConfig(i int, dir string) string {
-	return fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "cbr%[1]d", "plugins": [
+	return fmt.Sprintf(`{"cniVersion": "1.0.0", "name": "`+CNINetworkPrefix+`cbr%[1]d", "plugins": [
   {"type": "bridge", "bridge": "cbr%[1]d", "isGateway": true, "isDefaultGateway": true, "ipMasq": false, "hairpinMode": true,
    "ipam": {"type": "host-local", "ranges": [[{"subnet": %[2]q}]], "dataDir": %[3]q}}]}
 `, i, podSubnet(i), filepath.Join(dir, "cni/ipam"))
@@ -747,8 +747,24 @@ func CleanupRunDir(runDir string, logger *slog.Logger) error {
 				errs = append(errs, err)
 			}
 		}
+		removeCNIResults(filepath.Join(nodesDir, n))
 	}
 	return errors.Join(errs...)
+}
+
+// removeCNIResults removes libcni's cached results (in /var/lib/cni/results,
+// global) of the node's pod sandboxes, which a killed run leaves.
+func removeCNIResults(nodeDir string) {
+	sandboxes, _ := os.ReadDir(filepath.Join(nodeDir, "containerd/root/io.containerd.grpc.v1.cri/sandboxes"))
+	for _, sb := range sandboxes {
+		if len(sb.Name()) < 12 || strings.ContainsAny(sb.Name(), "*?[/") {
+			continue
+		}
+		matches, _ := filepath.Glob("/var/lib/cni/results/*-" + sb.Name() + "-*")
+		for _, m := range matches {
+			_ = os.Remove(m)
+		}
+	}
 }
 
 // killCgroupTree SIGKILLs every process in the cgroup dir and below.

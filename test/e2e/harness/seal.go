@@ -287,6 +287,16 @@ func Unseal(ctx context.Context, dir string, logger *slog.Logger) error {
 			}
 		}
 	}
+	// libcni's result cache: entries of our networks (named CNINetworkPrefix
+	// + bridge) may be left by a killed run; the directories go when this
+	// seal created them and they are empty.
+	if entries, err := os.ReadDir("/var/lib/cni/results"); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), CNINetworkPrefix) {
+				_ = os.Remove(filepath.Join("/var/lib/cni/results", e.Name()))
+			}
+		}
+	}
 	if has(sealCNICreated) {
 		_ = os.Remove("/var/lib/cni/results")
 		_ = os.Remove("/var/lib/cni")
