@@ -127,7 +127,12 @@ func Prepare(ctx context.Context, cfg PrepareConfig) (*Prepared, string, error) 
 	if err := goModDownload(ctx, p.CielRoot); err != nil {
 		return nil, "", fmt.Errorf("preparing the e2e suite: %w", err)
 	}
-	logger.Info("downloaded ciel's modules", "took", time.Since(start).Round(time.Millisecond))
+	ko, err := cielTools(ctx, p.CielRoot)
+	if err != nil {
+		return nil, "", fmt.Errorf("preparing the e2e suite: %w", err)
+	}
+	p.Binaries["ko"] = ko
+	logger.Info("downloaded ciel's modules and installed its release tools", "ko", ko, "took", time.Since(start).Round(time.Millisecond))
 	path := filepath.Join(cfg.CacheDir, "prepared.json")
 	if err := p.Write(path); err != nil {
 		return nil, "", fmt.Errorf("preparing the e2e suite: writing %s: %w", path, err)
@@ -181,6 +186,32 @@ func goModDownload(ctx context.Context, dir string) error {
 		return fmt.Errorf("go mod download in %s: %w\n%s", dir, err, out)
 	}
 	return nil
+}
+
+// cielTools runs `make tools` in ciel's repository (ko, at the version its
+// Makefile pins, into bin/, so that `make release` later needs no module
+// proxy) and returns the path of ko.
+func cielTools(ctx context.Context, root string) (string, error) {
+	mk := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "make", append([]string{"-s", "-C", root}, args...)...)
+		cmd.Env = append(os.Environ(), "GOWORK=off")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("make %s in %s: %w\n%s", strings.Join(args, " "), root, err, out)
+		}
+		return strings.TrimSpace(string(out)), nil
+	}
+	if _, err := mk("tools"); err != nil {
+		return "", err
+	}
+	ko, err := mk("--eval", "ciel-e2e-print-ko: ; @echo $(KO)", "ciel-e2e-print-ko")
+	if err != nil {
+		return "", err
+	}
+	if st, err := os.Stat(ko); err != nil || st.Mode()&0o111 == 0 {
+		return "", fmt.Errorf("make tools in %s: no executable ko at %q", root, ko)
+	}
+	return ko, nil
 }
 
 // goListDeps downloads the modules providing pkgs and their dependencies.
