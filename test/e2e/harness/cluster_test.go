@@ -4,10 +4,8 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,7 +51,9 @@ func TestClusterSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer regSup.StopAll(5 * time.Second)
-	startTestRegistry(ctx, t, regSup, filepath.Join(prep.CacheDir, "registry"))
+	if _, err := StartRegistry(ctx, regSup, filepath.Join(prep.CacheDir, "registry")); err != nil {
+		t.Fatal(err)
+	}
 	pause := RegistryHost + "/ciel/pause:1"
 	pushIndex(ctx, t, pause, map[string]v1.Layer{
 		"amd64": fileLayer(t, map[string]string{"pause": prep.Binaries["pause-amd64"]}, nil),
@@ -70,10 +70,9 @@ func TestClusterSmoke(t *testing.T) {
 	t.Logf("registry up and images pushed in %v", time.Since(start).Round(time.Millisecond))
 
 	start = time.Now()
-	cl, err := StartCluster(ctx, ClusterConfig{
-		RunDir: RunDir(prep.CacheDir), PidDir: PidDir(prep.CacheDir), Binaries: prep.Binaries,
-		PauseImage: pause, Logger: logger,
-	})
+	cfg := ClusterConfigFromPrepared(prep, pause)
+	cfg.Logger = logger
+	cl, err := StartCluster(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,32 +178,6 @@ func waitFor(ctx context.Context, t *testing.T, what string, f func() bool) {
 			t.Fatalf("waiting for %s: %v", what, wctx.Err())
 		case <-time.After(250 * time.Millisecond):
 		}
-	}
-}
-
-// startTestRegistry runs Debian's docker-registry on RegistryHost with its
-// storage in dir.
-func startTestRegistry(ctx context.Context, t *testing.T, sup *Supervisor, dir string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	cfg := fmt.Sprintf("version: 0.1\nlog: {level: warn, accesslog: {disabled: true}}\nstorage:\n  filesystem: {rootdirectory: %s}\nhttp:\n  addr: %s\n", dir, RegistryHost)
-	path := filepath.Join(dir, "..", "registry.yml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p, err := sup.Start(ProcessSpec{Name: "registry", Path: "/usr/bin/docker-registry", Args: []string{"serve", path}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc := &http.Client{Timeout: 2 * time.Second}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := waitUntil(wctx, 100*time.Millisecond, "registry", func(ctx context.Context) (bool, error) {
-		return httpOK(ctx, hc, "http://"+RegistryHost+"/v2/")
-	}, p); err != nil {
-		t.Fatal(err)
 	}
 }
 

@@ -135,6 +135,42 @@ func InNetNS() error {
 	return nil
 }
 
+// ClusterConfigFromPrepared returns the configuration for the default
+// nodes with the prepared binaries and the run, pid directories of its
+// cache.
+func ClusterConfigFromPrepared(p *Prepared, pauseImage string) ClusterConfig {
+	return ClusterConfig{RunDir: RunDir(p.CacheDir), PidDir: PidDir(p.CacheDir), Binaries: p.Binaries, PauseImage: pauseImage}
+}
+
+// StartRegistry starts Debian's docker-registry (distribution) on
+// RegistryHost through sup, with its storage in storageDir (kept across
+// runs: images pushed once are reused), and waits until it answers.
+func StartRegistry(ctx context.Context, sup *Supervisor, storageDir string) (*Process, error) {
+	if err := os.MkdirAll(storageDir, 0o755); err != nil {
+		return nil, fmt.Errorf("starting the registry: %w", err)
+	}
+	cfg := fmt.Sprintf("version: 0.1\nlog: {level: warn, accesslog: {disabled: true}}\nstorage:\n  filesystem: {rootdirectory: %s}\n  delete: {enabled: true}\nhttp:\n  addr: %s\n",
+		storageDir, RegistryHost)
+	path := storageDir + ".yml"
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return nil, fmt.Errorf("starting the registry: %w", err)
+	}
+	p, err := sup.Start(ProcessSpec{Name: "registry", Path: "/usr/bin/docker-registry", Args: []string{"serve", path}})
+	if err != nil {
+		return nil, err
+	}
+	hc := &http.Client{Timeout: 2 * time.Second}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := waitUntil(wctx, 100*time.Millisecond, "registry", func(ctx context.Context) (bool, error) {
+		return httpOK(ctx, hc, "http://"+RegistryHost+"/v2/")
+	}, p); err != nil {
+		p.Stop(time.Second)
+		return nil, err
+	}
+	return p, nil
+}
+
 // StartCluster starts the cluster inside NetNS. On error, whatever was
 // started is stopped. The caller must Stop it.
 func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error) {
