@@ -60,7 +60,7 @@ func TestClusterSmoke(t *testing.T) {
 		"arm64": fileLayer(t, map[string]string{"pause": prep.Binaries["pause-arm64"]}, nil),
 	}, []string{"/pause"})
 	links := map[string]string{}
-	for _, l := range []string{"sh", "id", "touch", "echo", "uname", "cat", "wget", "sleep"} {
+	for _, l := range []string{"sh", "id", "touch", "echo", "uname", "cat", "wget", "sleep", "nslookup", "nc"} {
 		links["bin/"+l] = "busybox"
 	}
 	busybox := RegistryHost + "/ciel/busybox:1"
@@ -100,7 +100,11 @@ func TestClusterSmoke(t *testing.T) {
 	})
 	uid, no, yes := int64(65532), false, true
 	pods := []*corev1.Pod{
-		smokePod("amd64", busybox, "echo hello from $(uname -m)", map[string]string{corev1.LabelHostname: "ciel-amd64"}, nil, nil),
+		// Cluster DNS (CoreDNS on NodeIP) and the kubernetes Service
+		// (kube-proxy's DNAT to NodeIP:APIServerPort) from the pod network.
+		smokePod("amd64", busybox, "echo hello from $(uname -m); nslookup kubernetes.default.svc."+ClusterDomain+
+			" && nc -w 5 $KUBERNETES_SERVICE_HOST $KUBERNETES_SERVICE_PORT </dev/null && echo apiserver reachable via $KUBERNETES_SERVICE_HOST",
+			map[string]string{corev1.LabelHostname: "ciel-amd64"}, nil, nil),
 		smokePod("arm64", busybox, "id -u; if touch /rootfs 2>/dev/null; then echo writable; exit 1; fi; echo read-only",
 			map[string]string{corev1.LabelArchStable: "arm64"},
 			[]corev1.Toleration{{Key: ArchTaintKey, Value: "arm64", Effect: corev1.TaintEffectNoSchedule}},
@@ -119,7 +123,7 @@ func TestClusterSmoke(t *testing.T) {
 		}
 	}
 	want := map[string][]string{
-		"amd64":  {"hello from x86_64"},
+		"amd64":  {"hello from x86_64", "Address: " + KubernetesServiceIP, "apiserver reachable via " + KubernetesServiceIP},
 		"arm64":  {"65532", "read-only"},
 		"sealed": {"Network is unreachable", "refused"},
 	}

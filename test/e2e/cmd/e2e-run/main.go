@@ -125,6 +125,9 @@ func runInside(ctx context.Context, logger *slog.Logger, manifest, test string, 
 		if exit.ExitCode() >= 0 {
 			return exit.ExitCode()
 		}
+		if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return 128 + int(ws.Signal()) // the shell's convention
+		}
 		return 1
 	default:
 		logger.Error("running the test binary", "err", err)
