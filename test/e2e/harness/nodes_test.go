@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )
@@ -119,5 +124,103 @@ func TestNodeBinariesArchitectures(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(b.ModuleDir, "go.mod")); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestCleanupRunDirAfterKilledRun leaves what a killed run leaves — a mount
+// under the run directory, a node's cgroups with a process in them — and
+// checks that CleanupRunDir removes all of it (root only).
+func TestCleanupRunDirAfterKilledRun(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	run := t.TempDir()
+	node := "cleanup-test-" + randomSuffix()
+	mnt := filepath.Join(run, "nodes", node, "kubelet", "pods", "x", "volumes")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("cannot mount tmpfs: %v", err)
+	}
+	defer syscall.Unmount(mnt, syscall.MNT_DETACH)
+	dirs := cgroupDirs(node)
+	if len(dirs) == 0 {
+		t.Skip("no cgroup hierarchy")
+	}
+	sleeper := exec.Command("sleep", "600")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sleeper.Process.Kill()
+	go func() { _ = sleeper.Wait() }()
+	for _, d := range dirs {
+		if err := os.MkdirAll(filepath.Join(d, "pod1"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(d)
+	}
+	// One hierarchy is enough to hold the process.
+	if err := os.WriteFile(filepath.Join(dirs[0], "pod1", "cgroup.procs"), []byte(strconv.Itoa(sleeper.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := CleanupRunDir(run, nil); err != nil {
+		t.Fatal(err)
+	}
+	if isMountPoint(mnt) {
+		t.Errorf("%s is still mounted", mnt)
+	}
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("cgroup %s still exists", d)
+		}
+	}
+	if err := syscall.Kill(sleeper.Process.Pid, 0); err == nil {
+		time.Sleep(500 * time.Millisecond)
+		if procStartTime(sleeper.Process.Pid) != 0 && !isZombie(sleeper.Process.Pid) {
+			t.Errorf("the process in the node's cgroup survived")
+		}
+	}
+}
+
+// TestPauseExitsOnTerm builds the sandbox program and checks it keeps
+// running until SIGTERM, then exits 0.
+func TestPauseExitsOnTerm(t *testing.T) {
+	root, err := FindModuleRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bins, err := NodeBinaries(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := bins["pause-"+runtime.GOARCH]
+	if bin.Name == "" {
+		t.Skipf("no pause for %s", runtime.GOARCH)
+	}
+	path, _, err := (&Builder{Dir: t.TempDir()}).Ensure(context.Background(), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(path)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		t.Fatalf("pause exited by itself: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("pause on SIGTERM: %v, want exit 0", err)
+		}
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("pause ignored SIGTERM")
 	}
 }
