@@ -113,9 +113,15 @@ func TestClusterSmoke(t *testing.T) {
 		smokePod("sealed", busybox, "if busybox timeout 5 wget -q -O- http://"+SealProbeIP+"/ 2>&1; then echo REACHED; exit 1; fi; echo refused",
 			map[string]string{corev1.LabelHostname: "ciel-amd64"}, nil, nil),
 	}
-	// A pod still running at teardown: Stop must remove it.
-	sleeper := smokePod("sleeper", busybox, "exec sleep 3600", map[string]string{corev1.LabelArchStable: "arm64"},
+	// A pod still running at teardown: Stop must remove it. Its image is
+	// the arm64 pause alone (containerd, being amd64, would pick the amd64
+	// variant of an index): Running proves an arm64 binary started in a
+	// container through binfmt_misc and qemu.
+	pauseArm64 := RegistryHost + "/ciel/pause:1-arm64"
+	pushImage(ctx, t, pauseArm64, "arm64", fileLayer(t, map[string]string{"pause": prep.Binaries["pause-arm64"]}, nil), []string{"/pause"})
+	sleeper := smokePod("sleeper", pauseArm64, "", map[string]string{corev1.LabelArchStable: "arm64"},
 		[]corev1.Toleration{{Key: ArchTaintKey, Value: "arm64", Effect: corev1.TaintEffectNoSchedule}}, nil)
+	sleeper.Spec.Containers[0].Command = nil
 	start = time.Now()
 	for _, p := range append([]*corev1.Pod{sleeper}, pods...) {
 		if _, err := kube.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{}); err != nil {
@@ -152,7 +158,7 @@ func TestClusterSmoke(t *testing.T) {
 		got, err := kube.CoreV1().Pods(ns).Get(ctx, sleeper.Name, metav1.GetOptions{})
 		return err == nil && got.Status.Phase == corev1.PodRunning
 	})
-	t.Log("pod sleeper Running on ciel-arm64; left for the teardown")
+	t.Log("pod sleeper (arm64 pause) Running on ciel-arm64; left for the teardown")
 }
 
 func smokePod(name, image, script string, selector map[string]string, tol []corev1.Toleration, sc *corev1.SecurityContext) *corev1.Pod {
@@ -216,6 +222,38 @@ func fileLayer(t *testing.T, files, links map[string]string) v1.Layer {
 	return layer
 }
 
+// pushImage pushes a single-layer image for one architecture.
+func pushImage(ctx context.Context, t *testing.T, ref, arch string, layer v1.Layer, entrypoint []string) {
+	t.Helper()
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, archImage(t, arch, layer, entrypoint), remote.WithContext(ctx)); err != nil {
+		t.Fatalf("pushing %s: %v", ref, err)
+	}
+}
+
+func archImage(t *testing.T, arch string, layer v1.Layer, entrypoint []string) v1.Image {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", arch
+	cf.Config.Entrypoint = entrypoint
+	cf.Config.Env = []string{"PATH=/bin"}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
 // pushIndex pushes an image index with one single-layer image per
 // architecture.
 func pushIndex(ctx context.Context, t *testing.T, ref string, layers map[string]v1.Layer, entrypoint []string) {
@@ -226,21 +264,7 @@ func pushIndex(ctx context.Context, t *testing.T, ref string, layers map[string]
 	}
 	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
 	for arch, layer := range layers {
-		img, err := mutate.AppendLayers(empty.Image, layer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture = "linux", arch
-		cf.Config.Entrypoint = entrypoint
-		cf.Config.Env = []string{"PATH=/bin"}
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
-			t.Fatal(err)
-		}
+		img := archImage(t, arch, layer, entrypoint)
 		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
 	}
 	if err := remote.WriteIndex(r, idx, remote.WithContext(ctx)); err != nil {
