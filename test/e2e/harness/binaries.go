@@ -38,6 +38,16 @@ type Binary struct {
 	Version string
 	// LDFlags are passed to the linker.
 	LDFlags []string
+	// GOARCH is the target architecture (default: the host's).
+	GOARCH string
+}
+
+// Arch returns the architecture the binary is built for.
+func (b Binary) Arch() string {
+	if b.GOARCH != "" {
+		return b.GOARCH
+	}
+	return runtime.GOARCH
 }
 
 // BuildModules returns the binaries of the control plane, built from the
@@ -167,7 +177,7 @@ type BuildRecord struct {
 
 // Path returns where the binary is cached: Dir/NAME-VERSION-KEY, where KEY
 // hashes the build module's go.mod and go.sum, the package, the linker flags,
-// the Go version and the target platform.
+// the Go version and the target platform (GOARCH included).
 func (b *Builder) Path(ctx context.Context, bin Binary) (string, error) {
 	key, err := cacheKey(ctx, bin)
 	if err != nil {
@@ -190,7 +200,7 @@ func cacheKey(ctx context.Context, bin Binary) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fmt.Fprintf(h, "pkg %s\nldflags %q\ngo %s\nplatform %s/%s\ncgo 0\n", bin.Package, bin.LDFlags, goVersion, runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(h, "pkg %s\nldflags %q\ngo %s\nplatform %s/%s\ncgo 0\n", bin.Package, bin.LDFlags, goVersion, runtime.GOOS, bin.Arch())
 	return hex.EncodeToString(h.Sum(nil))[:12], nil
 }
 
@@ -238,7 +248,7 @@ func (b *Builder) Ensure(ctx context.Context, bin Binary) (string, BuildRecord, 
 	args := []string{"build", "-trimpath", "-ldflags", strings.Join(bin.LDFlags, " "), "-o", tmp, bin.Package}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = bin.ModuleDir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS="+b.goFlags(), "GOWORK=off")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS="+b.goFlags(), "GOWORK=off", "GOARCH="+bin.Arch())
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()

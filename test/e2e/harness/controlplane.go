@@ -3,6 +3,8 @@ package harness
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,23 +16,19 @@ import (
 	"strconv"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/client-go/util/retry"
 )
 
 // SystemNamespace is where Tekton's configuration lives.
 const SystemNamespace = "tekton-pipelines"
 
-// Node is a fake Node registered with the control plane. No kubelet runs
-// for it; the pod runner binds pods to it and reports their status.
+// Node describes a node of the pod runner's era (fake Nodes); the control
+// plane no longer registers any: real kubelets register themselves (see
+// StartCluster and ClusterNode). Kept until the pod runner is removed.
 type Node struct {
 	Name string
 	// OS and Arch become the kubernetes.io/os and kubernetes.io/arch labels
@@ -57,22 +55,21 @@ type ControlPlaneConfig struct {
 	// Binaries maps a program name (see BuildModules) to its path; "etcd"
 	// is the etcd server.
 	Binaries map[string]string
-	// PipelineDir and TriggersDir are the Tekton Pipelines and Triggers
-	// module directories (from the module cache) whose config/ folders
-	// provide CRDs and ConfigMaps.
+	// PipelineDir, TriggersDir, PipelineVersion, FeatureFlags and Nodes
+	// are no longer used by StartControlPlane: Tekton is installed from
+	// its release configuration and real kubelets register their Nodes.
+	// They remain until the pod-runner-era callers are removed.
 	PipelineDir, TriggersDir string
-	// PipelineVersion tags the images Tekton's controller is told to use.
-	PipelineVersion string
-	// FeatureFlags override keys of Tekton's feature-flags ConfigMap.
-	FeatureFlags map[string]string
-	// Nodes are registered as fake Nodes (default: DefaultNodes).
-	Nodes []Node
+	PipelineVersion          string
+	FeatureFlags             map[string]string
+	Nodes                    []Node
 	// Logger receives progress messages (default: discard).
 	Logger *slog.Logger
 }
 
-// ControlPlane is a running kube-apiserver, etcd, kube-controller-manager
-// and Tekton Pipelines controller, all on loopback.
+// ControlPlane is a running etcd (127.0.0.1), kube-apiserver (bound to
+// NodeIP:APIServerPort, authorization Node,RBAC with NodeRestriction) and
+// kube-controller-manager (every controller), inside NetNS.
 type ControlPlane struct {
 	Supervisor *Supervisor
 	PKI        *PKI
@@ -82,12 +79,10 @@ type ControlPlane struct {
 	RESTConfig *rest.Config
 	Kube       kubernetes.Interface
 	Dynamic    dynamic.Interface
-	// APIServerURL is https://127.0.0.1:PORT.
+	// APIServerURL is APIServerURL (https://NodeIP:APIServerPort).
 	APIServerURL string
 	// EtcdURL is http://127.0.0.1:PORT.
 	EtcdURL string
-	// Nodes are the fake Nodes registered.
-	Nodes []Node
 	// Phases records how long each start-up phase took.
 	Phases []Phase
 
@@ -101,18 +96,15 @@ type Phase struct {
 	Duration time.Duration
 }
 
-// StartControlPlane starts etcd, kube-apiserver and kube-controller-manager,
-// installs Tekton's CRDs and configuration, registers the fake Nodes and
-// starts Tekton's controller. On error, whatever was started is stopped.
+// StartControlPlane starts etcd, kube-apiserver and kube-controller-manager.
+// It must run inside NetNS (the apiserver binds NodeIP). On error, whatever
+// was started is stopped.
 func StartControlPlane(ctx context.Context, cfg ControlPlaneConfig) (_ *ControlPlane, err error) {
 	logger := cfg.Logger
 	if logger == nil {
 		logger = discardLogger()
 	}
-	if len(cfg.Nodes) == 0 {
-		cfg.Nodes = DefaultNodes()
-	}
-	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "tekton-controller"} {
+	for _, name := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
 		if cfg.Binaries[name] == "" {
 			return nil, fmt.Errorf("starting the control plane: no %s binary", name)
 		}
@@ -121,7 +113,7 @@ func StartControlPlane(ctx context.Context, cfg ControlPlaneConfig) (_ *ControlP
 	if err != nil {
 		return nil, fmt.Errorf("starting the control plane: %w", err)
 	}
-	cp := &ControlPlane{Supervisor: sup, Nodes: cfg.Nodes, cfg: cfg, logger: logger}
+	cp := &ControlPlane{Supervisor: sup, cfg: cfg, logger: logger}
 	defer func() {
 		if err != nil {
 			cp.Stop()
@@ -144,10 +136,6 @@ func StartControlPlane(ctx context.Context, cfg ControlPlaneConfig) (_ *ControlP
 		{"etcd", cp.startEtcd},
 		{"kube-apiserver", cp.startAPIServer},
 		{"kube-controller-manager", cp.startControllerManager},
-		{"crds", cp.installCRDs},
-		{"tekton-config", cp.installTektonConfig},
-		{"nodes", cp.registerNodes},
-		{"tekton-controller", cp.startTektonController},
 	}
 	for _, s := range steps {
 		if err := phase(s.name, s.f); err != nil {
@@ -173,14 +161,34 @@ func (cp *ControlPlane) makePKI(context.Context) error {
 		return err
 	}
 	cp.PKI = p
+	// Pods reach the apiserver through the kubernetes Service
+	// (KubernetesServiceIP:443 -> NodeIP:APIServerPort), clients at NodeIP.
+	if err := p.issue(p.APIServerCert, p.APIServerKey, pkix.Name{CommonName: "kube-apiserver"},
+		[]x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		[]net.IP{net.ParseIP(NodeIP), net.ParseIP(KubernetesServiceIP), net.IPv4(127, 0, 0, 1)},
+		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + ClusterDomain}); err != nil {
+		return fmt.Errorf("making the apiserver certificate: %w", err)
+	}
+	// The apiserver's identity towards kubelets (logs, exec); system:masters
+	// passes the kubelets' webhook authorization.
+	if _, _, err := p.IssueClient("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"); err != nil {
+		return err
+	}
 	return nil
 }
 
-func (cp *ControlPlane) startEtcd(ctx context.Context) error {
-	client, peer, err := freePorts(2)
-	if err != nil {
-		return err
+// IssueClient issues a client certificate for user cn in groups orgs, as
+// Dir/name.crt and Dir/name.key.
+func (p *PKI) IssueClient(name, cn string, orgs ...string) (cert, key string, err error) {
+	cert, key = filepath.Join(p.Dir, name+".crt"), filepath.Join(p.Dir, name+".key")
+	if err := p.issue(cert, key, pkix.Name{CommonName: cn, Organization: orgs}, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, nil, nil); err != nil {
+		return "", "", fmt.Errorf("issuing the client certificate %s: %w", name, err)
 	}
+	return cert, key, nil
+}
+
+func (cp *ControlPlane) startEtcd(ctx context.Context) error {
+	client, peer := etcdClientPort, etcdClientPort+1
 	cp.EtcdURL = "http://127.0.0.1:" + strconv.Itoa(client)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(peer)
 	p, err := cp.Supervisor.Start(ProcessSpec{
@@ -195,6 +203,7 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 			"--initial-advertise-peer-urls=" + peerURL,
 			"--initial-cluster=ciel-e2e=" + peerURL,
 			"--initial-cluster-state=new",
+			"--listen-metrics-urls=http://127.0.0.1:" + strconv.Itoa(etcdClientPort+2),
 			"--log-level=warn",
 		},
 	})
@@ -210,19 +219,19 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 }
 
 func (cp *ControlPlane) startAPIServer(ctx context.Context) error {
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
-	cp.APIServerURL = "https://127.0.0.1:" + strconv.Itoa(port)
+	port := APIServerPort
+	cp.APIServerURL = APIServerURL
 	pki := cp.PKI
 	p, err := cp.Supervisor.Start(ProcessSpec{
 		Name: "kube-apiserver",
 		Path: cp.cfg.Binaries["kube-apiserver"],
 		Args: []string{
 			"--etcd-servers=" + cp.EtcdURL,
-			"--bind-address=127.0.0.1",
-			"--advertise-address=127.0.0.1",
+			// Bound to NodeIP so that pods reach it through the kubernetes
+			// Service; the default (lease) endpoint reconciler publishes
+			// NodeIP:port as that Service's endpoint.
+			"--bind-address=" + NodeIP,
+			"--advertise-address=" + NodeIP,
 			"--secure-port=" + strconv.Itoa(port),
 			"--cert-dir=" + filepath.Join(cp.cfg.RunDir, "apiserver-certs"),
 			"--tls-cert-file=" + pki.APIServerCert,
@@ -231,10 +240,13 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context) error {
 			"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 			"--service-account-key-file=" + pki.ServiceAccountPubKey,
 			"--service-account-signing-key-file=" + pki.ServiceAccountKey,
-			"--service-cluster-ip-range=10.0.0.0/24",
+			"--service-cluster-ip-range=" + ServiceCIDR,
 			"--authorization-mode=Node,RBAC",
+			"--enable-admission-plugins=NodeRestriction",
+			"--kubelet-client-certificate=" + filepath.Join(pki.Dir, "apiserver-kubelet-client.crt"),
+			"--kubelet-client-key=" + filepath.Join(pki.Dir, "apiserver-kubelet-client.key"),
+			"--kubelet-preferred-address-types=InternalIP",
 			"--allow-privileged=true",
-			"--endpoint-reconciler-type=none",
 			"--profiling=false",
 			"--v=1",
 		},
@@ -279,10 +291,7 @@ func (cp *ControlPlane) writeKubeconfig() error {
 }
 
 func (cp *ControlPlane) startControllerManager(ctx context.Context) error {
-	port, err := freePort()
-	if err != nil {
-		return err
-	}
+	port := kcmPort
 	p, err := cp.Supervisor.Start(ProcessSpec{
 		Name: "kube-controller-manager",
 		Path: cp.cfg.Binaries["kube-controller-manager"],
@@ -297,11 +306,7 @@ func (cp *ControlPlane) startControllerManager(ctx context.Context) error {
 			"--use-service-account-credentials=false",
 			"--service-account-private-key-file=" + cp.PKI.ServiceAccountKey,
 			"--root-ca-file=" + cp.PKI.CACert,
-			"--service-cluster-ip-range=10.0.0.0/24",
-			// No kubelet renews the fake Nodes' leases: the node lifecycle
-			// and taint eviction controllers would mark them NotReady and
-			// evict the pods the pod runner is completing.
-			"--controllers=*,-node-lifecycle-controller,-taint-eviction-controller",
+			"--service-cluster-ip-range=" + ServiceCIDR,
 			"--profiling=false",
 			"--v=1",
 		},
@@ -317,157 +322,6 @@ func (cp *ControlPlane) startControllerManager(ctx context.Context) error {
 	defer cancel()
 	return waitUntil(wctx, 200*time.Millisecond, "kube-controller-manager /healthz", func(ctx context.Context) (bool, error) {
 		return httpOK(ctx, hc, "https://127.0.0.1:"+strconv.Itoa(port)+"/healthz")
-	}, p)
-}
-
-func (cp *ControlPlane) installCRDs(ctx context.Context) error {
-	docs, err := TektonCRDs(cp.cfg.PipelineDir, cp.cfg.TriggersDir)
-	if err != nil {
-		return err
-	}
-	if err := applyObjects(ctx, cp.Dynamic, cp.Kube.Discovery(), docs); err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	return waitCRDsEstablished(wctx, cp.Dynamic, docs)
-}
-
-func (cp *ControlPlane) installTektonConfig(ctx context.Context) error {
-	docs, err := TektonConfig(cp.cfg.PipelineDir, cp.cfg.FeatureFlags)
-	if err != nil {
-		return err
-	}
-	return applyObjects(ctx, cp.Dynamic, cp.Kube.Discovery(), docs)
-}
-
-func (cp *ControlPlane) registerNodes(ctx context.Context) error {
-	for _, n := range cp.Nodes {
-		if err := registerNode(ctx, cp.Kube, n); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// registerNode creates a Ready Node with the well-known os/arch labels.
-func registerNode(ctx context.Context, kube kubernetes.Interface, n Node) error {
-	labels := map[string]string{
-		corev1.LabelOSStable:   n.OS,
-		corev1.LabelArchStable: n.Arch,
-		corev1.LabelHostname:   n.Name,
-	}
-	for k, v := range n.Labels {
-		labels[k] = v
-	}
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: labels}}
-	created, err := kube.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		created, err = kube.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
-	}
-	if err != nil {
-		return fmt.Errorf("registering node %s: %w", n.Name, err)
-	}
-	now := metav1.Now()
-	capacity := corev1.ResourceList{
-		corev1.ResourceCPU:    resource.MustParse("8"),
-		corev1.ResourceMemory: resource.MustParse("32Gi"),
-		corev1.ResourcePods:   resource.MustParse("110"),
-	}
-	created.Status = corev1.NodeStatus{
-		Capacity:    capacity,
-		Allocatable: capacity,
-		Phase:       corev1.NodeRunning,
-		Conditions: []corev1.NodeCondition{{
-			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
-			Message: "fake node of the ciel e2e harness", LastHeartbeatTime: now, LastTransitionTime: now,
-		}},
-		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: n.Name}},
-		NodeInfo: corev1.NodeSystemInfo{
-			OperatingSystem: n.OS, Architecture: n.Arch, KubeletVersion: "v0.0.0-ciel-e2e-podrunner",
-			ContainerRuntimeVersion: "ciel-e2e-podrunner://0",
-		},
-	}
-	status := created.Status
-	// The node lifecycle controller writes the node too: retry on conflict.
-	err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		cur, err := kube.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		cur.Status = status
-		_, err = kube.CoreV1().Nodes().UpdateStatus(ctx, cur, metav1.UpdateOptions{})
-		return err
-	})
-	if err == nil {
-		// The TaintNodesByCondition admission plugin taints a new node
-		// not-ready; the node lifecycle controller (disabled here) would
-		// lift it once the node is Ready. Lift it ourselves.
-		err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-			cur, err := kube.CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			var keep []corev1.Taint
-			for _, taint := range cur.Spec.Taints {
-				if taint.Key != corev1.TaintNodeNotReady {
-					keep = append(keep, taint)
-				}
-			}
-			cur.Spec.Taints = keep
-			_, err = kube.CoreV1().Nodes().Update(ctx, cur, metav1.UpdateOptions{})
-			return err
-		})
-	}
-	if err != nil {
-		return fmt.Errorf("marking node %s Ready: %w", n.Name, err)
-	}
-	return nil
-}
-
-func (cp *ControlPlane) startTektonController(ctx context.Context) error {
-	ports, err := freePortList(3)
-	if err != nil {
-		return err
-	}
-	probes := strconv.Itoa(ports[0])
-	v := cp.cfg.PipelineVersion
-	p, err := cp.Supervisor.Start(ProcessSpec{
-		Name: "tekton-controller",
-		Path: cp.cfg.Binaries["tekton-controller"],
-		Args: []string{
-			"-kubeconfig", cp.Kubeconfig,
-			"-disable-ha",
-			"-entrypoint-image", "ghcr.io/tektoncd/pipeline/entrypoint:" + v,
-			"-nop-image", "ghcr.io/tektoncd/pipeline/nop:" + v,
-			"-sidecarlogresults-image", "ghcr.io/tektoncd/pipeline/sidecarlogresults:" + v,
-			"-workingdirinit-image", "ghcr.io/tektoncd/pipeline/workingdirinit:" + v,
-			"-shell-image", "cgr.dev/chainguard/busybox:latest",
-			"-shell-image-win", "mcr.microsoft.com/powershell:nanoserver",
-		},
-		Env: []string{
-			"SYSTEM_NAMESPACE=" + SystemNamespace,
-			"KUBERNETES_MIN_VERSION=v1.28.0",
-			"CONFIG_DEFAULTS_NAME=config-defaults",
-			"CONFIG_LOGGING_NAME=config-logging",
-			"CONFIG_OBSERVABILITY_NAME=config-observability",
-			"CONFIG_FEATURE_FLAGS_NAME=feature-flags",
-			"CONFIG_LEADERELECTION_NAME=config-leader-election-controller",
-			"CONFIG_SPIRE=config-spire",
-			"METRICS_DOMAIN=tekton.dev/pipeline",
-			"PROBES_PORT=" + probes,
-			"METRICS_PROMETHEUS_PORT=" + strconv.Itoa(ports[1]),
-			"PROFILING_PORT=" + strconv.Itoa(ports[2]),
-		},
-	})
-	if err != nil {
-		return err
-	}
-	hc := &http.Client{Timeout: 2 * time.Second}
-	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	return waitUntil(wctx, 200*time.Millisecond, "tekton-controller probes", func(ctx context.Context) (bool, error) {
-		return httpOK(ctx, hc, "http://127.0.0.1:"+probes+"/health")
 	}, p)
 }
 
