@@ -33,12 +33,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
@@ -68,9 +70,6 @@ const (
 	// EnvKeep keeps the run directory (logs, etcd data, pod directories)
 	// after a successful run; it is always kept after a failure.
 	EnvKeep = "CIEL_E2E_KEEP"
-	// EnvNetNS is set by cmd/e2e-run to the network namespace the test
-	// binary runs in.
-	EnvNetNS = "CIEL_E2E_NETNS"
 )
 
 // ReleaseVersion is the VERSION the suite makes ciel's release with.
@@ -110,6 +109,14 @@ type Env struct {
 	baseOnce   sync.Once
 	baseImages *baseImages
 	baseErr    error
+}
+
+// NodeRegistry is the cluster's image registry (Debian's docker-registry
+// on RegistryHost, plain HTTP; see StartRegistry).
+type NodeRegistry struct {
+	// Host is RegistryHost, the registry part of image references.
+	Host    string
+	Process *Process
 }
 
 // Cleanup registers f to run when the environment stops.
@@ -166,7 +173,8 @@ func Start(ctx context.Context, logger *slog.Logger) (_ *Env, err error) {
 		f    func() error
 	}{
 		{"registry", func() (err error) {
-			e.Registry, err = StartNodeRegistry(ctx, e.sup, NodeIP+":5000", filepath.Join(e.CacheDir, "registry"))
+			p, err := StartRegistry(ctx, e.sup, filepath.Join(e.CacheDir, "registry"))
+			e.Registry = &NodeRegistry{Host: RegistryHost, Process: p}
 			return err
 		}},
 		{"images", func() (err error) {
@@ -174,7 +182,9 @@ func Start(ctx context.Context, logger *slog.Logger) (_ *Env, err error) {
 			return err
 		}},
 		{"cluster", func() (err error) {
-			e.Cluster, err = StartCluster(ctx, ClusterConfig{RunDir: e.RunDir, PidDir: pidDir, Prepared: prep, SandboxImage: e.Images.Pause, Logger: logger})
+			cfg := ClusterConfigFromPrepared(prep, e.Images.Pause)
+			cfg.Logger = logger
+			e.Cluster, err = StartCluster(ctx, cfg)
 			if err != nil {
 				return err
 			}
@@ -593,4 +603,25 @@ func (e *Env) WaitPipelineRuns(t testing.TB, ns string, n int, timeout time.Dura
 	})
 	sort.Slice(prs, func(i, j int) bool { return prs[i].Name < prs[j].Name })
 	return prs
+}
+
+// moduleDir returns the directory of module mod as the build module in dir
+// requires it (downloading it into the module cache when needed).
+func moduleDir(ctx context.Context, dir, mod string) (string, error) {
+	v, err := requiredVersion(dir, mod)
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", mod+"@"+v)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOWORK=off")
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("locating %s@%s in the module cache: %w", mod, v, err)
+	}
+	var info struct{ Dir string }
+	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
+		return "", fmt.Errorf("locating %s@%s in the module cache: no directory in %s", mod, v, out)
+	}
+	return info.Dir, nil
 }

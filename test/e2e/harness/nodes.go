@@ -26,9 +26,10 @@ import (
 )
 
 // ArchTaintKey taints non-amd64 nodes (value: the architecture, effect
-// NoSchedule): the scheduler ignores image platforms, so only pods that
-// tolerate it (and select the architecture) land there.
-const ArchTaintKey = "ciel.dev/arch"
+// NoSchedule), as GKE taints its Arm nodes: the scheduler ignores image
+// platforms, so only pods that tolerate it (and select the architecture,
+// as ciel's per-architecture builds do) land there.
+const ArchTaintKey = "kubernetes.io/arch"
 
 // NodeSpec is a real node of the cluster: its own containerd and kubelet.
 type NodeSpec struct {
@@ -483,6 +484,9 @@ clusterDNS: [%[3]s]
 resolvConf: /etc/resolv.conf
 maxPods: 50
 serializeImagePulls: false
+# ConfigMap volumes (the interceptor's policies) follow an edit within
+# about this period (default 1m).
+syncFrequency: 10s
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%%", imagefs.available: "1%%", nodefs.inodesFree: "1%%"}
