@@ -27,8 +27,8 @@ type tektonProject struct {
 
 // koJobs is `ko resolve -j`: how many images ko builds at once ("" is
 // ko's default, GOMAXPROCS). Measured on this project's 2-core machine
-// with the Go build cache warm: see the figures in KoParallelism's comment.
-const koJobs = ""
+// with the Go build cache warm: see the figures below.
+var koJobs = ""
 
 // TektonRepository is the repository prefix under the registry that ko
 // pushes Tekton's images to (KO_DOCKER_REPO=REGISTRY/tekton).

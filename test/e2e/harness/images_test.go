@@ -199,6 +199,12 @@ func TestBuildImages(t *testing.T) {
 		prep.Binaries["ko"] = os.Getenv("CIEL_E2E_KO")
 		prep.PipelineSrc = os.Getenv("CIEL_E2E_PIPELINE_SRC")
 		prep.TriggersSrc = os.Getenv("CIEL_E2E_TRIGGERS_SRC")
+		if j, ok := os.LookupEnv("CIEL_E2E_KO_JOBS"); ok {
+			// Measuring ko's parallelism (koJobs).
+			old := koJobs
+			koJobs = j
+			t.Cleanup(func() { koJobs = old })
+		}
 	}
 	reg := registrytest.Start(t)
 	cfg := ImagesConfig{
@@ -278,6 +284,24 @@ func TestBuildImages(t *testing.T) {
 	t.Run("git as nonroot on a read-only root", func(t *testing.T) {
 		runGitImage(t, ctx, platformImage(t, ctx, imgs.Git, "amd64"))
 	})
+	t.Run("arm64 git loads its libraries", func(t *testing.T) {
+		qemu, err := exec.LookPath("qemu-aarch64-static")
+		if err != nil {
+			skipOrFail(t, "no qemu-aarch64-static (Debian qemu-user-static): %v", err)
+		}
+		root := unpack(t, platformImage(t, ctx, imgs.Git, "arm64"))
+		// -L makes the emulated loader and libraries come from the image.
+		out, err := exec.CommandContext(ctx, qemu, "-L", root, filepath.Join(root, "usr", "bin", "git"), "--version").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), "git version 2.") {
+			t.Errorf("arm64 git --version: %v\n%s", err, out)
+		}
+		// git-remote-https (libcurl, GnuTLS) prints its usage and fails;
+		// a missing library would stop it earlier.
+		out, _ = exec.CommandContext(ctx, qemu, "-L", root, filepath.Join(root, "usr", "lib", "git-core", "git-remote-https")).CombinedOutput()
+		if !strings.Contains(string(out), "usage: git remote-curl") {
+			t.Errorf("arm64 git-remote-https:\n%s", out)
+		}
+	})
 
 	start = time.Now()
 	again, err := BuildImages(ctx, cfg)
@@ -294,9 +318,18 @@ func TestBuildImages(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if bytes.Contains(b, []byte("ko://")) || bytes.Contains(b, []byte("cgr.dev")) || bytes.Contains(b, []byte("tini")) {
-				t.Errorf("%s still names ko://, cgr.dev or tini", f)
+			for _, bad := range []string{"ko://", "cgr.dev/chainguard/busybox@", "/sbin/tini"} {
+				if bytes.Contains(b, []byte(bad)) {
+					t.Errorf("%s still names %s", f, bad)
+				}
 			}
+		}
+		b, err := os.ReadFile(imgs.PipelineYAML)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := `"-shell-image", "` + imgs.Busybox.String() + `"`; !bytes.Contains(b, []byte(want)) {
+			t.Errorf("%s: no %s", imgs.PipelineYAML, want)
 		}
 	}
 }
