@@ -50,7 +50,7 @@ func (e *Env) PushBaseImages(t testing.TB, host string) string {
 	t.Helper()
 	e.baseOnce.Do(func() {
 		start := time.Now()
-		e.baseImages, e.baseErr = e.makeBaseImages(testContext(t))
+		e.baseImages, e.baseErr = makeBaseImages(testContext(t), e.CacheDir, e.ModuleRoot)
 		e.logger.Info("base images made", "took", time.Since(start).Round(time.Millisecond), "err", e.baseErr)
 	})
 	if e.baseErr != nil {
@@ -78,11 +78,14 @@ func (e *Env) PushBaseImages(t testing.TB, host string) string {
 	return prefix
 }
 
-func (e *Env) makeBaseImages(ctx context.Context) (*baseImages, error) {
+// makeBaseImages makes the test project's base images from the Debian
+// busybox-static packages under cacheDir (downloaded there when missing)
+// and the host's Go toolchain, trimmed for the e2e module at moduleRoot.
+func makeBaseImages(ctx context.Context, cacheDir, moduleRoot string) (*baseImages, error) {
 	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		return nil, fmt.Errorf("the base images need a linux/amd64 host, not %s/%s", runtime.GOOS, runtime.GOARCH)
 	}
-	cache := filepath.Join(e.CacheDir, "base-images")
+	cache := filepath.Join(cacheDir, "base-images")
 	busybox := map[string]string{}
 	for _, p := range BasePlatforms {
 		bin, err := baseimage.DebianBusybox(ctx, cache, p.Architecture)
@@ -111,7 +114,7 @@ func (e *Env) makeBaseImages(ctx context.Context) (*baseImages, error) {
 	if err != nil {
 		return nil, err
 	}
-	goFiles, err := baseimage.GoToolchainFiles(ctx, goroot, filepath.Join(e.ModuleRoot, "testdata", "hello"), BasePlatforms, ".")
+	goFiles, err := baseimage.GoToolchainFiles(ctx, goroot, filepath.Join(moduleRoot, "testdata", "hello"), BasePlatforms, ".")
 	if err != nil {
 		return nil, err
 	}
