@@ -65,7 +65,7 @@ func (e *Env) InstallBuildNamespace(t testing.TB, ns string) {
 	}
 	e.SetBinding(t, ns, map[string]string{"registry": e.Registry.Host})
 	for _, tt := range []string{"ciel-build-multiarch", "ciel-release", "ciel-build-merge-request"} {
-		e.setTemplateDefaults(t, ns, tt, map[string]string{"builder-image": e.Images.Kaniko, "git-image": e.Images.Git})
+		e.setTemplateDefaults(t, ns, tt, map[string]string{"builder-image": e.Images.Kaniko.String(), "git-image": e.Images.Git.String()})
 	}
 }
 

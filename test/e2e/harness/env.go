@@ -178,11 +178,11 @@ func Start(ctx context.Context, logger *slog.Logger) (_ *Env, err error) {
 			return err
 		}},
 		{"images", func() (err error) {
-			e.Images, err = BuildImages(ctx, ImagesConfig{Registry: e.Registry.Host, Prepared: prep, Logger: logger})
+			e.Images, err = BuildImages(ctx, ImagesConfig{Registry: e.Registry.Host, Prepared: prep, ModuleRoot: root, Logger: logger})
 			return err
 		}},
 		{"cluster", func() (err error) {
-			cfg := ClusterConfigFromPrepared(prep, e.Images.Pause)
+			cfg := ClusterConfigFromPrepared(prep, e.Images.Pause.String())
 			cfg.Logger = logger
 			e.Cluster, err = StartCluster(ctx, cfg)
 			if err != nil {
@@ -197,7 +197,7 @@ func Start(ctx context.Context, logger *slog.Logger) (_ *Env, err error) {
 		}},
 		{"tekton", func() error { return e.installTekton(ctx) }},
 		{"make release", func() (err error) {
-			e.Release, err = MakeRelease(ctx, e.RepoRoot, e.Registry.Host+"/ciel", e.Images.StaticBase, ReleaseVersion, filepath.Join(e.RunDir, "dist"))
+			e.Release, err = MakeRelease(ctx, e.RepoRoot, e.Registry.Host+"/ciel", e.Images.Static.String(), ReleaseVersion, filepath.Join(e.RunDir, "dist"))
 			return err
 		}},
 		{"gitlab", func() (err error) {

@@ -132,6 +132,9 @@ func Prepare(ctx context.Context, cfg PrepareConfig) (*Prepared, string, error) 
 		return nil, "", fmt.Errorf("preparing the e2e suite: %w", err)
 	}
 	p.Binaries["ko"] = ko
+	if err := DownloadImageInputs(ctx, cfg.CacheDir); err != nil {
+		return nil, "", fmt.Errorf("preparing the e2e suite: %w", err)
+	}
 	logger.Info("downloaded ciel's modules and installed its release tools", "ko", ko, "took", time.Since(start).Round(time.Millisecond))
 	path := filepath.Join(cfg.CacheDir, "prepared.json")
 	if err := p.Write(path); err != nil {
