@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"sort"
 	"strconv"
@@ -153,7 +154,23 @@ func (e *Env) EventListenerURL(t testing.TB, ns, name string) string {
 			port = p.Port
 		}
 	}
-	return "http://" + svc.Spec.ClusterIP + ":" + strconv.Itoa(int(port))
+	url := "http://" + svc.Spec.ClusterIP + ":" + strconv.Itoa(int(port))
+	// Available is not reachable yet: the Service's endpoints and
+	// kube-proxy's rules follow the pod's readiness.
+	hc := &http.Client{Timeout: 2 * time.Second}
+	Eventually(t, 60*time.Second, "the EventListener answering at "+url, func(ctx context.Context) (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/live", nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("GET /live: %s", resp.Status)
+	})
+	return url
 }
 
 // Decision is one decision of the interceptor, from its structured log.
