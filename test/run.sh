@@ -19,7 +19,15 @@ command -v git >/dev/null || need+=(git)
 command -v openssl >/dev/null || need+=(openssl)
 command -v unshare >/dev/null || need+=(util-linux)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)   # the e2e Kaniko image's CA bundle
-command -v dpkg-deb >/dev/null || need+=(dpkg)                          # unpacks the e2e base images' busybox
+command -v dpkg-deb >/dev/null || need+=(dpkg)                          # unpacks the e2e images' busybox and git
+# The e2e cluster's nodes and network (test/e2e/README.md).
+command -v containerd >/dev/null || need+=(containerd)
+command -v runc >/dev/null || need+=(runc)
+[ -x /usr/lib/cni/bridge ] || need+=(containernetworking-plugins)
+[ -x /usr/bin/qemu-aarch64-static ] || need+=(qemu-user-static)          # the arm64 node's kubelet and RUN lines
+command -v iptables >/dev/null || need+=(iptables)                       # kube-proxy, inside the sealed namespace
+command -v ip >/dev/null || need+=(iproute2)
+command -v nsenter >/dev/null || need+=(util-linux)
 if [ ${#need[@]} -gt 0 ]; then
   step "installing ${need[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO=sudo; fi
