@@ -506,5 +506,15 @@ func downloadGit(ctx context.Context, cacheDir, arch string) error {
 	for _, f := range files {
 		names = append(names, filepath.Base(f))
 	}
-	return os.WriteFile(filepath.Join(dir, gitManifest), []byte(strings.Join(names, "\n")+"\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, gitManifest), []byte(strings.Join(names, "\n")+"\n"), 0o644); err != nil {
+		return err
+	}
+	// The package lists and the packages (58 MB per architecture) served
+	// only to make the root.
+	for _, d := range []string{"lists", "cache", "debs"} {
+		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
