@@ -113,7 +113,7 @@ func (b *imageBuilder) resolveTekton(ctx context.Context, proj tektonProject, st
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	t0 := time.Now()
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("ko %s in %s: %w\n%s", strings.Join(args, " "), proj.src, err, lastBytes(stderr.Bytes(), 4096))
+		return "", fmt.Errorf("ko %s in %s: %w\n%s", strings.Join(args, " "), proj.src, err, koStderrTail(stderr.Bytes(), 4096))
 	}
 	took := time.Since(t0)
 	body, err := postProcessTekton(proj.name, stdout.Bytes(), busybox)
@@ -193,7 +193,7 @@ func (b *imageBuilder) verifyImages(ctx context.Context, body []byte) (int, erro
 	return len(refs), nil
 }
 
-func lastBytes(b []byte, n int) []byte {
+func koStderrTail(b []byte, n int) []byte {
 	if len(b) > n {
 		return b[len(b)-n:]
 	}
