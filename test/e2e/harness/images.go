@@ -245,8 +245,8 @@ var KanikoExecutorEnv = []string{
 	"DOCKER_CREDENTIAL_GCR_CONFIG=/kaniko/.config/gcloud/docker_credential_gcr_config.json",
 }
 
-// nsswitch makes Go programs consult /etc/hosts before DNS.
-const nsswitch = "hosts: files dns\n"
+// imageNsswitch makes Go programs consult /etc/hosts before DNS.
+const imageNsswitch = "hosts: files dns\n"
 
 // kanikoIndex lays out upstream's executor image without its credential
 // helpers: /kaniko (world-writable, for non-root runs), the executor, the
@@ -260,7 +260,7 @@ func (b *imageBuilder) kanikoIndex(context.Context) (remote.Taggable, error) {
 		}
 		l, err := baseimage.Layer([]baseimage.File{
 			{Path: "etc", Mode: fs.ModeDir | 0o755},
-			{Path: "etc/nsswitch.conf", Mode: 0o644, Body: []byte(nsswitch)},
+			{Path: "etc/imageNsswitch.conf", Mode: 0o644, Body: []byte(imageNsswitch)},
 			{Path: "kaniko", Mode: fs.ModeDir | 0o777},
 			{Path: "kaniko/executor", Mode: 0o755, Source: bin},
 			{Path: "kaniko/.docker", Mode: fs.ModeDir | 0o755},
@@ -292,7 +292,7 @@ func staticFiles() []baseimage.File {
 		{Path: "etc/passwd", Mode: 0o644, Body: []byte(fmt.Sprintf(
 			"root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%d:%d:nonroot:/home/nonroot:/sbin/nologin\n", NonrootUID, NonrootUID))},
 		{Path: "etc/group", Mode: 0o644, Body: []byte(fmt.Sprintf("root:x:0:\nnonroot:x:%d:\n", NonrootUID))},
-		{Path: "etc/nsswitch.conf", Mode: 0o644, Body: []byte(nsswitch)},
+		{Path: "etc/imageNsswitch.conf", Mode: 0o644, Body: []byte(imageNsswitch)},
 		{Path: "etc/ssl", Mode: fs.ModeDir | 0o755},
 		{Path: "etc/ssl/certs", Mode: fs.ModeDir | 0o755},
 		{Path: "etc/ssl/certs/ca-certificates.crt", Mode: 0o644, Source: HostCABundle},
@@ -488,7 +488,7 @@ func downloadGit(ctx context.Context, cacheDir, arch string) error {
 		return err
 	}
 	for _, f := range files {
-		if out, err := runCmd(ctx, "", "dpkg-deb", "-x", f, tmp); err != nil {
+		if out, err := runImageCmd(ctx, "", "dpkg-deb", "-x", f, tmp); err != nil {
 			return fmt.Errorf("%w\n%s", err, out)
 		}
 	}
@@ -506,5 +506,15 @@ func downloadGit(ctx context.Context, cacheDir, arch string) error {
 	for _, f := range files {
 		names = append(names, filepath.Base(f))
 	}
-	return os.WriteFile(filepath.Join(dir, gitManifest), []byte(strings.Join(names, "\n")+"\n"), 0o644)
+	if err := os.WriteFile(filepath.Join(dir, gitManifest), []byte(strings.Join(names, "\n")+"\n"), 0o644); err != nil {
+		return err
+	}
+	// The package lists and the packages (58 MB per architecture) served
+	// only to make the root.
+	for _, d := range []string{"lists", "cache", "debs"} {
+		if err := os.RemoveAll(filepath.Join(dir, d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -45,7 +45,7 @@ func (a *aptRoot) run(ctx context.Context, prog string, args ...string) ([]byte,
 }
 
 func (a *aptRoot) runIn(ctx context.Context, dir, prog string, args ...string) ([]byte, error) {
-	out, err := runCmd(ctx, dir, prog, append(a.options(), args...)...)
+	out, err := runImageCmd(ctx, dir, prog, append(a.options(), args...)...)
 	if err != nil {
 		return nil, fmt.Errorf("%w\n%s", err, out)
 	}
@@ -87,8 +87,8 @@ func parseAptClosure(out []byte) []string {
 	return pkgs
 }
 
-// runCmd runs a program in dir and returns its combined output.
-func runCmd(ctx context.Context, dir, prog string, args ...string) ([]byte, error) {
+// runImageCmd runs a program in dir and returns its combined output.
+func runImageCmd(ctx context.Context, dir, prog string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, prog, args...)
 	cmd.Dir = dir
 	var out bytes.Buffer

@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ciel-ci/ciel/internal/registrytest"
+	"github.com/ciel-ci/ciel/test/e2e/baseimage"
 )
 
 func TestParseAptClosure(t *testing.T) {
@@ -522,5 +523,61 @@ id=$(stat -c %u "$WS/out/Dockerfile"); echo "owner=$id"
 	b, err := os.ReadFile(filepath.Join(ws, "out", "Dockerfile"))
 	if err != nil || string(b) != "FROM scratch\n" {
 		t.Errorf("checked-out Dockerfile: %q, %v", b, err)
+	}
+}
+
+// TestVerifyImagesAgainstRegistry checks the warm-run decision against a
+// real registry: a release file is reused only when every image of the
+// registry it names by digest is there.
+func TestVerifyImagesAgainstRegistry(t *testing.T) {
+	reg := registrytest.Start(t)
+	ctx := context.Background()
+	idx, err := platformIndex(func(p v1.Platform) (v1.Image, error) {
+		l, err := baseimage.Layer([]baseimage.File{{Path: "x", Mode: 0o644, Body: []byte(p.Architecture)}})
+		if err != nil {
+			return nil, err
+		}
+		return baseimage.Image(p, v1.Config{}, l)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, err := name.ParseReference(reg.Host+"/"+TektonRepository+"/github.com/tektoncd/pipeline/cmd/nop:x", name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(ref, idx, remote.WithContext(ctx)); err != nil {
+		t.Fatal(err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	present := ref.Context().Digest(d.String()).String()
+	missing := reg.Host + "/" + TektonRepository + "/github.com/tektoncd/pipeline/cmd/webhook@sha256:" + strings.Repeat("0", 64)
+	b := &imageBuilder{cfg: ImagesConfig{Registry: reg.Host}}
+	tests := []struct {
+		name    string
+		body    string
+		want    int
+		wantErr string
+	}{
+		{"all present", "image: " + present + "\nargs: [\"-nop-image\", \"" + present + "\"]\n", 1, ""},
+		{"one missing", "image: " + present + "\nimage: " + missing + "\n", 0, "cmd/webhook"},
+		{"none of the registry", "image: cgr.dev/chainguard/busybox@sha256:" + strings.Repeat("1", 64) + "\n", 0, "names no image"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n, err := b.verifyImages(ctx, []byte(tc.body))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || n != tc.want {
+				t.Fatalf("verifyImages = %d, %v; want %d", n, err, tc.want)
+			}
+		})
 	}
 }
