@@ -304,6 +304,16 @@ type Input struct {
 	ChangedFiles gitlab.ChangedFilesSource
 	// Event is the already decoded body, from Engine.Decode.
 	Event *gitlab.Event
+	// DeferExtensions is the caller's promise that it reads
+	// Decision.Push, ChangedFiles and Extensions only when Continue is
+	// true, and that its ChangedFiles source does no I/O and cannot fail
+	// (gitlab.PayloadSource). When no expression of the program names
+	// extensions, a push's extensions.push and extensions.changed_files
+	// are then computed only for a decision that continues: a push the
+	// filter rejects costs no push facts and no changed files. The
+	// interceptor's server sets it when it decides on the payload alone.
+	// Default false: they are computed for every push, before the filter.
+	DeferExtensions bool
 
 	// mr is a merge request event's changed files across the passes of
 	// evaluateMergeRequest.
@@ -395,21 +405,11 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 		exts[k] = v
 	}
 	var own map[string]any
-	if ev.Push != nil {
-		src := in.ChangedFiles
-		if src == nil {
-			src = gitlab.PayloadSource{}
+	deferred := ev.Push != nil && in.DeferExtensions && !p.readsExtensions()
+	if ev.Push != nil && !deferred {
+		if own, err = pushExtensions(ctx, in, ev.Push, exts, d); err != nil {
+			return nil, err
 		}
-		cf, err := src.ChangedFiles(ctx, ev.Push)
-		if err != nil {
-			return nil, &Error{Kind: KindChangedFiles, Where: "changed files", Err: err}
-		}
-		d.ChangedFiles = &cf
-		d.Push = ev.Push.Facts().Map()
-		cfMap := cf.Map()
-		exts["push"] = d.Push
-		exts["changed_files"] = cfMap
-		own = map[string]any{"push": d.Push, "changed_files": cfMap}
 	}
 	if in.mr != nil {
 		own = in.mr.extensions(exts, d)
@@ -450,6 +450,12 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 				Err: fmt.Errorf("a filter must be a bool, got %s %s", v.Type().TypeName(), renderForError(v))}
 		}
 		d.Continue = bool(b)
+	}
+	if deferred && d.Continue {
+		// No expression reads them: computed now for the caller only.
+		if own, err = pushExtensions(ctx, in, ev.Push, exts, d); err != nil {
+			return nil, err
+		}
 	}
 
 	if d.Continue && len(p.overlays) > 0 {
@@ -500,6 +506,26 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 		d.Value = raw
 	}
 	return d, nil
+}
+
+// pushExtensions computes a push's extensions.push and
+// extensions.changed_files into exts and d, and returns them as the
+// extensions the interceptor returns.
+func pushExtensions(ctx context.Context, in Input, push *gitlab.PushEvent, exts map[string]any, d *Decision) (map[string]any, error) {
+	src := in.ChangedFiles
+	if src == nil {
+		src = gitlab.PayloadSource{}
+	}
+	cf, err := src.ChangedFiles(ctx, push)
+	if err != nil {
+		return nil, &Error{Kind: KindChangedFiles, Where: "changed files", Err: err}
+	}
+	d.ChangedFiles = &cf
+	d.Push = push.Facts().Map()
+	cfMap := cf.Map()
+	exts["push"] = d.Push
+	exts["changed_files"] = cfMap
+	return map[string]any{"push": d.Push, "changed_files": cfMap}, nil
 }
 
 // eval runs one program and classifies its error. size is the request's
