@@ -59,6 +59,8 @@ func TestCostProofSound(t *testing.T) {
 				continue // the expression does not apply to this payload
 			}
 			pp := mustCompile(t, proving, Rules{Value: expr})
+			var bound uint64
+			proving.onUntracked = func(_ *compiled, est uint64) { bound = est }
 			got, err := proving.Evaluate(context.Background(), pp, in)
 			if err != nil {
 				t.Fatalf("%s on %s: tracked succeeded, proven failed: %v", expr, fx, err)
@@ -66,18 +68,16 @@ func TestCostProofSound(t *testing.T) {
 			if string(got.Value) != string(want.Value) {
 				t.Errorf("%s on %s: value %s, tracked %s", expr, fx, got.Value, want.Value)
 			}
-			c := pp.value
 			if got.Cost != 0 { // ran tracked: nothing to check
 				continue
 			}
 			untrackedRuns++
-			est, err := proving.env.EstimateCost(c.ast, sizeHints{max: c.proof.maxSize})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want.Cost > proofMargin*est.Max || proofMargin*est.Max > proving.costLimit {
-				t.Errorf("%s on %s: ran untracked with actual cost %d, estimate %d at size %d, limit %d",
-					expr, fx, want.Cost, est.Max, c.proof.maxSize, proving.costLimit)
+			// bound is the estimate that proved this run: at the proven
+			// size of every value, or at the sizes of the paths the
+			// expression reads (pathproof.go).
+			if want.Cost > proofMargin*bound || proofMargin*bound > proving.costLimit {
+				t.Errorf("%s on %s: ran untracked with actual cost %d, estimate %d, limit %d",
+					expr, fx, want.Cost, bound, proving.costLimit)
 			}
 		}
 	}
@@ -142,7 +142,9 @@ func TestCostProofKeepsLimits(t *testing.T) {
 	if err != nil || d.Cost != 0 {
 		t.Fatalf("push.json: cost %d, %v; want untracked", d.Cost, err)
 	}
-	h.Set("X-Padding", strings.Repeat("x", int(p.filter.proof.maxSize)+1))
+	// (Over the path proof's largest size too: below it, the path proof
+	// measures the paths the filter reads, and this header is not one.)
+	h.Set("X-Padding", strings.Repeat("x", int(max(p.filter.proof.maxSize, maxPathProofSize))+1))
 	d, err = e.Evaluate(context.Background(), p, Input{Body: body, Header: h})
 	if err != nil || d.Cost == 0 {
 		t.Errorf("with a header over the proven size: cost %d, %v; want tracked", d.Cost, err)
@@ -172,5 +174,128 @@ func TestCostProofKeepsLimits(t *testing.T) {
 	d, err = e.Evaluate(context.Background(), p, Input{Body: body, Header: pushHeader("Push Hook"), Extensions: map[string]any{"x": struct{}{}}})
 	if err != nil || d.Cost == 0 {
 		t.Errorf("with unmeasurable extensions: cost %d, %v; want tracked", d.Cost, err)
+	}
+}
+
+// pathProofExprs compute values the path proof must bound: concatenations
+// of request lists and strings, macro results and their elements.
+var pathProofExprs = []string{
+	blogFilter,
+	provableFilter,
+	`body.commits.map(c, c.added + c.modified).map(l, l + l).exists(x, x.exists(f, (f + f + f).matches("a.*b.*c")))`,
+	`body.commits.filter(c, c.added.size() > 0).map(c, c.message + c.message).exists(m, m.contains("zz"))`,
+	`body.commits.exists_one(c, c.id.startsWith("b"))`,
+	`[body.ref, body.before].map(s, s + s).all(s, s.size() > 0 && (s + s).endsWith("q"))`,
+	`body.commits.all(c, (c.added + c.added + c.added + c.added).all(f, (f + f + f + f).contains("zz") == false))`,
+	`(body.commits + body.commits).map(c, c.message).exists(m, m.matches("(a|b)*c"))`,
+	`body.commits.map(c, [c.id, c.message, c.url]).exists(l, l.exists(s, s.contains("zz")))`,
+	`body.commits.map(c, {"m": c.message + c.message}).exists(x, x.m.size() > 1000000)`,
+	`has(body.commits) && body.commits[0].added.exists(f, f.startsWith("src/")) || header.canonical("X-Gitlab-Event") == "x"`,
+	`body.ref.split("/").map(s, s.upperAscii()).join("-").size() > 0`,
+}
+
+// pathProofBody is a push of n commits of m added paths of length l each,
+// with messages of l characters.
+func pathProofBody(t *testing.T, n, m, l int) []byte {
+	t.Helper()
+	commits := make([]any, n)
+	for i := range commits {
+		added := make([]any, m)
+		for j := range added {
+			added[j] = fmt.Sprintf("src/%0*d", max(l-4, 1), j)
+		}
+		commits[i] = map[string]any{
+			"id": fmt.Sprintf("b%039d", i), "message": strings.Repeat("ab", l/2+1)[:l], "url": "https://gitlab.example.com/x",
+			"added": added, "modified": []any{"README.md"}, "removed": []any{},
+		}
+	}
+	body, err := json.Marshal(map[string]any{
+		"object_kind": "push", "ref": "refs/heads/main", "before": strings.Repeat("1", 40), "after": strings.Repeat("2", 40),
+		"checkout_sha": strings.Repeat("2", 40), "total_commits_count": n, "commits": commits,
+		"project": map[string]any{"path_with_namespace": "g/p"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// TestPathProofSound: over pushes from tiny to large and cost limits from
+// tight to the default, an expression runs untracked only when its
+// tracked cost is within proofMargin times the estimate that proved it,
+// which is within the limit; so the proven engine fails with the cost
+// limit exactly when tracking does.
+func TestPathProofSound(t *testing.T) {
+	untracked, limited := 0, 0
+	for _, limit := range []uint64{2_000, 50_000, DefaultCostLimit} {
+		tracked := newEngine(t, WithCostLimit(limit))
+		proving := newEngine(t, WithCostLimit(limit), WithCostProof())
+		for _, shape := range [][3]int{{1, 1, 5}, {3, 5, 20}, {3, 2, 94}, {20, 30, 60}, {5, 200, 10}, {2, 3, 3000}} {
+			body := pathProofBody(t, shape[0], shape[1], shape[2])
+			in := Input{Body: body, Header: pushHeader("Push Hook"), RequestURL: "http://el/"}
+			for _, expr := range pathProofExprs {
+				want, wantErr := tracked.Evaluate(context.Background(), mustCompile(t, tracked, Rules{Value: expr}), in)
+				var bound uint64
+				ran := false
+				proving.onUntracked = func(_ *compiled, est uint64) { bound, ran = est, true }
+				got, err := proving.Evaluate(context.Background(), mustCompile(t, proving, Rules{Value: expr}), in)
+				if (err == nil) != (wantErr == nil) || err != nil && KindOf(err) != KindOf(wantErr) {
+					t.Fatalf("limit %d, shape %v, %s: error %v, tracked %v", limit, shape, expr, err, wantErr)
+				}
+				if err != nil {
+					if KindOf(err) == KindLimit {
+						limited++
+					}
+					if ran {
+						t.Errorf("limit %d, shape %v, %s: failed (%v) after running untracked", limit, shape, expr, err)
+					}
+					continue
+				}
+				if string(got.Value) != string(want.Value) {
+					t.Errorf("limit %d, shape %v, %s: value %s, tracked %s", limit, shape, expr, got.Value, want.Value)
+				}
+				if !ran {
+					continue
+				}
+				untracked++
+				if want.Cost > proofMargin*bound || proofMargin*bound > limit {
+					t.Errorf("limit %d, shape %v, %s: ran untracked with actual cost %d, estimate %d",
+						limit, shape, expr, want.Cost, bound)
+				}
+			}
+		}
+	}
+	if untracked == 0 || limited == 0 {
+		t.Fatalf("%d ran untracked, %d over the limit: the test checks nothing", untracked, limited)
+	}
+	t.Logf("%d evaluations ran untracked, %d stopped by the limit", untracked, limited)
+}
+
+func TestGrowthBound(t *testing.T) {
+	e := newEngine(t)
+	for _, tc := range []struct {
+		expr   string
+		growth uint64
+	}{
+		{blogFilter, 4}, // c.added + c.modified + c.removed; the map's accumulators are not counted
+		{provableFilter, 1},
+		{`body.commits.map(c, c.id + c.id).exists(s, s.size() > 3)`, 2},
+		{`body.commits.filter(c, c.added.size() > 0).size() > 0`, 1},
+		{`body.commits.exists_one(c, c.id == "x")`, 1},
+		{`[body.ref + body.ref].all(a, [a + a].all(b, b.size() > 0))`, 4},
+		{`body.ref.split("/").size() > 0`, 0},   // split builds a list
+		{`body.ref.upperAscii().size() > 0`, 0}, // builds a string
+		{`body.marshalJSON().size() > 0`, 0},    // builds a string
+		{`body.commits.map(c, [c.id]).exists(l, l.size() > 0)`, 1},
+	} {
+		t.Run(tc.expr, func(t *testing.T) {
+			ast, iss := e.env.Compile(tc.expr)
+			if iss.Err() != nil {
+				t.Fatal(iss.Err())
+			}
+			if got, _ := e.growthBound(ast); got != tc.growth {
+				t.Errorf("growth %d, want %d", got, tc.growth)
+			}
+		})
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/google/cel-go/cel"
@@ -72,6 +73,12 @@ type Engine struct {
 	costProof bool
 	cache     *programCache
 	logger    *slog.Logger
+
+	resultsOnce sync.Once
+	results     map[string]types.Kind // overload ID → result kind (pathproof.go)
+	// onUntracked, for tests, sees each expression run untracked with the
+	// estimate that proved it.
+	onUntracked func(c *compiled, est uint64)
 }
 
 type options struct {
@@ -431,16 +438,16 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 	if err != nil {
 		return nil, &Error{Kind: KindInternal, Err: err}
 	}
-	size := uint64(sizeUnknown)
+	req := &request{body: ev.Body, header: header, extensions: exts, requestURL: in.RequestURL, size: sizeUnknown}
 	if e.costProof {
 		if lim := e.maxProofSize(p); lim > 0 {
-			size = requestSize(lim, ev, bodySize, header, exts, in.RequestURL)
+			req.size = requestSize(lim, ev, bodySize, header, exts, in.RequestURL)
 		}
 	}
 
 	d.Continue = true
 	if p.filter != nil {
-		v, err := e.eval(ctx, p.filter, act, d, size)
+		v, err := e.eval(ctx, p.filter, act, d, req)
 		if err != nil {
 			return nil, &Error{Kind: KindOf(err), Where: "filter", Err: errors.Unwrap(err)}
 		}
@@ -468,7 +475,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 		d.Overlays = make([]OverlayValue, 0, len(p.overlays))
 		for _, o := range p.overlays {
 			where := "overlays[" + o.key + "]"
-			v, err := e.eval(ctx, o.prog, act, d, size)
+			v, err := e.eval(ctx, o.prog, act, d, req)
 			if err != nil {
 				return nil, &Error{Kind: KindOf(err), Where: where, Err: errors.Unwrap(err)}
 			}
@@ -495,7 +502,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 	}
 
 	if p.value != nil {
-		v, err := e.eval(ctx, p.value, act, d, size)
+		v, err := e.eval(ctx, p.value, act, d, req)
 		if err != nil {
 			return nil, &Error{Kind: KindOf(err), Where: "value", Err: errors.Unwrap(err)}
 		}
@@ -528,12 +535,15 @@ func pushExtensions(ctx context.Context, in Input, push *gitlab.PushEvent, exts 
 	return map[string]any{"push": d.Push, "changed_files": cfMap}, nil
 }
 
-// eval runs one program and classifies its error. size is the request's
-// largest value size (requestSize), for the cost proof.
-func (e *Engine) eval(ctx context.Context, c *compiled, act interpreter.Activation, d *Decision, size uint64) (ref.Val, error) {
+// eval runs one program and classifies its error. req is what the cost
+// proof measures of the request.
+func (e *Engine) eval(ctx context.Context, c *compiled, act interpreter.Activation, d *Decision, req *request) (ref.Val, error) {
 	prog := c.prog
-	if free := e.untracked(c, size); free != nil {
+	if free, est := e.untracked(c, req); free != nil {
 		prog = free
+		if e.onUntracked != nil {
+			e.onUntracked(c, est)
+		}
 	}
 	v, det, err := prog.ContextEval(ctx, act)
 	if det != nil {
