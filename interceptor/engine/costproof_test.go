@@ -299,3 +299,35 @@ func TestGrowthBound(t *testing.T) {
 		})
 	}
 }
+
+// TestPathProofConcurrent evaluates pushes of many size classes from
+// several goroutines (for -race over the shared verdicts).
+func TestPathProofConcurrent(t *testing.T) {
+	e := newEngine(t, WithCostProof())
+	p := mustCompile(t, e, Rules{Filter: blogFilter})
+	var bodies [][]byte
+	for n := 1; n <= 16; n *= 2 {
+		bodies = append(bodies, pathProofBody(t, n, n, 8*n))
+	}
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			for i := range 50 {
+				_, err := e.Evaluate(context.Background(), p, Input{Body: bodies[(g+i)%len(bodies)], Header: pushHeader("Push Hook")})
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(*p.filter.proof.paths.verdicts.Load()); n < 2 {
+		t.Errorf("%d size classes remembered, want one per class seen", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
@@ -58,16 +59,20 @@ const maxVerdicts = 256
 
 // pathProof is what an expression's path proof needs, found once.
 type pathProof struct {
-	// paths are the request paths the estimator asks sizes of.
+	// paths are the request paths the estimator asks sizes of; keys are
+	// the same joined by NUL, as pathHints looks them up.
 	paths [][]string
+	keys  []string
 	// growth is 2^k (growthBound); 0 when computed values are unbounded.
 	growth uint64
 	// literal is the largest literal: string or bytes length, list or map
 	// entries.
 	literal uint64
 
+	// verdicts maps size classes to the estimate's maximum; read without
+	// a lock, replaced by a copy (under mu) when a class is added.
+	verdicts atomic.Pointer[map[string]uint64]
 	mu       sync.Mutex
-	verdicts map[string]uint64 // size classes → the estimate's maximum
 }
 
 // preparePaths records the request paths c's estimate reads and the bound
@@ -79,8 +84,11 @@ func (e *Engine) preparePaths(c *compiled) {
 		return
 	}
 	pp.paths = rec.paths
+	for _, p := range pp.paths {
+		pp.keys = append(pp.keys, strings.Join(p, "\x00"))
+	}
 	pp.growth, pp.literal = e.growthBound(c.ast)
-	pp.verdicts = map[string]uint64{}
+	pp.verdicts.Store(&map[string]uint64{})
 }
 
 // pathRecorder is an estimator that records the request paths it is asked
@@ -137,58 +145,71 @@ func (pathHints) EstimateCallCost(string, string, *checker.AstNode, []checker.As
 // estimate at 2^class bounds every size of the class.
 func class(n uint64) uint8 { return uint8(bits.Len64(n)) }
 
-// hintsFor measures req along pp's paths: the hints and the key of their
-// size classes, or false when a value cannot be measured, the walk is too
-// long, or computed values are unbounded where the expression has any.
-func (pp *pathProof) hintsFor(req *request) (pathHints, string, bool) {
+// classesOf measures req along pp's paths: the size classes of the
+// request's largest value and of each path, appended to key, or false
+// when a value cannot be measured or the walk is too long.
+func (pp *pathProof) classesOf(req *request, key []byte) ([]byte, bool) {
 	if req.size > maxPathProofSize {
-		return pathHints{}, "", false
+		return nil, false
 	}
-	h := pathHints{sizes: make(map[string]uint64, len(pp.paths)), max: 1 << class(req.size)}
-	key := make([]byte, 0, len(pp.paths)+1)
 	key = append(key, class(req.size))
 	w := pathWalk{budget: maxPathWalk}
 	for _, p := range pp.paths {
 		n, ok := w.measure(req.root(p[0]), p[1:])
 		if !ok {
-			return pathHints{}, "", false
+			return nil, false
 		}
-		c := class(n)
-		h.sizes[strings.Join(p, "\x00")] = 1 << c
-		key = append(key, c)
+		key = append(key, class(n))
+	}
+	return key, true
+}
+
+// hints are the estimator's sizes for the classes of classesOf, or false
+// when the bound of computed values overflows.
+func (pp *pathProof) hints(classes []byte) (pathHints, bool) {
+	h := pathHints{sizes: make(map[string]uint64, len(pp.keys)), max: 1 << classes[0]}
+	for i, k := range pp.keys {
+		h.sizes[k] = 1 << classes[i+1]
 	}
 	if pp.growth > 0 {
 		s := max(h.max, pp.literal)
 		if s > math.MaxUint64/pp.growth {
-			return pathHints{}, "", false
+			return pathHints{}, false
 		}
 		h.computed = s * pp.growth
 	}
-	return h, string(key), true
+	return h, true
 }
 
 // pathProven returns c's estimate at req's path sizes and whether it is
 // within the limit.
 func (e *Engine) pathProven(c *compiled, req *request) (uint64, bool) {
 	pp := &c.proof.paths
-	if pp.verdicts == nil || len(pp.paths) == 0 {
+	verdicts := pp.verdicts.Load()
+	if verdicts == nil || len(pp.paths) == 0 {
 		return 0, false
 	}
-	h, key, ok := pp.hintsFor(req)
+	var buf [32]byte
+	classes, ok := pp.classesOf(req, buf[:0])
 	if !ok {
 		return 0, false
 	}
-	pp.mu.Lock()
-	est, known := pp.verdicts[key]
-	pp.mu.Unlock()
+	est, known := (*verdicts)[string(classes)] // no allocation for the lookup
 	if !known {
 		est = math.MaxUint64
-		if ce, err := e.env.EstimateCost(c.ast, h); err == nil {
-			est = ce.Max
+		if h, ok := pp.hints(classes); ok {
+			if ce, err := e.env.EstimateCost(c.ast, h); err == nil {
+				est = ce.Max
+			}
 		}
 		pp.mu.Lock()
-		if len(pp.verdicts) < maxVerdicts {
-			pp.verdicts[key] = est
+		if old := *pp.verdicts.Load(); len(old) < maxVerdicts {
+			m := make(map[string]uint64, len(old)+1)
+			for k, v := range old {
+				m[k] = v
+			}
+			m[string(classes)] = est
+			pp.verdicts.Store(&m)
 		}
 		pp.mu.Unlock()
 	}
