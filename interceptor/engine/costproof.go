@@ -28,6 +28,9 @@ import (
 // deadline is enforced either way (the context is checked every
 // interruptCheckFrequency comprehension steps).
 //
+// When no single size proves it, the proof by paths (pathproof.go) sizes
+// each path the expression reads by its own largest value on this request.
+//
 // The estimate is computed once per expression and size class: the
 // largest power of two whose estimate is within the limit is found by a
 // binary search on the first evaluation, then each request costs one walk

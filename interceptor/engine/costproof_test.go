@@ -125,7 +125,7 @@ func TestCostProofKeepsLimits(t *testing.T) {
 	}
 	// A filter over request values only is proven on push.json at the
 	// default limit, not at 1000. (The blog filter iterates a computed
-	// list, whose elements the estimator cannot bound: always tracked.)
+	// list, whose elements only the path proof bounds: TestPathProofSound.)
 	p = mustCompile(t, e, Rules{Filter: provableFilter})
 	d, err := e.Evaluate(context.Background(), p, Input{Body: body, Header: pushHeader("Push Hook")})
 	if err != nil {
@@ -192,6 +192,10 @@ var pathProofExprs = []string{
 	`body.commits.map(c, {"m": c.message + c.message}).exists(x, x.m.size() > 1000000)`,
 	`has(body.commits) && body.commits[0].added.exists(f, f.startsWith("src/")) || header.canonical("X-Gitlab-Event") == "x"`,
 	`body.ref.split("/").map(s, s.upperAscii()).join("-").size() > 0`,
+	`header.canonical("x-big").contains("zz") || header.match("X-Gitlab-Event", "Push Hook")`,
+	`header.exists(k, header[k].exists(v, v.matches("z+q")))`,
+	`has(header.X) || header.canonical("X-Big").size() > 1000000`,
+	`body.commits.all(c, c.added.all(f, header.canonical("X-Big") != f))`,
 }
 
 // pathProofBody is a push of n commits of m added paths of length l each,
@@ -232,7 +236,11 @@ func TestPathProofSound(t *testing.T) {
 		proving := newEngine(t, WithCostLimit(limit), WithCostProof())
 		for _, shape := range [][3]int{{1, 1, 5}, {3, 5, 20}, {3, 2, 94}, {20, 30, 60}, {5, 200, 10}, {2, 3, 3000}} {
 			body := pathProofBody(t, shape[0], shape[1], shape[2])
-			in := Input{Body: body, Header: pushHeader("Push Hook"), RequestURL: "http://el/"}
+			h := pushHeader("Push Hook")
+			// A header value as large as the body's largest string, or
+			// larger: what canonical returns is one of its items.
+			h.Set("X-Big", strings.Repeat("ab", shape[2]))
+			in := Input{Body: body, Header: h, RequestURL: "http://el/"}
 			for _, expr := range pathProofExprs {
 				want, wantErr := tracked.Evaluate(context.Background(), mustCompile(t, tracked, Rules{Value: expr}), in)
 				var bound uint64

@@ -221,8 +221,7 @@ type pathWalk struct{ budget int }
 
 // measure returns the largest size among the values at path below v: a
 // field selects a map's entry, a wildcard (@items, @keys, @values,
-// @indices) stands for every element of a list and every key and value
-// of a map (a superset of what cel-go means by each).
+// @indices) stands for every value nested in it (descendants).
 func (w *pathWalk) measure(v any, path []string) (uint64, bool) {
 	if w.budget--; w.budget < 0 {
 		return 0, false
@@ -238,33 +237,7 @@ func (w *pathWalk) measure(v any, path []string) (uint64, bool) {
 		return ok
 	}
 	if strings.HasPrefix(seg, "@") {
-		switch v := v.(type) {
-		case nil, bool, float64, int64, int, uint64, string:
-		case []any:
-			for _, x := range v {
-				if !visit(x) {
-					return 0, false
-				}
-			}
-		case []string:
-			for _, x := range v {
-				if !visit(x) {
-					return 0, false
-				}
-			}
-		case map[string]any:
-			for k, x := range v {
-				if !visit(k) || !visit(x) {
-					return 0, false
-				}
-			}
-		case http.Header:
-			for k, x := range v {
-				if !visit(k) || !visit(x) {
-					return 0, false
-				}
-			}
-		default:
+		if !w.descendants(v, visit) {
 			return 0, false
 		}
 		return m, true
@@ -285,6 +258,49 @@ func (w *pathWalk) measure(v any, path []string) (uint64, bool) {
 		return 0, false
 	}
 	return m, true
+}
+
+// descendants calls f on every value nested in v at any depth (elements,
+// keys, values, and theirs), v excluded: what a wildcard stands for. It is
+// a superset of each wildcard's meaning in cel-go (@items: a list's
+// elements, @keys and @values: a map's) and of the paths celenv's
+// estimators build themselves (header.@items: a string in one of the
+// header's lists of values), so that no reading of a path is smaller than
+// what it measures.
+func (w *pathWalk) descendants(v any, f func(any) bool) bool {
+	if w.budget--; w.budget < 0 {
+		return false
+	}
+	switch v := v.(type) {
+	case nil, bool, float64, int64, int, uint64, string:
+	case []any:
+		for _, x := range v {
+			if !f(x) || !w.descendants(x, f) {
+				return false
+			}
+		}
+	case []string:
+		for _, x := range v {
+			if !f(x) {
+				return false
+			}
+		}
+	case map[string]any:
+		for k, x := range v {
+			if !f(k) || !f(x) || !w.descendants(x, f) {
+				return false
+			}
+		}
+	case http.Header:
+		for k, x := range v {
+			if !f(k) || !f(x) || !w.descendants(x, f) {
+				return false
+			}
+		}
+	default:
+		return false
+	}
+	return true
 }
 
 // valueSize is CEL's size of v bounded from above: bytes for a string
