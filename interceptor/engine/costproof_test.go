@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // proofExprs exercise every cost model the proof relies on: cel-go's
@@ -337,5 +339,72 @@ func TestPathProofConcurrent(t *testing.T) {
 	}
 	if n := len(*p.filter.proof.paths.verdicts.Load()); n < 2 {
 		t.Errorf("%d size classes remembered, want one per class seen", n)
+	}
+}
+
+func TestPathWalk(t *testing.T) {
+	body := map[string]any{
+		"commits": []any{
+			map[string]any{"added": []any{"a", "bbbb"}, "author": map[string]any{"name": "0123456789"}},
+			map[string]any{"added": []any{"cc"}, "modified": []any{"x", "y", "z"}},
+			"not a commit",
+		},
+		"ref": "refs/heads/main",
+	}
+	header := http.Header{"X-Gitlab-Event": {"Push Hook"}, "X-Many": {"1", "2", "3", "4", "5"}}
+	for _, tc := range []struct {
+		root any
+		path []string
+		want uint64
+	}{
+		{body, []string{"commits"}, 3},
+		{body, []string{"ref"}, 15},
+		{body, []string{"missing"}, 0},
+		{body, []string{"ref", "x"}, 0},
+		{body, []string{"commits", "@items", "added"}, 2},
+		{body, []string{"commits", "@keys", "modified"}, 3},
+		{body, []string{"commits", "@items", "added", "@items"}, 4},
+		// A wildcard stands for every nested value: the author's name too.
+		{body, []string{"commits", "@items"}, 12},
+		{body, []string{"@values"}, 15},
+		{header, nil, 2},
+		{header, []string{"X-Many"}, 5},
+		{header, []string{"x-many"}, 0},  // CEL map keys are exact
+		{header, []string{"@items"}, 14}, // keys, lists and their strings: "X-Gitlab-Event"
+		{header, []string{"@values", "@items"}, 9},
+	} {
+		w := pathWalk{budget: maxPathWalk}
+		got, ok := w.measure(tc.root, tc.path)
+		if !ok || got != tc.want {
+			t.Errorf("%q: %d, %v; want %d", tc.path, got, ok, tc.want)
+		}
+	}
+	w := pathWalk{budget: maxPathWalk}
+	if _, ok := w.measure(map[string]any{"x": struct{}{}}, []string{"@items"}); ok {
+		t.Error("a value of an unknown type was measured")
+	}
+	long := make([]any, maxPathWalk)
+	for i := range long {
+		long[i] = "p"
+	}
+	w = pathWalk{budget: maxPathWalk}
+	if _, ok := w.measure(map[string]any{"l": long}, []string{"l", "@items"}); ok {
+		t.Error("a walk over the budget was measured")
+	}
+}
+
+// TestBlogFilterProvenOnPush holds BenchmarkDecision's case: the blog
+// filter on push.json runs untracked under WithCostProof (by its paths),
+// and a push of many large commits does not.
+func TestBlogFilterProvenOnPush(t *testing.T) {
+	e := newEngine(t, WithCostProof(), WithTimeout(time.Minute)) // -race is slow
+	p := mustCompile(t, e, Rules{Filter: blogFilter})
+	d, err := e.Evaluate(context.Background(), p, Input{Body: fixture(t, "push.json"), Header: pushHeader("Push Hook")})
+	if err != nil || d.Cost != 0 {
+		t.Fatalf("push.json: %+v, %v; want untracked", d, err)
+	}
+	d, err = e.Evaluate(context.Background(), p, Input{Body: pathProofBody(t, 20, 300, 200), Header: pushHeader("Push Hook")})
+	if err != nil || d.Cost == 0 {
+		t.Errorf("20 commits of 300 paths of 200 bytes: %+v, %v; want tracked", d, err)
 	}
 }

@@ -219,40 +219,92 @@ func (e *Engine) pathProven(c *compiled, req *request) (uint64, bool) {
 // pathWalk measures the largest value at a path.
 type pathWalk struct{ budget int }
 
+// spend counts one value visited, and reports whether the budget allows it.
+func (w *pathWalk) spend() bool {
+	w.budget--
+	return w.budget >= 0
+}
+
+func isWildcard(seg string) bool { return strings.HasPrefix(seg, "@") }
+
 // measure returns the largest size among the values at path below v: a
 // field selects a map's entry, a wildcard (@items, @keys, @values,
-// @indices) stands for every value nested in it (descendants).
+// @indices) stands for every value nested in it, at any depth (below).
+// That is a superset of each wildcard's meaning in cel-go (@items: a
+// list's elements, @keys and @values: a map's) and of the paths celenv's
+// estimators build themselves (header.@items: a string in one of the
+// header's lists of values), so no reading of a path is larger than what
+// it measures. false: a value of a type the walk does not know, or the
+// budget is spent.
 func (w *pathWalk) measure(v any, path []string) (uint64, bool) {
-	if w.budget--; w.budget < 0 {
+	if !w.spend() {
 		return 0, false
 	}
 	if len(path) == 0 {
 		return valueSize(v)
 	}
 	seg, rest := path[0], path[1:]
-	var m uint64
-	visit := func(x any) bool {
-		n, ok := w.measure(x, rest)
-		m = max(m, n)
-		return ok
-	}
-	if strings.HasPrefix(seg, "@") {
-		if !w.descendants(v, visit) {
-			return 0, false
-		}
-		return m, true
+	if isWildcard(seg) {
+		return w.below(v, rest)
 	}
 	switch v := v.(type) {
 	case nil, bool, float64, int64, int, uint64, string, []any, []string:
 		// Selecting a field of these is an error, not a value.
+		return 0, true
 	case map[string]any:
-		if x, ok := v[seg]; ok && !visit(x) {
-			return 0, false
+		if x, ok := v[seg]; ok {
+			return w.measure(x, rest)
 		}
+		return 0, true
 	case http.Header:
 		// header.name reads the key as written (CEL map semantics).
-		if x, ok := v[seg]; ok && !visit(x) {
-			return 0, false
+		if x, ok := v[seg]; ok {
+			return w.strings(x, rest)
+		}
+		return 0, true
+	}
+	return 0, false
+}
+
+// below returns the largest size at rest among every value nested in v,
+// v excluded.
+func (w *pathWalk) below(v any, rest []string) (uint64, bool) {
+	if !w.spend() {
+		return 0, false
+	}
+	var m uint64
+	add := func(n uint64, ok bool) bool {
+		m = max(m, n)
+		return ok
+	}
+	switch v := v.(type) {
+	case nil, bool, float64, int64, int, uint64, string:
+	case []any:
+		for _, x := range v {
+			if !add(w.measure(x, rest)) || !add(w.below(x, rest)) {
+				return 0, false
+			}
+		}
+	case []string:
+		for _, x := range v {
+			m = max(m, stringAt(x, rest))
+		}
+	case map[string]any:
+		for k, x := range v {
+			m = max(m, stringAt(k, rest))
+			if !add(w.measure(x, rest)) || !add(w.below(x, rest)) {
+				return 0, false
+			}
+		}
+	case http.Header:
+		for k, x := range v {
+			m = max(m, stringAt(k, rest))
+			if !add(w.strings(x, rest)) {
+				return 0, false
+			}
+			for _, s := range x { // below the list: its strings
+				m = max(m, stringAt(s, rest))
+			}
 		}
 	default:
 		return 0, false
@@ -260,47 +312,31 @@ func (w *pathWalk) measure(v any, path []string) (uint64, bool) {
 	return m, true
 }
 
-// descendants calls f on every value nested in v at any depth (elements,
-// keys, values, and theirs), v excluded: what a wildcard stands for. It is
-// a superset of each wildcard's meaning in cel-go (@items: a list's
-// elements, @keys and @values: a map's) and of the paths celenv's
-// estimators build themselves (header.@items: a string in one of the
-// header's lists of values), so that no reading of a path is smaller than
-// what it measures.
-func (w *pathWalk) descendants(v any, f func(any) bool) bool {
-	if w.budget--; w.budget < 0 {
-		return false
+// strings is measure for a list of strings (not boxed into an any).
+func (w *pathWalk) strings(v []string, path []string) (uint64, bool) {
+	if !w.spend() {
+		return 0, false
 	}
-	switch v := v.(type) {
-	case nil, bool, float64, int64, int, uint64, string:
-	case []any:
-		for _, x := range v {
-			if !f(x) || !w.descendants(x, f) {
-				return false
-			}
-		}
-	case []string:
-		for _, x := range v {
-			if !f(x) {
-				return false
-			}
-		}
-	case map[string]any:
-		for k, x := range v {
-			if !f(k) || !f(x) || !w.descendants(x, f) {
-				return false
-			}
-		}
-	case http.Header:
-		for k, x := range v {
-			if !f(k) || !f(x) || !w.descendants(x, f) {
-				return false
-			}
-		}
-	default:
-		return false
+	switch {
+	case len(path) == 0:
+		return uint64(len(v)), true
+	case !isWildcard(path[0]):
+		return 0, true
 	}
-	return true
+	var m uint64
+	for _, x := range v {
+		m = max(m, stringAt(x, path[1:]))
+	}
+	return m, true
+}
+
+// stringAt is measure for a string: its size at the end of the path, 0
+// below it (a string has no fields or elements).
+func stringAt(s string, path []string) uint64 {
+	if len(path) == 0 {
+		return uint64(len(s))
+	}
+	return 0
 }
 
 // valueSize is CEL's size of v bounded from above: bytes for a string
