@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
 
 	"github.com/ciel-ci/ciel/interceptor/celenv"
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
@@ -90,6 +91,9 @@ func (e *Engine) proofReady(c *compiled) bool {
 // prove finds the largest power-of-two size at which c's estimate is
 // within the cost limit, and builds its untracked program.
 func (e *Engine) prove(c *compiled) {
+	if shadowsRequest(c.ast) {
+		return // its paths name the variable, not the request: always tracked
+	}
 	for _, r := range c.ast.NativeRep().ReferenceMap() {
 		for _, o := range r.OverloadIDs {
 			if !celenv.EstimateBounds(o) {
@@ -229,4 +233,24 @@ func (e *Engine) maxProofSize(p *Program) uint64 {
 	}
 	consider(p.value)
 	return m
+}
+
+// shadowsRequest reports whether a comprehension of a declares a variable
+// named like one of the request's (`[x].exists(body, ...)`): the cost
+// estimators name values by variable, so such a variable's paths would be
+// sized as the request's.
+func shadowsRequest(a *cel.Ast) bool {
+	found := false
+	celast.PostOrderVisit(a.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() != celast.ComprehensionKind {
+			return
+		}
+		comp := e.AsComprehension()
+		for _, name := range []string{comp.IterVar(), comp.IterVar2(), comp.AccuVar()} {
+			if requestRoots[name] {
+				found = true
+			}
+		}
+	}))
+	return found
 }

@@ -364,14 +364,19 @@ func TestPathWalk(t *testing.T) {
 		{body, []string{"commits", "@items", "added"}, 2},
 		{body, []string{"commits", "@keys", "modified"}, 3},
 		{body, []string{"commits", "@items", "added", "@items"}, 4},
-		// A wildcard stands for every nested value: the author's name too.
-		{body, []string{"commits", "@items"}, 12},
+		{body, []string{"commits", "@items"}, 12}, // the elements: two maps of 2 entries, a 12-byte string
+		// On a map, @items stands for every nested value: the author's name too.
+		{body["commits"].([]any)[0], []string{"@items"}, 10},
+		{body["commits"].([]any)[0], []string{"@keys"}, 6},
+		{body["commits"].([]any)[0], []string{"@values"}, 2},
 		{body, []string{"@values"}, 15},
 		{header, nil, 2},
 		{header, []string{"X-Many"}, 5},
 		{header, []string{"x-many"}, 0},  // CEL map keys are exact
 		{header, []string{"@items"}, 14}, // keys, lists and their strings: "X-Gitlab-Event"
 		{header, []string{"@values", "@items"}, 9},
+		{header, []string{"@values"}, 5},
+		{header, []string{"@keys"}, 14},
 	} {
 		w := pathWalk{budget: maxPathWalk}
 		got, ok := w.measure(tc.root, tc.path)
@@ -406,5 +411,25 @@ func TestBlogFilterProvenOnPush(t *testing.T) {
 	d, err = e.Evaluate(context.Background(), p, Input{Body: pathProofBody(t, 20, 300, 200), Header: pushHeader("Push Hook")})
 	if err != nil || d.Cost == 0 {
 		t.Errorf("20 commits of 300 paths of 200 bytes: %+v, %v; want tracked", d, err)
+	}
+}
+
+// TestCostProofShadowedRequest: a comprehension variable named body is not
+// the request's body; an expression declaring one always runs tracked.
+func TestCostProofShadowedRequest(t *testing.T) {
+	e := newEngine(t, WithCostProof())
+	for _, expr := range []string{
+		`[body.ref + body.ref].exists(body, body.size() > 0)`,
+		`body.commits.all(header, header.added.size() >= 0)`,
+	} {
+		p := mustCompile(t, e, Rules{Filter: expr})
+		d, err := e.Evaluate(context.Background(), p, Input{Body: fixture(t, "push.json"), Header: pushHeader("Push Hook")})
+		if err != nil || d.Cost == 0 {
+			t.Errorf("%s: cost %d, %v; want tracked", expr, d.Cost, err)
+		}
+	}
+	p := mustCompile(t, e, Rules{Filter: `body.commits.all(c, c.added.size() >= 0)`})
+	if d, err := e.Evaluate(context.Background(), p, Input{Body: fixture(t, "push.json"), Header: pushHeader("Push Hook")}); err != nil || d.Cost != 0 {
+		t.Errorf("without shadowing: cost %d, %v; want untracked", d.Cost, err)
 	}
 }

@@ -228,14 +228,15 @@ func (w *pathWalk) spend() bool {
 func isWildcard(seg string) bool { return strings.HasPrefix(seg, "@") }
 
 // measure returns the largest size among the values at path below v: a
-// field selects a map's entry, a wildcard (@items, @keys, @values,
-// @indices) stands for every value nested in it, at any depth (below).
-// That is a superset of each wildcard's meaning in cel-go (@items: a
-// list's elements, @keys and @values: a map's) and of the paths celenv's
-// estimators build themselves (header.@items: a string in one of the
-// header's lists of values), so no reading of a path is larger than what
-// it measures. false: a value of a type the walk does not know, or the
-// budget is spent.
+// field selects a map's entry; a wildcard stands, on a list, for its
+// elements (whatever the wildcard: cel-go names the elements of a dyn
+// range @keys or @values, and an index @items or @values), on a map, for
+// its keys (@keys), its values (@values), or every value nested in it at
+// any depth (@items and any other: cel-go's index of a dyn value, and
+// celenv's header.@items, a string in one of the header's lists of
+// values). Each is a superset of what an estimator may mean by it, so no
+// reading of a path is larger than what it measures. false: a value of a
+// type the walk does not know, or the budget is spent.
 func (w *pathWalk) measure(v any, path []string) (uint64, bool) {
 	if !w.spend() {
 		return 0, false
@@ -245,7 +246,7 @@ func (w *pathWalk) measure(v any, path []string) (uint64, bool) {
 	}
 	seg, rest := path[0], path[1:]
 	if isWildcard(seg) {
-		return w.below(v, rest)
+		return w.wildcard(v, seg, rest)
 	}
 	switch v := v.(type) {
 	case nil, bool, float64, int64, int, uint64, string, []any, []string:
@@ -264,6 +265,62 @@ func (w *pathWalk) measure(v any, path []string) (uint64, bool) {
 		return 0, true
 	}
 	return 0, false
+}
+
+// wildcard is measure at a wildcard segment seg of v.
+func (w *pathWalk) wildcard(v any, seg string, rest []string) (uint64, bool) {
+	var m uint64
+	add := func(n uint64, ok bool) bool {
+		m = max(m, n)
+		return ok
+	}
+	switch v := v.(type) {
+	case nil, bool, float64, int64, int, uint64, string:
+		return 0, true
+	case []any:
+		for _, x := range v {
+			if !add(w.measure(x, rest)) {
+				return 0, false
+			}
+		}
+		return m, true
+	case []string:
+		for _, x := range v {
+			m = max(m, stringAt(x, rest))
+		}
+		return m, true
+	case map[string]any:
+		switch seg {
+		case "@keys":
+			for k := range v {
+				m = max(m, stringAt(k, rest))
+			}
+			return m, true
+		case "@values":
+			for _, x := range v {
+				if !add(w.measure(x, rest)) {
+					return 0, false
+				}
+			}
+			return m, true
+		}
+	case http.Header:
+		switch seg {
+		case "@keys":
+			for k := range v {
+				m = max(m, stringAt(k, rest))
+			}
+			return m, true
+		case "@values":
+			for _, x := range v {
+				if !add(w.strings(x, rest)) {
+					return 0, false
+				}
+			}
+			return m, true
+		}
+	}
+	return w.below(v, rest)
 }
 
 // below returns the largest size at rest among every value nested in v,
