@@ -433,3 +433,24 @@ func TestCostProofShadowedRequest(t *testing.T) {
 		t.Errorf("without shadowing: cost %d, %v; want untracked", d.Cost, err)
 	}
 }
+
+// TestPathProofVerdictsBounded: past maxVerdicts size classes, a request
+// of a new class runs tracked instead of being estimated.
+func TestPathProofVerdictsBounded(t *testing.T) {
+	e := newEngine(t, WithCostProof())
+	p := mustCompile(t, e, Rules{Filter: blogFilter})
+	in := Input{Body: fixture(t, "push.json"), Header: pushHeader("Push Hook")}
+	e.proofReady(p.filter)
+	full := map[string]uint64{}
+	for i := range maxVerdicts {
+		full[fmt.Sprintf("other class %d", i)] = 0
+	}
+	p.filter.proof.paths.verdicts.Store(&full)
+	d, err := e.Evaluate(context.Background(), p, in)
+	if err != nil || d.Cost == 0 {
+		t.Errorf("a new class past the bound: cost %d, %v; want tracked", d.Cost, err)
+	}
+	if n := len(*p.filter.proof.paths.verdicts.Load()); n != maxVerdicts {
+		t.Errorf("%d classes remembered, want at most %d", n, maxVerdicts)
+	}
+}

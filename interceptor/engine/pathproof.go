@@ -43,7 +43,8 @@ import (
 // operation (a function returning a string, a list or a map that it
 // builds, such as split, join, replace or marshalJSON) or any other use of
 // an accumulator leaves computed values unbounded: no path proof.
-// TestCostProofSound checks every untracked run against the tracked cost.
+// TestPathProofSound and TestCostProofSound check every untracked run
+// against the tracked cost.
 
 // maxPathWalk bounds the values one request's path walk visits: beyond,
 // the request runs tracked (the walk would cost what tracking costs).
@@ -54,7 +55,7 @@ const maxPathWalk = 4096
 const maxPathProofSize = 1 << 16
 
 // maxVerdicts bounds the size classes remembered per expression; beyond,
-// requests of new classes run tracked.
+// requests of new classes run tracked (no estimate is computed for them).
 const maxVerdicts = 256
 
 // pathProof is what an expression's path proof needs, found once.
@@ -195,6 +196,9 @@ func (e *Engine) pathProven(c *compiled, req *request) (uint64, bool) {
 		return 0, false
 	}
 	est, known := (*verdicts)[string(classes)] // no allocation for the lookup
+	if !known && len(*verdicts) >= maxVerdicts {
+		return 0, false // a new class past the bound: tracked, not estimated
+	}
 	if !known {
 		est = math.MaxUint64
 		if h, ok := pp.hints(classes); ok {
