@@ -51,8 +51,12 @@ import (
 const maxPathWalk = 4096
 
 // maxPathProofSize is the largest request value (requestSize) at which the
-// path proof is tried: the request's walk stops at the first larger value.
-const maxPathProofSize = 1 << 16
+// path proof is tried: the request's walk stops at the first larger value,
+// so a monorepo push (lists of thousands of paths) costs no walk of its
+// body. The largest value sizes the values an expression computes
+// (growthBound): past it, estimates of the filters that concatenate are
+// over the limit anyway.
+const maxPathProofSize = 1 << 10
 
 // maxVerdicts bounds the size classes remembered per expression; beyond,
 // requests of new classes run tracked (no estimate is computed for them).
