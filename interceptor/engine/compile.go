@@ -7,8 +7,10 @@ import (
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
+	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 
+	"github.com/ciel-ci/ciel/interceptor/celenv"
 	"github.com/ciel-ci/ciel/internal/lru"
 )
 
@@ -57,6 +59,44 @@ type compiled struct {
 	est     checker.CostEstimate
 	ast     *cel.Ast // for the per-request cost proof (costproof.go)
 	proof   proof
+	// readsExtensions is whether the expression names the extensions
+	// variable anywhere (readsVar): only then may its value depend on
+	// extensions.push and extensions.changed_files (Input.DeferExtensions).
+	readsExtensions bool
+}
+
+// readsExtensions reports whether any expression of p names extensions.
+func (p *Program) readsExtensions() bool {
+	if p.filter != nil && p.filter.readsExtensions || p.value != nil && p.value.readsExtensions {
+		return true
+	}
+	for _, o := range p.overlays {
+		if o.prog.readsExtensions {
+			return true
+		}
+	}
+	return false
+}
+
+// readsVar reports whether the checked expression a names the variable
+// name: an identifier of that name (".name", the root-scoped spelling,
+// included) or a reference the checker resolved to it. An expression with
+// neither cannot observe the variable; a comprehension variable of that
+// name counts too, erring on the side of reading.
+func readsVar(a *cel.Ast, name string) bool {
+	native := a.NativeRep()
+	for _, r := range native.ReferenceMap() {
+		if r.Name == name {
+			return true
+		}
+	}
+	found := false
+	celast.PostOrderVisit(native.Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() == celast.IdentKind && strings.TrimPrefix(e.AsIdent(), ".") == name {
+			found = true
+		}
+	}))
+	return found
 }
 
 // EstimatedCost returns what the checker estimated for the filter (0, 0
@@ -164,7 +204,8 @@ func (e *Engine) compileExpr(expr string, typed, filter bool) (*compiled, string
 	if err != nil {
 		return nil, fmt.Sprintf("building the program: %v", err)
 	}
-	c := &compiled{prog: prog, outType: ast.OutputType(), est: est, ast: ast}
+	c := &compiled{prog: prog, outType: ast.OutputType(), est: est, ast: ast,
+		readsExtensions: readsVar(ast, celenv.VarExtensions)}
 	e.cache.put(key, c)
 	return c, ""
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
 
 	"github.com/ciel-ci/ciel/interceptor/celenv"
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
@@ -27,6 +28,9 @@ import (
 // marshalJSON), it runs tracked as always. The
 // deadline is enforced either way (the context is checked every
 // interruptCheckFrequency comprehension steps).
+//
+// When no single size proves it, the proof by paths (pathproof.go) sizes
+// each path the expression reads by its own largest value on this request.
 //
 // The estimate is computed once per expression and size class: the
 // largest power of two whose estimate is within the limit is found by a
@@ -53,25 +57,43 @@ type proof struct {
 	// request for which the estimate proves the cost within the limit; 0
 	// when none does.
 	maxSize uint64
+	maxEst  uint64      // the estimate at maxSize
 	free    cel.Program // the program without cost tracking
+	paths   pathProof   // the proof by paths (pathproof.go)
 }
 
-// untracked returns the program to run without tracking when the request's
-// largest value size (from requestSize) allows it, else nil.
-func (e *Engine) untracked(c *compiled, size uint64) cel.Program {
+// untracked returns the program to run without tracking when the request
+// allows it (its largest value within the proven size, or its paths'
+// sizes proven, pathproof.go), else nil.
+// The estimate that proves it is returned with it.
+func (e *Engine) untracked(c *compiled, req *request) (cel.Program, uint64) {
+	if !e.proofReady(c) {
+		return nil, 0
+	}
+	if c.proof.maxSize > 0 && req.size <= c.proof.maxSize {
+		return c.proof.free, c.proof.maxEst
+	}
+	if est, ok := e.pathProven(c, req); ok {
+		return c.proof.free, est
+	}
+	return nil, 0
+}
+
+// proofReady proves c once and reports whether it may ever run untracked.
+func (e *Engine) proofReady(c *compiled) bool {
 	if !e.costProof || c.ast == nil {
-		return nil
+		return false
 	}
 	c.proof.once.Do(func() { e.prove(c) })
-	if c.proof.free == nil || size > c.proof.maxSize {
-		return nil
-	}
-	return c.proof.free
+	return c.proof.free != nil
 }
 
 // prove finds the largest power-of-two size at which c's estimate is
 // within the cost limit, and builds its untracked program.
 func (e *Engine) prove(c *compiled) {
+	if shadowsRequest(c.ast) {
+		return // its paths name the variable, not the request: always tracked
+	}
 	for _, r := range c.ast.NativeRep().ReferenceMap() {
 		for _, o := range r.OverloadIDs {
 			if !celenv.EstimateBounds(o) {
@@ -83,9 +105,18 @@ func (e *Engine) prove(c *compiled) {
 		est, err := e.env.EstimateCost(c.ast, sizeHints{max: 1 << shift})
 		return err == nil && est.Max <= e.costLimit/proofMargin
 	}
+	prog, err := e.env.Program(c.ast,
+		cel.InterruptCheckFrequency(interruptCheckFrequency),
+		cel.EvalOptions(cel.OptOptimize),
+	)
+	if err != nil {
+		return
+	}
+	c.proof.free = prog
+	e.preparePaths(c)
 	lo, hi := minProofShift, maxProofShift
 	if !within(lo) {
-		return
+		return // no size proves it for every value: only the path proof may
 	}
 	for lo < hi { // within(lo) holds; find the largest such shift
 		mid := (lo + hi + 1) / 2
@@ -95,14 +126,10 @@ func (e *Engine) prove(c *compiled) {
 			hi = mid - 1
 		}
 	}
-	prog, err := e.env.Program(c.ast,
-		cel.InterruptCheckFrequency(interruptCheckFrequency),
-		cel.EvalOptions(cel.OptOptimize),
-	)
-	if err != nil {
-		return
+	c.proof.maxSize = 1 << lo
+	if est, err := e.env.EstimateCost(c.ast, sizeHints{max: c.proof.maxSize}); err == nil {
+		c.proof.maxEst = est.Max
 	}
-	c.proof.maxSize, c.proof.free = 1<<lo, prog
 }
 
 // sizeUnknown is returned by the walk for a value it cannot measure.
@@ -186,13 +213,18 @@ func (w *sizeWalk) value(v any) {
 	}
 }
 
-// maxProofSize is the largest size any program of p may run untracked
-// at, 0 if none (the request is then not measured).
+// maxProofSize is the largest request size (requestSize) any program of
+// p may run untracked at, 0 if none (the request is then not measured):
+// its proven size, or maxPathProofSize for the path proof.
 func (e *Engine) maxProofSize(p *Program) uint64 {
 	var m uint64
 	consider := func(c *compiled) {
-		if c != nil && e.untracked(c, 0) != nil && c.proof.maxSize > m {
-			m = c.proof.maxSize
+		if c == nil || !e.proofReady(c) {
+			return
+		}
+		m = max(m, c.proof.maxSize)
+		if len(c.proof.paths.paths) > 0 {
+			m = max(m, maxPathProofSize)
 		}
 	}
 	consider(p.filter)
@@ -201,4 +233,24 @@ func (e *Engine) maxProofSize(p *Program) uint64 {
 	}
 	consider(p.value)
 	return m
+}
+
+// shadowsRequest reports whether a comprehension of a declares a variable
+// named like one of the request's (`[x].exists(body, ...)`): the cost
+// estimators name values by variable, so such a variable's paths would be
+// sized as the request's.
+func shadowsRequest(a *cel.Ast) bool {
+	found := false
+	celast.PostOrderVisit(a.NativeRep().Expr(), celast.NewExprVisitor(func(e celast.Expr) {
+		if e.Kind() != celast.ComprehensionKind {
+			return
+		}
+		comp := e.AsComprehension()
+		for _, name := range []string{comp.IterVar(), comp.IterVar2(), comp.AccuVar()} {
+			if requestRoots[name] {
+				found = true
+			}
+		}
+	}))
+	return found
 }

@@ -28,6 +28,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/google/cel-go/cel"
@@ -72,6 +73,12 @@ type Engine struct {
 	costProof bool
 	cache     *programCache
 	logger    *slog.Logger
+
+	resultsOnce sync.Once
+	results     map[string]types.Kind // overload ID → result kind (pathproof.go)
+	// onUntracked, for tests, sees each expression run untracked with the
+	// estimate that proved it.
+	onUntracked func(c *compiled, est uint64)
 }
 
 type options struct {
@@ -304,6 +311,16 @@ type Input struct {
 	ChangedFiles gitlab.ChangedFilesSource
 	// Event is the already decoded body, from Engine.Decode.
 	Event *gitlab.Event
+	// DeferExtensions is the caller's promise that it reads
+	// Decision.Push, ChangedFiles and Extensions only when Continue is
+	// true, and that its ChangedFiles source does no I/O and cannot fail
+	// (gitlab.PayloadSource). When no expression of the program names
+	// extensions, a push's extensions.push and extensions.changed_files
+	// are then computed only for a decision that continues: a push the
+	// filter rejects costs no push facts and no changed files. The
+	// interceptor's server sets it when it decides on the payload alone.
+	// Default false: they are computed for every push, before the filter.
+	DeferExtensions bool
 
 	// mr is a merge request event's changed files across the passes of
 	// evaluateMergeRequest.
@@ -395,21 +412,11 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 		exts[k] = v
 	}
 	var own map[string]any
-	if ev.Push != nil {
-		src := in.ChangedFiles
-		if src == nil {
-			src = gitlab.PayloadSource{}
+	deferred := ev.Push != nil && in.DeferExtensions && !p.readsExtensions()
+	if ev.Push != nil && !deferred {
+		if own, err = pushExtensions(ctx, in, ev.Push, exts, d); err != nil {
+			return nil, err
 		}
-		cf, err := src.ChangedFiles(ctx, ev.Push)
-		if err != nil {
-			return nil, &Error{Kind: KindChangedFiles, Where: "changed files", Err: err}
-		}
-		d.ChangedFiles = &cf
-		d.Push = ev.Push.Facts().Map()
-		cfMap := cf.Map()
-		exts["push"] = d.Push
-		exts["changed_files"] = cfMap
-		own = map[string]any{"push": d.Push, "changed_files": cfMap}
 	}
 	if in.mr != nil {
 		own = in.mr.extensions(exts, d)
@@ -431,16 +438,16 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 	if err != nil {
 		return nil, &Error{Kind: KindInternal, Err: err}
 	}
-	size := uint64(sizeUnknown)
+	req := &request{body: ev.Body, header: header, extensions: exts, requestURL: in.RequestURL, size: sizeUnknown}
 	if e.costProof {
 		if lim := e.maxProofSize(p); lim > 0 {
-			size = requestSize(lim, ev, bodySize, header, exts, in.RequestURL)
+			req.size = requestSize(lim, ev, bodySize, header, exts, in.RequestURL)
 		}
 	}
 
 	d.Continue = true
 	if p.filter != nil {
-		v, err := e.eval(ctx, p.filter, act, d, size)
+		v, err := e.eval(ctx, p.filter, act, d, req)
 		if err != nil {
 			return nil, &Error{Kind: KindOf(err), Where: "filter", Err: errors.Unwrap(err)}
 		}
@@ -450,6 +457,12 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 				Err: fmt.Errorf("a filter must be a bool, got %s %s", v.Type().TypeName(), renderForError(v))}
 		}
 		d.Continue = bool(b)
+	}
+	if deferred && d.Continue {
+		// No expression reads them: computed now for the caller only.
+		if own, err = pushExtensions(ctx, in, ev.Push, exts, d); err != nil {
+			return nil, err
+		}
 	}
 
 	if d.Continue && len(p.overlays) > 0 {
@@ -462,7 +475,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 		d.Overlays = make([]OverlayValue, 0, len(p.overlays))
 		for _, o := range p.overlays {
 			where := "overlays[" + o.key + "]"
-			v, err := e.eval(ctx, o.prog, act, d, size)
+			v, err := e.eval(ctx, o.prog, act, d, req)
 			if err != nil {
 				return nil, &Error{Kind: KindOf(err), Where: where, Err: errors.Unwrap(err)}
 			}
@@ -489,7 +502,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 	}
 
 	if p.value != nil {
-		v, err := e.eval(ctx, p.value, act, d, size)
+		v, err := e.eval(ctx, p.value, act, d, req)
 		if err != nil {
 			return nil, &Error{Kind: KindOf(err), Where: "value", Err: errors.Unwrap(err)}
 		}
@@ -502,12 +515,35 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 	return d, nil
 }
 
-// eval runs one program and classifies its error. size is the request's
-// largest value size (requestSize), for the cost proof.
-func (e *Engine) eval(ctx context.Context, c *compiled, act interpreter.Activation, d *Decision, size uint64) (ref.Val, error) {
+// pushExtensions computes a push's extensions.push and
+// extensions.changed_files into exts and d, and returns them as the
+// extensions the interceptor returns.
+func pushExtensions(ctx context.Context, in Input, push *gitlab.PushEvent, exts map[string]any, d *Decision) (map[string]any, error) {
+	src := in.ChangedFiles
+	if src == nil {
+		src = gitlab.PayloadSource{}
+	}
+	cf, err := src.ChangedFiles(ctx, push)
+	if err != nil {
+		return nil, &Error{Kind: KindChangedFiles, Where: "changed files", Err: err}
+	}
+	d.ChangedFiles = &cf
+	d.Push = push.Facts().Map()
+	cfMap := cf.Map()
+	exts["push"] = d.Push
+	exts["changed_files"] = cfMap
+	return map[string]any{"push": d.Push, "changed_files": cfMap}, nil
+}
+
+// eval runs one program and classifies its error. req is what the cost
+// proof measures of the request.
+func (e *Engine) eval(ctx context.Context, c *compiled, act interpreter.Activation, d *Decision, req *request) (ref.Val, error) {
 	prog := c.prog
-	if free := e.untracked(c, size); free != nil {
+	if free, est := e.untracked(c, req); free != nil {
 		prog = free
+		if e.onUntracked != nil {
+			e.onUntracked(c, est)
+		}
 	}
 	v, det, err := prog.ContextEval(ctx, act)
 	if det != nil {

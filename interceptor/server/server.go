@@ -342,9 +342,13 @@ func (s *Server) decide(ctx context.Context, p Params, prog *engine.Program, bod
 	if resp := s.refuseFork(p, ev); resp != nil {
 		return resp
 	}
+	// A response that does not continue carries no extensions, and the
+	// payload's changed files need no request and cannot fail: the engine
+	// may leave them for a push its filter rejects without reading them.
+	_, offline := src.(gitlab.PayloadSource)
 	d, err := s.cfg.Engine.Evaluate(ctx, prog, engine.Input{
 		Body: body, SharedBody: true, Header: header, RequestURL: eventURL, Extensions: exts, Namespace: ns,
-		ChangedFiles: s.withMergeRequests(src, p, log), Event: ev,
+		ChangedFiles: s.withMergeRequests(src, p, log), Event: ev, DeferExtensions: offline,
 	})
 	if err != nil {
 		switch engine.KindOf(err) {

@@ -29,9 +29,12 @@ func pushPayload(b *testing.B) []byte {
 }
 
 // BenchmarkDecision decides on one GitLab push with the same filter, end to
-// end from the request's bytes: ciel's engine (body decoded once, push facts
-// and changed files computed, the program compiled once and cached, its cost
-// tracked unless the estimate proves this request within the limit) against
+// end from the request's bytes: ciel's engine as the interceptor's server
+// calls it (body decoded once into strings that point into the request's own
+// buffer, push facts and changed files computed when an expression reads
+// them or the decision continues, the program compiled once and cached, its
+// cost tracked unless the estimate proves this request within the limit)
+// against
 // Tekton Triggers' CEL interceptor (InterceptorImpl.Process, which builds its
 // CEL environment and compiles the expression on every request).
 //
@@ -53,7 +56,12 @@ func BenchmarkDecision(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			d, err := eng.Evaluate(context.Background(), prog, engine.Input{Body: body, Header: header, RequestURL: "http://el/"})
+			// The Input of interceptor/server's decide: each request's body
+			// is a buffer of its own (SharedBody) and, on the payload's
+			// changed files, a rejected push returns no extensions
+			// (DeferExtensions).
+			d, err := eng.Evaluate(context.Background(), prog, engine.Input{Body: body, Header: header, RequestURL: "http://el/",
+				SharedBody: true, DeferExtensions: true})
 			if err != nil || d.Continue {
 				b.Fatalf("decision %v, %v; want false", d, err)
 			}
