@@ -64,11 +64,16 @@ func (e *Env) InstallBuildNamespace(t testing.TB, ns string) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	e.SetBinding(t, ns, map[string]string{"registry": e.Registry.Host})
+	e.SetBinding(t, ns, map[string]string{"registry": e.BuildRegistry(ns)})
 	for _, tt := range []string{"ciel-build-multiarch", "ciel-release", "ciel-build-merge-request"} {
 		e.setTemplateDefaults(t, ns, tt, map[string]string{"builder-image": e.Images.Kaniko.String(), "git-image": e.Images.Git.String()})
 	}
 }
+
+// BuildRegistry is where the builds of namespace ns push: a prefix of its
+// own in the cluster's registry, whose storage outlives runs, so that no
+// run finds another's images or Kaniko cache layers.
+func (e *Env) BuildRegistry(ns string) string { return e.Registry.Host + "/" + ns }
 
 // SetBinding sets params of the TriggerBinding ciel-registry in ns (adding
 // those it does not have).

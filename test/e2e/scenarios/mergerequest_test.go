@@ -103,7 +103,7 @@ func TestMergeRequestBuildsCodeChangesOnly(t *testing.T) {
 			if c.wantContinue {
 				pr := w.env.WaitPipelineRuns(t, w.ns, c.wantRuns, 90*time.Second)[0]
 				t.Logf("MR event to PipelineRun %s: %s", pr.Name, time.Since(start).Round(time.Millisecond))
-				checkMergeRequestRun(t, w.env, &pr)
+				checkMergeRequestRun(t, w.env.BuildRegistry(w.ns), w.env, &pr)
 				w.tektonStarted(t, pr.Name)
 				cancelRun(t, w, pr.Name)
 			}
@@ -141,7 +141,7 @@ func mrDelivery(t *testing.T, env *harness.Env, fixture string) (string, []byte)
 	return req.Header.Get("X-Gitlab-Event"), rehost(req.Body)
 }
 
-func checkMergeRequestRun(t *testing.T, env *harness.Env, pr *pipelinev1.PipelineRun) {
+func checkMergeRequestRun(t *testing.T, registry string, env *harness.Env, pr *pipelinev1.PipelineRun) {
 	t.Helper()
 	if !strings.HasPrefix(pr.Name, "build-mr-") || pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != "build-multiarch" {
 		t.Errorf("PipelineRun %s runs %+v, want build-mr-… running build-multiarch", pr.Name, pr.Spec.PipelineRef)
@@ -164,7 +164,7 @@ func checkMergeRequestRun(t *testing.T, env *harness.Env, pr *pipelinev1.Pipelin
 		"param revision":   mrHead,
 		"param tag":        fmt.Sprintf("mr-%d-%s", mrIID, mrHead[:8]),
 		"param extra-tags": "[]",
-		"param image":      env.Registry.Host + "/acme/payments-api",
+		"param image":      registry + "/acme/payments-api",
 		"param git-url":    env.GitLab.BaseURL + "/acme/payments-api.git",
 
 		"label ciel.dev/gitlab-sha":        mrHead,

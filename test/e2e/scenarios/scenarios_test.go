@@ -427,7 +427,7 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 	env := w.env
 	base := env.PushBaseImages(t, env.Registry.Host)
 	p, sha := newProject(t, env, base)
-	image := env.Registry.Host + "/" + projectPath
+	image := env.BuildRegistry(w.ns) + "/" + projectPath
 
 	start := time.Now()
 	w.post(t, "Push Hook", harness.WebhookToken, "delivery-build", pushFor(t, env, p, "main", sha))
