@@ -214,13 +214,19 @@ func (s *Set) Policies() []*Policy {
 	return out
 }
 
-// isKustomization tells kustomize's own file apart from policies.
-func isKustomization(name string) bool {
-	switch name {
-	case "kustomization.yaml", "kustomization.yml", "Kustomization":
-		return true
+// IsPolicyFile reports whether a directory entry's name is a policy file:
+// *.yaml or *.yml, not hidden (a ConfigMap volume's ..data and its
+// timestamped directory are), and not kustomize's own kustomization.yaml.
+// LoadDir reads these files and Store hashes them to see a change.
+func IsPolicyFile(name string) bool {
+	if strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+		return false
 	}
-	return false
+	switch name {
+	case "kustomization.yaml", "kustomization.yml":
+		return false
+	}
+	return true
 }
 
 // LoadDir reads every *.yaml and *.yml file directly in dir (hidden files
@@ -238,7 +244,7 @@ func LoadDir(eng *engine.Engine, dir string) (*Set, error) {
 	var errs []error
 	for _, e := range entries {
 		name := e.Name()
-		if strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) || isKustomization(name) {
+		if !IsPolicyFile(name) {
 			continue
 		}
 		file := filepath.Join(dir, name)

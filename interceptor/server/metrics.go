@@ -52,7 +52,8 @@ func (m *Metrics) CounterFunc(name, help string, f func() float64) {
 	m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, f))
 }
 
-func (m *Metrics) policyReload(ok bool, n int) {
+// PolicyReload counts a load of the policy directory (policy.ReloadRecorder).
+func (m *Metrics) PolicyReload(ok bool, n int) {
 	if m == nil {
 		return
 	}

@@ -38,6 +38,7 @@ import (
 	"github.com/ciel-ci/ciel/interceptor/dedup"
 	"github.com/ciel-ci/ciel/interceptor/engine"
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
+	"github.com/ciel-ci/ciel/interceptor/policy"
 	"github.com/ciel-ci/ciel/interceptor/secrets"
 	"github.com/ciel-ci/ciel/interceptor/webhook"
 )
@@ -62,7 +63,7 @@ type ChangedFilesAPI interface {
 // Config is what a Server is built from.
 type Config struct {
 	Engine   *engine.Engine  // required
-	Policies *Policies       // optional: the policy param needs it
+	Policies *policy.Store   // optional: the policy param needs it
 	Secrets  secrets.Getter  // optional: secretRef and signingSecretRef need it
 	API      ChangedFilesAPI // optional: completing changed files needs it
 	Dedup    *dedup.Cache    // optional: no dedup without it

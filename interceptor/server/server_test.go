@@ -22,6 +22,7 @@ import (
 	"github.com/ciel-ci/ciel/interceptor/dedup"
 	"github.com/ciel-ci/ciel/interceptor/engine"
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
+	"github.com/ciel-ci/ciel/interceptor/policy"
 	"github.com/ciel-ci/ciel/interceptor/secrets"
 	"github.com/ciel-ci/ciel/interceptor/webhook"
 )
@@ -74,7 +75,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pols, err := NewPolicies(eng, filepath.Join("..", "..", "policies"), nil, nil)
+	pols, err := policy.NewStore(eng, filepath.Join("..", "..", "policies"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,50 +340,6 @@ func TestHTTPOverTLS(t *testing.T) {
 	}
 }
 
-func TestPolicyHotReload(t *testing.T) {
-	eng, err := engine.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	write := func(name, content string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("a.yaml", "name: a\nfilter: 'true'\n")
-	m := NewMetrics()
-	p, err := NewPolicies(eng, dir, nil, m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	first := p.Set()
-	if changed, err := p.Reload(); changed || err != nil {
-		t.Errorf("unchanged dir reloaded: %v %v", changed, err)
-	}
-	write("b.yaml", "name: b\nfilter: 'body.ref =='\n")
-	if _, err := p.Reload(); err == nil || p.Set() != first || !strings.Contains(p.LastError(), "b.yaml") {
-		t.Errorf("a broken set replaced the serving one: %v", err)
-	}
-	write("b.yaml", "name: b\nfilter: 'false'\n")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go p.Run(ctx, 20*time.Millisecond)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, ok := p.Set().Get("b"); ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the fixed set was not loaded")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if p.LastError() != "" {
-		t.Errorf("last error %q after a good load", p.LastError())
-	}
-}
-
 // FuzzHandler sends arbitrary bodies and headers: the handler never
 // panics and always answers a well-formed InterceptorResponse.
 func FuzzHandler(f *testing.F) {
@@ -394,7 +351,7 @@ func FuzzHandler(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	pols, err := NewPolicies(eng, filepath.Join("..", "..", "policies"), nil, nil)
+	pols, err := policy.NewStore(eng, filepath.Join("..", "..", "policies"))
 	if err != nil {
 		f.Fatal(err)
 	}

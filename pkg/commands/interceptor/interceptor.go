@@ -44,6 +44,7 @@ import (
 	"github.com/ciel-ci/ciel/interceptor/dedup"
 	"github.com/ciel-ci/ciel/interceptor/engine"
 	"github.com/ciel-ci/ciel/interceptor/gitlabapi"
+	"github.com/ciel-ci/ciel/interceptor/policy"
 	"github.com/ciel-ci/ciel/interceptor/secrets"
 	"github.com/ciel-ci/ciel/interceptor/secrets/kubesecrets"
 	"github.com/ciel-ci/ciel/interceptor/server"
@@ -299,7 +300,7 @@ func (o *options) run(ctx context.Context) error {
 		api, commits = src, src
 	}
 
-	pols, err := server.NewPolicies(eng, o.policies, log, metrics)
+	pols, err := policy.NewStore(eng, o.policies, policy.WithLogger(log), policy.WithRecorder(metrics))
 	if err != nil {
 		log.Error("policies did not load; not ready until they do", "error", err)
 	}

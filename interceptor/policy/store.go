@@ -1,4 +1,4 @@
-package server
+package policy
 
 import (
 	"context"
@@ -15,41 +15,77 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/ciel-ci/ciel/interceptor/engine"
-	"github.com/ciel-ci/ciel/interceptor/policy"
 )
 
-// Policies serves the policy set of a directory and reloads it when the
+// ReloadRecorder counts the loads of a Store (the interceptor's Prometheus
+// metrics implement it).
+type ReloadRecorder interface {
+	// PolicyReload records a load: ok with the size of the new serving
+	// set, or a failure (n is 0).
+	PolicyReload(ok bool, n int)
+}
+
+// StoreOption configures a Store.
+type StoreOption func(*storeOptions) error
+
+type storeOptions struct {
+	logger   *slog.Logger
+	recorder ReloadRecorder
+}
+
+// WithLogger logs loads and failed reloads. Default: silent.
+func WithLogger(l *slog.Logger) StoreOption {
+	return func(o *storeOptions) error {
+		if l != nil {
+			o.logger = l
+		}
+		return nil
+	}
+}
+
+// WithRecorder records every load in r. Default: none.
+func WithRecorder(r ReloadRecorder) StoreOption {
+	return func(o *storeOptions) error {
+		o.recorder = r
+		return nil
+	}
+}
+
+// Store serves the policy set of a directory and reloads it when the
 // directory changes. A ConfigMap volume changes by swapping its ..data
 // symlink, so the directory is watched (fsnotify) and, as a fallback for
 // filesystems without events, polled; either way the content is hashed
 // and only a real change reloads. A set that does not load is rejected
 // and the previous one keeps serving.
-type Policies struct {
-	dir     string
-	eng     *engine.Engine
-	logger  *slog.Logger
-	metrics *Metrics
+type Store struct {
+	dir      string
+	eng      *engine.Engine
+	logger   *slog.Logger
+	recorder ReloadRecorder
 
-	set     atomic.Pointer[policy.Set]
+	set     atomic.Pointer[Set]
 	mu      sync.Mutex // serialises reloads
 	hash    [32]byte
 	lastErr atomic.Pointer[string]
 }
 
-// NewPolicies loads dir once; the error of a first load that fails is
+// NewStore loads dir once; the error of a first load that fails is
 // returned (the service is not ready then), but the store is usable and a
-// later Reload may succeed.
-func NewPolicies(eng *engine.Engine, dir string, logger *slog.Logger, m *Metrics) (*Policies, error) {
-	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+// later Reload may succeed. An invalid option is an error and no store.
+func NewStore(eng *engine.Engine, dir string, opts ...StoreOption) (*Store, error) {
+	o := storeOptions{logger: slog.New(slog.DiscardHandler)}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, err
+		}
 	}
-	p := &Policies{dir: dir, eng: eng, logger: logger, metrics: m}
+	p := &Store{dir: dir, eng: eng, logger: o.logger, recorder: o.recorder}
 	_, err := p.Reload()
 	return p, err
 }
 
 // Set returns the serving set (nil before a first successful load).
-func (p *Policies) Set() *policy.Set {
+func (p *Store) Set() *Set {
 	if p == nil {
 		return nil
 	}
@@ -57,7 +93,7 @@ func (p *Policies) Set() *policy.Set {
 }
 
 // LastError returns the error of the last failed reload, "" after a success.
-func (p *Policies) LastError() string {
+func (p *Store) LastError() string {
 	if s := p.lastErr.Load(); s != nil {
 		return *s
 	}
@@ -66,7 +102,7 @@ func (p *Policies) LastError() string {
 
 // Reload loads the directory if its content changed; changed reports
 // whether a new set is serving.
-func (p *Policies) Reload() (changed bool, err error) {
+func (p *Store) Reload() (changed bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	h, err := hashDir(p.dir)
@@ -77,7 +113,7 @@ func (p *Policies) Reload() (changed bool, err error) {
 	if p.set.Load() != nil && h == p.hash {
 		return false, nil
 	}
-	set, err := policy.LoadDir(p.eng, p.dir)
+	set, err := LoadDir(p.eng, p.dir)
 	if err != nil {
 		p.fail(err)
 		return false, err
@@ -86,20 +122,24 @@ func (p *Policies) Reload() (changed bool, err error) {
 	p.hash = h
 	empty := ""
 	p.lastErr.Store(&empty)
-	p.metrics.policyReload(true, len(set.Names()))
+	if p.recorder != nil {
+		p.recorder.PolicyReload(true, len(set.Names()))
+	}
 	p.logger.Info("policies loaded", "dir", p.dir, "policies", set.Names())
 	return true, nil
 }
 
-func (p *Policies) fail(err error) {
+func (p *Store) fail(err error) {
 	msg := err.Error()
 	p.lastErr.Store(&msg)
-	p.metrics.policyReload(false, 0)
+	if p.recorder != nil {
+		p.recorder.PolicyReload(false, 0)
+	}
 	p.logger.Error("policies not reloaded; the previous set keeps serving", "dir", p.dir, "error", err)
 }
 
 // Run watches and polls the directory until ctx ends.
-func (p *Policies) Run(ctx context.Context, poll time.Duration) {
+func (p *Store) Run(ctx context.Context, poll time.Duration) {
 	var events <-chan fsnotify.Event
 	if w, err := fsnotify.NewWatcher(); err != nil {
 		p.logger.Warn("watching policies failed; polling only", "error", err)
@@ -144,7 +184,7 @@ func hashDir(dir string) ([32]byte, error) {
 	sort.Strings(names)
 	h := sha256.New()
 	for _, n := range names {
-		if ext := filepath.Ext(n); (ext != ".yaml" && ext != ".yml") || n[0] == '.' || n == "kustomization.yaml" || n == "kustomization.yml" {
+		if !IsPolicyFile(n) {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(dir, n))
