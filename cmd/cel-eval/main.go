@@ -6,11 +6,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/ciel-ci/ciel/internal/exitcode"
 	"github.com/ciel-ci/ciel/pkg/commands/celeval"
 )
 
@@ -18,8 +18,5 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := celeval.NewCommand().ExecuteContext(ctx)
 	stop()
-	if err != nil && !celeval.Silent(err) {
-		fmt.Fprintln(os.Stderr, "cel-eval:", err)
-	}
-	os.Exit(celeval.ExitCode(err))
+	os.Exit(exitcode.Report(os.Stderr, "cel-eval", err, celeval.ExitError))
 }

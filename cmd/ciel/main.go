@@ -4,11 +4,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/ciel-ci/ciel/internal/exitcode"
 	"github.com/ciel-ci/ciel/pkg/commands/ciel"
 )
 
@@ -16,8 +16,5 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := ciel.NewCommand().ExecuteContext(ctx)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "ciel:", err)
-	}
-	os.Exit(ciel.ExitCode(err))
+	os.Exit(exitcode.Report(os.Stderr, "ciel", err, ciel.ExitFailed))
 }

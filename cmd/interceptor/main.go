@@ -4,11 +4,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/ciel-ci/ciel/internal/exitcode"
 	"github.com/ciel-ci/ciel/pkg/commands/interceptor"
 )
 
@@ -16,8 +16,5 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := interceptor.NewCommand().ExecuteContext(ctx)
 	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "interceptor:", err)
-		os.Exit(1)
-	}
+	os.Exit(exitcode.Report(os.Stderr, "interceptor", err, exitcode.Failure))
 }

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ciel-ci/ciel/internal/exitcode"
 	"github.com/ciel-ci/ciel/internal/version"
 	"github.com/spf13/cobra"
 
@@ -27,44 +28,17 @@ import (
 
 // Exit codes.
 const (
-	ExitTrue  = 0 // the expression is true, or every test passed
-	ExitFalse = 1 // the expression is false, or a test failed
-	ExitError = 2 // anything else: bad flags, unreadable files, bad expressions
+	ExitTrue  = exitcode.OK // the expression is true, or every test passed
+	ExitFalse = 1           // the expression is false, or a test failed
+	ExitError = 2           // anything else: bad flags, unreadable files, bad expressions
 )
 
-// exitError carries an exit code through cobra.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string {
-	if e.err == nil {
-		return fmt.Sprintf("exit %d", e.code)
-	}
-	return e.err.Error()
-}
-
-func (e *exitError) Unwrap() error { return e.err }
-
 // ExitCode maps RunE's error to the process exit code.
-func ExitCode(err error) int {
-	if err == nil {
-		return ExitTrue
-	}
-	var e *exitError
-	if errors.As(err, &e) {
-		return e.code
-	}
-	return ExitError
-}
+func ExitCode(err error) int { return exitcode.Code(err, ExitError) }
 
 // Silent reports whether err was already reported on the output (a false
 // decision or a failed test): main prints nothing more.
-func Silent(err error) bool {
-	var e *exitError
-	return errors.As(err, &e) && e.err == nil
-}
+func Silent(err error) bool { return exitcode.Silent(err) }
 
 type flags struct {
 	exprFile   string
@@ -123,7 +97,7 @@ Tekton's cel-eval form works unchanged: cel-eval -e expression.txt -r request.tx
 			return f.run(cmd.Context(), cmd.OutOrStdout())
 		},
 	}
-	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return &exitError{code: ExitError, err: err} })
+	cmd.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return exitcode.New(ExitError, err) })
 	fl := cmd.Flags()
 	fl.StringVarP(&f.exprFile, "expression", "e", "", "file holding the CEL expression (Tekton cel-eval's -e)")
 	fl.StringVar(&f.expr, "expr", "", "the CEL expression, inline")
@@ -146,7 +120,7 @@ Tekton's cel-eval form works unchanged: cel-eval -e expression.txt -r request.tx
 }
 
 func usage(format string, args ...any) error {
-	return &exitError{code: ExitError, err: fmt.Errorf(format, args...)}
+	return exitcode.New(ExitError, fmt.Errorf(format, args...))
 }
 
 func (f *flags) engine() (*engine.Engine, error) {
@@ -313,17 +287,17 @@ func (f *flags) run(ctx context.Context, out io.Writer) error {
 	}
 	rep.Cost = d.Cost
 	if err := f.print(out, &rep, d); err != nil {
-		return &exitError{code: ExitError, err: err}
+		return exitcode.New(ExitError, err)
 	}
 	if rep.Continue != nil && !*rep.Continue {
-		return &exitError{code: ExitFalse}
+		return exitcode.New(ExitFalse, nil)
 	}
 	return nil
 }
 
 // fail reports err (in JSON mode as a document) and exits 2.
 func (f *flags) fail(out io.Writer, err error) error {
-	var ee *exitError
+	var ee *exitcode.Error
 	if errors.As(err, &ee) {
 		return err
 	}
@@ -335,9 +309,9 @@ func (f *flags) fail(out io.Writer, err error) error {
 		}
 		b, _ := json.Marshal(rep)
 		fmt.Fprintf(out, "%s\n", b)
-		return &exitError{code: ExitError}
+		return exitcode.New(ExitError, nil)
 	}
-	return &exitError{code: ExitError, err: err}
+	return exitcode.New(ExitError, err)
 }
 
 func (f *flags) print(out io.Writer, rep *report, d *engine.Decision) error {
@@ -466,25 +440,25 @@ does not load.`,
 func runTests(ctx context.Context, out io.Writer, paths []string, verbose bool) error {
 	eng, err := engine.New()
 	if err != nil {
-		return &exitError{code: ExitError, err: err}
+		return exitcode.New(ExitError, err)
 	}
 	var pols []*policy.Policy
 	for _, path := range paths {
 		st, err := os.Stat(path)
 		if err != nil {
-			return &exitError{code: ExitError, err: fmt.Errorf("reading policies: %w", err)}
+			return exitcode.New(ExitError, fmt.Errorf("reading policies: %w", err))
 		}
 		if st.IsDir() {
 			set, err := policy.LoadDir(eng, path)
 			if err != nil {
-				return &exitError{code: ExitError, err: err}
+				return exitcode.New(ExitError, err)
 			}
 			pols = append(pols, set.Policies()...)
 			continue
 		}
 		p, err := policy.Load(eng, path)
 		if err != nil {
-			return &exitError{code: ExitError, err: err}
+			return exitcode.New(ExitError, err)
 		}
 		pols = append(pols, p)
 	}
@@ -516,7 +490,7 @@ func runTests(ctx context.Context, out io.Writer, paths []string, verbose bool) 
 	}
 	fmt.Fprintln(out)
 	if failed > 0 {
-		return &exitError{code: ExitFalse}
+		return exitcode.New(ExitFalse, nil)
 	}
 	return nil
 }

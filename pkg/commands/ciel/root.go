@@ -16,7 +16,6 @@ package ciel
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ciel-ci/ciel/internal/exitcode"
 	"github.com/ciel-ci/ciel/internal/version"
 	"github.com/ciel-ci/ciel/pkg/registryclient"
 	"github.com/spf13/cobra"
@@ -31,20 +31,14 @@ import (
 
 // Exit codes.
 const (
-	ExitOK     = 0
-	ExitFailed = 1
-	ExitUsage  = 2
+	ExitOK     = exitcode.OK
+	ExitFailed = exitcode.Failure
+	ExitUsage  = exitcode.Usage
 )
-
-// usageError marks errors in how the command was called.
-type usageError struct{ err error }
-
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
 
 // usagef returns a usage error.
 func usagef(format string, args ...any) error {
-	return &usageError{err: fmt.Errorf(format, args...)}
+	return exitcode.Errorf(ExitUsage, format, args...)
 }
 
 // asUsage marks err as a usage error (nil stays nil).
@@ -52,25 +46,14 @@ func asUsage(err error) error {
 	if err == nil {
 		return nil
 	}
-	return &usageError{err: err}
+	return exitcode.New(ExitUsage, err)
 }
 
 // IsUsageError reports whether err comes from how the command was called.
-func IsUsageError(err error) bool {
-	var u *usageError
-	return errors.As(err, &u)
-}
+func IsUsageError(err error) bool { return exitcode.Is(err, ExitUsage) }
 
 // ExitCode maps the error returned by the command to the process exit code.
-func ExitCode(err error) int {
-	switch {
-	case err == nil:
-		return ExitOK
-	case IsUsageError(err):
-		return ExitUsage
-	}
-	return ExitFailed
-}
+func ExitCode(err error) int { return exitcode.Code(err, ExitFailed) }
 
 // globals are the flags every command shares and what they configure.
 type globals struct {
