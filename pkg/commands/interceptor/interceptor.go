@@ -1,6 +1,8 @@
 // Package interceptor holds the cobra command of the `interceptor` binary:
 // the ciel GitLab ClusterInterceptor (package
-// github.com/ciel-ci/ciel/interceptor/server) served over HTTPS.
+// github.com/ciel-ci/ciel/interceptor/server) served over HTTPS. The
+// command parses flags and builds the cluster clients; the process itself
+// (certificates, metrics, server, shutdown) is interceptor/service.Run.
 //
 // In a cluster (in-cluster config, or --kubeconfig) it reads Secrets
 // through the API and serves HTTPS on --https-addr with a certificate it
@@ -21,33 +23,25 @@ package interceptor
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/ciel-ci/ciel/internal/version"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/ciel-ci/ciel/interceptor/certs"
-	"github.com/ciel-ci/ciel/interceptor/dedup"
 	"github.com/ciel-ci/ciel/interceptor/engine"
 	"github.com/ciel-ci/ciel/interceptor/gitlabapi"
-	"github.com/ciel-ci/ciel/interceptor/policy"
-	"github.com/ciel-ci/ciel/interceptor/secrets"
-	"github.com/ciel-ci/ciel/interceptor/secrets/kubesecrets"
 	"github.com/ciel-ci/ciel/interceptor/server"
+	"github.com/ciel-ci/ciel/interceptor/service"
 )
 
 type options struct {
@@ -102,7 +96,7 @@ Otherwise (or with --local): plain HTTP on --http-addr, Secrets from
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return o.run(cmd.Context())
+			return o.run(cmd.Context(), cmd.OutOrStdout())
 		},
 	}
 	f := cmd.Flags()
@@ -213,7 +207,7 @@ func (o *options) gitlabToken() (string, error) {
 	return "", fmt.Errorf("--gitlab-url needs a token: --gitlab-token-file or $%s", o.gitlabTokenEnv)
 }
 
-func (o *options) run(ctx context.Context) error {
+func (o *options) run(ctx context.Context, stdout io.Writer) error {
 	log, err := o.logger()
 	if err != nil {
 		return err
@@ -221,187 +215,32 @@ func (o *options) run(ctx context.Context) error {
 	if (o.certFile == "") != (o.keyFile == "") {
 		return errors.New("--tls-cert-file and --tls-key-file go together")
 	}
-	// The interceptor reports no per-request cost, only enforces the limit:
-	// expressions the estimate proves within it run untracked.
-	eng, err := engine.New(engine.WithCostLimit(o.costLimit), engine.WithMaxBodyBytes(o.maxBodyBytes), engine.WithLogger(log),
-		engine.WithCostProof())
-	if err != nil {
-		return err
-	}
 	cfg, err := o.restConfig()
 	if err != nil {
 		return err
 	}
-	metrics := server.NewMetrics()
-	hits := func() float64 { h, _ := eng.CacheStats(); return float64(h) }
-	metrics.CounterFunc("ciel_cel_program_cache_hits_total", "Compilations answered from the program cache.", hits)
-
-	var getter secrets.Getter
-	var tlsCert func(*tls.ClientHelloInfo) (*tls.Certificate, error)
-	tlsReady := func() bool { return true }
-	var mgr *certs.Manager
-	if cfg != nil {
-		cs, err := kubernetes.NewForConfig(cfg)
-		if err != nil {
-			return fmt.Errorf("building the Kubernetes client: %w", err)
-		}
-		k, err := kubesecrets.NewKubernetes(cs.CoreV1(), kubesecrets.WithLogger(log))
-		if err != nil {
-			return err
-		}
-		getter = k
-		if o.certFile == "" {
-			dyn, err := dynamic.NewForConfig(cfg)
-			if err != nil {
-				return fmt.Errorf("building the Kubernetes client: %w", err)
-			}
-			mgr, err = certs.NewManager(cs.CoreV1(), dyn, certs.WithNamespace(o.namespace), certs.WithServiceName(o.serviceName),
-				certs.WithSecretName(o.tlsSecret), certs.WithClusterInterceptors(o.interceptors...), certs.WithLogger(log))
-			if err != nil {
-				return err
-			}
-			if err := mgr.Sync(ctx); err != nil {
-				log.Error("TLS certificate not ready yet; retrying", "error", err)
-			}
-			tlsCert, tlsReady = mgr.GetCertificate, mgr.Ready
-		}
-	} else if o.secretDir != "" {
-		getter = secrets.Dir(o.secretDir)
-	}
-	if o.certFile != "" {
-		fs, err := certs.NewFileSource(o.certFile, o.keyFile, 30*time.Second)
-		if err != nil {
-			return err
-		}
-		tlsCert = fs.GetCertificate
-	}
-
 	hosts, err := o.gitHosts()
 	if err != nil {
 		return err
 	}
-	var api server.ChangedFilesAPI
-	var commits server.CommitChecker
-	if o.gitlabURL != "" {
-		token, err := o.gitlabToken()
-		if err != nil {
-			return err
-		}
-		src, err := gitlabapi.New(o.gitlabURL, token, gitlabapi.WithTimeout(o.gitlabTimeout),
-			gitlabapi.WithRetries(o.gitlabRetries, 200*time.Millisecond, 5*time.Second), gitlabapi.WithLogger(log))
-		if err != nil {
-			return err
-		}
-		st := src.Stats()
-		metrics.CounterFunc("ciel_gitlab_api_requests_total", "GitLab API requests made to complete changed files.", func() float64 { return float64(st.Requests.Load()) })
-		metrics.CounterFunc("ciel_gitlab_api_errors_total", "GitLab API lookups that failed after retries.", func() float64 { return float64(st.Errors.Load()) })
-		metrics.CounterFunc("ciel_changed_files_truncated_total", "Changed-files lookups cut by a limit (commits, pages, bytes, time) and answered truncated.", func() float64 { return float64(st.Truncations.Load()) })
-		metrics.CounterFunc("ciel_changed_files_cache_hits_total", "Changed-files lookups answered from the cache.", func() float64 { return float64(st.CacheHits.Load()) })
-		api, commits = src, src
+	c := service.Config{
+		HTTPAddr: o.httpAddr, HTTPSAddr: o.httpsAddr,
+		Namespace: o.namespace, ServiceName: o.serviceName, TLSSecret: o.tlsSecret, ClusterInterceptors: o.interceptors,
+		CertFile: o.certFile, KeyFile: o.keyFile,
+		Policies: o.policies, PolicyPoll: o.policyPoll, SecretDir: o.secretDir,
+		GitLabURL: o.gitlabURL, GitLabToken: o.gitlabToken, GitLabTimeout: o.gitlabTimeout, GitLabRetries: o.gitlabRetries,
+		AllowedHosts:   hosts,
+		RequestTimeout: o.requestTimeout, MaxBodyBytes: o.maxBodyBytes, MaxInFlightBytes: o.maxInFlight, CostLimit: o.costLimit,
+		DedupTTL: o.dedupTTL, ShutdownTimeout: o.shutdownTimeout, DrainPeriod: o.drainPeriod,
+		Logger: log, Stdout: stdout,
 	}
-
-	pols, err := policy.NewStore(eng, o.policies, policy.WithLogger(log), policy.WithRecorder(metrics))
-	if err != nil {
-		log.Error("policies did not load; not ready until they do", "error", err)
-	}
-	dd, err := dedup.New(dedup.WithTTL(o.dedupTTL))
-	if err != nil {
-		return err
-	}
-	metrics.GaugeFunc("ciel_dedup_remembered", "Deliveries remembered or in flight.", func() float64 { return float64(dd.Len()) })
-	srv, err := server.New(server.Config{Engine: eng, Policies: pols, Secrets: getter, API: api, Dedup: dd, Metrics: metrics,
-		Commits: commits, AllowedHosts: hosts, Logger: log, RequestTimeout: o.requestTimeout,
-		MaxRequestBytes: server.MaxRequestBytesFor(int64(o.maxBodyBytes)), MaxInFlightBytes: o.maxInFlight})
-	if err != nil {
-		return err
-	}
-
-	metrics.GaugeFunc("ciel_interceptor_inflight_request_bytes", "Bytes of requests held in memory now (bounded by --max-inflight-bytes).", func() float64 { return float64(srv.InFlightBytes()) })
-
-	var shuttingDown atomic.Bool
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		var problems []string
-		if shuttingDown.Load() {
-			problems = append(problems, "shutting down")
-		}
-		if pols.Set() == nil {
-			problems = append(problems, "policies not loaded: "+pols.LastError())
-		}
-		if !tlsReady() {
-			problems = append(problems, "TLS certificate not ready")
-		}
-		if len(problems) > 0 {
-			http.Error(w, strings.Join(problems, "; "), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ok")
-	})
-	mux.Handle("/metrics", promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
-	mux.Handle("/", srv)
-
-	hs := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       60 * time.Second,
-		WriteTimeout:      o.requestTimeout + 10*time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	addr := o.httpAddr
 	if cfg != nil {
-		addr = o.httpsAddr
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("listening: %w", err)
-	}
-	if tlsCert != nil {
-		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: tlsCert}
-		ln = tls.NewListener(ln, hs.TLSConfig)
-	}
-
-	runCtx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go pols.Run(runCtx, o.policyPoll)
-	if mgr != nil {
-		go mgr.Run(runCtx, time.Minute)
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
-	scheme := "http"
-	if tlsCert != nil {
-		scheme = "https"
-	}
-	log.Info("serving the ciel interceptor", "addr", ln.Addr().String(), "scheme", scheme, "cluster", cfg != nil,
-		"policies", o.policies, "gitlab_api", o.gitlabURL != "")
-	// Tests and scripts read the address from stdout.
-	fmt.Fprintf(os.Stdout, "listening on %s://%s\n", scheme, ln.Addr())
-
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serving: %w", err)
-	case <-ctx.Done():
-	}
-	shuttingDown.Store(true)
-	if o.drainPeriod > 0 {
-		// Not ready, still serving: the endpoints controller drops the pod
-		// and the EventListener stops sending before the listener closes.
-		log.Info("draining: /readyz fails, still serving", "period", o.drainPeriod)
-		select {
-		case <-time.After(o.drainPeriod):
-		case err := <-errc:
-			return fmt.Errorf("serving: %w", err)
+		if c.Kube, err = kubernetes.NewForConfig(cfg); err != nil {
+			return fmt.Errorf("building the Kubernetes client: %w", err)
+		}
+		if c.Dynamic, err = dynamic.NewForConfig(cfg); err != nil {
+			return fmt.Errorf("building the Kubernetes client: %w", err)
 		}
 	}
-	log.Info("shutting down: finishing in-flight requests", "timeout", o.shutdownTimeout)
-	sctx, scancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
-	defer scancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutting down: %w", err)
-	}
-	log.Info("stopped")
-	return nil
+	return service.Run(ctx, c)
 }
