@@ -222,7 +222,11 @@ func (s *Server) processEnvelope(ctx context.Context, req *envelope) *triggersv1
 	if req.context != nil {
 		log = log.With("event_id", short(req.context.EventID))
 	}
-	resp := s.process(ctx, req, header, triggerID, eventURL, log)
+	r := &call{env: req, header: header, triggerID: triggerID, eventURL: eventURL, log: log}
+	if req.context != nil {
+		r.eventID = req.context.EventID
+	}
+	resp := s.process(ctx, r)
 	if resp.Continue {
 		log.Info("continue")
 	} else {
@@ -231,44 +235,43 @@ func (s *Server) processEnvelope(ctx context.Context, req *envelope) *triggersv1
 	return resp
 }
 
-func (s *Server) process(ctx context.Context, req *envelope, header http.Header, triggerID, eventURL string, log *slog.Logger) *triggersv1.InterceptorResponse {
-	p, err := ParseParams(req.params)
+// call is one interceptor request as it goes through the steps of
+// process: what the sender sent, then what each step learnt of it.
+type call struct {
+	env       *envelope
+	header    http.Header
+	triggerID string // the trigger's ID in the request context ("" without one)
+	eventURL  string
+	eventID   string
+	log       *slog.Logger
+
+	params Params          // parsed by process
+	ns     string          // the trigger's namespace, where its Secrets are
+	prog   *engine.Program // the rules to run, by rules
+}
+
+// process runs the steps in turn: parameters, who sent it (authenticate),
+// what it is (eventTypes, rules), once per delivery (dedup), and the
+// decision itself (decide).
+func (s *Server) process(ctx context.Context, r *call) *triggersv1.InterceptorResponse {
+	p, err := ParseParams(r.env.params)
 	if err != nil {
 		return fail(codes.InvalidArgument, err.Error())
 	}
 	if p.SecretRef == nil && p.SigningSecretRef == nil && !p.Insecure {
 		return fail(codes.FailedPrecondition, "this trigger's ciel interceptor names neither secretRef nor signingSecretRef: anyone reaching the EventListener could start builds; name the webhook's Secret (or set insecure: true for a test setup)")
 	}
-	ns := ""
-	if triggerID != "" {
-		ns, _ = triggersv1.ParseTriggerID(triggerID)
+	r.params = p
+	if r.triggerID != "" {
+		r.ns, _ = triggersv1.ParseTriggerID(r.triggerID)
 	}
 	// Who sent it.
-	if p.SecretRef != nil {
-		secret, resp := s.secret(ctx, ns, p.SecretRef, "secretRef")
-		if resp != nil {
-			return resp
-		}
-		if err := webhook.CheckToken(header, secret); err != nil {
-			return fail(codes.InvalidArgument, err.Error())
-		}
-	}
-	if p.SigningSecretRef != nil {
-		secret, resp := s.secret(ctx, ns, p.SigningSecretRef, "signingSecretRef")
-		if resp != nil {
-			return resp
-		}
-		key, err := webhook.SigningKey(secret)
-		if err != nil {
-			return fail(codes.FailedPrecondition, fmt.Sprintf("signingSecretRef %s/%s: %v", p.SigningSecretRef.SecretName, p.SigningSecretRef.SecretKey, err))
-		}
-		if err := (webhook.Verifier{Key: key, Tolerance: s.cfg.SignatureTolerance}).Verify(header, req.body()); err != nil {
-			return fail(codes.InvalidArgument, err.Error())
-		}
+	if resp := s.authenticate(ctx, r); resp != nil {
+		return resp
 	}
 
 	// What it is.
-	event := header.Get("X-Gitlab-Event")
+	event := r.header.Get("X-Gitlab-Event")
 	if len(p.EventTypes) > 0 && !contains(p.EventTypes, event) {
 		return fail(codes.FailedPrecondition, fmt.Sprintf("event type %q is not allowed: eventTypes is %q", short(event), p.EventTypes))
 	}
@@ -276,22 +279,19 @@ func (s *Server) process(ctx context.Context, req *envelope, header http.Header,
 	if resp != nil {
 		return resp
 	}
+	r.prog = prog
 
 	// Once per delivery.
-	dlv, err := deliveryOf(header, p.SigningSecretRef != nil)
+	dlv, err := deliveryOf(r.header, p.SigningSecretRef != nil)
 	if err != nil {
 		return fail(codes.InvalidArgument, err.Error())
-	}
-	eventID := ""
-	if req.context != nil {
-		eventID = req.context.EventID
 	}
 	if !p.dedup() {
 		dlv.id = ""
 	}
-	suffix := nameSuffix(triggerID, dlv.id, eventID)
+	suffix := nameSuffix(r.triggerID, dlv.id, r.eventID)
 	if s.cfg.Dedup != nil && dlv.id != "" {
-		ticket, err := s.cfg.Dedup.Begin(ctx, dlv.key(triggerID))
+		ticket, err := s.cfg.Dedup.Begin(ctx, dlv.key(r.triggerID))
 		if errors.Is(err, dedup.ErrDuplicate) {
 			if s.cfg.Metrics != nil {
 				s.cfg.Metrics.duplicates.Inc()
@@ -309,11 +309,40 @@ func (s *Server) process(ctx context.Context, req *envelope, header http.Header,
 				ticket.Forget()
 			}
 		}()
-		resp := withDelivery(s.decide(ctx, p, prog, req.body(), header, req.extensions, ns, eventURL, log), suffix)
+		resp := withDelivery(s.decide(ctx, r), suffix)
 		accepted = resp.Continue
 		return resp
 	}
-	return withDelivery(s.decide(ctx, p, prog, req.body(), header, req.extensions, ns, eventURL, log), suffix)
+	return withDelivery(s.decide(ctx, r), suffix)
+}
+
+// authenticate checks the sender: the token of secretRef, the signature
+// with the key of signingSecretRef, or both.
+func (s *Server) authenticate(ctx context.Context, r *call) *triggersv1.InterceptorResponse {
+	p := r.params
+	if p.SecretRef != nil {
+		secret, resp := s.secret(ctx, r.ns, p.SecretRef, "secretRef")
+		if resp != nil {
+			return resp
+		}
+		if err := webhook.CheckToken(r.header, secret); err != nil {
+			return fail(codes.InvalidArgument, err.Error())
+		}
+	}
+	if p.SigningSecretRef != nil {
+		secret, resp := s.secret(ctx, r.ns, p.SigningSecretRef, "signingSecretRef")
+		if resp != nil {
+			return resp
+		}
+		key, err := webhook.SigningKey(secret)
+		if err != nil {
+			return fail(codes.FailedPrecondition, fmt.Sprintf("signingSecretRef %s/%s: %v", p.SigningSecretRef.SecretName, p.SigningSecretRef.SecretKey, err))
+		}
+		if err := (webhook.Verifier{Key: key, Tolerance: s.cfg.SignatureTolerance}).Verify(r.header, r.env.body()); err != nil {
+			return fail(codes.InvalidArgument, err.Error())
+		}
+	}
+	return nil
 }
 
 // withDelivery adds extensions.delivery to an accepted response.
@@ -328,7 +357,9 @@ func withDelivery(resp *triggersv1.InterceptorResponse, suffix string) *triggers
 	return resp
 }
 
-func (s *Server) decide(ctx context.Context, p Params, prog *engine.Program, body []byte, header http.Header, exts map[string]any, ns, eventURL string, log *slog.Logger) *triggersv1.InterceptorResponse {
+// decide decodes the event and runs the request's rules on it.
+func (s *Server) decide(ctx context.Context, r *call) *triggersv1.InterceptorResponse {
+	p, log, header, body := r.params, r.log, r.header, r.env.body()
 	src, resp := s.changedFiles(p, log)
 	if resp != nil {
 		return resp
@@ -347,8 +378,8 @@ func (s *Server) decide(ctx context.Context, p Params, prog *engine.Program, bod
 	// payload's changed files need no request and cannot fail: the engine
 	// may leave them for a push its filter rejects without reading them.
 	_, offline := src.(gitlab.PayloadSource)
-	d, err := s.cfg.Engine.Evaluate(ctx, prog, engine.Input{
-		Body: body, SharedBody: true, Header: header, RequestURL: eventURL, Extensions: exts, Namespace: ns,
+	d, err := s.cfg.Engine.Evaluate(ctx, r.prog, engine.Input{
+		Body: body, SharedBody: true, Header: header, RequestURL: r.eventURL, Extensions: r.env.extensions, Namespace: r.ns,
 		ChangedFiles: s.withMergeRequests(src, p, log), Event: ev, DeferExtensions: offline,
 	})
 	if err != nil {
