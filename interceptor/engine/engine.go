@@ -25,7 +25,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -39,6 +38,7 @@ import (
 
 	"github.com/ciel-ci/ciel/interceptor/celenv"
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
+	"github.com/ciel-ci/ciel/internal/logopt"
 )
 
 const (
@@ -89,6 +89,7 @@ type options struct {
 	secrets    celenv.SecretGetter
 	decoder    *gitlab.Decoder
 	maxBytes   int
+	maxBytesOK bool // WithMaxBodyBytes was given
 	logger     *slog.Logger
 	envOptions []celenv.Option
 	costProof  bool
@@ -174,7 +175,8 @@ func WithSecretGetter(g celenv.SecretGetter) Option {
 }
 
 // WithDecoder sets how bodies are decoded (size and depth limits).
-// Default: gitlab.NewDecoder() (25 MiB, depth 64).
+// Default: gitlab.NewDecoder() (25 MiB, depth 64). The decoder carries its
+// own body limit: WithMaxBodyBytes beside it is an error.
 func WithDecoder(d *gitlab.Decoder) Option {
 	return func(o *options) error {
 		if d == nil {
@@ -185,14 +187,16 @@ func WithDecoder(d *gitlab.Decoder) Option {
 	}
 }
 
-// WithMaxBodyBytes sets the largest body accepted, in bytes, when no
-// WithDecoder is given. Default: gitlab.DefaultMaxBytes.
+// WithMaxBodyBytes sets the largest body accepted, in bytes. Default:
+// gitlab.DefaultMaxBytes. It conflicts with WithDecoder (whose decoder has
+// its own limit): giving both is an error.
 func WithMaxBodyBytes(n int) Option {
 	return func(o *options) error {
 		if n <= 0 {
 			return fmt.Errorf("body limit must be positive, got %d", n)
 		}
 		o.maxBytes = n
+		o.maxBytesOK = true
 		return nil
 	}
 }
@@ -201,8 +205,8 @@ func WithMaxBodyBytes(n int) Option {
 // Default: discard.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
-		if l == nil {
-			return errors.New("logger is nil")
+		if err := logopt.Check(l); err != nil {
+			return err
 		}
 		o.logger = l
 		return nil
@@ -233,7 +237,10 @@ func New(opts ...Option) (*Engine, error) {
 		}
 	}
 	if o.logger == nil {
-		o.logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		o.logger = logopt.Discard()
+	}
+	if o.decoder != nil && o.maxBytesOK {
+		return nil, errors.New("configuring the engine: WithDecoder and WithMaxBodyBytes conflict: the decoder has its own body limit; give gitlab.WithMaxBytes to the decoder instead")
 	}
 	if o.decoder == nil {
 		d, err := gitlab.NewDecoder(gitlab.WithMaxBytes(o.maxBytes))

@@ -458,6 +458,37 @@ func TestOptionsValidated(t *testing.T) {
 	}
 }
 
+// TestConflictingOptions: a decoder carries its own body limit, so a body
+// limit beside it is refused with a message saying what to do, in either
+// order, rather than one of them silently winning.
+func TestConflictingOptions(t *testing.T) {
+	d, err := gitlab.NewDecoder(gitlab.WithMaxBytes(1 << 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		opts []Option
+		want string // "" for no error
+	}{
+		{name: "decoder alone", opts: []Option{WithDecoder(d)}},
+		{name: "body limit alone", opts: []Option{WithMaxBodyBytes(1 << 10)}},
+		{name: "decoder then body limit", opts: []Option{WithDecoder(d), WithMaxBodyBytes(1 << 20)}, want: "WithDecoder and WithMaxBodyBytes conflict"},
+		{name: "body limit then decoder", opts: []Option{WithMaxBodyBytes(1 << 20), WithDecoder(d)}, want: "give gitlab.WithMaxBytes to the decoder instead"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.opts...)
+			switch {
+			case tt.want == "" && err != nil:
+				t.Errorf("New: %v", err)
+			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+				t.Errorf("New = %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+}
+
 // TestTriggersExpressionsCompile holds issue 19: expressions Tekton Triggers
 // evaluates, which cel-go's cost estimate once made the engine refuse at
 // compile time, give Triggers' results on GitLab's documented push.

@@ -15,6 +15,7 @@ import (
 	"github.com/fsnotify/fsnotify"
 
 	"github.com/ciel-ci/ciel/interceptor/engine"
+	"github.com/ciel-ci/ciel/internal/logopt"
 )
 
 // ReloadRecorder counts the loads of a Store (the interceptor's Prometheus
@@ -33,12 +34,14 @@ type storeOptions struct {
 	recorder ReloadRecorder
 }
 
-// WithLogger logs loads and failed reloads. Default: silent.
+// WithLogger logs loads and failed reloads; nil is an error. Default:
+// silent.
 func WithLogger(l *slog.Logger) StoreOption {
 	return func(o *storeOptions) error {
-		if l != nil {
-			o.logger = l
+		if err := logopt.Check(l); err != nil {
+			return err
 		}
+		o.logger = l
 		return nil
 	}
 }
@@ -73,7 +76,7 @@ type Store struct {
 // returned (the service is not ready then), but the store is usable and a
 // later Reload may succeed. An invalid option is an error and no store.
 func NewStore(eng *engine.Engine, dir string, opts ...StoreOption) (*Store, error) {
-	o := storeOptions{logger: slog.New(slog.DiscardHandler)}
+	o := storeOptions{logger: logopt.Discard()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err

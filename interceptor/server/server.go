@@ -41,6 +41,7 @@ import (
 	"github.com/ciel-ci/ciel/interceptor/policy"
 	"github.com/ciel-ci/ciel/interceptor/secrets"
 	"github.com/ciel-ci/ciel/interceptor/webhook"
+	"github.com/ciel-ci/ciel/internal/logopt"
 )
 
 const (
@@ -112,11 +113,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
 	}
-	l := cfg.Logger
-	if l == nil {
-		l = slog.New(slog.DiscardHandler)
-	}
-	return &Server{cfg: cfg, logger: l, budget: budget{limit: cfg.MaxInFlightBytes}}, nil
+	return &Server{cfg: cfg, logger: logopt.Or(cfg.Logger), budget: budget{limit: cfg.MaxInFlightBytes}}, nil
 }
 
 // ServeHTTP serves the interceptor at /gitlab and /, as Triggers' core

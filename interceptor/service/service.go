@@ -39,6 +39,7 @@ import (
 	"github.com/ciel-ci/ciel/interceptor/secrets"
 	"github.com/ciel-ci/ciel/interceptor/secrets/kubesecrets"
 	"github.com/ciel-ci/ciel/interceptor/server"
+	"github.com/ciel-ci/ciel/internal/logopt"
 )
 
 // Config is what Run serves. The command's flag of the same name sets each
@@ -101,10 +102,7 @@ type tlsSource struct {
 // Run serves the interceptor until ctx ends, then drains and shuts down;
 // it returns nil after a clean shutdown.
 func Run(ctx context.Context, c Config) error {
-	log := c.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := logopt.Or(c.Logger)
 	// The interceptor reports no per-request cost, only enforces the limit:
 	// expressions the estimate proves within it run untracked.
 	eng, err := engine.New(engine.WithCostLimit(c.CostLimit), engine.WithMaxBodyBytes(c.MaxBodyBytes), engine.WithLogger(log),

@@ -34,6 +34,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/ciel-ci/ciel/internal/logopt"
 )
 
 // Errors a caller may branch on; each is wrapped with the details.
@@ -89,7 +91,7 @@ func makeOptions(opts []Option) (*options, error) {
 		remote: []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)},
 		format: FormatOCI,
 		jobs:   DefaultJobs,
-		logger: slog.New(slog.DiscardHandler),
+		logger: logopt.Discard(),
 	}
 	for _, opt := range opts {
 		if err := opt(o); err != nil {
@@ -183,8 +185,8 @@ func WithJobs(n int) Option {
 // Default: discard.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
-		if l == nil {
-			return errors.New("logger must not be nil")
+		if err := logopt.Check(l); err != nil {
+			return err
 		}
 		o.logger = l
 		return nil

@@ -37,6 +37,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/ciel-ci/ciel/internal/logopt"
 )
 
 // Defaults, in one place.
@@ -194,8 +196,8 @@ func WithTransport(rt http.RoundTripper) Option {
 // WithLogger receives a warning for each retried request. Default: discard.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
-		if l == nil {
-			return errors.New("logger must not be nil")
+		if err := logopt.Check(l); err != nil {
+			return err
 		}
 		o.logger = l
 		return nil
@@ -223,7 +225,7 @@ func New(opts ...Option) (*Client, error) {
 		retryDelay:      DefaultRetryDelay,
 		responseTimeout: DefaultResponseTimeout,
 		jobs:            DefaultJobs,
-		logger:          slog.New(slog.DiscardHandler),
+		logger:          logopt.Discard(),
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 
+	"github.com/ciel-ci/ciel/internal/logopt"
 	"github.com/ciel-ci/ciel/pkg/ociindex"
 	"github.com/ciel-ci/ciel/pkg/semver"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -179,8 +180,8 @@ func WithRemoteOptions(opts ...remote.Option) Option {
 // WithLogger receives each write at info level. Default: discard.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
-		if l == nil {
-			return errors.New("logger must not be nil")
+		if err := logopt.Check(l); err != nil {
+			return err
 		}
 		o.logger = l
 		return nil
@@ -199,7 +200,7 @@ func WithLogger(l *slog.Logger) Option {
 func Promote(ctx context.Context, from name.Reference, repo name.Repository, version semver.Version, opts ...Option) (*Report, error) {
 	o := &options{
 		remote: []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)},
-		logger: slog.New(slog.DiscardHandler),
+		logger: logopt.Discard(),
 	}
 	var err error
 	if o.rules, err = (Rules{}).withDefaults(); err != nil {

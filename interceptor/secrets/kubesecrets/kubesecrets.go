@@ -17,6 +17,7 @@ import (
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/ciel-ci/ciel/interceptor/secrets"
+	"github.com/ciel-ci/ciel/internal/logopt"
 )
 
 var _ secrets.Getter = (*Kubernetes)(nil)
@@ -59,8 +60,8 @@ func WithNegativeTTL(d time.Duration) KubernetesOption {
 // WithLogger sets the logger. Default: discard. Values are never logged.
 func WithLogger(l *slog.Logger) KubernetesOption {
 	return func(o *kubeOptions) error {
-		if l == nil {
-			return errors.New("logger must not be nil")
+		if err := logopt.Check(l); err != nil {
+			return err
 		}
 		o.log = l
 		return nil
@@ -99,7 +100,7 @@ func NewKubernetes(client corev1client.SecretsGetter, opts ...KubernetesOption) 
 	if client == nil {
 		return nil, errors.New("kubernetes secrets client must not be nil")
 	}
-	o := kubeOptions{ttl: 30 * time.Second, negTTL: 5 * time.Second, now: time.Now, log: slog.New(slog.DiscardHandler)}
+	o := kubeOptions{ttl: 30 * time.Second, negTTL: 5 * time.Second, now: time.Now, log: logopt.Discard()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
