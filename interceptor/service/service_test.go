@@ -152,3 +152,56 @@ func TestRunLifecycle(t *testing.T) {
 		t.Error("still serving after Run returned")
 	}
 }
+
+// TestRunLocalNotReady runs local mode (no cluster) with a policy
+// directory that does not load: it serves plain HTTP, is alive but not
+// ready and says why, and stops at once without a drain period.
+func TestRunLocalNotReady(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{HTTPAddr: "127.0.0.1:0", Policies: filepath.Join(t.TempDir(), "missing"), PolicyPoll: time.Hour,
+			ShutdownTimeout: 5 * time.Second, CostLimit: 1_000_000, MaxBodyBytes: 1 << 20, DedupTTL: time.Hour, Stdout: pw})
+		pw.Close()
+	}()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil {
+		t.Fatalf("no address printed: %v", err)
+	}
+	go io.Copy(io.Discard, pr)
+	base := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+	if !strings.HasPrefix(base, "http://127.0.0.1:") {
+		t.Fatalf("address %q, want plain HTTP on loopback", base)
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	tests := []struct {
+		path string
+		code int
+		want string
+	}{
+		{"/healthz", http.StatusOK, "ok"},
+		{"/readyz", http.StatusServiceUnavailable, "policies not loaded: reading policies"},
+	}
+	for _, tt := range tests {
+		resp, err := client.Get(base + tt.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.code || !strings.Contains(string(b), tt.want) {
+			t.Errorf("%s: %d %q, want %d with %q", tt.path, resp.StatusCode, b, tt.code, tt.want)
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
