@@ -26,34 +26,6 @@ type ReloadRecorder interface {
 	PolicyReload(ok bool, n int)
 }
 
-// StoreOption configures a Store.
-type StoreOption func(*storeOptions) error
-
-type storeOptions struct {
-	logger   *slog.Logger
-	recorder ReloadRecorder
-}
-
-// WithLogger logs loads and failed reloads; nil is an error. Default:
-// silent.
-func WithLogger(l *slog.Logger) StoreOption {
-	return func(o *storeOptions) error {
-		if err := logopt.Check(l); err != nil {
-			return err
-		}
-		o.logger = l
-		return nil
-	}
-}
-
-// WithRecorder records every load in r. Default: none.
-func WithRecorder(r ReloadRecorder) StoreOption {
-	return func(o *storeOptions) error {
-		o.recorder = r
-		return nil
-	}
-}
-
 // Store serves the policy set of a directory and reloads it when the
 // directory changes. A ConfigMap volume changes by swapping its ..data
 // symlink, so the directory is watched (fsnotify) and, as a fallback for
@@ -74,15 +46,10 @@ type Store struct {
 
 // NewStore loads dir once; the error of a first load that fails is
 // returned (the service is not ready then), but the store is usable and a
-// later Reload may succeed. An invalid option is an error and no store.
-func NewStore(eng *engine.Engine, dir string, opts ...StoreOption) (*Store, error) {
-	o := storeOptions{logger: logopt.Discard()}
-	for _, opt := range opts {
-		if err := opt(&o); err != nil {
-			return nil, err
-		}
-	}
-	p := &Store{dir: dir, eng: eng, logger: o.logger, recorder: o.recorder}
+// later Reload may succeed. Loads and failed reloads are logged to logger
+// (nil: silent) and recorded in rec (nil: not recorded).
+func NewStore(eng *engine.Engine, dir string, logger *slog.Logger, rec ReloadRecorder) (*Store, error) {
+	p := &Store{dir: dir, eng: eng, logger: logopt.Or(logger), recorder: rec}
 	_, err := p.Reload()
 	return p, err
 }

@@ -43,7 +43,7 @@ func TestPolicyHotReload(t *testing.T) {
 	}
 	write("a.yaml", "name: a\nfilter: 'true'\n")
 	m := &recorder{}
-	p, err := NewStore(eng, dir, WithRecorder(m))
+	p, err := NewStore(eng, dir, nil, m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ func mrServer(t testing.TB, files int) (*Server, *gitlabtest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pols, err := policy.NewStore(eng, filepath.Join("..", "..", "policies"))
+	pols, err := policy.NewStore(eng, filepath.Join("..", "..", "policies"), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,7 +75,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pols, err := policy.NewStore(eng, filepath.Join("..", "..", "policies"))
+	pols, err := policy.NewStore(eng, filepath.Join("..", "..", "policies"), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +351,7 @@ func FuzzHandler(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	pols, err := policy.NewStore(eng, filepath.Join("..", "..", "policies"))
+	pols, err := policy.NewStore(eng, filepath.Join("..", "..", "policies"), nil, nil)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -127,7 +127,7 @@ func Run(ctx context.Context, c Config) error {
 		return err
 	}
 
-	pols, err := policy.NewStore(eng, c.Policies, policy.WithLogger(log), policy.WithRecorder(metrics))
+	pols, err := policy.NewStore(eng, c.Policies, log, metrics)
 	if err != nil {
 		log.Error("policies did not load; not ready until they do", "error", err)
 	}

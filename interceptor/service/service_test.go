@@ -1,12 +1,9 @@
 package service
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -24,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/ciel-ci/ciel/interceptor/certs"
+	"github.com/ciel-ci/ciel/internal/interceptortest"
 )
 
 // TestRunLifecycle runs the service in cluster mode against fake
@@ -57,12 +55,10 @@ func TestRunLifecycle(t *testing.T) {
 			Logger: newLogger(&logs), Stdout: pw})
 		pw.Close()
 	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
+	base, err := interceptortest.Address(pr)
 	if err != nil {
-		t.Fatalf("no address printed: %v\n%s", err, logs.String())
+		t.Fatalf("%v\n%s", err, logs.String())
 	}
-	go io.Copy(io.Discard, pr)
-	base := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
 	if !strings.HasPrefix(base, "https://127.0.0.1:") {
 		t.Fatalf("address %q, want https on loopback", base)
 	}
@@ -78,16 +74,7 @@ func TestRunLifecycle(t *testing.T) {
 	}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
 		RootCAs: roots, ServerName: "ciel-interceptor.ciel.svc"}}}
-	get := func(path string) (int, string) {
-		t.Helper()
-		resp, err := client.Get(base + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(path string) (int, string) { return interceptortest.Get(t, client, base+path) }
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, body := get(path); code != http.StatusOK || body != "ok\n" {
 			t.Fatalf("%s: %d %q\n%s", path, code, body, logs.String())
@@ -100,23 +87,13 @@ func TestRunLifecycle(t *testing.T) {
 	}
 	post := func(token string) triggersv1.InterceptorResponse {
 		t.Helper()
-		b, _ := json.Marshal(triggersv1.InterceptorRequest{
+		return interceptortest.Post(t, client, base, triggersv1.InterceptorRequest{
 			Body:   string(body),
 			Header: map[string][]string{"X-Gitlab-Event": {"Push Hook"}, "X-Gitlab-Token": {token}},
 			InterceptorParams: map[string]any{"secretRef": map[string]any{"secretName": "gitlab-webhook", "secretKey": "token"},
 				"policy": "build-on-change"},
 			Context: &triggersv1.TriggerContext{TriggerID: "namespaces/ci/triggers/build", EventURL: "http://el/"},
 		})
-		resp, err := client.Post(base+"/gitlab", "application/json", bytes.NewReader(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var ir triggersv1.InterceptorResponse
-		if err := json.NewDecoder(resp.Body).Decode(&ir); err != nil {
-			t.Fatal(err)
-		}
-		return ir
 	}
 	if r := post("s3cret"); !r.Continue || r.Extensions["image_tag"] == nil {
 		t.Errorf("good push: %+v\n%s", r, logs.String())
@@ -134,14 +111,7 @@ func TestRunLifecycle(t *testing.T) {
 	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
 		t.Errorf("/readyz while draining: %d %q", code, body)
 	}
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after cancel: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after cancel")
-	}
+	waitStopped(t, done)
 	if !strings.Contains(logs.String(), "stopped") {
 		t.Errorf("logs lack the shutdown:\n%s", logs.String())
 	}
@@ -166,12 +136,10 @@ func TestRunLocalNotReady(t *testing.T) {
 			ShutdownTimeout: 5 * time.Second, CostLimit: 1_000_000, MaxBodyBytes: 1 << 20, DedupTTL: time.Hour, Stdout: pw})
 		pw.Close()
 	}()
-	line, err := bufio.NewReader(pr).ReadString('\n')
+	base, err := interceptortest.Address(pr)
 	if err != nil {
-		t.Fatalf("no address printed: %v", err)
+		t.Fatal(err)
 	}
-	go io.Copy(io.Discard, pr)
-	base := strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
 	if !strings.HasPrefix(base, "http://127.0.0.1:") {
 		t.Fatalf("address %q, want plain HTTP on loopback", base)
 	}
@@ -185,17 +153,17 @@ func TestRunLocalNotReady(t *testing.T) {
 		{"/readyz", http.StatusServiceUnavailable, "policies not loaded: reading policies"},
 	}
 	for _, tt := range tests {
-		resp, err := client.Get(base + tt.path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != tt.code || !strings.Contains(string(b), tt.want) {
-			t.Errorf("%s: %d %q, want %d with %q", tt.path, resp.StatusCode, b, tt.code, tt.want)
+		if code, body := interceptortest.Get(t, client, base+tt.path); code != tt.code || !strings.Contains(body, tt.want) {
+			t.Errorf("%s: %d %q, want %d with %q", tt.path, code, body, tt.code, tt.want)
 		}
 	}
 	cancel()
+	waitStopped(t, done)
+}
+
+// waitStopped waits for Run, after its context ended, to return nil.
+func waitStopped(t *testing.T, done <-chan error) {
+	t.Helper()
 	select {
 	case err := <-done:
 		if err != nil {

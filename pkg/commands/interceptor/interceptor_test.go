@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -25,6 +24,8 @@ import (
 	"time"
 
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+
+	"github.com/ciel-ci/ciel/internal/interceptortest"
 )
 
 // startBinary builds and starts the real interceptor; it returns the base
@@ -102,20 +103,7 @@ func webhookSecretDir(t *testing.T, dir string) string {
 // decodes its answer.
 func postInterceptor(t *testing.T, client *http.Client, base string, req triggersv1.InterceptorRequest) triggersv1.InterceptorResponse {
 	t.Helper()
-	b, err := json.Marshal(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := client.Post(base+"/gitlab", "application/json", bytes.NewReader(b))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var ir triggersv1.InterceptorResponse
-	if err := json.NewDecoder(resp.Body).Decode(&ir); err != nil {
-		t.Fatal(err)
-	}
-	return ir
+	return interceptortest.Post(t, client, base, req)
 }
 
 // waitExit waits for the binary to exit cleanly (after a SIGTERM) within d.
@@ -147,15 +135,7 @@ func TestRealBinaryOverTLS(t *testing.T) {
 	}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 
-	get := func(path string) (int, string) {
-		resp, err := client.Get(base + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(path string) (int, string) { return interceptortest.Get(t, client, base+path) }
 	if code, body := get("/readyz"); code != 200 {
 		t.Fatalf("/readyz %d %s\n%s", code, body, logs)
 	}

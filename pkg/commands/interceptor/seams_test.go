@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"encoding/pem"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -19,6 +18,8 @@ import (
 
 	"github.com/ciel-ci/ciel/interceptor/webhook"
 	"github.com/ciel-ci/ciel/internal/gitlabtest"
+
+	"github.com/ciel-ci/ciel/internal/interceptortest"
 )
 
 // TestRealBinarySeams runs the interceptor binary over HTTPS on loopback,
@@ -51,16 +52,7 @@ func TestRealBinarySeams(t *testing.T) {
 		"--gitlab-url", gl.URL, "--gitlab-token-file", filepath.Join(dir, "gitlab-token"), "--gitlab-retries", "0",
 		"--allowed-git-hosts", "gitlab.example.com", "--drain-period", "3s")
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	get := func(path string) (int, string) {
-		t.Helper()
-		resp, err := client.Get(base + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(path string) (int, string) { return interceptortest.Get(t, client, base+path) }
 	push := readFile(t, "../../../interceptor/gitlab/testdata/push.json")
 	forcePush := readFile(t, "../../../interceptor/gitlab/testdata/force_push.json")
 	token := map[string]any{"secretName": "gitlab-webhook", "secretKey": "token"}
