@@ -5,18 +5,8 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/ciel-ci/ciel/internal/exitcode"
 	"github.com/ciel-ci/ciel/pkg/commands/celeval"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := celeval.NewCommand().ExecuteContext(ctx)
-	stop()
-	os.Exit(exitcode.Report(os.Stderr, "cel-eval", err, celeval.ExitError))
-}
+func main() { exitcode.Main("cel-eval", celeval.NewCommand(), celeval.ExitError) }

@@ -3,18 +3,8 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/ciel-ci/ciel/internal/exitcode"
 	"github.com/ciel-ci/ciel/pkg/commands/ciel"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := ciel.NewCommand().ExecuteContext(ctx)
-	stop()
-	os.Exit(exitcode.Report(os.Stderr, "ciel", err, ciel.ExitFailed))
-}
+func main() { exitcode.Main("ciel", ciel.NewCommand(), ciel.ExitFailed) }

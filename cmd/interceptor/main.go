@@ -3,18 +3,8 @@
 package main
 
 import (
-	"context"
-	"os"
-	"os/signal"
-	"syscall"
-
 	"github.com/ciel-ci/ciel/internal/exitcode"
 	"github.com/ciel-ci/ciel/pkg/commands/interceptor"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := interceptor.NewCommand().ExecuteContext(ctx)
-	stop()
-	os.Exit(exitcode.Report(os.Stderr, "interceptor", err, exitcode.Failure))
-}
+func main() { exitcode.Main("interceptor", interceptor.NewCommand(), exitcode.Failure) }

@@ -7,12 +7,19 @@
 // usage; cel-eval: 0 true, 1 false, 2 error; interceptor and reporter: 0
 // or 1); this package only carries them from RunE to os.Exit, and prints
 // the error unless it was already reported (an Error without a cause).
+// A main is one call to Main.
 package exitcode
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
 )
 
 // The codes shared by every command; a command may give 1 and 2 a more
@@ -75,10 +82,19 @@ func Silent(err error) bool {
 	return errors.As(err, &e) && e.Err == nil
 }
 
+// Main runs a command's root as every ciel main does, and does not
+// return: the command's context ends at SIGINT or SIGTERM, its error is
+// reported on stderr as "name: error" (unless Silent), and the process
+// exits with Code(err, fallback).
+func Main(name string, root *cobra.Command, fallback int) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := root.ExecuteContext(ctx)
+	stop()
+	os.Exit(Report(os.Stderr, name, err, fallback))
+}
+
 // Report prints "name: err" on w unless err is nil or Silent, and returns
-// the exit code (Code with fallback). A main ends with
-//
-//	os.Exit(exitcode.Report(os.Stderr, "ciel", err, 1))
+// the exit code (Code with fallback).
 func Report(w io.Writer, name string, err error, fallback int) int {
 	if err != nil && !Silent(err) {
 		fmt.Fprintf(w, "%s: %v\n", name, err)
