@@ -1,11 +1,13 @@
 // Package logopt is how ciel's library packages take a logger: silent by
 // default (Discard), and a WithLogger option that refuses nil (Check), so
-// that every package makes its default logger the same way and only cmd/
-// configures output.
+// that every package makes its default logger the same way; and how the
+// commands that log build their one logger from --log-format (New).
 package logopt
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 )
 
@@ -30,4 +32,17 @@ func Or(l *slog.Logger) *slog.Logger {
 		return Discard()
 	}
 	return l
+}
+
+// New returns the logger of a command's --log-format (json or text) at
+// level, writing to w; an unknown format is an error.
+func New(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
+	h := &slog.HandlerOptions{Level: level}
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, h)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, h)), nil
+	}
+	return nil, fmt.Errorf("unknown log format %q: want json or text", format)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 )
 
@@ -27,5 +28,35 @@ func TestLogopt(t *testing.T) {
 	}
 	if b.Len() != 0 {
 		t.Errorf("wrote %q", b.String())
+	}
+}
+
+func TestNew(t *testing.T) {
+	tests := []struct {
+		format, want, err string
+	}{
+		{format: "json", want: `"msg":"shown"`},
+		{format: "text", want: "msg=shown"},
+		{format: "yaml", err: `unknown log format "yaml": want json or text`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.format, func(t *testing.T) {
+			var b bytes.Buffer
+			l, err := New(&b, tt.format, slog.LevelWarn)
+			if tt.err != "" {
+				if err == nil || err.Error() != tt.err {
+					t.Fatalf("New = %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Info("hidden")
+			l.Warn("shown")
+			if got := b.String(); !strings.Contains(got, tt.want) || strings.Contains(got, "hidden") {
+				t.Errorf("logged %q, want %s at warn and above only", got, tt.want)
+			}
+		})
 	}
 }

@@ -31,6 +31,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ciel-ci/ciel/internal/logopt"
 	"github.com/ciel-ci/ciel/internal/version"
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
@@ -143,14 +144,11 @@ func (o *options) logger() (*slog.Logger, error) {
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	h := &slog.HandlerOptions{Level: level}
-	switch o.logFormat {
-	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, h)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, h)), nil
+	l, err := logopt.New(os.Stderr, o.logFormat, level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-format %q: want json or text", o.logFormat)
 	}
-	return nil, fmt.Errorf("--log-format %q: want json or text", o.logFormat)
+	return l, nil
 }
 
 // restConfig returns the cluster's config, or nil in local mode.

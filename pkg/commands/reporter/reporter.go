@@ -33,6 +33,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ciel-ci/ciel/internal/logopt"
 	"github.com/ciel-ci/ciel/internal/version"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -137,14 +138,11 @@ func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("invalid --log-level %q: %w", level, err)
 	}
-	ho := &slog.HandlerOptions{Level: lv}
-	switch format {
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, ho)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(w, ho)), nil
+	l, err := logopt.New(w, format, lv)
+	if err != nil {
+		return nil, fmt.Errorf("invalid --log-format %q: want json or text", format)
 	}
-	return nil, fmt.Errorf("invalid --log-format %q: want json or text", format)
+	return l, nil
 }
 
 func run(ctx context.Context, stderr io.Writer, o *options) error {
