@@ -12,7 +12,6 @@ import (
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 	"google.golang.org/grpc/codes"
 
-	"github.com/ciel-ci/ciel/interceptor/engine"
 	"github.com/ciel-ci/ciel/interceptor/gitlabapi"
 	"github.com/ciel-ci/ciel/interceptor/policy"
 	"github.com/ciel-ci/ciel/internal/gitlabtest"
@@ -37,14 +36,7 @@ func mrServer(t testing.TB, files int) (*Server, *gitlabtest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eng, err := engine.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pols, err := policy.NewStore(eng, filepath.Join("..", "..", "policies"), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, pols := shippedPolicies(t)
 	srv, err := New(Config{Engine: eng, Policies: pols, API: api, Secrets: mapSecrets{"team-a/gitlab-webhook/token": "s3cret"}})
 	if err != nil {
 		t.Fatal(err)

@@ -71,14 +71,7 @@ type fixture struct {
 
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
-	eng, err := engine.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pols, err := policy.NewStore(eng, filepath.Join("..", "..", "policies"), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, pols := shippedPolicies(t)
 	dd, err := dedup.New()
 	if err != nil {
 		t.Fatal(err)
@@ -90,6 +83,21 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	return &fixture{srv: srv, api: api}
+}
+
+// shippedPolicies builds an engine with opts and a store of the
+// repository's policies/.
+func shippedPolicies(t testing.TB, opts ...engine.Option) (*engine.Engine, *policy.Store) {
+	t.Helper()
+	eng, err := engine.New(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pols, err := policy.NewStore(eng, filepath.Join("..", "..", "policies"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng, pols
 }
 
 func b64(s string) string {
@@ -347,14 +355,7 @@ func FuzzHandler(f *testing.F) {
 	f.Add(payload(f, "tag_push.json"), "Tag Push Hook", `{"filter":"extensions.push.semver.valid","overlays":[{"key":"v","expression":"extensions.push.tag"}]}`)
 	f.Add(`{"object_kind":"push","commits":[{"added":[1]}]}`, "Push Hook", `{"eventTypes":"x"}`)
 	f.Add(`[]`, "", `{"changedFiles":"api"}`)
-	eng, err := engine.New(engine.WithCostLimit(100_000))
-	if err != nil {
-		f.Fatal(err)
-	}
-	pols, err := policy.NewStore(eng, filepath.Join("..", "..", "policies"), nil, nil)
-	if err != nil {
-		f.Fatal(err)
-	}
+	eng, pols := shippedPolicies(f, engine.WithCostLimit(100_000))
 	srv, err := New(Config{Engine: eng, Policies: pols, API: &fakeAPI{}, Secrets: mapSecrets{}})
 	if err != nil {
 		f.Fatal(err)

@@ -41,12 +41,7 @@ func TestFloodOfLargeWrongTokenRequests(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary, floods for 6s")
 	}
-	dir := t.TempDir()
-	secrets := webhookSecretDir(t, dir)
-	certFile, keyFile, pool := selfSigned(t, dir)
-	base, cmd, logs := startBinary(t, "--local", "--http-addr", "127.0.0.1:0", "--policies", "../../../policies",
-		"--secret-dir", secrets, "--tls-cert-file", certFile, "--tls-key-file", keyFile,
-		"--log-level", "error", "--dedup-ttl", "1s")
+	base, cmd, logs, pool := startLocalTLS(t, "--log-level", "error", "--dedup-ttl", "1s")
 	pid := cmd.Process.Pid
 	hwmBefore := vmHWM(t, pid)
 

@@ -99,6 +99,20 @@ func webhookSecretDir(t *testing.T, dir string) string {
 	return secrets
 }
 
+// startLocalTLS starts the binary in local mode over TLS (a self-signed
+// certificate) with the shipped policies and the webhook token Secret,
+// plus args; it returns what startBinary does and the pool trusting the
+// certificate.
+func startLocalTLS(t *testing.T, args ...string) (string, *exec.Cmd, *bytes.Buffer, *x509.CertPool) {
+	t.Helper()
+	dir := t.TempDir()
+	secrets := webhookSecretDir(t, dir)
+	certFile, keyFile, pool := selfSigned(t, dir)
+	base, cmd, logs := startBinary(t, append([]string{"--local", "--http-addr", "127.0.0.1:0", "--policies", "../../../policies",
+		"--secret-dir", secrets, "--tls-cert-file", certFile, "--tls-key-file", keyFile}, args...)...)
+	return base, cmd, logs, pool
+}
+
 // postInterceptor posts an InterceptorRequest to the binary's /gitlab and
 // decodes its answer.
 func postInterceptor(t *testing.T, client *http.Client, base string, req triggersv1.InterceptorRequest) triggersv1.InterceptorResponse {
@@ -125,11 +139,7 @@ func TestRealBinaryOverTLS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	dir := t.TempDir()
-	secrets := webhookSecretDir(t, dir)
-	certFile, keyFile, pool := selfSigned(t, dir)
-	base, cmd, logs := startBinary(t, "--local", "--http-addr", "127.0.0.1:0", "--policies", "../../../policies",
-		"--secret-dir", secrets, "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--log-format", "text")
+	base, cmd, logs, pool := startLocalTLS(t, "--log-format", "text")
 	if !strings.HasPrefix(base, "https://") {
 		t.Fatalf("address %q, want https", base)
 	}
