@@ -204,13 +204,7 @@ func WithMaxBodyBytes(n int) Option {
 // WithLogger sets where the engine logs (compilations, cache evictions).
 // Default: discard.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if err := logopt.Check(l); err != nil {
-			return err
-		}
-		o.logger = l
-		return nil
-	}
+	return func(o *options) error { return logopt.Set(&o.logger, l) }
 }
 
 // WithEnvOptions passes options to celenv.New for both the ordinary and

@@ -1,5 +1,5 @@
 // Package logopt is how ciel's library packages take a logger: silent by
-// default (Discard), and a WithLogger option that refuses nil (Check), so
+// default (Discard), and a WithLogger option that refuses nil (Set), so
 // that every package makes its default logger the same way; and how the
 // commands that log build their one logger from --log-format (New).
 package logopt
@@ -18,11 +18,17 @@ var ErrNil = errors.New("logger must not be nil")
 // drops every record.
 func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-// Check validates a logger given to a WithLogger option: nil is ErrNil.
-func Check(l *slog.Logger) error {
+// Set is the body of every WithLogger option: it stores l in *dst, and
+// refuses nil with ErrNil.
+//
+//	func WithLogger(l *slog.Logger) Option {
+//		return func(o *options) error { return logopt.Set(&o.logger, l) }
+//	}
+func Set(dst **slog.Logger, l *slog.Logger) error {
 	if l == nil {
 		return ErrNil
 	}
+	*dst = l
 	return nil
 }
 

@@ -10,13 +10,14 @@ import (
 )
 
 func TestLogopt(t *testing.T) {
-	if err := Check(nil); !errors.Is(err, ErrNil) {
-		t.Errorf("Check(nil) = %v, want ErrNil", err)
-	}
 	var b bytes.Buffer
 	l := slog.New(slog.NewTextHandler(&b, nil))
-	if err := Check(l); err != nil {
-		t.Errorf("Check(logger) = %v", err)
+	dst := Discard()
+	if err := Set(&dst, nil); !errors.Is(err, ErrNil) || dst == nil {
+		t.Errorf("Set(nil) = %v and cleared the logger, want ErrNil", err)
+	}
+	if err := Set(&dst, l); err != nil || dst != l {
+		t.Errorf("Set(logger) = %v, logger not stored", err)
 	}
 	if Or(l) != l {
 		t.Error("Or replaced a given logger")

@@ -184,11 +184,5 @@ func WithJobs(n int) Option {
 // (replacements, dropped attestations, linked children) at info level.
 // Default: discard.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if err := logopt.Check(l); err != nil {
-			return err
-		}
-		o.logger = l
-		return nil
-	}
+	return func(o *options) error { return logopt.Set(&o.logger, l) }
 }

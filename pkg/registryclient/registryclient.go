@@ -195,13 +195,7 @@ func WithTransport(rt http.RoundTripper) Option {
 
 // WithLogger receives a warning for each retried request. Default: discard.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if err := logopt.Check(l); err != nil {
-			return err
-		}
-		o.logger = l
-		return nil
-	}
+	return func(o *options) error { return logopt.Set(&o.logger, l) }
 }
 
 // Client is a validated set of registry settings. It holds no connection

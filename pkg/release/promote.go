@@ -179,13 +179,7 @@ func WithRemoteOptions(opts ...remote.Option) Option {
 
 // WithLogger receives each write at info level. Default: discard.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if err := logopt.Check(l); err != nil {
-			return err
-		}
-		o.logger = l
-		return nil
-	}
+	return func(o *options) error { return logopt.Set(&o.logger, l) }
 }
 
 // Promote tags the index from points at (by digest or by tag) in repo with

@@ -59,13 +59,7 @@ func WithNegativeTTL(d time.Duration) KubernetesOption {
 
 // WithLogger sets the logger. Default: discard. Values are never logged.
 func WithLogger(l *slog.Logger) KubernetesOption {
-	return func(o *kubeOptions) error {
-		if err := logopt.Check(l); err != nil {
-			return err
-		}
-		o.log = l
-		return nil
-	}
+	return func(o *kubeOptions) error { return logopt.Set(&o.log, l) }
 }
 
 // WithClock replaces time.Now, for tests.
