@@ -224,14 +224,12 @@ func New(opts ...Option) (*Engine, error) {
 		timeout:   DefaultTimeout,
 		cacheSize: DefaultCacheSize,
 		maxBytes:  gitlab.DefaultMaxBytes,
+		logger:    logopt.Discard(),
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, fmt.Errorf("configuring the engine: %w", err)
 		}
-	}
-	if o.logger == nil {
-		o.logger = logopt.Discard()
 	}
 	if o.decoder != nil && o.maxBytesOK {
 		return nil, errors.New("configuring the engine: WithDecoder and WithMaxBodyBytes conflict: the decoder has its own body limit; give gitlab.WithMaxBytes to the decoder instead")
