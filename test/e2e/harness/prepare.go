@@ -31,16 +31,17 @@ type PrepareConfig struct {
 // and the pod sandbox (build/pause) for amd64 and arm64. Map keys are the
 // names Prepared.Binaries uses.
 func NodeBinaries(e2eRoot string) (map[string]Binary, error) {
-	base, err := BuildModules(e2eRoot)
+	kube, err := kubeBinary(e2eRoot, "kube-apiserver")
 	if err != nil {
 		return nil, err
 	}
-	byName := map[string]Binary{}
-	for _, b := range base {
-		byName[b.Name] = b
+	kanikoDir := filepath.Join(e2eRoot, "build", "kaniko")
+	kanikoVersion, err := requiredVersion(kanikoDir, "github.com/GoogleContainerTools/kaniko")
+	if err != nil {
+		return nil, err
 	}
-	kube := byName["kube-apiserver"]
-	kaniko := byName["kaniko-executor"]
+	kaniko := Binary{Name: "kaniko-executor", ModuleDir: kanikoDir, Package: "github.com/GoogleContainerTools/kaniko/cmd/executor", Version: kanikoVersion,
+		LDFlags: []string{"-s", "-w", "-X", "github.com/GoogleContainerTools/kaniko/pkg/version.version=" + kanikoVersion}}
 	corednsDir := filepath.Join(e2eRoot, "build", "coredns")
 	corednsVersion, err := requiredVersion(corednsDir, "github.com/coredns/coredns")
 	if err != nil {
@@ -48,12 +49,11 @@ func NodeBinaries(e2eRoot string) (map[string]Binary, error) {
 	}
 	pauseDir := filepath.Join(e2eRoot, "build", "pause")
 	out := map[string]Binary{
-		"kube-apiserver":          kube,
-		"kube-controller-manager": byName["kube-controller-manager"],
+		"kube-apiserver": kube,
 		"coredns": {Name: "coredns", ModuleDir: corednsDir, Package: "github.com/ciel-ci/ciel/test/e2e/build/coredns",
 			Version: corednsVersion, LDFlags: []string{"-s", "-w"}},
 	}
-	for _, c := range []string{"kube-scheduler", "kubelet", "kube-proxy"} {
+	for _, c := range []string{"kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"} {
 		out[c] = Binary{Name: c, ModuleDir: kube.ModuleDir, Package: "k8s.io/kubernetes/cmd/" + c, Version: kube.Version, LDFlags: kube.LDFlags}
 	}
 	out["kubelet-arm64"] = Binary{Name: "kubelet-arm64", ModuleDir: kube.ModuleDir, Package: "k8s.io/kubernetes/cmd/kubelet",
