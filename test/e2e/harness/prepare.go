@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"time"
 )
@@ -122,6 +124,12 @@ func Prepare(ctx context.Context, cfg PrepareConfig) (*Prepared, string, error) 
 			return nil, "", fmt.Errorf("preparing the e2e suite: %w", err)
 		}
 		*m.dst = dir
+		// Compile what ko will build inside the namespace, with ko's flags,
+		// so that there it only links: on the host this overlaps the rest
+		// of `make test` (test/run.sh starts Prepare first).
+		if err := warmKoBuilds(ctx, dir, logger); err != nil {
+			return nil, "", fmt.Errorf("preparing the e2e suite: %w", err)
+		}
 	}
 	start := time.Now()
 	if err := goModDownload(ctx, p.CielRoot); err != nil {
@@ -265,4 +273,50 @@ func copyTree(src, dst string) error {
 		}
 		return nil
 	})
+}
+
+// koRef is a ko:// reference in a release configuration.
+var koRef = regexp.MustCompile(`ko://([A-Za-z0-9._/-]+)`)
+
+// warmKoBuilds compiles every package dir's config/ names as ko://, as ko
+// builds them (linux/amd64, -trimpath, no cgo), filling the Go build
+// cache; once per copy (a stamp file next to it says it was done).
+func warmKoBuilds(ctx context.Context, dir string, logger *slog.Logger) error {
+	stamp := dir + ".compiled"
+	if _, err := os.Stat(stamp); err == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	err := filepath.WalkDir(filepath.Join(dir, "config"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range koRef.FindAllSubmatch(b, -1) {
+			seen[string(m[1])] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	pkgs := make([]string, 0, len(seen))
+	for p := range seen {
+		pkgs = append(pkgs, p)
+	}
+	sort.Strings(pkgs)
+	start := time.Now()
+	// Several main packages and no -o: go build compiles them and discards
+	// the result.
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-trimpath"}, pkgs...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("compiling %s for ko: %w\n%s", strings.Join(pkgs, " "), err, out)
+	}
+	logger.Info("compiled what ko builds", "dir", dir, "packages", len(pkgs), "took", time.Since(start).Round(time.Millisecond))
+	return os.WriteFile(stamp, nil, 0o644)
 }
