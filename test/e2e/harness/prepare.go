@@ -204,8 +204,10 @@ func goModDownload(ctx context.Context, dir string) error {
 // proxy) and returns the path of ko.
 func cielTools(ctx context.Context, root string) (string, error) {
 	mk := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, "make", append([]string{"-s", "-C", root}, args...)...)
-		cmd.Env = append(os.Environ(), "GOWORK=off")
+		cmd := exec.CommandContext(ctx, "make", append([]string{"-s", "--no-print-directory", "-C", root}, args...)...)
+		// Run from another make (make test), MAKEFLAGS would carry -w
+		// (print the directory) into this one: start afresh.
+		cmd.Env = append(os.Environ(), "GOWORK=off", "MAKEFLAGS=", "MAKELEVEL=")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return "", fmt.Errorf("make %s in %s: %w\n%s", strings.Join(args, " "), root, err, out)
