@@ -50,53 +50,28 @@ func (b Binary) Arch() string {
 	return runtime.GOARCH
 }
 
-// BuildModules returns the binaries of the control plane, built from the
-// nested modules under e2eRoot/build: kube-apiserver and
-// kube-controller-manager (build/kube), Tekton Pipelines' controller and
-// Tekton Triggers' EventListener sink (build/tekton), and the Kaniko
-// executor the pod runner runs for kaniko-build steps (build/kaniko).
-func BuildModules(e2eRoot string) ([]Binary, error) {
+// kubeBinary is a command of k8s.io/kubernetes built from build/kube, with
+// the version ldflags: without them the apiserver reports v0.0.0-master,
+// which Tekton's minimum-version check rejects.
+func kubeBinary(e2eRoot, command string) (Binary, error) {
 	kubeDir := filepath.Join(e2eRoot, "build", "kube")
 	kubeVersion, err := requiredVersion(kubeDir, "k8s.io/kubernetes")
 	if err != nil {
-		return nil, err
+		return Binary{}, err
 	}
 	major, minor, ok := kubeMajorMinor(kubeVersion)
 	if !ok {
-		return nil, fmt.Errorf("reading %s: unexpected k8s.io/kubernetes version %q", kubeDir, kubeVersion)
+		return Binary{}, fmt.Errorf("reading %s: unexpected k8s.io/kubernetes version %q", kubeDir, kubeVersion)
 	}
-	// Without these the apiserver reports v0.0.0-master, which Tekton's
-	// minimum-version check and kubectl reject.
 	const v = "k8s.io/component-base/version"
-	kubeLD := []string{"-s", "-w",
-		"-X", v + ".gitVersion=" + kubeVersion,
-		"-X", v + ".gitMajor=" + major,
-		"-X", v + ".gitMinor=" + minor,
-		"-X", v + ".gitTreeState=clean",
-		"-X", v + ".buildDate=1970-01-01T00:00:00Z",
-	}
-	tektonDir := filepath.Join(e2eRoot, "build", "tekton")
-	pipelineVersion, err := requiredVersion(tektonDir, "github.com/tektoncd/pipeline")
-	if err != nil {
-		return nil, err
-	}
-	triggersVersion, err := requiredVersion(tektonDir, "github.com/tektoncd/triggers")
-	if err != nil {
-		return nil, err
-	}
-	kanikoDir := filepath.Join(e2eRoot, "build", "kaniko")
-	kanikoVersion, err := requiredVersion(kanikoDir, "github.com/GoogleContainerTools/kaniko")
-	if err != nil {
-		return nil, err
-	}
-	return []Binary{
-		{Name: "kube-apiserver", ModuleDir: kubeDir, Package: "k8s.io/kubernetes/cmd/kube-apiserver", Version: kubeVersion, LDFlags: kubeLD},
-		{Name: "kube-controller-manager", ModuleDir: kubeDir, Package: "k8s.io/kubernetes/cmd/kube-controller-manager", Version: kubeVersion, LDFlags: kubeLD},
-		{Name: "tekton-controller", ModuleDir: tektonDir, Package: "github.com/tektoncd/pipeline/cmd/controller", Version: pipelineVersion, LDFlags: []string{"-s", "-w"}},
-		{Name: "eventlistenersink", ModuleDir: tektonDir, Package: "github.com/tektoncd/triggers/cmd/eventlistenersink", Version: triggersVersion, LDFlags: []string{"-s", "-w"}},
-		{Name: "kaniko-executor", ModuleDir: kanikoDir, Package: "github.com/GoogleContainerTools/kaniko/cmd/executor", Version: kanikoVersion,
-			LDFlags: []string{"-s", "-w", "-X", "github.com/GoogleContainerTools/kaniko/pkg/version.version=" + kanikoVersion}},
-	}, nil
+	return Binary{Name: command, ModuleDir: kubeDir, Package: "k8s.io/kubernetes/cmd/" + command, Version: kubeVersion,
+		LDFlags: []string{"-s", "-w",
+			"-X", v + ".gitVersion=" + kubeVersion,
+			"-X", v + ".gitMajor=" + major,
+			"-X", v + ".gitMinor=" + minor,
+			"-X", v + ".gitTreeState=clean",
+			"-X", v + ".buildDate=1970-01-01T00:00:00Z",
+		}}, nil
 }
 
 // kubeMajorMinor splits "v1.35.0" into "1" and "35".

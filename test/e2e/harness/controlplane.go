@@ -26,43 +26,15 @@ import (
 // SystemNamespace is where Tekton's configuration lives.
 const SystemNamespace = "tekton-pipelines"
 
-// Node describes a node of the pod runner's era (fake Nodes); the control
-// plane no longer registers any: real kubelets register themselves (see
-// StartCluster and ClusterNode). Kept until the pod runner is removed.
-type Node struct {
-	Name string
-	// OS and Arch become the kubernetes.io/os and kubernetes.io/arch labels
-	// and the node's nodeInfo.
-	OS, Arch string
-	// Labels are added to the well-known ones.
-	Labels map[string]string
-}
-
-// DefaultNodes are one linux/amd64 and one linux/arm64 node.
-func DefaultNodes() []Node {
-	return []Node{
-		{Name: "ciel-e2e-amd64", OS: "linux", Arch: "amd64"},
-		{Name: "ciel-e2e-arm64", OS: "linux", Arch: "arm64"},
-	}
-}
-
 // ControlPlaneConfig says what StartControlPlane runs and where.
 type ControlPlaneConfig struct {
 	// RunDir holds the PKI, the kubeconfig, etcd's data, CRD copies and logs.
 	RunDir string
 	// PidDir holds the supervisor's pid files (see SweepStale).
 	PidDir string
-	// Binaries maps a program name (see BuildModules) to its path; "etcd"
+	// Binaries maps a program name (see NodeBinaries) to its path; "etcd"
 	// is the etcd server.
 	Binaries map[string]string
-	// PipelineDir, TriggersDir, PipelineVersion, FeatureFlags and Nodes
-	// are no longer used by StartControlPlane: Tekton is installed from
-	// its release configuration and real kubelets register their Nodes.
-	// They remain until the pod-runner-era callers are removed.
-	PipelineDir, TriggersDir string
-	PipelineVersion          string
-	FeatureFlags             map[string]string
-	Nodes                    []Node
 	// Logger receives progress messages (default: discard).
 	Logger *slog.Logger
 }

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -74,71 +72,6 @@ func DecodeFiles(paths ...string) ([]*unstructured.Unstructured, error) {
 		all = append(all, objs...)
 	}
 	return all, nil
-}
-
-// TektonCRDs returns the CustomResourceDefinitions of Tekton Pipelines
-// (pipelineDir/config/300-crds) and Triggers (triggersDir/config/300-*.yaml).
-// The pipeline CRDs' conversion webhook is removed: no webhook runs, and
-// with strategy None the apiserver serves every version as stored.
-func TektonCRDs(pipelineDir, triggersDir string) ([]*unstructured.Unstructured, error) {
-	pl, err := filepath.Glob(filepath.Join(pipelineDir, "config", "300-crds", "*.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	tr, err := filepath.Glob(filepath.Join(triggersDir, "config", "300-*.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	if len(pl) == 0 || len(tr) == 0 {
-		return nil, fmt.Errorf("reading Tekton CRDs: none found under %s and %s", pipelineDir, triggersDir)
-	}
-	sort.Strings(pl)
-	sort.Strings(tr)
-	objs, err := DecodeFiles(append(pl, tr...)...)
-	if err != nil {
-		return nil, fmt.Errorf("reading Tekton CRDs: %w", err)
-	}
-	var crds []*unstructured.Unstructured
-	for _, o := range objs {
-		if o.GetKind() != "CustomResourceDefinition" {
-			continue
-		}
-		unstructured.RemoveNestedField(o.Object, "spec", "conversion")
-		crds = append(crds, o)
-	}
-	return crds, nil
-}
-
-// TektonConfig returns Tekton Pipelines' system namespace and its config-*
-// ConfigMaps from pipelineDir/config, with the feature-flags ConfigMap's
-// keys overridden by featureFlags.
-func TektonConfig(pipelineDir string, featureFlags map[string]string) ([]*unstructured.Unstructured, error) {
-	files, err := filepath.Glob(filepath.Join(pipelineDir, "config", "config-*.yaml"))
-	if err != nil {
-		return nil, err
-	}
-	sort.Strings(files)
-	files = append([]string{filepath.Join(pipelineDir, "config", "100-namespace", "100-namespace.yaml")}, files...)
-	objs, err := DecodeFiles(files...)
-	if err != nil {
-		return nil, fmt.Errorf("reading Tekton's configuration: %w", err)
-	}
-	found := false
-	for _, o := range objs {
-		if o.GetKind() != "ConfigMap" || o.GetName() != "feature-flags" {
-			continue
-		}
-		found = true
-		for k, v := range featureFlags {
-			if err := unstructured.SetNestedField(o.Object, v, "data", k); err != nil {
-				return nil, fmt.Errorf("setting feature flag %s: %w", k, err)
-			}
-		}
-	}
-	if !found {
-		return nil, fmt.Errorf("reading Tekton's configuration: no feature-flags ConfigMap in %s", pipelineDir)
-	}
-	return objs, nil
 }
 
 // applyObjects server-side applies objs in order. Namespaced objects without

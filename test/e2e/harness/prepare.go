@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"time"
 )
@@ -31,16 +33,17 @@ type PrepareConfig struct {
 // and the pod sandbox (build/pause) for amd64 and arm64. Map keys are the
 // names Prepared.Binaries uses.
 func NodeBinaries(e2eRoot string) (map[string]Binary, error) {
-	base, err := BuildModules(e2eRoot)
+	kube, err := kubeBinary(e2eRoot, "kube-apiserver")
 	if err != nil {
 		return nil, err
 	}
-	byName := map[string]Binary{}
-	for _, b := range base {
-		byName[b.Name] = b
+	kanikoDir := filepath.Join(e2eRoot, "build", "kaniko")
+	kanikoVersion, err := requiredVersion(kanikoDir, "github.com/GoogleContainerTools/kaniko")
+	if err != nil {
+		return nil, err
 	}
-	kube := byName["kube-apiserver"]
-	kaniko := byName["kaniko-executor"]
+	kaniko := Binary{Name: "kaniko-executor", ModuleDir: kanikoDir, Package: "github.com/GoogleContainerTools/kaniko/cmd/executor", Version: kanikoVersion,
+		LDFlags: []string{"-s", "-w", "-X", "github.com/GoogleContainerTools/kaniko/pkg/version.version=" + kanikoVersion}}
 	corednsDir := filepath.Join(e2eRoot, "build", "coredns")
 	corednsVersion, err := requiredVersion(corednsDir, "github.com/coredns/coredns")
 	if err != nil {
@@ -48,12 +51,11 @@ func NodeBinaries(e2eRoot string) (map[string]Binary, error) {
 	}
 	pauseDir := filepath.Join(e2eRoot, "build", "pause")
 	out := map[string]Binary{
-		"kube-apiserver":          kube,
-		"kube-controller-manager": byName["kube-controller-manager"],
+		"kube-apiserver": kube,
 		"coredns": {Name: "coredns", ModuleDir: corednsDir, Package: "github.com/ciel-ci/ciel/test/e2e/build/coredns",
 			Version: corednsVersion, LDFlags: []string{"-s", "-w"}},
 	}
-	for _, c := range []string{"kube-scheduler", "kubelet", "kube-proxy"} {
+	for _, c := range []string{"kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"} {
 		out[c] = Binary{Name: c, ModuleDir: kube.ModuleDir, Package: "k8s.io/kubernetes/cmd/" + c, Version: kube.Version, LDFlags: kube.LDFlags}
 	}
 	out["kubelet-arm64"] = Binary{Name: "kubelet-arm64", ModuleDir: kube.ModuleDir, Package: "k8s.io/kubernetes/cmd/kubelet",
@@ -122,6 +124,12 @@ func Prepare(ctx context.Context, cfg PrepareConfig) (*Prepared, string, error) 
 			return nil, "", fmt.Errorf("preparing the e2e suite: %w", err)
 		}
 		*m.dst = dir
+		// Compile what ko will build inside the namespace, with ko's flags,
+		// so that there it only links: on the host this overlaps the rest
+		// of `make test` (test/run.sh starts Prepare first).
+		if err := warmKoBuilds(ctx, dir, logger); err != nil {
+			return nil, "", fmt.Errorf("preparing the e2e suite: %w", err)
+		}
 	}
 	start := time.Now()
 	if err := goModDownload(ctx, p.CielRoot); err != nil {
@@ -196,8 +204,10 @@ func goModDownload(ctx context.Context, dir string) error {
 // proxy) and returns the path of ko.
 func cielTools(ctx context.Context, root string) (string, error) {
 	mk := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, "make", append([]string{"-s", "-C", root}, args...)...)
-		cmd.Env = append(os.Environ(), "GOWORK=off")
+		cmd := exec.CommandContext(ctx, "make", append([]string{"-s", "--no-print-directory", "-C", root}, args...)...)
+		// Run from another make (make test), MAKEFLAGS would carry -w
+		// (print the directory) into this one: start afresh.
+		cmd.Env = append(os.Environ(), "GOWORK=off", "MAKEFLAGS=", "MAKELEVEL=")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return "", fmt.Errorf("make %s in %s: %w\n%s", strings.Join(args, " "), root, err, out)
@@ -265,4 +275,50 @@ func copyTree(src, dst string) error {
 		}
 		return nil
 	})
+}
+
+// koRef is a ko:// reference in a release configuration.
+var koRef = regexp.MustCompile(`ko://([A-Za-z0-9._/-]+)`)
+
+// warmKoBuilds compiles every package dir's config/ names as ko://, as ko
+// builds them (linux/amd64, -trimpath, no cgo), filling the Go build
+// cache; once per copy (a stamp file next to it says it was done).
+func warmKoBuilds(ctx context.Context, dir string, logger *slog.Logger) error {
+	stamp := dir + ".compiled"
+	if _, err := os.Stat(stamp); err == nil {
+		return nil
+	}
+	seen := map[string]bool{}
+	err := filepath.WalkDir(filepath.Join(dir, "config"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".yaml") {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for _, m := range koRef.FindAllSubmatch(b, -1) {
+			seen[string(m[1])] = true
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	pkgs := make([]string, 0, len(seen))
+	for p := range seen {
+		pkgs = append(pkgs, p)
+	}
+	sort.Strings(pkgs)
+	start := time.Now()
+	// Several main packages and no -o: go build compiles them and discards
+	// the result.
+	cmd := exec.CommandContext(ctx, "go", append([]string{"build", "-trimpath"}, pkgs...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("compiling %s for ko: %w\n%s", strings.Join(pkgs, " "), err, out)
+	}
+	logger.Info("compiled what ko builds", "dir", dir, "packages", len(pkgs), "took", time.Since(start).Round(time.Millisecond))
+	return os.WriteFile(stamp, nil, 0o644)
 }

@@ -1,6 +1,6 @@
-// Module tekton builds Tekton Pipelines' controller and Tekton Triggers' EventListener sink for the
-// end-to-end harness, at exactly the versions the root module (github.com/ciel-ci/ciel) requires.
-// A test in the e2e module checks that the versions here and in the root go.mod agree.
+// Module tekton pins the Tekton Pipelines and Triggers releases the end-to-end suite installs from
+// their own release configuration, at exactly the versions the root module (github.com/ciel-ci/ciel)
+// requires. A test in the e2e module checks that the versions here and in the root go.mod agree.
 module github.com/ciel-ci/ciel/test/e2e/build/tekton
 
 go 1.26.4

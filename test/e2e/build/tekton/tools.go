@@ -1,6 +1,9 @@
 //go:build tools
 
-// Package tekton pins the Tekton commands the end-to-end harness builds.
+// Package tekton pins the Tekton Pipelines and Triggers releases the
+// end-to-end suite installs: Prepare copies these modules, at these
+// versions, and ko resolves their own config/ into the cluster's
+// registry (the release configuration, as a user installs Tekton).
 package tekton
 
 import (

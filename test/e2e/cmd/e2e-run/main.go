@@ -1,14 +1,15 @@
 // Command e2e-run runs a test binary inside the end-to-end suite's sealed
 // network namespace:
 //
-//	e2e-run [-down] [-cache DIR] -- <test binary> [args]
+//	e2e-run [-down | -prepare] [-cache DIR] [-- <test binary> [args]]
 //
 // It prepares what needs the Go module proxy (harness.Prepare), seals the
 // host (harness.SealHost), runs the binary with nsenter --net in the
 // namespace with CIEL_E2E_NETNS and CIEL_E2E_PREPARED set, then tears down
 // whatever the run left and unseals (always, also on SIGINT/SIGTERM), and
 // exits with the binary's status. -down only tears down and unseals, for a
-// run that was killed midway.
+// run that was killed midway; -prepare only prepares (test/run.sh runs it
+// while the rest of the suite runs).
 package main
 
 import (
@@ -31,9 +32,10 @@ func main() { os.Exit(run()) }
 
 func run() int {
 	down := flag.Bool("down", false, "only tear down what a killed run left and unseal the host")
+	prepareOnly := flag.Bool("prepare", false, "only prepare (build and download what the suite needs), e.g. while other tests run")
 	cache := flag.String("cache", "", "cache directory (default $CIEL_E2E_CACHE, else ~/.cache/ciel-e2e)")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: e2e-run [-down] [-cache DIR] -- <test binary> [args]")
+		fmt.Fprintln(os.Stderr, "usage: e2e-run [-down | -prepare] [-cache DIR] [-- <test binary> [args]]")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -55,7 +57,7 @@ func run() int {
 		}
 		return 0
 	}
-	if flag.NArg() == 0 {
+	if flag.NArg() == 0 && !*prepareOnly {
 		flag.Usage()
 		return 2
 	}
@@ -69,11 +71,6 @@ func run() int {
 		logger.Error("e2e-run", "err", err)
 		return 2
 	}
-	test, err := filepath.Abs(flag.Arg(0))
-	if err != nil {
-		logger.Error("e2e-run", "err", err)
-		return 2
-	}
 	start := time.Now()
 	_, manifest, err := harness.Prepare(ctx, harness.PrepareConfig{E2ERoot: root, CacheDir: *cache, Logger: logger})
 	if err != nil {
@@ -81,6 +78,14 @@ func run() int {
 		return 1
 	}
 	logger.Info("prepared", "manifest", manifest, "took", time.Since(start).Round(time.Millisecond))
+	if *prepareOnly {
+		return 0
+	}
+	test, err := filepath.Abs(flag.Arg(0))
+	if err != nil {
+		logger.Error("e2e-run", "err", err)
+		return 2
+	}
 	if _, err := harness.SealHost(ctx, harness.SealDir(*cache), logger); err != nil {
 		logger.Error("sealing", "err", err)
 		return 1
