@@ -112,6 +112,14 @@ func build(opts []Option) (options, error) {
 	return o, nil
 }
 
+// Validate reports the first invalid option, for a package that takes
+// filewatch options through its own so that its constructor, not its Run,
+// refuses them.
+func Validate(opts ...Option) error {
+	_, err := build(opts)
+	return err
+}
+
 // Watch calls check whenever something may have changed in dirs: once
 // when the watch is in place (so that a change between the caller's own
 // load and the watch is not missed), after a debounced notification, after

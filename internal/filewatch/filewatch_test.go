@@ -241,6 +241,9 @@ func TestOptions(t *testing.T) {
 			if err := Watch(context.Background(), nil, func(context.Context) {}, tc.opt); err == nil {
 				t.Error("Watch accepted the option")
 			}
+			if tc.name != "nil callback" && Validate(tc.opt) == nil {
+				t.Error("Validate accepted the option")
+			}
 		})
 	}
 	if err := Watch(context.Background(), nil, func(context.Context) {}, WithOnLoad(func(error) {})); err == nil {
