@@ -30,8 +30,9 @@
 // WithMaxBytes bytes of responses and WithMaxDuration of time. Only paths
 // are decoded (a diff's text is skipped). Past a cap the result is what was
 // read so far with Truncated true, and the policy's truncated branch
-// decides, as when GitLab cuts the payload. The client follows redirects
-// only on the same host (package httpredirect): the token never leaves it.
+// decides, as when GitLab cuts the payload. The client is built by package
+// gitlabclient: it follows redirects only on the same host, so the token
+// never leaves it.
 package gitlabapi
 
 import (
@@ -48,7 +49,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
-	"github.com/ciel-ci/ciel/internal/httpredirect"
+	"github.com/ciel-ci/ciel/internal/gitlabclient"
 	"github.com/ciel-ci/ciel/internal/lru"
 )
 
@@ -264,25 +265,16 @@ func New(baseURL, token string, opts ...Option) (*Source, error) {
 	if o.logger == nil {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
-	hc := o.httpClient
-	if hc == nil {
-		hc = &http.Client{}
+	var rt http.RoundTripper = http.DefaultTransport
+	if o.httpClient != nil && o.httpClient.Transport != nil {
+		rt = o.httpClient.Transport
 	}
-	rt := hc.Transport
-	if rt == nil {
-		rt = http.DefaultTransport
+	copts := []gitlabclient.Option{gitlabclient.WithToken(token), gitlabclient.WithTransport(countingTransport{rt}),
+		gitlabclient.WithTimeout(o.timeout), gitlabclient.WithLogger(o.logger)}
+	if o.retries > 0 {
+		copts = append(copts, gitlabclient.WithRetries(o.retries, o.waitMin, o.waitMax))
 	}
-	hc = &http.Client{Transport: countingTransport{rt}, Timeout: o.timeout, CheckRedirect: httpredirect.SameHost}
-	copts := []gl.ClientOptionFunc{
-		gl.WithBaseURL(strings.TrimSuffix(baseURL, "/") + "/api/v4"),
-		gl.WithHTTPClient(hc),
-		gl.WithCustomRetryMax(o.retries),
-		gl.WithCustomRetryWaitMinMax(o.waitMin, o.waitMax),
-	}
-	if o.retries == 0 {
-		copts = append(copts, gl.WithoutRetries())
-	}
-	c, err := gl.NewClient(token, copts...)
+	c, err := gitlabclient.New(context.Background(), baseURL, copts...)
 	if err != nil {
 		return nil, fmt.Errorf("configuring the GitLab API client: %w", err)
 	}
