@@ -185,6 +185,7 @@ func TestRun(t *testing.T) {
 		{"notification", []Option{WithRescanInterval(time.Hour), WithDebounce(10 * time.Millisecond)}},
 		{"rescan catches a missed event", []Option{WithNotify(false), WithRescanInterval(20 * time.Millisecond)}},
 	}
+	var loaded atomic.Int32 // the load callback of New still runs under Run's own options
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -192,13 +193,17 @@ func TestRun(t *testing.T) {
 			vol.swap("token", "one")
 			path := filepath.Join(dir, "token")
 			var loads atomic.Int32
-			v, err := New(context.Background(), Files(path), loadFile(path, &loads), tc.opts...)
+			loaded.Store(0)
+			v, err := New(context.Background(), Files(path), loadFile(path, &loads), WithOnLoad(func(error) { loaded.Add(1) }))
 			if err != nil {
 				t.Fatal(err)
 			}
+			if err := v.Run(context.Background(), WithOnLoad(func(error) {})); err == nil {
+				t.Error("Run accepted WithOnLoad")
+			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- v.Run(ctx) }()
+			go func() { done <- v.Run(ctx, tc.opts...) }()
 			vol.swap("token", "two")
 			deadline := time.Now().Add(10 * time.Second)
 			for got, _ := v.Get(); got != "two"; got, _ = v.Get() {
@@ -217,6 +222,9 @@ func TestRun(t *testing.T) {
 			}
 			if got, _ := v.Get(); got != "two" {
 				t.Errorf("after a failed load: %q, want two", got)
+			}
+			if loaded.Load() < 3 {
+				t.Errorf("load callback called %d times, want at least 3 (first, two, bad)", loaded.Load())
 			}
 			cancel()
 			if err := <-done; err != nil {

@@ -3,6 +3,7 @@ package filewatch
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 )
@@ -87,12 +88,25 @@ func (v *Value[T]) Reload(ctx context.Context) (changed bool, err error) {
 	return true, nil
 }
 
-// Run follows the Source (see Watch) and reloads it until ctx ends. A
-// failed reload is logged; the previous value keeps serving.
-func (v *Value[T]) Run(ctx context.Context) error {
-	return watch(ctx, v.opts, v.src.Dirs(), func(ctx context.Context) {
+// Run follows the Source (see Watch) and reloads it until ctx ends. opts
+// are applied over those given to New, for settings known only when the
+// loop starts (a rescan interval); WithOnLoad is refused there. A failed
+// reload is logged; the previous value keeps serving. Run returns nil when
+// ctx ends, an error only for invalid options.
+func (v *Value[T]) Run(ctx context.Context, opts ...Option) error {
+	o := v.opts
+	o.onLoad = nil
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return fmt.Errorf("configuring the file watch: %w", err)
+		}
+	}
+	if o.onLoad != nil {
+		return errors.New("configuring the file watch: WithOnLoad is given to New, not to Run")
+	}
+	return watch(ctx, o, v.src.Dirs(), func(ctx context.Context) {
 		if _, err := v.Reload(ctx); err != nil {
-			v.opts.log.Error("reloading files failed; the previous value keeps serving", "dirs", v.src.Dirs(), "error", err)
+			o.log.Error("reloading files failed; the previous value keeps serving", "dirs", v.src.Dirs(), "error", err)
 		}
 	})
 }
