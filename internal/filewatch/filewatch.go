@@ -90,8 +90,9 @@ func WithNotify(on bool) Option {
 
 // WithOnLoad calls fn after each load of a Value that ran: err is nil when
 // a new value serves, the failure otherwise (the previous value serves).
-// It is not called when a check finds the content unchanged. Only New
-// takes it; Watch refuses it. Default: none.
+// It is not called when a check finds the content unchanged, and it is
+// called before New returns for the first load. Only New takes it; Watch
+// and Run refuse it. Default: none.
 func WithOnLoad(fn func(err error)) Option {
 	return func(o *options) error {
 		if fn == nil {

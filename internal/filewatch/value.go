@@ -91,10 +91,12 @@ func (v *Value[T]) Reload(ctx context.Context) (changed bool, err error) {
 // Run follows the Source (see Watch) and reloads it until ctx ends. opts
 // are applied over those given to New, for settings known only when the
 // loop starts (a rescan interval); WithOnLoad is refused there. A failed
-// reload is logged; the previous value keeps serving. Run returns nil when
+// reload is logged, unless a WithOnLoad callback given to New reports it;
+// the previous value keeps serving. Run returns nil when
 // ctx ends, an error only for invalid options.
 func (v *Value[T]) Run(ctx context.Context, opts ...Option) error {
 	o := v.opts
+	reported := o.onLoad != nil
 	o.onLoad = nil
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -105,7 +107,7 @@ func (v *Value[T]) Run(ctx context.Context, opts ...Option) error {
 		return errors.New("configuring the file watch: WithOnLoad is given to New, not to Run")
 	}
 	return watch(ctx, o, v.src.Dirs(), func(ctx context.Context) {
-		if _, err := v.Reload(ctx); err != nil {
+		if _, err := v.Reload(ctx); err != nil && !reported {
 			o.log.Error("reloading files failed; the previous value keeps serving", "dirs", v.src.Dirs(), "error", err)
 		}
 	})
