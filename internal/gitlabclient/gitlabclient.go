@@ -52,16 +52,22 @@ type options struct {
 // Option configures New.
 type Option func(*options) error
 
+// check returns an Option that applies set when ok, and fails with msg
+// otherwise.
+func check(ok bool, msg string, set func(*options)) Option {
+	return func(o *options) error {
+		if !ok {
+			return errors.New(msg)
+		}
+		set(o)
+		return nil
+	}
+}
+
 // WithToken sets the access token (sent as PRIVATE-TOKEN). Exactly one of
 // WithToken and WithTokenFile is required.
 func WithToken(token string) Option {
-	return func(o *options) error {
-		if strings.TrimSpace(token) == "" {
-			return errors.New("gitlab token must not be empty")
-		}
-		o.token = token
-		return nil
-	}
+	return check(strings.TrimSpace(token) != "", "gitlab token must not be empty", func(o *options) { o.token = token })
 }
 
 // WithTokenFile reads the access token from a file, such as a mounted
@@ -69,86 +75,46 @@ func WithToken(token string) Option {
 // used without a restart. A file that cannot be read or is empty fails the
 // request (a retryable error), never the process.
 func WithTokenFile(path string) Option {
-	return func(o *options) error {
-		if path == "" {
-			return errors.New("gitlab token file must not be empty")
-		}
-		o.tokenFile = path
-		return nil
-	}
+	return check(path != "", "gitlab token file must not be empty", func(o *options) { o.tokenFile = path })
 }
 
 // WithCAFile adds the PEM certificates in path to the system roots when
 // verifying GitLab's certificate (a self-hosted GitLab with a private CA).
 // It conflicts with WithTransport. Default: system roots only.
 func WithCAFile(path string) Option {
-	return func(o *options) error {
-		if path == "" {
-			return errors.New("gitlab CA file must not be empty")
-		}
-		o.caFile = path
-		return nil
-	}
+	return check(path != "", "gitlab CA file must not be empty", func(o *options) { o.caFile = path })
 }
 
 // WithTransport replaces the HTTP transport (tests, proxies, counting
 // wrappers). It conflicts with WithCAFile. Default: a clone of
 // http.DefaultTransport requiring TLS 1.2 or later.
 func WithTransport(rt http.RoundTripper) Option {
-	return func(o *options) error {
-		if rt == nil {
-			return errors.New("transport must not be nil")
-		}
-		o.transport = rt
-		return nil
-	}
+	return check(rt != nil, "transport must not be nil", func(o *options) { o.transport = rt })
 }
 
 // WithTimeout bounds each request. Default: DefaultTimeout.
 func WithTimeout(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("gitlab timeout must be positive, got %s", d)
-		}
-		o.timeout = d
-		return nil
-	}
+	return check(d > 0, fmt.Sprintf("gitlab timeout must be positive, got %s", d), func(o *options) { o.timeout = d })
 }
 
 // WithRetries sets how many times a request failing with 429, 5xx or a
 // connection error is retried, with exponential backoff and jitter between
 // waitMin and waitMax (Retry-After honoured). Default: no retries.
 func WithRetries(n int, waitMin, waitMax time.Duration) Option {
-	return func(o *options) error {
-		if n < 0 || waitMin <= 0 || waitMax < waitMin {
-			return fmt.Errorf("retries %d between %s and %s: want n >= 0 and 0 < min <= max", n, waitMin, waitMax)
-		}
-		o.retries, o.waitMin, o.waitMax = n, waitMin, waitMax
-		return nil
-	}
+	return check(n >= 0 && waitMin > 0 && waitMax >= waitMin,
+		fmt.Sprintf("retries %d between %s and %s: want n >= 0 and 0 < min <= max", n, waitMin, waitMax),
+		func(o *options) { o.retries, o.waitMin, o.waitMax = n, waitMin, waitMax })
 }
 
 // WithUserAgent sets the User-Agent. Default: client-go's.
 func WithUserAgent(ua string) Option {
-	return func(o *options) error {
-		if ua == "" {
-			return errors.New("user agent must not be empty")
-		}
-		o.userAgent = ua
-		return nil
-	}
+	return check(ua != "", "user agent must not be empty", func(o *options) { o.userAgent = ua })
 }
 
 // WithLogger sets the logger of client-go's warnings. Default: discard.
 // Tokens are never logged.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return errors.New("logger must not be nil")
-		}
-		o.log = l
-		return nil
-	}
+	return check(l != nil, "logger must not be nil", func(o *options) { o.log = l })
 }
 
 // New returns a client for the GitLab at baseURL ("https://gitlab.example.com";

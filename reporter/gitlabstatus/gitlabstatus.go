@@ -120,10 +120,8 @@ func WithCAFile(path string) Option { return clientOption(gitlabclient.WithCAFil
 // WithTimeout bounds each request. Default: 15s.
 func WithTimeout(d time.Duration) Option {
 	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("gitlab timeout must be positive, got %s", d)
-		}
-		o.timeout = d
+		o.timeout = d // gitlabclient refuses d <= 0
+		o.client = append(o.client, gitlabclient.WithTimeout(d))
 		return nil
 	}
 }
@@ -138,10 +136,8 @@ func WithTransport(rt http.RoundTripper) Option { return clientOption(gitlabclie
 // WithLogger sets the logger. Default: discard. Tokens are never logged.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
-		if l == nil {
-			return errors.New("logger must not be nil")
-		}
-		o.log = l
+		o.log = l // gitlabclient refuses nil
+		o.client = append(o.client, gitlabclient.WithLogger(l))
 		return nil
 	}
 }
@@ -163,9 +159,8 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 			return nil, err
 		}
 	}
-	copts := append([]gitlabclient.Option{gitlabclient.WithUserAgent("ciel-reporter")}, o.client...)
-	gl, err := gitlabclient.New(context.Background(), baseURL,
-		append(copts, gitlabclient.WithTimeout(o.timeout), gitlabclient.WithLogger(o.log))...)
+	gl, err := gitlabclient.New(context.Background(), baseURL, append([]gitlabclient.Option{
+		gitlabclient.WithUserAgent("ciel-reporter"), gitlabclient.WithTimeout(o.timeout)}, o.client...)...)
 	if err != nil {
 		return nil, err
 	}

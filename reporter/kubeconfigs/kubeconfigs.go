@@ -307,7 +307,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.start(ctx, m, c)
 		w.mu.Unlock()
 	}
-	w.scan(ctx)
+	// Watch scans once the directory is watched, then on every change.
 	err := filewatch.Watch(ctx, dirs, w.scan, append([]filewatch.Option{filewatch.WithLogger(w.opts.log)}, w.opts.watch...)...)
 	w.stopAll()
 	return err
