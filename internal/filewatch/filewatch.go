@@ -23,6 +23,8 @@ import (
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+
+	"github.com/ciel-ci/ciel/internal/option"
 )
 
 // Defaults of the options.
@@ -42,40 +44,28 @@ type options struct {
 // Option configures Watch and New.
 type Option func(*options) error
 
-// check returns an Option that applies set when ok, and fails with msg
-// otherwise.
-func check(ok bool, msg string, set func(*options)) Option {
-	return func(o *options) error {
-		if !ok {
-			return errors.New(msg)
-		}
-		set(o)
-		return nil
-	}
-}
-
 // WithLogger sets the logger. Default: discard. File contents are never
 // logged.
 func WithLogger(l *slog.Logger) Option {
-	return check(l != nil, "logger must not be nil", func(o *options) { o.log = l })
+	return option.Check(l != nil, "logger must not be nil", func(o *options) { o.log = l })
 }
 
 // WithRescanInterval sets how often the files are checked without a
 // notification. Default: DefaultRescanInterval.
 func WithRescanInterval(d time.Duration) Option {
-	return check(d > 0, fmt.Sprintf("rescan interval must be positive, got %s", d), func(o *options) { o.rescan = d })
+	return option.Check(d > 0, fmt.Sprintf("rescan interval must be positive, got %s", d), func(o *options) { o.rescan = d })
 }
 
 // WithDebounce sets how long to wait after a notification before checking,
 // so that a burst of events (a volume update is several) makes one check.
 // Default: DefaultDebounce.
 func WithDebounce(d time.Duration) Option {
-	return check(d >= 0, fmt.Sprintf("debounce must not be negative, got %s", d), func(o *options) { o.debounce = d })
+	return option.Check(d >= 0, fmt.Sprintf("debounce must not be negative, got %s", d), func(o *options) { o.debounce = d })
 }
 
 // WithNotify turns fsnotify on or off; off leaves the periodic rescan
 // alone. Default: on.
-func WithNotify(on bool) Option { return check(true, "", func(o *options) { o.notify = on }) }
+func WithNotify(on bool) Option { return option.Check(true, "", func(o *options) { o.notify = on }) }
 
 // WithOnLoad calls fn after each load of a Value that ran: err is nil when
 // a new value serves, the failure otherwise (the previous value serves).
@@ -83,7 +73,7 @@ func WithNotify(on bool) Option { return check(true, "", func(o *options) { o.no
 // called before New returns for the first load. Only New takes it; Watch
 // and Run refuse it. Default: none.
 func WithOnLoad(fn func(err error)) Option {
-	return check(fn != nil, "load callback must not be nil", func(o *options) { o.onLoad = fn })
+	return option.Check(fn != nil, "load callback must not be nil", func(o *options) { o.onLoad = fn })
 }
 
 func build(opts []Option) (options, error) {

@@ -15,7 +15,6 @@ package gitlabclient
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -27,8 +26,10 @@ import (
 
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 
+	"github.com/ciel-ci/ciel/internal/capool"
 	"github.com/ciel-ci/ciel/internal/filewatch"
 	"github.com/ciel-ci/ciel/internal/httpredirect"
+	"github.com/ciel-ci/ciel/internal/option"
 )
 
 // DefaultTimeout bounds one HTTP request to GitLab.
@@ -52,22 +53,10 @@ type options struct {
 // Option configures New.
 type Option func(*options) error
 
-// check returns an Option that applies set when ok, and fails with msg
-// otherwise.
-func check(ok bool, msg string, set func(*options)) Option {
-	return func(o *options) error {
-		if !ok {
-			return errors.New(msg)
-		}
-		set(o)
-		return nil
-	}
-}
-
 // WithToken sets the access token (sent as PRIVATE-TOKEN). Exactly one of
 // WithToken and WithTokenFile is required.
 func WithToken(token string) Option {
-	return check(strings.TrimSpace(token) != "", "gitlab token must not be empty", func(o *options) { o.token = token })
+	return option.Check(strings.TrimSpace(token) != "", "gitlab token must not be empty", func(o *options) { o.token = token })
 }
 
 // WithTokenFile reads the access token from a file, such as a mounted
@@ -75,46 +64,46 @@ func WithToken(token string) Option {
 // used without a restart. A file that cannot be read or is empty fails the
 // request (a retryable error), never the process.
 func WithTokenFile(path string) Option {
-	return check(path != "", "gitlab token file must not be empty", func(o *options) { o.tokenFile = path })
+	return option.Check(path != "", "gitlab token file must not be empty", func(o *options) { o.tokenFile = path })
 }
 
 // WithCAFile adds the PEM certificates in path to the system roots when
 // verifying GitLab's certificate (a self-hosted GitLab with a private CA).
 // It conflicts with WithTransport. Default: system roots only.
 func WithCAFile(path string) Option {
-	return check(path != "", "gitlab CA file must not be empty", func(o *options) { o.caFile = path })
+	return option.Check(path != "", "gitlab CA file must not be empty", func(o *options) { o.caFile = path })
 }
 
 // WithTransport replaces the HTTP transport (tests, proxies, counting
 // wrappers). It conflicts with WithCAFile. Default: a clone of
 // http.DefaultTransport requiring TLS 1.2 or later.
 func WithTransport(rt http.RoundTripper) Option {
-	return check(rt != nil, "transport must not be nil", func(o *options) { o.transport = rt })
+	return option.Check(rt != nil, "transport must not be nil", func(o *options) { o.transport = rt })
 }
 
 // WithTimeout bounds each request. Default: DefaultTimeout.
 func WithTimeout(d time.Duration) Option {
-	return check(d > 0, fmt.Sprintf("gitlab timeout must be positive, got %s", d), func(o *options) { o.timeout = d })
+	return option.Check(d > 0, fmt.Sprintf("gitlab timeout must be positive, got %s", d), func(o *options) { o.timeout = d })
 }
 
 // WithRetries sets how many times a request failing with 429, 5xx or a
 // connection error is retried, with exponential backoff and jitter between
 // waitMin and waitMax (Retry-After honoured). Default: no retries.
 func WithRetries(n int, waitMin, waitMax time.Duration) Option {
-	return check(n >= 0 && waitMin > 0 && waitMax >= waitMin,
+	return option.Check(n >= 0 && waitMin > 0 && waitMax >= waitMin,
 		fmt.Sprintf("retries %d between %s and %s: want n >= 0 and 0 < min <= max", n, waitMin, waitMax),
 		func(o *options) { o.retries, o.waitMin, o.waitMax = n, waitMin, waitMax })
 }
 
 // WithUserAgent sets the User-Agent. Default: client-go's.
 func WithUserAgent(ua string) Option {
-	return check(ua != "", "user agent must not be empty", func(o *options) { o.userAgent = ua })
+	return option.Check(ua != "", "user agent must not be empty", func(o *options) { o.userAgent = ua })
 }
 
 // WithLogger sets the logger of client-go's warnings. Default: discard.
 // Tokens are never logged.
 func WithLogger(l *slog.Logger) Option {
-	return check(l != nil, "logger must not be nil", func(o *options) { o.log = l })
+	return option.Check(l != nil, "logger must not be nil", func(o *options) { o.log = l })
 }
 
 // New returns a client for the GitLab at baseURL ("https://gitlab.example.com";
@@ -152,9 +141,9 @@ func New(ctx context.Context, baseURL string, opts ...Option) (*gitlab.Client, e
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 		if o.caFile != "" {
-			pool, err := certPool(o.caFile)
+			pool, err := capool.Load(o.caFile)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("verifying GitLab: %w", err)
 			}
 			t.TLSClientConfig.RootCAs = pool
 		}
@@ -179,21 +168,6 @@ func New(ctx context.Context, baseURL string, opts ...Option) (*gitlab.Client, e
 		return nil, fmt.Errorf("creating gitlab client for %s: %w", baseURL, err)
 	}
 	return c, nil
-}
-
-func certPool(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading gitlab CA file: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("gitlab CA file %s holds no PEM certificate", path)
-	}
-	return pool, nil
 }
 
 // fileToken is a gitlab.AuthSource reading the token from a file, again
