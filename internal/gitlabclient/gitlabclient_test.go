@@ -35,6 +35,8 @@ func caFile(t *testing.T, srv *httptest.Server) string {
 	return path
 }
 
+// TestNewRefuses holds the cases of reporter/gitlabstatus's former
+// TestOptions (the validation moved here) and those of the retries.
 func TestNewRefuses(t *testing.T) {
 	dir := t.TempDir()
 	empty := filepath.Join(dir, "empty")
