@@ -30,8 +30,9 @@
 // WithMaxBytes bytes of responses and WithMaxDuration of time. Only paths
 // are decoded (a diff's text is skipped). Past a cap the result is what was
 // read so far with Truncated true, and the policy's truncated branch
-// decides, as when GitLab cuts the payload. The client follows redirects
-// only on the same host (package httpredirect): the token never leaves it.
+// decides, as when GitLab cuts the payload. The client is built by package
+// gitlabclient: it follows redirects only on the same host, so the token
+// never leaves it.
 package gitlabapi
 
 import (
@@ -48,7 +49,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
-	"github.com/ciel-ci/ciel/internal/httpredirect"
+	"github.com/ciel-ci/ciel/internal/gitlabclient"
 	"github.com/ciel-ci/ciel/internal/lru"
 )
 
@@ -103,13 +104,10 @@ var _ gitlab.ChangedFilesSource = (*Source)(nil)
 
 type options struct {
 	httpClient   *http.Client
-	timeout      time.Duration
-	retries      int
+	client       []gitlabclient.Option
 	cacheSize    int
 	maxDiffFiles int
 	logger       *slog.Logger
-	waitMin      time.Duration
-	waitMax      time.Duration
 	limits       limits
 }
 
@@ -136,26 +134,21 @@ func WithHTTPClient(c *http.Client) Option {
 }
 
 // WithTimeout bounds each request. Default: DefaultTimeout.
-func WithTimeout(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("timeout must be positive, got %s", d)
-		}
-		o.timeout = d
-		return nil
-	}
-}
+func WithTimeout(d time.Duration) Option { return clientOption(gitlabclient.WithTimeout(d)) }
 
 // WithRetries sets how many times a request failing with 429, 5xx or a
 // connection error is retried, with exponential backoff and jitter between
 // waitMin and waitMax (Retry-After honoured). Default: DefaultRetries,
 // 100ms to 2s.
 func WithRetries(n int, waitMin, waitMax time.Duration) Option {
+	return clientOption(gitlabclient.WithRetries(n, waitMin, waitMax))
+}
+
+// clientOption passes an option to the client's constructor (package
+// gitlabclient), which validates it.
+func clientOption(co gitlabclient.Option) Option {
 	return func(o *options) error {
-		if n < 0 || waitMin <= 0 || waitMax < waitMin {
-			return fmt.Errorf("retries %d between %s and %s: want n >= 0 and 0 < min <= max", n, waitMin, waitMax)
-		}
-		o.retries, o.waitMin, o.waitMax = n, waitMin, waitMax
+		o.client = append(o.client, co)
 		return nil
 	}
 }
@@ -247,8 +240,8 @@ func WithLogger(l *slog.Logger) Option {
 // New returns a Source for the GitLab at baseURL (https://gitlab.example.com)
 // with an API token (read_api scope suffices).
 func New(baseURL, token string, opts ...Option) (*Source, error) {
-	o := options{timeout: DefaultTimeout, retries: DefaultRetries, cacheSize: DefaultCacheSize,
-		maxDiffFiles: DefaultMaxDiffFiles, waitMin: 100 * time.Millisecond, waitMax: 2 * time.Second,
+	o := options{cacheSize: DefaultCacheSize, maxDiffFiles: DefaultMaxDiffFiles,
+		client: []gitlabclient.Option{gitlabclient.WithTimeout(DefaultTimeout), gitlabclient.WithRetries(DefaultRetries, 100*time.Millisecond, 2*time.Second)},
 		limits: limits{commits: DefaultMaxCommits, pages: DefaultMaxPages, bytes: DefaultMaxBytes, duration: DefaultMaxDuration}}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -264,25 +257,12 @@ func New(baseURL, token string, opts ...Option) (*Source, error) {
 	if o.logger == nil {
 		o.logger = slog.New(slog.DiscardHandler)
 	}
-	hc := o.httpClient
-	if hc == nil {
-		hc = &http.Client{}
+	var rt http.RoundTripper = http.DefaultTransport
+	if o.httpClient != nil && o.httpClient.Transport != nil {
+		rt = o.httpClient.Transport
 	}
-	rt := hc.Transport
-	if rt == nil {
-		rt = http.DefaultTransport
-	}
-	hc = &http.Client{Transport: countingTransport{rt}, Timeout: o.timeout, CheckRedirect: httpredirect.SameHost}
-	copts := []gl.ClientOptionFunc{
-		gl.WithBaseURL(strings.TrimSuffix(baseURL, "/") + "/api/v4"),
-		gl.WithHTTPClient(hc),
-		gl.WithCustomRetryMax(o.retries),
-		gl.WithCustomRetryWaitMinMax(o.waitMin, o.waitMax),
-	}
-	if o.retries == 0 {
-		copts = append(copts, gl.WithoutRetries())
-	}
-	c, err := gl.NewClient(token, copts...)
+	c, err := gitlabclient.New(context.Background(), baseURL, append(o.client, gitlabclient.WithToken(token),
+		gitlabclient.WithTransport(countingTransport{rt}), gitlabclient.WithLogger(o.logger))...)
 	if err != nil {
 		return nil, fmt.Errorf("configuring the GitLab API client: %w", err)
 	}

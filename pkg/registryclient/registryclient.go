@@ -22,14 +22,12 @@ package registryclient
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"syscall"
 	"time"
@@ -38,6 +36,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/ciel-ci/ciel/internal/capool"
 	"github.com/ciel-ci/ciel/internal/logopt"
 )
 
@@ -239,7 +238,7 @@ func New(opts ...Option) (*Client, error) {
 		t := remote.DefaultTransport.(*http.Transport).Clone()
 		t.ResponseHeaderTimeout = o.responseTimeout
 		if o.caFile != "" {
-			pool, err := loadCAFile(o.caFile)
+			pool, err := capool.Load(o.caFile)
 			if err != nil {
 				return nil, err
 			}
@@ -262,22 +261,6 @@ func New(opts ...Option) (*Client, error) {
 		jobs:   o.jobs,
 		logger: o.logger,
 	}, nil
-}
-
-// loadCAFile returns the system roots plus the certificates in path.
-func loadCAFile(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading CA file: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("reading CA file %s: no PEM certificate found", path)
-	}
-	return pool, nil
 }
 
 // RemoteOptions returns the options for go-containerregistry's remote

@@ -13,22 +13,17 @@ package gitlabstatus
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 
-	"github.com/ciel-ci/ciel/internal/httpredirect"
+	"github.com/ciel-ci/ciel/internal/gitlabclient"
 	"github.com/ciel-ci/ciel/reporter/status"
 )
 
@@ -89,97 +84,60 @@ func Code(err error) string {
 }
 
 type options struct {
-	token     string
-	tokenFile string
-	caFile    string
-	timeout   time.Duration
-	userAgent string
-	transport http.RoundTripper
-	log       *slog.Logger
+	client  []gitlabclient.Option
+	timeout time.Duration
+	log     *slog.Logger
 }
 
 // Option configures a Client.
 type Option func(*options) error
 
+// clientOption passes an option to the GitLab client's constructor
+// (package gitlabclient), which validates it.
+func clientOption(co gitlabclient.Option) Option {
+	return func(o *options) error {
+		o.client = append(o.client, co)
+		return nil
+	}
+}
+
 // WithToken sets the GitLab access token (sent as PRIVATE-TOKEN). Exactly
 // one of WithToken and WithTokenFile is required.
 func WithToken(token string) Option {
-	return func(o *options) error {
-		if strings.TrimSpace(token) == "" {
-			return errors.New("gitlab token must not be empty")
-		}
-		o.token = strings.TrimSpace(token)
-		return nil
-	}
+	return clientOption(gitlabclient.WithToken(strings.TrimSpace(token)))
 }
 
 // WithTokenFile reads the access token from a file, such as a mounted
 // Secret, and reads it again whenever the file changes, so a rotated token
 // is used without a restart.
-func WithTokenFile(path string) Option {
-	return func(o *options) error {
-		if path == "" {
-			return errors.New("gitlab token file must not be empty")
-		}
-		o.tokenFile = path
-		return nil
-	}
-}
+func WithTokenFile(path string) Option { return clientOption(gitlabclient.WithTokenFile(path)) }
 
 // WithCAFile adds the PEM certificates in path to the system roots when
 // verifying GitLab's certificate (a self-hosted GitLab with a private CA).
 // Default: system roots only.
-func WithCAFile(path string) Option {
-	return func(o *options) error {
-		if path == "" {
-			return errors.New("gitlab CA file must not be empty")
-		}
-		o.caFile = path
-		return nil
-	}
-}
+func WithCAFile(path string) Option { return clientOption(gitlabclient.WithCAFile(path)) }
 
 // WithTimeout bounds each request. Default: 15s.
 func WithTimeout(d time.Duration) Option {
 	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("gitlab timeout must be positive, got %s", d)
-		}
-		o.timeout = d
+		o.timeout = d // gitlabclient refuses d <= 0
+		o.client = append(o.client, gitlabclient.WithTimeout(d))
 		return nil
 	}
 }
 
 // WithUserAgent sets the User-Agent. Default: "ciel-reporter".
-func WithUserAgent(ua string) Option {
-	return func(o *options) error {
-		if ua == "" {
-			return errors.New("user agent must not be empty")
-		}
-		o.userAgent = ua
-		return nil
-	}
-}
+func WithUserAgent(ua string) Option { return clientOption(gitlabclient.WithUserAgent(ua)) }
 
 // WithTransport replaces the HTTP transport (tests, proxies). It conflicts
 // with WithCAFile. Default: a clone of http.DefaultTransport.
-func WithTransport(rt http.RoundTripper) Option {
-	return func(o *options) error {
-		if rt == nil {
-			return errors.New("transport must not be nil")
-		}
-		o.transport = rt
-		return nil
-	}
-}
+func WithTransport(rt http.RoundTripper) Option { return clientOption(gitlabclient.WithTransport(rt)) }
 
 // WithLogger sets the logger. Default: discard. Tokens are never logged.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
-		if l == nil {
-			return errors.New("logger must not be nil")
-		}
-		o.log = l
+		o.log = l // gitlabclient refuses nil
+		o.client = append(o.client, gitlabclient.WithLogger(l))
 		return nil
 	}
 }
@@ -192,74 +150,21 @@ type Client struct {
 }
 
 // New returns a client for the GitLab at baseURL ("https://gitlab.example.com";
-// "/api/v4" is added when missing).
+// "/api/v4" is added when missing). It does not retry (see the package
+// doc).
 func New(baseURL string, opts ...Option) (*Client, error) {
-	o := options{timeout: 15 * time.Second, userAgent: "ciel-reporter", log: slog.New(slog.DiscardHandler)}
+	o := options{timeout: 15 * time.Second, log: slog.New(slog.DiscardHandler)}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
 		}
 	}
-	switch {
-	case baseURL == "":
-		return nil, errors.New("gitlab base URL must not be empty")
-	case !strings.HasPrefix(baseURL, "https://") && !strings.HasPrefix(baseURL, "http://"):
-		return nil, fmt.Errorf("gitlab base URL %q must start with https:// or http://", baseURL)
-	case o.token == "" && o.tokenFile == "":
-		return nil, errors.New("a gitlab token or token file is required")
-	case o.token != "" && o.tokenFile != "":
-		return nil, errors.New("gitlab token and token file are mutually exclusive")
-	case o.transport != nil && o.caFile != "":
-		return nil, errors.New("gitlab transport and CA file are mutually exclusive")
-	}
-	var auth gitlab.AuthSource = gitlab.AccessTokenAuthSource{Token: o.token}
-	if o.tokenFile != "" {
-		ft := &fileToken{path: o.tokenFile}
-		if _, _, err := ft.Header(context.Background()); err != nil {
-			return nil, err
-		}
-		auth = ft
-	}
-	rt := o.transport
-	if rt == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-		if o.caFile != "" {
-			pool, err := certPool(o.caFile)
-			if err != nil {
-				return nil, err
-			}
-			t.TLSClientConfig.RootCAs = pool
-		}
-		rt = t
-	}
-	gl, err := gitlab.NewAuthSourceClient(auth,
-		gitlab.WithURLWarningLogger(o.log),
-		gitlab.WithBaseURL(baseURL),
-		// The token must not follow a redirect to another host.
-		gitlab.WithHTTPClient(&http.Client{Transport: rt, Timeout: o.timeout, CheckRedirect: httpredirect.SameHost}),
-		gitlab.WithoutRetries(),
-		gitlab.WithUserAgent(o.userAgent),
-	)
+	gl, err := gitlabclient.New(context.Background(), baseURL, append([]gitlabclient.Option{
+		gitlabclient.WithUserAgent("ciel-reporter"), gitlabclient.WithTimeout(o.timeout)}, o.client...)...)
 	if err != nil {
-		return nil, fmt.Errorf("creating gitlab client for %s: %w", baseURL, err)
+		return nil, err
 	}
 	return &Client{gl: gl, timeout: o.timeout, log: o.log}, nil
-}
-
-func certPool(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading gitlab CA file: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("gitlab CA file %s holds no PEM certificate", path)
-	}
-	return pool, nil
 }
 
 // Post sets one commit status. A nil error means GitLab stored it; see
@@ -332,43 +237,4 @@ func retryAfter(v string) time.Duration {
 		}
 	}
 	return 0
-}
-
-// fileToken is a gitlab.AuthSource reading the token from a file, again
-// whenever the file is replaced or modified.
-type fileToken struct {
-	path  string
-	mu    sync.Mutex
-	info  os.FileInfo
-	token string
-}
-
-var _ gitlab.AuthSource = (*fileToken)(nil)
-
-func (*fileToken) Init(context.Context, *gitlab.Client) error { return nil }
-
-func (f *fileToken) Header(context.Context) (string, string, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fi, err := os.Stat(f.path)
-	if err != nil {
-		return "", "", fmt.Errorf("reading gitlab token file: %w", err)
-	}
-	if f.info == nil || !os.SameFile(f.info, fi) || !fi.ModTime().Equal(f.info.ModTime()) || fi.Size() != f.info.Size() {
-		fh, err := os.Open(f.path)
-		if err != nil {
-			return "", "", fmt.Errorf("reading gitlab token file: %w", err)
-		}
-		b, err := io.ReadAll(io.LimitReader(fh, 64<<10))
-		fh.Close()
-		if err != nil {
-			return "", "", fmt.Errorf("reading gitlab token file: %w", err)
-		}
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return "", "", fmt.Errorf("gitlab token file %s is empty", f.path)
-		}
-		f.info, f.token = fi, tok
-	}
-	return gitlab.AccessTokenHeaderName, f.token, nil
 }

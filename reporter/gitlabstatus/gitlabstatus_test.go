@@ -249,36 +249,6 @@ func TestCAFile(t *testing.T) {
 	}
 }
 
-func TestOptions(t *testing.T) {
-	dir := t.TempDir()
-	empty := filepath.Join(dir, "empty")
-	os.WriteFile(empty, []byte("\n"), 0o600)
-	notPEM := filepath.Join(dir, "ca.pem")
-	os.WriteFile(notPEM, []byte("not a certificate"), 0o600)
-	tests := []struct {
-		name string
-		url  string
-		opts []Option
-	}{
-		{"no base URL", "", []Option{WithToken("t")}},
-		{"no scheme", "gitlab.example.com", []Option{WithToken("t")}},
-		{"no token", "https://gitlab.example.com", nil},
-		{"empty token", "https://gitlab.example.com", []Option{WithToken(" ")}},
-		{"token and file", "https://gitlab.example.com", []Option{WithToken("t"), WithTokenFile(empty)}},
-		{"empty token file", "https://gitlab.example.com", []Option{WithTokenFile(empty)}},
-		{"missing token file", "https://gitlab.example.com", []Option{WithTokenFile(filepath.Join(dir, "nope"))}},
-		{"zero timeout", "https://gitlab.example.com", []Option{WithToken("t"), WithTimeout(0)}},
-		{"CA file without certificates", "https://gitlab.example.com", []Option{WithToken("t"), WithCAFile(notPEM)}},
-		{"CA file and transport", "https://gitlab.example.com", []Option{WithToken("t"), WithCAFile(notPEM), WithTransport(http.DefaultTransport)}},
-		{"nil logger", "https://gitlab.example.com", []Option{WithToken("t"), WithLogger(nil)}},
-	}
-	for _, tc := range tests {
-		if _, err := New(tc.url, tc.opts...); err == nil {
-			t.Errorf("%s: New() succeeded, want an error", tc.name)
-		}
-	}
-}
-
 // TestCrossHostRedirectRefused: a GitLab URL that redirects (307, so the
 // POST and its token would be replayed) to another host does not get the
 // status, nor the token, there.

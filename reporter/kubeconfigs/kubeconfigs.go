@@ -5,11 +5,12 @@
 // (its context is cancelled and it is waited for) before the new one starts,
 // a removed file stops its cluster.
 //
-// The directory is watched with fsnotify and, as a fallback for lost events
-// and file systems without notifications, rescanned periodically. It works
-// with Secret and ConfigMap volumes, whose files are symlinks through an
-// atomically swapped "..data" directory: hidden entries are ignored and
-// symlinks followed.
+// The directory is followed with package filewatch: watched with fsnotify
+// and, as a fallback for lost events and file systems without
+// notifications, rescanned periodically. It works with Secret and
+// ConfigMap volumes, whose files are symlinks through an atomically
+// swapped "..data" directory: hidden entries are ignored and symlinks
+// followed.
 //
 // A file that cannot be read or parsed is logged and counted, and does not
 // disturb the other clusters; when it replaces a good kubeconfig, the
@@ -32,10 +33,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/ciel-ci/ciel/internal/filewatch"
 )
 
 // Cluster is one cluster handed to a RunFunc.
@@ -87,12 +89,10 @@ type Status struct {
 
 type options struct {
 	log         *slog.Logger
-	rescan      time.Duration
-	debounce    time.Duration
+	watch       []filewatch.Option
 	stopTimeout time.Duration
 	backoffMin  time.Duration
 	backoffMax  time.Duration
-	notify      bool
 	reg         prometheus.Registerer
 	static      []Cluster
 }
@@ -114,25 +114,17 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithRescanInterval sets how often the directory is read even without a
 // notification. Default: 30s.
-func WithRescanInterval(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("rescan interval must be positive, got %s", d)
-		}
-		o.rescan = d
-		return nil
-	}
-}
+func WithRescanInterval(d time.Duration) Option { return watchOption(filewatch.WithRescanInterval(d)) }
 
 // WithDebounce sets how long to wait after a notification before reading
 // the directory, so that a burst of events (a Secret volume update is
 // several) causes one scan. Default: 200ms.
-func WithDebounce(d time.Duration) Option {
+func WithDebounce(d time.Duration) Option { return watchOption(filewatch.WithDebounce(d)) }
+
+// watchOption passes a filewatch option to the directory watch.
+func watchOption(fo filewatch.Option) Option {
 	return func(o *options) error {
-		if d < 0 {
-			return fmt.Errorf("debounce must not be negative, got %s", d)
-		}
-		o.debounce = d
+		o.watch = append(o.watch, fo)
 		return nil
 	}
 }
@@ -164,12 +156,7 @@ func WithRetryBackoff(min, max time.Duration) Option {
 
 // WithNotify turns fsnotify on or off; off leaves the periodic rescan
 // alone. Default: on.
-func WithNotify(on bool) Option {
-	return func(o *options) error {
-		o.notify = on
-		return nil
-	}
-}
+func WithNotify(on bool) Option { return watchOption(filewatch.WithNotify(on)) }
 
 // WithRegisterer registers the watcher's metrics:
 //
@@ -248,17 +235,17 @@ const maxFileSize = 1 << 20
 func New(dir string, run RunFunc, opts ...Option) (*Watcher, error) {
 	o := options{
 		log:         slog.New(slog.DiscardHandler),
-		rescan:      30 * time.Second,
-		debounce:    200 * time.Millisecond,
 		stopTimeout: 30 * time.Second,
 		backoffMin:  time.Second,
 		backoffMax:  5 * time.Minute,
-		notify:      true,
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err
 		}
+	}
+	if err := filewatch.Validate(o.watch...); err != nil {
+		return nil, err
 	}
 	if run == nil {
 		return nil, errors.New("run function must not be nil")
@@ -306,24 +293,12 @@ func New(dir string, run RunFunc, opts ...Option) (*Watcher, error) {
 // them up to the stop timeout. It fails only when the directory cannot be
 // read at start.
 func (w *Watcher) Run(ctx context.Context) error {
-	var events <-chan fsnotify.Event
-	var errs <-chan error
+	var dirs []string
 	if w.dir != "" {
 		if _, err := os.ReadDir(w.dir); err != nil {
 			return fmt.Errorf("reading kubeconfig directory: %w", err)
 		}
-		if w.opts.notify {
-			fw, err := fsnotify.NewWatcher()
-			if err != nil {
-				w.opts.log.Warn("watching the kubeconfig directory failed, relying on rescans", "dir", w.dir, "error", err)
-			} else {
-				defer fw.Close()
-				if err := fw.Add(w.dir); err != nil {
-					w.opts.log.Warn("watching the kubeconfig directory failed, relying on rescans", "dir", w.dir, "error", err)
-				}
-				events, errs = fw.Events, fw.Errors
-			}
-		}
+		dirs = []string{w.dir}
 	}
 	for _, c := range w.opts.static {
 		w.mu.Lock()
@@ -332,45 +307,10 @@ func (w *Watcher) Run(ctx context.Context) error {
 		w.start(ctx, m, c)
 		w.mu.Unlock()
 	}
-	w.scan(ctx)
-
-	ticker := time.NewTicker(w.opts.rescan)
-	defer ticker.Stop()
-	var debounce *time.Timer
-	var fire <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			if debounce != nil {
-				debounce.Stop()
-			}
-			w.stopAll()
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			w.opts.log.Debug("kubeconfig directory changed", "event", ev.String())
-			if fire == nil {
-				debounce = time.NewTimer(w.opts.debounce)
-				fire = debounce.C
-			}
-		case err, ok := <-errs:
-			if !ok {
-				errs = nil
-				continue
-			}
-			// Typically an event queue overflow: events were lost.
-			w.opts.log.Warn("watching the kubeconfig directory", "error", err)
-			w.scan(ctx)
-		case <-fire:
-			fire, debounce = nil, nil
-			w.scan(ctx)
-		case <-ticker.C:
-			w.scan(ctx)
-		}
-	}
+	// Watch scans once the directory is watched, then on every change.
+	err := filewatch.Watch(ctx, dirs, w.scan, append([]filewatch.Option{filewatch.WithLogger(w.opts.log)}, w.opts.watch...)...)
+	w.stopAll()
+	return err
 }
 
 type file struct {

@@ -1,0 +1,28 @@
+package option
+
+import "testing"
+
+func TestCheck(t *testing.T) {
+	type options struct{ n int }
+	tests := []struct {
+		name    string
+		ok      bool
+		wantErr bool
+		wantN   int
+	}{
+		{"accepted value is set", true, false, 3},
+		{"refused value is not set", false, true, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var o options
+			err := Check(tc.ok, "n must be positive", func(o *options) { o.n = 3 })(&o)
+			if (err != nil) != tc.wantErr || o.n != tc.wantN {
+				t.Errorf("got n %d, error %v; want n %d, error %v", o.n, err, tc.wantN, tc.wantErr)
+			}
+			if err != nil && err.Error() != "n must be positive" {
+				t.Errorf("error %q", err)
+			}
+		})
+	}
+}
