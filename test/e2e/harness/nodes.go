@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -13,9 +14,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -86,9 +89,13 @@ type ClusterNode struct {
 type Cluster struct {
 	*ControlPlane
 	Nodes []*ClusterNode
+	// StuckForks counts the emulated kubelets' forked children killed by
+	// the fork watchdog (see unstickForks).
+	StuckForks atomic.Int64
 
-	cfg    ClusterConfig
-	logger *slog.Logger
+	cfg          ClusterConfig
+	logger       *slog.Logger
+	stopWatchdog []context.CancelFunc
 }
 
 // NodeNames returns the nodes' names.
@@ -413,7 +420,96 @@ func (c *Cluster) startNode(ctx context.Context, i int, spec NodeSpec) (*Cluster
 		return nil, err
 	}
 	n.Kubelet = kubelet
+	if spec.Arch != runtime.GOARCH {
+		wctx, cancel := context.WithCancel(context.Background())
+		c.stopWatchdog = append(c.stopWatchdog, cancel)
+		go unstickForks(wctx, kubelet.Pid, spec.Name, stuckForkAge, c.logger, &c.StuckForks)
+	}
 	return n, nil
+}
+
+// stuckForkAge is how long a forked child of an emulated kubelet may keep
+// its parent's command line (not yet exec'd) before the watchdog kills it.
+const stuckForkAge = 15 * time.Second
+
+// unstickForks works around a qemu-user 7.2 (Debian bookworm) fault: a
+// forked child of a multi-threaded emulated program sometimes deadlocks
+// before it execs (seen: the arm64 kubelet's `mount -t tmpfs` for Tekton's
+// Memory emptyDirs, the child stuck in futex_wait with the kubelet's own
+// command line for minutes, the pod Pending). It kills such children of
+// pid once they are older than maxAge; the kubelet sees the mount
+// fail and retries it (verified: the pod then starts). Normal children
+// exec within microseconds. A real arm64 node has no such fault.
+func unstickForks(ctx context.Context, pid int, node string, maxAge time.Duration, logger *slog.Logger, killed *atomic.Int64) {
+	parent, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return
+	}
+	first := map[int]time.Time{}
+	t := time.NewTicker(maxAge / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		entries, err := os.ReadDir("/proc")
+		if err != nil {
+			continue
+		}
+		now := time.Now()
+		alive := map[int]bool{}
+		for _, e := range entries {
+			child, err := strconv.Atoi(e.Name())
+			if err != nil || procParent(child) != pid {
+				continue
+			}
+			cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", child))
+			if err != nil || !bytes.Equal(cmd, parent) {
+				continue
+			}
+			alive[child] = true
+			since, ok := first[child]
+			if !ok {
+				first[child] = now
+				continue
+			}
+			if now.Sub(since) >= maxAge {
+				if syscall.Kill(child, syscall.SIGKILL) == nil {
+					killed.Add(1)
+					logger.Warn("killed a forked child of the emulated kubelet stuck before exec (qemu-user); the kubelet retries", "node", node, "pid", child, "stuck", now.Sub(since).Round(time.Second))
+				}
+			}
+		}
+		for p := range first {
+			if !alive[p] {
+				delete(first, p)
+			}
+		}
+	}
+}
+
+// procParent returns pid's parent process ID, or -1.
+func procParent(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return -1
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return -1
+	}
+	return ppid
 }
 
 func containerdConfig(dir, pauseImage string) string {
@@ -631,6 +727,12 @@ func (c *Cluster) startCoreDNS(ctx context.Context) error {
 // their volumes), then kubelets, containerd tasks and containerds, then
 // everything else the supervisor started, then mounts, cgroups and bridges.
 func (c *Cluster) Stop() {
+	for _, stop := range c.stopWatchdog {
+		stop()
+	}
+	if n := c.StuckForks.Load(); n > 0 {
+		c.logger.Warn("the fork watchdog killed stuck children of emulated kubelets", "count", n)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	if c.Kube != nil && len(c.Nodes) > 0 {
