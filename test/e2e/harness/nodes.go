@@ -476,8 +476,12 @@ func unstickForks(ctx context.Context, pid int, node string, maxAge time.Duratio
 				continue
 			}
 			if now.Sub(since) >= maxAge {
-				if syscall.Kill(child, syscall.SIGKILL) == nil {
-					killed.Add(1)
+				// Counted before the kill: the parent may go on (and a
+				// reader look) as soon as the child is gone.
+				killed.Add(1)
+				if err := syscall.Kill(child, syscall.SIGKILL); err != nil {
+					killed.Add(-1)
+				} else {
 					logger.Warn("killed a forked child of the emulated kubelet stuck before exec (qemu-user); the kubelet retries", "node", node, "pid", child, "stuck", now.Sub(since).Round(time.Second))
 				}
 			}
