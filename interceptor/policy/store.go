@@ -12,9 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
-
 	"github.com/ciel-ci/ciel/interceptor/engine"
+	"github.com/ciel-ci/ciel/internal/filewatch"
 	"github.com/ciel-ci/ciel/internal/logopt"
 )
 
@@ -108,35 +107,15 @@ func (p *Store) fail(err error) {
 	p.logger.Error("policies not reloaded; the previous set keeps serving", "dir", p.dir, "error", err)
 }
 
-// Run watches and polls the directory until ctx ends.
+// Run watches the directory (package filewatch: fsnotify, a debounce that
+// lets a ConfigMap's ..data swap finish, and a rescan every poll) and
+// reloads on every sign of change until ctx ends; Reload's content hash
+// keeps an unchanged directory from reloading.
 func (p *Store) Run(ctx context.Context, poll time.Duration) {
-	var events <-chan fsnotify.Event
-	if w, err := fsnotify.NewWatcher(); err != nil {
-		p.logger.Warn("watching policies failed; polling only", "error", err)
-	} else {
-		defer w.Close()
-		if err := w.Add(p.dir); err != nil {
-			p.logger.Warn("watching policies failed; polling only", "dir", p.dir, "error", err)
-		} else {
-			events = w.Events
-		}
-	}
-	t := time.NewTicker(poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case _, ok := <-events:
-			if !ok {
-				events = nil
-				continue
-			}
-			// Let a ConfigMap swap finish (several events) before reading.
-			time.Sleep(100 * time.Millisecond)
-		}
-		_, _ = p.Reload()
+	err := filewatch.Watch(ctx, []string{p.dir}, func(context.Context) { _, _ = p.Reload() },
+		filewatch.WithRescanInterval(poll), filewatch.WithDebounce(100*time.Millisecond), filewatch.WithLogger(p.logger))
+	if err != nil {
+		p.logger.Error("watching policies failed", "dir", p.dir, "error", err)
 	}
 }
 
