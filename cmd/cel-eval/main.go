@@ -5,8 +5,8 @@
 package main
 
 import (
+	celeval "github.com/ciel-ci/ciel/cmd/cel-eval/command"
 	"github.com/ciel-ci/ciel/internal/exitcode"
-	"github.com/ciel-ci/ciel/pkg/commands/celeval"
 )
 
 func main() { exitcode.Main("cel-eval", celeval.NewCommand(), celeval.ExitError) }

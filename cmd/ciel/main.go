@@ -1,10 +1,10 @@
 // Command ciel merges per-architecture images into multi-arch indexes and
-// promotes tested indexes to release tags. See pkg/commands/ciel.
+// promotes tested indexes to release tags. See cmd/ciel/command.
 package main
 
 import (
+	ciel "github.com/ciel-ci/ciel/cmd/ciel/command"
 	"github.com/ciel-ci/ciel/internal/exitcode"
-	"github.com/ciel-ci/ciel/pkg/commands/ciel"
 )
 
 func main() { exitcode.Main("ciel", ciel.NewCommand(), ciel.ExitFailed) }

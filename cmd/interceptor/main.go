@@ -1,10 +1,10 @@
 // Command interceptor serves the ciel GitLab ClusterInterceptor for Tekton
-// Triggers. See pkg/commands/interceptor.
+// Triggers. See cmd/interceptor/command.
 package main
 
 import (
+	interceptor "github.com/ciel-ci/ciel/cmd/interceptor/command"
 	"github.com/ciel-ci/ciel/internal/exitcode"
-	"github.com/ciel-ci/ciel/pkg/commands/interceptor"
 )
 
 func main() { exitcode.Main("interceptor", interceptor.NewCommand(), exitcode.Failure) }

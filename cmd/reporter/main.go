@@ -1,10 +1,10 @@
 // Command reporter reports Tekton PipelineRuns to GitLab as commit
-// statuses. See pkg/commands/reporter.
+// statuses. See cmd/reporter/command.
 package main
 
 import (
+	reporter "github.com/ciel-ci/ciel/cmd/reporter/command"
 	"github.com/ciel-ci/ciel/internal/exitcode"
-	"github.com/ciel-ci/ciel/pkg/commands/reporter"
 )
 
 func main() { exitcode.Main("reporter", reporter.NewCommand(), exitcode.Failure) }

@@ -4,7 +4,7 @@ import (
 	"math"
 	"strings"
 
-	"github.com/ciel-ci/ciel/pkg/semver"
+	"github.com/ciel-ci/ciel/internal/semver"
 )
 
 // Facts is what ciel derives from a push or tag push: extensions.push, with
@@ -39,7 +39,7 @@ type Facts struct {
 	Semver            Semver `json:"semver"`
 }
 
-// Semver is the strict SemVer 2.0 reading of a tag name (pkg/semver).
+// Semver is the strict SemVer 2.0 reading of a tag name (internal/semver).
 type Semver struct {
 	Valid        bool   `json:"valid"`
 	Version      string `json:"version"` // canonical, without the "v": 1.2.3-rc.1+build.5

@@ -4,7 +4,7 @@
 // metrics around an interceptor/server.Server, serves them over HTTP or
 // HTTPS, and shuts down cleanly when its context ends.
 //
-// The `interceptor` command (pkg/commands/interceptor) parses flags into a
+// The `interceptor` command (cmd/interceptor/command) parses flags into a
 // Config and calls Run; tests call Run with fake Kubernetes clients.
 //
 // /healthz says the process is alive; /readyz that policies and the TLS

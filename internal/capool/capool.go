@@ -1,7 +1,7 @@
 // Package capool loads the certificate authorities a ciel client trusts:
 // the system roots plus those of a PEM file (a self-hosted GitLab or a
 // registry with a private CA). Every client with a CA file option (package
-// gitlabclient, pkg/registryclient) loads it here.
+// gitlabclient, internal/registryclient) loads it here.
 package capool
 
 import (

@@ -6,11 +6,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	celeval "github.com/ciel-ci/ciel/cmd/cel-eval/command"
+	ciel "github.com/ciel-ci/ciel/cmd/ciel/command"
+	interceptor "github.com/ciel-ci/ciel/cmd/interceptor/command"
+	reporter "github.com/ciel-ci/ciel/cmd/reporter/command"
 	"github.com/ciel-ci/ciel/internal/version"
-	"github.com/ciel-ci/ciel/pkg/commands/celeval"
-	"github.com/ciel-ci/ciel/pkg/commands/ciel"
-	"github.com/ciel-ci/ciel/pkg/commands/interceptor"
-	"github.com/ciel-ci/ciel/pkg/commands/reporter"
 )
 
 // TestEveryCommandSaysItsVersion: --version on each binary's root command

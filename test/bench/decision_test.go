@@ -44,7 +44,7 @@ func BenchmarkDecision(b *testing.B) {
 	header := http.Header{"X-Gitlab-Event": {"Push Hook"}, "Content-Type": {"application/json"}}
 
 	b.Run("ciel", func(b *testing.B) {
-		// As the interceptor command builds it (pkg/commands/interceptor).
+		// As the interceptor command builds it (cmd/interceptor/command).
 		eng, err := engine.New(engine.WithCostProof())
 		if err != nil {
 			b.Fatal(err)

@@ -20,8 +20,8 @@ import (
 	"strings"
 	"testing"
 
+	ciel "github.com/ciel-ci/ciel/cmd/ciel/command"
 	"github.com/ciel-ci/ciel/internal/registrytest"
-	"github.com/ciel-ci/ciel/pkg/commands/ciel"
 	cranecmd "github.com/google/go-containerregistry/cmd/crane/cmd"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"

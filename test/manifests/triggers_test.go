@@ -10,9 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
-	"github.com/ciel-ci/ciel/pkg/platform"
-	"github.com/ciel-ci/ciel/pkg/semver"
+	"github.com/ciel-ci/ciel/internal/semver"
 	"github.com/google/go-cmp/cmp"
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"

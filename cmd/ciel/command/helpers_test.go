@@ -1,0 +1,169 @@
+package command
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/")
+
+// result is what a command run printed and returned.
+type result struct {
+	stdout, stderr string
+	code           int
+	err            error
+}
+
+// run executes the root command as cmd/ciel/main.go does, with env as the
+// environment.
+func run(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	cmd := newRootCmd(func(k string) string { return env[k] })
+	var out, errb bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	cmd.SetArgs(args)
+	err := cmd.ExecuteContext(context.Background())
+	if err != nil {
+		fmt.Fprintln(&errb, "ciel:", err)
+	}
+	return result{stdout: out.String(), stderr: errb.String(), code: ExitCode(err), err: err}
+}
+
+// memRegistry starts go-containerregistry's in-memory registry.
+func memRegistry(t *testing.T) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// platformImage is a small deterministic image for os/arch[/variant]; seed
+// makes images of the same platform differ.
+func platformImage(t *testing.T, platform, seed string) v1.Image {
+	t.Helper()
+	parts := strings.Split(platform, "/")
+	cf := &v1.ConfigFile{OS: parts[0], Architecture: parts[1], RootFS: v1.RootFS{Type: "layers"},
+		Config: v1.Config{Labels: map[string]string{"seed": seed}}}
+	if len(parts) > 2 {
+		cf.Variant = parts[2]
+	}
+	img := mutate.MediaType(empty.Image, types.OCIManifestSchema1)
+	img = mutate.ConfigMediaType(img, types.OCIConfigJSON)
+	img, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+// push writes img to ref (a tag) and returns REPO@DIGEST.
+func push(t *testing.T, ref string, img v1.Image) string {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(r, img); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := img.Digest()
+	return r.Context().Digest(h.String()).String()
+}
+
+// pushIndex writes an index of the given images to tag and returns its digest.
+func pushIndex(t *testing.T, tag string, imgs ...v1.Image) string {
+	t.Helper()
+	var adds []mutate.IndexAddendum
+	for _, img := range imgs {
+		cf, _ := img.ConfigFile()
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: cf.Platform()}})
+	}
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+	ref, err := name.NewTag(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(ref, idx); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := idx.Digest()
+	return h.String()
+}
+
+// headDigest returns what ref points at, "" if nothing.
+func headDigest(t *testing.T, ref string) string {
+	t.Helper()
+	r, err := name.ParseReference(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := remote.Head(r)
+	if err != nil {
+		return ""
+	}
+	return d.Digest.String()
+}
+
+// golden compares got with testdata/file after replacing each key of
+// replace by its value, rewriting the file with -update.
+func golden(t *testing.T, file, got string, replace ...string) {
+	t.Helper()
+	got = strings.NewReplacer(replace...).Replace(got)
+	path := filepath.Join("testdata", file)
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden file (run with -update to create it): %v", err)
+	}
+	if diff := cmp.Diff(string(want), got); diff != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", path, diff)
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// dockerImage is a small image with Docker media types.
+func dockerImage(t *testing.T) v1.Image {
+	t.Helper()
+	img, err := mutate.ConfigFile(empty.Image, &v1.ConfigFile{OS: "linux", Architecture: "amd64", RootFS: v1.RootFS{Type: "layers"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+var errFake = errors.New("fake failure")

@@ -1,0 +1,147 @@
+package command
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ciel-ci/ciel/images/release"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestReleasePromote(t *testing.T) {
+	host := memRegistry(t)
+	repo := host + "/team/app"
+	d1 := pushIndex(t, repo+":1a2b3c4", platformImage(t, "linux/amd64", "1"), platformImage(t, "linux/arm64", "1"))
+	results := t.TempDir()
+
+	// The version comes from the GitLab tag pipeline.
+	r := run(t, map[string]string{"CI_COMMIT_TAG": "v1.4.2"}, "release", "promote", "--from", repo+":1a2b3c4",
+		"--floating", "--require-platforms", "linux/amd64,linux/arm64", "--results-dir", results)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	golden(t, "release-promote.txt", r.stdout, host, "REGISTRY", d1[7:19], "INDEXDIGEST1")
+	for file, want := range map[string]string{
+		"digest":       d1,
+		"url":          repo + ":v1.4.2",
+		"tags":         "v1.4.2,v1.4,v1,latest",
+		"changed-tags": "v1.4.2,v1.4,v1,latest",
+	} {
+		if got := readFile(t, filepath.Join(results, file)); got != want {
+			t.Errorf("result %s = %q, want %q", file, got, want)
+		}
+	}
+
+	// A backport, as JSON: v1.3 moves, v1 and latest are kept.
+	d2 := pushIndex(t, repo+":9f8e7d6", platformImage(t, "linux/amd64", "2"), platformImage(t, "linux/arm64", "2"))
+	r = run(t, nil, "release", "promote", "-o", "json", "--from", repo+":9f8e7d6", "--version", "v1.3.9", "--floating")
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var rep release.Report
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
+	}
+	want := []release.TagResult{
+		{Tag: "v1.3.9", Kind: release.KindExact, New: d2, Action: release.ActionCreate, Reason: "the release itself"},
+		{Tag: "v1.3", Kind: release.KindMinor, New: d2, Action: release.ActionCreate, Reason: "first release in 1.3.x"},
+		{Tag: "v1", Kind: release.KindMajor, Old: d1, Action: release.ActionKeep, Reason: "v1.4.2 is higher"},
+		{Tag: "latest", Kind: release.KindLatest, Old: d1, Action: release.ActionKeep, Reason: "v1.4.2 is higher"},
+	}
+	if diff := cmp.Diff(want, rep.Tags); diff != "" {
+		t.Errorf("tags (-want +got):\n%s", diff)
+	}
+
+	// Re-running is a no-op.
+	r = run(t, nil, "release", "promote", "--from", repo+"@"+d1, "--version", "v1.4.2", "--floating")
+	if r.code != 0 || strings.Count(r.stdout, "unchanged") != 4 {
+		t.Errorf("re-run: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// Another digest for an existing version is refused, unless --force.
+	r = run(t, nil, "release", "promote", "--from", repo+":9f8e7d6", "--version", "v1.4.2")
+	if r.code != ExitFailed || !strings.Contains(r.stderr, "immutable") {
+		t.Errorf("immutable: exit %d: %s", r.code, r.stderr)
+	}
+	if headDigest(t, repo+":v1.4.2") != d1 {
+		t.Fatal("a refused promotion moved v1.4.2")
+	}
+	r = run(t, nil, "release", "promote", "--from", repo+":9f8e7d6", "--version", "v1.4.2", "--force")
+	if r.code != 0 || headDigest(t, repo+":v1.4.2") != d2 {
+		t.Errorf("forced: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+func TestReleasePromoteDryRun(t *testing.T) {
+	host := memRegistry(t)
+	repo := host + "/app"
+	pushIndex(t, repo+":abc", platformImage(t, "linux/amd64", "1"))
+	results := t.TempDir()
+	r := run(t, nil, "release", "promote", "--dry-run", "--from", repo+":abc", "--version", "2.0.0", "--floating", "--results-dir", results)
+	if r.code != 0 {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	if !strings.HasPrefix(r.stdout, "dry run: would promote") {
+		t.Errorf("stdout does not say it is a dry run:\n%s", r.stdout)
+	}
+	for _, tag := range []string{"2.0.0", "2.0", "2", "latest"} {
+		if d := headDigest(t, repo+":"+tag); d != "" {
+			t.Errorf("dry run created %s", tag)
+		}
+	}
+	if got := readFile(t, filepath.Join(results, "changed-tags")); got != "2.0.0,2.0,2,latest" {
+		t.Errorf("changed-tags = %q", got)
+	}
+}
+
+func TestReleasePromoteRefusesImages(t *testing.T) {
+	host := memRegistry(t)
+	repo := host + "/app"
+	single := push(t, repo+":abc", platformImage(t, "linux/amd64", "1"))
+	r := run(t, nil, "release", "promote", "--from", single, "--version", "v1.0.0")
+	if r.code != ExitFailed || !strings.Contains(r.stderr, "single image") {
+		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+	pushIndex(t, repo+":amd", platformImage(t, "linux/amd64", "1"))
+	r = run(t, nil, "release", "promote", "--from", repo+":amd", "--version", "v1.0.0", "--require-platforms", "linux/amd64,linux/arm64")
+	if r.code != ExitFailed || !strings.Contains(r.stderr, "linux/arm64") {
+		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+}
+
+func TestReleaseUsageErrors(t *testing.T) {
+	const from = "reg.example.com/app:abc"
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no subcommand", []string{"release"}, "needs a subcommand"},
+		{"two components", []string{"release", "promote", "--from", from, "--version", "v1.2"}, "exactly three"},
+		{"unprefixed two components", []string{"release", "promote", "--from", from, "--version", "1.4"}, "exactly three"},
+		{"leading zero", []string{"release", "promote", "--from", from, "--version", "v1.02.0"}, "leading zero"},
+		{"no version", []string{"release", "promote", "--from", from}, "--version is required"},
+		{"no from", []string{"release", "promote", "--version", "v1.0.0"}, "--from"},
+		{"bad from", []string{"release", "promote", "--from", "Bad Ref", "--version", "v1.0.0"}, "parsing image reference"},
+		{"bad repo", []string{"release", "promote", "--from", from, "--repo", "reg.example.com/app:tag", "--version", "v1.0.0"}, "parsing repository"},
+		{"bad latest", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "--latest", "sometimes"}, "latest mode"},
+		{"bad prefix", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "--tag-prefix", "V"}, "tag prefix"},
+		{"bad build metadata", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "--build-metadata", "plus"}, "build metadata"},
+		{"bad platforms", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "--require-platforms", "linux"}, "--require-platforms"},
+		{"positional args", []string{"release", "promote", "v1.0.0"}, "takes no arguments"},
+		{"bad output", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "-o", "yaml"}, "--output"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := run(t, nil, tt.args...)
+			if r.code != ExitUsage {
+				t.Fatalf("exit %d, want 2 (stderr %s)", r.code, r.stderr)
+			}
+			if !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("stderr %q does not mention %q", r.stderr, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,219 @@
+package release
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ciel-ci/ciel/images/ociindex"
+	"github.com/ciel-ci/ciel/internal/registryclient"
+	"github.com/ciel-ci/ciel/internal/registrytest"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/validate"
+)
+
+type realEnv struct {
+	reg   *registrytest.Registry
+	proxy *registrytest.Proxy
+	opt   Option
+}
+
+func startReal(t *testing.T) *realEnv {
+	t.Helper()
+	reg := registrytest.Start(t)
+	proxy := registrytest.NewProxy(t, reg)
+	c, err := registryclient.New(registryclient.WithRetry(4, 5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &realEnv{reg: reg, proxy: proxy, opt: WithRemoteOptions(c.RemoteOptions(context.Background())...)}
+}
+
+// writes lists the requests that change the registry.
+func writes(p *registrytest.Proxy) []string {
+	var out []string
+	for _, r := range p.Requests() {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			out = append(out, r.String())
+		}
+	}
+	return out
+}
+
+func TestRealPromote(t *testing.T) {
+	e := startReal(t)
+	direct := e.reg.Host + "/team/app"
+	repo := e.proxy.Host + "/team/app"
+	d142 := multiArch(t, direct+":1a2b3c4", "linux/amd64", "linux/arm64")
+	e.proxy.Reset()
+
+	rep, err := Promote(bg, ref(t, repo+":1a2b3c4"), repoOf(t, repo), mustParse(t, "v1.4.2"),
+		WithRules(Rules{Floating: true}), e.opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Changed()) != 4 {
+		t.Fatalf("changed %v, want 4 tags", rep.Changed())
+	}
+	// A promotion is manifest PUTs only: no blob is read, checked or copied.
+	// Reads and writes share one API version check (registryclient).
+	counts := e.proxy.Counts()
+	want := map[string]int{
+		"GET ping": 1, "GET manifest": 1, "GET tags": 1,
+		"PUT manifest": 4, "HEAD manifest": 4, // four PUTs, each verified
+	}
+	if diff := cmp.Diff(want, counts); diff != "" {
+		t.Errorf("requests (-want +got):\n%s\n%s", diff, e.proxy.Log())
+	}
+	// Registry 2.8 serves the OCI index (right Accept header) with the
+	// promoted digest under every tag.
+	for _, tag := range []string{"v1.4.2", "v1.4", "v1", "latest"} {
+		idx, err := remote.Index(ref(t, direct+":"+tag))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h, _ := idx.Digest(); h.String() != d142 {
+			t.Errorf("%s serves %s, want %s", tag, h, d142)
+		}
+	}
+
+	// Re-running reads only.
+	e.proxy.Reset()
+	if _, err := Promote(bg, ref(t, repo+"@"+d142), repoOf(t, repo), mustParse(t, "v1.4.2"), WithRules(Rules{Floating: true}), e.opt); err != nil {
+		t.Fatal(err)
+	}
+	if w := writes(e.proxy); len(w) != 0 {
+		t.Errorf("a re-run wrote: %v", w)
+	}
+
+	// A backport moves v1.3 only; a dry run of it writes nothing.
+	d139 := multiArch(t, direct+":9f8e7d6", "linux/amd64", "linux/arm64")
+	e.proxy.Reset()
+	dry, err := Promote(bg, ref(t, repo+":9f8e7d6"), repoOf(t, repo), mustParse(t, "v1.3.9"), WithRules(Rules{Floating: true}), WithDryRun(true), e.opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := writes(e.proxy); len(w) != 0 {
+		t.Errorf("a dry run wrote: %v", w)
+	}
+	rep, err = Promote(bg, ref(t, repo+":9f8e7d6"), repoOf(t, repo), mustParse(t, "v1.3.9"), WithRules(Rules{Floating: true}), e.opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(actions(dry), actions(rep)); diff != "" {
+		t.Errorf("dry run and real run differ (-dry +real):\n%s", diff)
+	}
+	if got := map[string]string{"v1.3": head(t, direct+":v1.3"), "v1": head(t, direct+":v1"), "latest": head(t, direct+":latest")}; got["v1.3"] != d139 || got["v1"] != d142 || got["latest"] != d142 {
+		t.Errorf("after the backport: %v", got)
+	}
+}
+
+func TestRealPromoteRefusalWritesNothing(t *testing.T) {
+	e := startReal(t)
+	direct := e.reg.Host + "/team/app"
+	repo := e.proxy.Host + "/team/app"
+	multiArch(t, direct+":a", "linux/amd64", "linux/arm64")
+	multiArch(t, direct+":b", "linux/amd64", "linux/arm64")
+	amd := multiArch(t, direct+":amd", "linux/amd64")
+	if _, err := Promote(bg, ref(t, repo+":a"), repoOf(t, repo), mustParse(t, "v1.0.0"), e.opt); err != nil {
+		t.Fatal(err)
+	}
+	e.proxy.Reset()
+	_, err := Promote(bg, ref(t, repo+":b"), repoOf(t, repo), mustParse(t, "v1.0.0"), WithRules(Rules{Floating: true}), e.opt)
+	if !errors.Is(err, ErrImmutable) {
+		t.Fatalf("err = %v, want ErrImmutable", err)
+	}
+	_, err = Promote(bg, ref(t, repo+"@"+amd), repoOf(t, repo), mustParse(t, "v2.0.0"), e.opt,
+		WithRequirePlatforms(mustPlatform(t, "linux/amd64"), mustPlatform(t, "linux/arm64")))
+	if err == nil || !strings.Contains(err.Error(), "linux/arm64") {
+		t.Fatalf("err = %v, want a missing linux/arm64", err)
+	}
+	if w := writes(e.proxy); len(w) != 0 {
+		t.Errorf("refused promotions wrote: %v", w)
+	}
+}
+
+func TestRealPromoteAcrossRepositoriesMountsOnly(t *testing.T) {
+	e := startReal(t)
+	d := multiArch(t, e.reg.Host+"/team/app-ci:1a2b3c4", "linux/amd64", "linux/arm64")
+	e.proxy.Reset()
+	rep, err := Promote(bg, ref(t, e.proxy.Host+"/team/app-ci:1a2b3c4"), repoOf(t, e.proxy.Host+"/team/app"), mustParse(t, "v1.0.0"), e.opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Linked {
+		t.Error("report does not say the index was linked")
+	}
+	counts := e.proxy.Counts()
+	// Two images of two layers and a config each: six mounts, and no blob
+	// downloaded or uploaded.
+	if counts["POST mount"] != 6 || counts["GET blob"] != 0 || counts["PATCH upload"]+counts["PUT upload"]+counts["POST upload"] != 0 {
+		t.Errorf("blob traffic: %s\n%s", e.proxy.SortedCounts(), e.proxy.Log())
+	}
+	idx, err := remote.Index(ref(t, e.reg.Host+"/team/app:v1.0.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := idx.Digest(); h.String() != d {
+		t.Errorf("digest %s, want %s", h, d)
+	}
+	if err := validate.Index(idx); err != nil {
+		t.Errorf("validate.Index in the target repository: %v", err)
+	}
+}
+
+func TestRealPromoteRetries500(t *testing.T) {
+	e := startReal(t)
+	repo := e.proxy.Host + "/team/app"
+	d := multiArch(t, e.reg.Host+"/team/app:1a2b3c4", "linux/amd64")
+	e.proxy.Reset()
+	e.proxy.Inject(registrytest.Fault{Method: http.MethodPut, Kind: registrytest.KindManifest, Status: 500, Times: 2})
+	if _, err := Promote(bg, ref(t, repo+":1a2b3c4"), repoOf(t, repo), mustParse(t, "v1.0.0"), e.opt); err != nil {
+		t.Fatalf("Promote: %v\n%s", err, e.proxy.Log())
+	}
+	if n := e.proxy.Count(http.MethodPut, registrytest.KindManifest); n != 3 {
+		t.Errorf("%d PUTs, want 3 (two answered 500)\n%s", n, e.proxy.Log())
+	}
+	if head(t, e.reg.Host+"/team/app:v1.0.0") != d {
+		t.Error("v1.0.0 does not point at the index")
+	}
+}
+
+// TestRealPromoteRefusesAnotherCommit: on the real registry, the index a
+// branch pushed under the commit tag (here: one built from another commit,
+// as a rewritten tag would hold) is refused by digest, and nothing is
+// written; the index built from the tagged commit is released.
+func TestRealPromoteRefusesAnotherCommit(t *testing.T) {
+	e := startReal(t)
+	direct := e.reg.Host + "/team/app"
+	repo := e.proxy.Host + "/team/app"
+	commit := strings.Repeat("c3", 20)
+	rewritten := multiArchOf(t, direct+":sha-"+commit, strings.Repeat("d4", 20), "linux/amd64", "linux/arm64")
+	e.proxy.Reset()
+	_, err := Promote(bg, ref(t, repo+"@"+rewritten), repoOf(t, repo), mustParse(t, "v1.0.0"),
+		WithRules(Rules{Floating: true}), WithRevision(commit), e.opt)
+	if !errors.Is(err, ociindex.ErrRevision) {
+		t.Fatalf("err = %v, want ErrRevision", err)
+	}
+	if w := writes(e.proxy); len(w) != 0 {
+		t.Errorf("the refused promotion wrote: %v", w)
+	}
+	built := multiArchOf(t, direct+":sha-"+commit, commit, "linux/amd64", "linux/arm64")
+	rep, err := Promote(bg, ref(t, repo+"@"+built), repoOf(t, repo), mustParse(t, "v1.0.0"),
+		WithRules(Rules{Floating: true}), WithRevision(commit), e.opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tag := range []string{"v1.0.0", "v1.0", "v1", "latest"} {
+		if got := head(t, direct+":"+tag); got != built {
+			t.Errorf("%s = %s, want %s", tag, got, built)
+		}
+	}
+	if rep.Digest != built {
+		t.Errorf("released %s, want %s", rep.Digest, built)
+	}
+}

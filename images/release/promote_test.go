@@ -1,0 +1,358 @@
+package release
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/ciel-ci/ciel/images/ociindex"
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+var bg = context.Background()
+
+func memRegistry(t testing.TB) string {
+	t.Helper()
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+// multiArch pushes an index of random images for platforms to ref (a tag)
+// and returns its digest.
+func multiArch(t testing.TB, ref string, platforms ...string) string {
+	t.Helper()
+	return multiArchOf(t, ref, "", platforms...)
+}
+
+// multiArchOf is multiArch with the index annotated as built from the
+// commit revision ("" adds no annotation).
+func multiArchOf(t testing.TB, ref, revision string, platforms ...string) string {
+	t.Helper()
+	var adds []mutate.IndexAddendum
+	for _, s := range platforms {
+		p, err := ociindex.ParsePlatform(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := random.Image(256, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf, _ := img.ConfigFile()
+		cf = cf.DeepCopy()
+		cf.OS, cf.Architecture, cf.Variant = p.OS, p.Architecture, p.Variant
+		if img, err = mutate.ConfigFile(img, cf); err != nil {
+			t.Fatal(err)
+		}
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+	}
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+	if revision != "" {
+		idx = mutate.Annotations(idx, map[string]string{ociindex.AnnotationRevision: revision}).(v1.ImageIndex)
+	}
+	tag, err := name.NewTag(ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.WriteIndex(tag, idx); err != nil {
+		t.Fatal(err)
+	}
+	h, _ := idx.Digest()
+	return h.String()
+}
+
+func ref(t testing.TB, s string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func repoOf(t testing.TB, s string) name.Repository {
+	t.Helper()
+	r, err := name.NewRepository(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func head(t testing.TB, s string) string {
+	t.Helper()
+	d, err := remote.Head(ref(t, s))
+	if err != nil {
+		if ociindex.IsNotFound(err) {
+			return ""
+		}
+		t.Fatal(err)
+	}
+	return d.Digest.String()
+}
+
+// actions summarises a report as tag -> action.
+func actions(r *Report) map[string]Action {
+	m := map[string]Action{}
+	for _, t := range r.Tags {
+		m[t.Tag] = t.Action
+	}
+	return m
+}
+
+func TestPromote(t *testing.T) {
+	host := memRegistry(t)
+	repo := host + "/team/app"
+	d142 := multiArch(t, repo+":1a2b3c4", "linux/amd64", "linux/arm64")
+	floating := WithRules(Rules{Floating: true})
+
+	rep, err := Promote(bg, ref(t, repo+":1a2b3c4"), repoOf(t, repo), mustParse(t, "v1.4.2"), floating,
+		WithRequirePlatforms(v1.Platform{OS: "linux", Architecture: "amd64"}, v1.Platform{OS: "linux", Architecture: "arm64"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Action{"v1.4.2": ActionCreate, "v1.4": ActionCreate, "v1": ActionCreate, "latest": ActionCreate}
+	if diff := cmp.Diff(want, actions(rep)); diff != "" {
+		t.Errorf("actions (-want +got):\n%s", diff)
+	}
+	if rep.Digest != d142 || rep.Source != repo+"@"+d142 || rep.Linked {
+		t.Errorf("report header = %+v", rep)
+	}
+	for _, tag := range []string{"v1.4.2", "v1.4", "v1", "latest"} {
+		if got := head(t, repo+":"+tag); got != d142 {
+			t.Errorf("%s points at %q, want %s", tag, got, d142)
+		}
+	}
+
+	// Re-running the release is a no-op.
+	rep, err = Promote(bg, ref(t, repo+"@"+d142), repoOf(t, repo), mustParse(t, "v1.4.2"), floating)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Changed()) != 0 {
+		t.Errorf("re-run changed %v", rep.Changed())
+	}
+	if diff := cmp.Diff([]string{"v1.4.2", "v1.4", "v1", "latest"}, rep.Current()); diff != "" {
+		t.Errorf("Current (-want +got):\n%s", diff)
+	}
+
+	// A backport moves only its minor tag.
+	d139 := multiArch(t, repo+":9f8e7d6", "linux/amd64", "linux/arm64")
+	rep, err = Promote(bg, ref(t, repo+":9f8e7d6"), repoOf(t, repo), mustParse(t, "v1.3.9"), floating)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]Action{"v1.3.9": ActionCreate, "v1.3": ActionCreate, "v1": ActionKeep, "latest": ActionKeep}
+	if diff := cmp.Diff(want, actions(rep)); diff != "" {
+		t.Errorf("backport actions (-want +got):\n%s", diff)
+	}
+	if head(t, repo+":v1") != d142 || head(t, repo+":latest") != d142 || head(t, repo+":v1.3") != d139 {
+		t.Error("the backport moved the wrong tags")
+	}
+	for _, tr := range rep.Tags {
+		if tr.Action == ActionKeep && (tr.Old != d142 || tr.New != "") {
+			t.Errorf("kept tag %+v: want old %s and no new digest", tr, d142)
+		}
+	}
+
+	// A patch release moves every floating tag.
+	d143 := multiArch(t, repo+":5e6f7a8", "linux/amd64", "linux/arm64")
+	rep, err = Promote(bg, ref(t, repo+":5e6f7a8"), repoOf(t, repo), mustParse(t, "v1.4.3"), floating)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]Action{"v1.4.3": ActionCreate, "v1.4": ActionMove, "v1": ActionMove, "latest": ActionMove}
+	if diff := cmp.Diff(want, actions(rep)); diff != "" {
+		t.Errorf("patch actions (-want +got):\n%s", diff)
+	}
+	if head(t, repo+":latest") != d143 {
+		t.Error("latest did not move to v1.4.3")
+	}
+}
+
+func TestPromoteRefusals(t *testing.T) {
+	host := memRegistry(t)
+	repo := host + "/team/app"
+	good := multiArch(t, repo+":good", "linux/amd64", "linux/arm64")
+	other := multiArch(t, repo+":other", "linux/amd64", "linux/arm64")
+	multiArch(t, repo+":amdonly", "linux/amd64")
+	img, _ := random.Image(64, 1)
+	if err := remote.Write(ref(t, repo+":single"), img); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Promote(bg, ref(t, repo+":good"), repoOf(t, repo), mustParse(t, "v1.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Tag(ref(t, repo+":other").Context().Tag("2.0.0"), mustGet(t, repo+":other")); err != nil {
+		t.Fatal(err)
+	}
+	armRequired := WithRequirePlatforms(v1.Platform{OS: "linux", Architecture: "arm64"})
+
+	tests := []struct {
+		name    string
+		from    string
+		version string
+		opts    []Option
+		wantErr error
+		want    string
+	}{
+		{name: "single image", from: repo + ":single", version: "v9.0.0", wantErr: ociindex.ErrNotIndex, want: "single image"},
+		{name: "missing platform", from: repo + ":amdonly", version: "v9.0.0", opts: []Option{armRequired}, wantErr: ociindex.ErrMissingPlatform, want: "linux/arm64"},
+		{name: "immutable exact tag", from: repo + ":other", version: "v1.0.0", wantErr: ErrImmutable, want: "v1.0.0 already points at " + good},
+		{name: "immutable under another spelling", from: repo + ":good", version: "v2.0.0", wantErr: ErrImmutable, want: "2.0.0 already points at " + other},
+		{name: "missing source", from: repo + ":nope", version: "v9.0.0", want: "reading"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := head(t, repo+":v9.0.0")
+			_, err := Promote(bg, ref(t, tt.from), repoOf(t, repo), mustParse(t, tt.version), tt.opts...)
+			if err == nil || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %v containing %q", err, tt.wantErr, tt.want)
+			}
+			if head(t, repo+":v9.0.0") != before {
+				t.Error("a refused promotion wrote a tag")
+			}
+		})
+	}
+	if head(t, repo+":v1.0.0") != good {
+		t.Fatal("a refused promotion moved v1.0.0")
+	}
+
+	// --force overrides immutability.
+	rep, err := Promote(bg, ref(t, repo+":other"), repoOf(t, repo), mustParse(t, "v1.0.0"), WithForce(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Tags[0].Action != ActionMove || rep.Tags[0].Old != good || head(t, repo+":v1.0.0") != other {
+		t.Errorf("forced promotion: %+v", rep.Tags[0])
+	}
+}
+
+func mustGet(t testing.TB, s string) *remote.Descriptor {
+	t.Helper()
+	d, err := remote.Get(ref(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func TestPromoteDryRun(t *testing.T) {
+	host := memRegistry(t)
+	repo := host + "/app"
+	d1 := multiArch(t, repo+":a", "linux/amd64")
+	if _, err := Promote(bg, ref(t, repo+":a"), repoOf(t, repo), mustParse(t, "1.0.0"), WithRules(Rules{Floating: true})); err != nil {
+		t.Fatal(err)
+	}
+	multiArch(t, repo+":b", "linux/amd64")
+	rep, err := Promote(bg, ref(t, repo+":b"), repoOf(t, repo), mustParse(t, "1.1.0"), WithRules(Rules{Floating: true}), WithDryRun(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Action{"1.1.0": ActionCreate, "1.1": ActionCreate, "1": ActionMove, "latest": ActionMove}
+	if diff := cmp.Diff(want, actions(rep)); diff != "" {
+		t.Errorf("dry-run actions (-want +got):\n%s", diff)
+	}
+	if !rep.DryRun || head(t, repo+":1.1.0") != "" || head(t, repo+":latest") != d1 {
+		t.Error("a dry run changed the repository")
+	}
+}
+
+func TestPromoteAcrossRepositories(t *testing.T) {
+	host := memRegistry(t)
+	d := multiArch(t, host+"/team/app-ci:1a2b3c4", "linux/amd64", "linux/arm64")
+	rep, err := Promote(bg, ref(t, host+"/team/app-ci:1a2b3c4"), repoOf(t, host+"/team/app"), mustParse(t, "v1.0.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Linked || head(t, host+"/team/app:v1.0.0") != d {
+		t.Errorf("report %+v; v1.0.0 -> %s, want %s", rep, head(t, host+"/team/app:v1.0.0"), d)
+	}
+	idx, err := remote.Index(ref(t, host+"/team/app:v1.0.0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	for _, m := range im.Manifests {
+		if head(t, host+"/team/app@"+m.Digest.String()) == "" {
+			t.Errorf("child %s is missing from the target repository", m.Digest)
+		}
+	}
+}
+
+func TestPromoteOptionsValidate(t *testing.T) {
+	for _, opt := range []Option{
+		WithRules(Rules{Latest: "maybe"}),
+		WithRequirePlatforms(v1.Platform{Architecture: "amd64"}),
+		WithLogger(nil),
+	} {
+		if _, err := Promote(bg, ref(t, "reg.invalid/app:x"), repoOf(t, "reg.invalid/app"), mustParse(t, "v1.0.0"), opt); err == nil {
+			t.Error("an invalid option was accepted")
+		}
+	}
+}
+
+func mustPlatform(t testing.TB, s string) v1.Platform {
+	t.Helper()
+	p, err := ociindex.ParsePlatform(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestPromoteRevision(t *testing.T) {
+	host := memRegistry(t)
+	repo := host + "/team/app"
+	commit := strings.Repeat("a1", 20)
+	other := strings.Repeat("b2", 20)
+	built := multiArchOf(t, repo+":sha-"+commit, commit, "linux/amd64", "linux/arm64")
+	wrong := multiArchOf(t, repo+":wrong", other, "linux/amd64", "linux/arm64")
+	bare := multiArch(t, repo+":bare", "linux/amd64", "linux/arm64")
+	short := multiArchOf(t, repo+":short", commit[:8], "linux/amd64", "linux/arm64")
+
+	tests := []struct {
+		name, from, want string
+	}{
+		{name: "built from another commit", from: repo + "@" + wrong, want: `is "` + other + `", not the commit ` + commit},
+		{name: "no revision annotation", from: repo + "@" + bare, want: "has no org.opencontainers.image.revision annotation"},
+		{name: "abbreviated revision", from: repo + "@" + short, want: `is "` + commit[:8] + `"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Promote(bg, ref(t, tt.from), repoOf(t, repo), mustParse(t, "v1.0.0"), WithRevision(commit))
+			if !errors.Is(err, ociindex.ErrRevision) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want ErrRevision containing %q", err, tt.want)
+			}
+			if head(t, repo+":v1.0.0") != "" {
+				t.Fatal("a refused promotion wrote v1.0.0")
+			}
+		})
+	}
+	rep, err := Promote(bg, ref(t, repo+"@"+built), repoOf(t, repo), mustParse(t, "v1.0.0"), WithRevision(commit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Digest != built || head(t, repo+":v1.0.0") != built {
+		t.Errorf("released %s (v1.0.0 at %s), want %s", rep.Digest, head(t, repo+":v1.0.0"), built)
+	}
+	for _, bad := range []string{commit[:12], strings.ToUpper(commit), "sha-" + commit, commit + "\n"} {
+		if _, err := Promote(bg, ref(t, repo+"@"+built), repoOf(t, repo), mustParse(t, "v1.0.1"), WithRevision(bad)); err == nil ||
+			!strings.Contains(err.Error(), "not a full commit SHA") {
+			t.Errorf("WithRevision(%q): err = %v, want a refusal", bad, err)
+		}
+	}
+}
