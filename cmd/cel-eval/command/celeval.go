@@ -1,4 +1,4 @@
-// Package celeval is the cel-eval command: CEL expressions and ciel
+// Package command is the cel-eval command: CEL expressions and ciel
 // policies evaluated offline against GitLab webhook files, with exactly the
 // engine the ClusterInterceptor runs (interceptor/engine).
 package command

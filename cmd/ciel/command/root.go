@@ -1,4 +1,4 @@
-// Package ciel holds the cobra commands of the `ciel` binary:
+// Package command holds the cobra commands of the `ciel` binary:
 //
 //	ciel index create    merge per-architecture images into one multi-arch index
 //	ciel index inspect   print the platforms, digests, media types and sizes of an index

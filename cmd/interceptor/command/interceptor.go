@@ -1,4 +1,4 @@
-// Package interceptor holds the cobra command of the `interceptor` binary:
+// Package command holds the cobra command of the `interceptor` binary:
 // the ciel GitLab ClusterInterceptor (package
 // github.com/ciel-ci/ciel/interceptor/server) served over HTTPS. The
 // command parses flags and builds the cluster clients; the process itself

@@ -1,4 +1,4 @@
-// Package reporter holds the cobra command of the `reporter` binary: it
+// Package command holds the cobra command of the `reporter` binary: it
 // watches the PipelineRuns ciel's TriggerTemplates create, in one or more
 // clusters, and reports them to GitLab as commit statuses (package
 // github.com/ciel-ci/ciel/reporter).
