@@ -81,7 +81,7 @@ func TestRunLifecycle(t *testing.T) {
 		}
 	}
 
-	body, err := os.ReadFile("../../policies/testdata/push.json")
+	body, err := os.ReadFile("../gitlab/testdata/push.json")
 	if err != nil {
 		t.Fatal(err)
 	}

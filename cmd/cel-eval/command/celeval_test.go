@@ -14,8 +14,8 @@ import (
 
 const (
 	pushRequest = "../../../policies/testdata/push-src.http"
-	pushBody    = "../../../policies/testdata/push.json"
-	docsBody    = "../../../policies/testdata/docs_only_push.json"
+	pushBody    = "../../../interceptor/gitlab/testdata/push.json"
+	docsBody    = "../../../interceptor/gitlab/testdata/docs_only_push.json"
 	policyFile  = "../../../policies/build-on-change.yaml"
 )
 
@@ -215,9 +215,12 @@ func TestTestSubcommand(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	for _, f := range []string{"push.json"} {
-		b, _ := os.ReadFile(filepath.Join("../../../policies/testdata", f))
-		os.WriteFile(filepath.Join(dir, f), b, 0o644)
+	b, err := os.ReadFile(pushBody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "push.json"), b, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	failing := filepath.Join(dir, "p.yaml")
 	os.WriteFile(failing, []byte(`name: wrong

@@ -65,7 +65,7 @@ func TestFloodOfLargeWrongTokenRequests(t *testing.T) {
 	msg := strings.Repeat("a \\\"quoted\\\" line\\n", (floodBytes-2000)/24)
 	huge := envelope(`{"object_kind":"push","ref":"refs/heads/main","before":"9aa048df6ad5ec4d4fbc7ae9bb50a2e1b8c1d7b1","after":"c95fc90a6c6e4f4bb0fa2c4e30c2f1a0b5f5a0c1","commits":[{"id":"c95fc90a6c6e4f4bb0fa2c4e30c2f1a0b5f5a0c1","message":"`+msg+`"}]}`, "wrong", "flood")
 	t.Logf("flood request: %d bytes", len(huge))
-	legitBody, err := os.ReadFile("../../../policies/testdata/push.json")
+	legitBody, err := os.ReadFile("../../../interceptor/gitlab/testdata/push.json")
 	if err != nil {
 		t.Fatal(err)
 	}

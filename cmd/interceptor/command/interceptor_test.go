@@ -149,7 +149,7 @@ func TestRealBinaryOverTLS(t *testing.T) {
 	if code, body := get("/readyz"); code != 200 {
 		t.Fatalf("/readyz %d %s\n%s", code, body, logs)
 	}
-	body, _ := os.ReadFile("../../../policies/testdata/push.json")
+	body, _ := os.ReadFile("../../../interceptor/gitlab/testdata/push.json")
 	post := func(token, uuid string) triggersv1.InterceptorResponse {
 		return postInterceptor(t, client, base, triggersv1.InterceptorRequest{
 			Body:   string(body),
