@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/interpreter"
 )
 
@@ -19,8 +21,13 @@ func WithNamespace(ctx context.Context, namespace string) context.Context {
 
 // NamespaceFrom returns the namespace set by WithNamespace.
 func NamespaceFrom(ctx context.Context) (string, bool) {
-	ns, ok := ctx.Value(namespaceKey{}).(string)
-	return ns, ok
+	return contextValue[string](ctx, namespaceKey{})
+}
+
+// contextValue returns the value of ctx under key, if it is a T.
+func contextValue[T any](ctx context.Context, key any) (T, bool) {
+	v, ok := ctx.Value(key).(T)
+	return v, ok
 }
 
 // contextVar names the activation entry that carries the request context to
@@ -61,6 +68,25 @@ func (a *requestActivation) ResolveName(name string) (any, bool) {
 
 func (a *requestActivation) Parent() interpreter.Activation { return a.parent }
 
+// execArgs evaluates the arguments of a call planned by one of our
+// decorators (pathCall, compareSecretCall), as cel-go evaluates a call's:
+// the first error, else the merged unknowns, stops the call (stop).
+func execArgs(frame *interpreter.ExecutionFrame, args []interpreter.InterpretableV2) (vals []ref.Val, stop ref.Val) {
+	vals = make([]ref.Val, len(args))
+	var unknown *types.Unknown
+	for i, a := range args {
+		vals[i] = a.Exec(frame)
+		if types.IsError(vals[i]) {
+			return nil, vals[i]
+		}
+		unknown, _ = types.MaybeMergeUnknowns(vals[i], unknown)
+	}
+	if unknown != nil {
+		return nil, unknown
+	}
+	return vals, nil
+}
+
 // requestContext finds the request context in an evaluation's activation.
 func requestContext(vars interpreter.Activation) (context.Context, bool) {
 	v, ok := vars.ResolveName(contextVar)
@@ -85,8 +111,7 @@ func WithCostLimit(ctx context.Context, limit uint64) context.Context {
 
 // costLimitFrom returns the limit set by WithCostLimit.
 func costLimitFrom(ctx context.Context) (uint64, bool) {
-	l, ok := ctx.Value(costLimitKey{}).(uint64)
-	return l, ok
+	return contextValue[uint64](ctx, costLimitKey{})
 }
 
 // ErrCostLimit is wrapped by the error of a call refused because its own

@@ -68,45 +68,35 @@ type Option func(*options) error
 // WithSecretGetter sets where compareSecret reads Secrets. Default: none, and
 // compareSecret evaluates to an error saying so.
 func WithSecretGetter(g SecretGetter) Option {
-	return func(o *options) error {
-		if g == nil {
-			return errors.New("secret getter is nil")
-		}
-		if o.secrets != nil {
-			return errors.New("secret getter set twice")
-		}
-		o.secrets = g
-		return nil
-	}
+	return setOnce("secret getter", g, func(o *options) *SecretGetter { return &o.secrets })
 }
 
 // WithBodyType declares the body variable with a richer type than Triggers'
 // map(string, dyn), for a typed-check mode (for example an object type
 // registered with WithEnvOptions(cel.Types(...))). Default: map(string, dyn).
 func WithBodyType(t *cel.Type) Option {
-	return func(o *options) error {
-		if t == nil {
-			return errors.New("body type is nil")
-		}
-		if o.bodyType != nil {
-			return errors.New("body type set twice")
-		}
-		o.bodyType = t
-		return nil
-	}
+	return setOnce("body type", t, func(o *options) **cel.Type { return &o.bodyType })
 }
 
 // WithExtensionsType declares the extensions variable with a richer type
 // than map(string, dyn). Default: map(string, dyn).
 func WithExtensionsType(t *cel.Type) Option {
+	return setOnce("extensions type", t, func(o *options) **cel.Type { return &o.extensionsType })
+}
+
+// setOnce is the option that sets the field of options that field points
+// to: v must not be nil, and the field is set at most once.
+func setOnce[T comparable](what string, v T, field func(*options) *T) Option {
 	return func(o *options) error {
-		if t == nil {
-			return errors.New("extensions type is nil")
+		var zero T
+		if v == zero {
+			return fmt.Errorf("%s is nil", what)
 		}
-		if o.extensionsType != nil {
-			return errors.New("extensions type set twice")
+		p := field(o)
+		if *p != zero {
+			return fmt.Errorf("%s set twice", what)
 		}
-		o.extensionsType = t
+		*p = v
 		return nil
 	}
 }

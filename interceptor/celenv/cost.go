@@ -2,6 +2,7 @@ package celenv
 
 import (
 	"math"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/google/cel-go/cel"
@@ -59,27 +60,21 @@ var unboundedEstimates = map[string]bool{
 // that does not.
 func EstimateBounds(overload string) bool { return !unboundedEstimates[overload] }
 
-// costOptions turns specs into the environment's estimator options.
-func estimatorOptions(specs []costSpec) cel.EnvOption {
-	var opts []checker.CostOption
-	for _, s := range specs {
+// costOptions turns the groups' specs into the environment's estimator
+// options and the programs' cost-tracker options; the latter apply
+// whenever the program tracks cost (cel.CostLimit, cel.CostTracking).
+func costOptions(groups ...[]costSpec) (cel.EnvOption, cel.ProgramOption) {
+	var estimators []checker.CostOption
+	var trackers []interpreter.CostTrackerOption
+	for _, s := range slices.Concat(groups...) {
 		if s.estimate != nil {
-			opts = append(opts, checker.OverloadCostEstimate(s.overload, s.estimate))
+			estimators = append(estimators, checker.OverloadCostEstimate(s.overload, s.estimate))
 		}
-	}
-	return cel.CostEstimatorOptions(opts...)
-}
-
-// trackerOptions turns specs into the programs' cost-tracker options; they
-// apply whenever the program tracks cost (cel.CostLimit, cel.CostTracking).
-func trackerOptions(specs []costSpec) cel.ProgramOption {
-	var opts []interpreter.CostTrackerOption
-	for _, s := range specs {
 		if s.track != nil {
-			opts = append(opts, interpreter.OverloadCostTracker(s.overload, s.track))
+			trackers = append(trackers, interpreter.OverloadCostTracker(s.overload, s.track))
 		}
 	}
-	return cel.CostTrackerOptions(opts...)
+	return cel.CostEstimatorOptions(estimators...), cel.CostTrackerOptions(trackers...)
 }
 
 // estimatedSize is the size (characters, entries, elements) the checker

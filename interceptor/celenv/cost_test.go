@@ -86,10 +86,7 @@ func actualCost(t *testing.T, env *cel.Env, expr string, vars map[string]any) ui
 // TestActualCostLinear checks that the runtime cost grows in proportion to
 // the input: ten times the input costs about ten times as much.
 func TestActualCostLinear(t *testing.T) {
-	env, err := New(WithSecretGetter(&fakeSecrets{secrets: map[string]string{"ns/s/k": "v"}}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := secretsEnv(t, map[string]string{"ns/s/k": "v"})
 	for _, tc := range costCases {
 		t.Run(tc.name, func(t *testing.T) {
 			small := actualCost(t, env, tc.expr, tc.vars(2_000))
@@ -135,10 +132,7 @@ func (sizeEstimator) EstimateCallCost(string, string, *checker.AstNode, []checke
 // TestEstimatedCostLinear checks the checker's estimate the same way, and
 // that the estimate bounds the actual cost.
 func TestEstimatedCostLinear(t *testing.T) {
-	env, err := New(WithSecretGetter(&fakeSecrets{secrets: map[string]string{"ns/s/k": "v"}}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := secretsEnv(t, map[string]string{"ns/s/k": "v"})
 	for _, tc := range costCases {
 		t.Run(tc.name, func(t *testing.T) {
 			ast, iss := env.Compile(tc.expr)
@@ -174,10 +168,7 @@ func TestEstimatedCostLinear(t *testing.T) {
 
 // TestCostLimit stops an evaluation whose input is too large for the limit.
 func TestCostLimit(t *testing.T) {
-	env, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := newEnv(t)
 	vars := map[string]any{VarBody: map[string]any{"s": `"` + strings.Repeat("a", 1<<20) + `"`, "l": pathsOf(10_000)}}
 	for _, expr := range []string{
 		"body.s.parseJSON().size() > 0",
@@ -194,10 +185,7 @@ func TestCostLimit(t *testing.T) {
 // BenchmarkCostUnit reports how long one cost unit takes in our functions
 // and in cel-go's own, to set the cost factors (ns/unit should be similar).
 func BenchmarkCostUnit(b *testing.B) {
-	env, err := New()
-	if err != nil {
-		b.Fatal(err)
-	}
+	env := newEnv(b)
 	const n = 100_000
 	long := strings.Repeat("abcdefghij", n/10)
 	jsonDoc := `{"k":[` + strings.Repeat(`{"a":"bcdefg","n":12345},`, n/25) + `1]}`
@@ -223,14 +211,7 @@ func BenchmarkCostUnit(b *testing.B) {
 		{"matchesAny", "body.l.matchesAny(['docs/**', '**/*.md', '!**/testdata/**'])"},
 		{"filterPaths", "body.l.filterPaths(['src/**/*.go', '!**/file1*'])"},
 	} {
-		ast, iss := env.Compile(c.expr)
-		if iss.Err() != nil {
-			b.Fatal(iss.Err())
-		}
-		prg, err := env.Program(ast, cel.CostLimit(math.MaxUint64))
-		if err != nil {
-			b.Fatal(err)
-		}
+		prg := program(b, env, c.expr, cel.CostLimit(math.MaxUint64))
 		act, err := NewActivation(context.Background(), vars)
 		if err != nil {
 			b.Fatal(err)

@@ -14,10 +14,7 @@ import (
 // end < start, or MaxUint64 for a non-constant range size), and bound the
 // cost cel-go tracks at runtime.
 func TestExtEstimatesBounded(t *testing.T) {
-	env, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := newEnv(t)
 	const n = 2_000
 	vars := map[string]any{VarBody: map[string]any{
 		"s": strings.Repeat("a", n) + "/b",

@@ -12,10 +12,7 @@ import (
 // every function that parses or scans one: none may panic, and a failure
 // must be a CEL error, never an internal one.
 func FuzzFunctions(f *testing.F) {
-	env, err := New(WithSecretGetter(&fakeSecrets{secrets: map[string]string{"ns/s/k": "v"}}))
-	if err != nil {
-		f.Fatal(err)
-	}
+	env := secretsEnv(f, map[string]string{"ns/s/k": "v"})
 	exprs := []string{
 		"body.s.parseJSON()", "body.s.parseYAML()", "body.s.parseURL()", "body.s.decodeb64()",
 		"body.s.truncate(body.n)", "body.s.translate(body.t, '$1')", "body.s.glob(body.t)",
@@ -25,13 +22,7 @@ func FuzzFunctions(f *testing.F) {
 	}
 	prgs := make([]cel.Program, len(exprs))
 	for i, e := range exprs {
-		ast, iss := env.Compile(e)
-		if iss.Err() != nil {
-			f.Fatal(iss.Err())
-		}
-		if prgs[i], err = env.Program(ast, cel.CostLimit(10_000_000)); err != nil {
-			f.Fatal(err)
-		}
+		prgs[i] = program(f, env, e, cel.CostLimit(10_000_000))
 	}
 	for _, seed := range [][2]string{
 		{`{"a": [1, {"b": null}]}`, `**/*.md`}, {"a: 1\nb: [x]", "(a)"}, {"https://u:p@h/p?q=1#f", "[z-a]"},

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/common/types/traits"
+	"github.com/google/go-cmp/cmp"
 )
 
 // testSHA and the body below follow Triggers' cel_test.go fixtures.
@@ -91,6 +93,91 @@ func (f *fakeSecrets) GetSecret(ctx context.Context, namespace, name, key string
 		return nil, fmt.Errorf("%w: %s/%s", errNoSecret, namespace, name)
 	}
 	return []byte(v), nil
+}
+
+// newEnv is New for tests: an error fails t.
+func newEnv(t testing.TB, opts ...Option) *cel.Env {
+	t.Helper()
+	env, err := New(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// secretsEnv is an environment whose compareSecret reads values, a map
+// namespace/name/key → value.
+func secretsEnv(t testing.TB, values map[string]string) *cel.Env {
+	t.Helper()
+	return newEnv(t, WithSecretGetter(&fakeSecrets{secrets: values}))
+}
+
+// program compiles expr in env into a program with popts: an error fails t.
+func program(t testing.TB, env *cel.Env, expr string, popts ...cel.ProgramOption) cel.Program {
+	t.Helper()
+	ast, iss := env.Compile(expr)
+	if iss.Err() != nil {
+		t.Fatal(iss.Err())
+	}
+	prg, err := env.Program(ast, popts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return prg
+}
+
+// valueCase is an expression and its value, in native's form.
+type valueCase struct {
+	name string
+	expr string
+	want any
+}
+
+// checkValues evaluates each case's expression in env over vars as a
+// subtest (named by the expression when the case has no name) and compares
+// its value with the case's.
+func checkValues(t *testing.T, env *cel.Env, vars map[string]any, tests []valueCase) {
+	t.Helper()
+	for _, tc := range tests {
+		name := tc.name
+		if name == "" {
+			name = tc.expr
+		}
+		t.Run(name, func(t *testing.T) {
+			got, _, err := eval(t, env, context.Background(), tc.expr, vars)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.expr, err)
+			}
+			if diff := cmp.Diff(tc.want, native(got)); diff != "" {
+				t.Errorf("%s (-want +got):\n%s", tc.expr, diff)
+			}
+		})
+	}
+}
+
+// errorCase is an expression whose compilation or evaluation fails with an
+// error containing want.
+type errorCase struct {
+	name string
+	expr string
+	want string
+}
+
+// checkErrors evaluates each case's expression in env over vars as a
+// subtest and checks its error.
+func checkErrors(t *testing.T, env *cel.Env, vars map[string]any, tests []errorCase) {
+	t.Helper()
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, _, err := eval(t, env, context.Background(), tc.expr, vars)
+			if err == nil {
+				t.Fatalf("%s = %v, want an error containing %q", tc.expr, got, tc.want)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s: error\n%s\nwant it to contain\n%s", tc.expr, err, tc.want)
+			}
+		})
+	}
 }
 
 // eval compiles and evaluates expr in env with NewActivation(ctx, vars).

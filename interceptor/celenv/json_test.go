@@ -9,10 +9,7 @@ import (
 )
 
 func TestValueJSON(t *testing.T) {
-	env, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := newEnv(t)
 	tests := []struct {
 		expr string
 		want string

@@ -43,18 +43,12 @@ func TestOptionErrors(t *testing.T) {
 // TestTypedMode declares body with a richer type: the checker then rejects
 // expressions that the default map(string, dyn) lets through to runtime.
 func TestTypedMode(t *testing.T) {
-	typed, err := New(
+	typed := newEnv(t,
 		WithBodyType(cel.MapType(cel.StringType, cel.StringType)),
 		WithExtensionsType(cel.MapType(cel.StringType, cel.ListType(cel.StringType))),
 		WithEnvOptions(cel.Variable("trigger", cel.StringType)),
 	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loose, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	loose := newEnv(t)
 	tests := []struct {
 		expr             string
 		typedOK, looseOK bool
@@ -83,10 +77,7 @@ func TestTypedMode(t *testing.T) {
 }
 
 func TestDeclarations(t *testing.T) {
-	env, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := newEnv(t)
 	vars := map[string]string{}
 	for _, v := range env.Variables() {
 		vars[v.Name()] = v.Type().String()

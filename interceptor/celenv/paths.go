@@ -179,18 +179,18 @@ func pathFunctions(st *state) []cel.EnvOption {
 		cel.Function(fnGlob,
 			cel.MemberOverload(ovGlob, []*cel.Type{cel.StringType, cel.StringType}, cel.BoolType,
 				cel.OverloadExamples(`'docs/guide/intro.md'.glob('docs/**/*.md')`),
-				cel.BinaryBinding(st.glob))),
+				cel.BinaryBinding(background(st.globContext)))),
 		cel.Function(fnMatchesAny,
 			cel.MemberOverload(ovMatchesAnyList, []*cel.Type{listStr, listStr}, cel.BoolType,
 				cel.OverloadExamples(`extensions.changed_files.all.matchesAny(['src/**', '!src/**/*.md'])`),
-				cel.BinaryBinding(st.matchesAnyList)),
+				cel.BinaryBinding(background(st.matchesAnyListContext))),
 			cel.MemberOverload(ovMatchesAnyString, []*cel.Type{cel.StringType, listStr}, cel.BoolType,
 				cel.OverloadExamples(`'src/main.go'.matchesAny(['src/**', '!src/**/*.md'])`),
-				cel.BinaryBinding(st.matchesAnyString))),
+				cel.BinaryBinding(background(st.matchesAnyStringContext)))),
 		cel.Function(fnFilterPaths,
 			cel.MemberOverload(ovFilterPaths, []*cel.Type{listStr, listStr}, listStr,
 				cel.OverloadExamples(`extensions.changed_files.all.filterPaths(['charts/**'])`),
-				cel.BinaryBinding(st.filterPaths))),
+				cel.BinaryBinding(background(st.filterPathsContext)))),
 	}
 }
 
@@ -226,18 +226,9 @@ func (c *pathCall) Eval(vars interpreter.Activation) ref.Val {
 }
 
 func (c *pathCall) Exec(frame *interpreter.ExecutionFrame) ref.Val {
-	args := c.Args()
-	vals := make([]ref.Val, len(args))
-	var unknown *types.Unknown
-	for i, a := range args {
-		vals[i] = a.Exec(frame)
-		if types.IsError(vals[i]) {
-			return vals[i]
-		}
-		unknown, _ = types.MaybeMergeUnknowns(vals[i], unknown)
-	}
-	if unknown != nil {
-		return unknown
+	vals, stop := execArgs(frame, c.Args())
+	if stop != nil {
+		return stop
 	}
 	ctx, ok := requestContext(frame)
 	if !ok {
@@ -268,13 +259,16 @@ func (c *pathCall) Exec(frame *interpreter.ExecutionFrame) ref.Val {
 	return types.LabelErrNode(c.ID(), v)
 }
 
+// background is the binding of a path function that cel-go calls itself,
+// outside a pathCall (constant folding, for one): it matches without a
+// request context.
+func background(f func(ctx context.Context, a, b ref.Val) ref.Val) func(a, b ref.Val) ref.Val {
+	return func(a, b ref.Val) ref.Val { return f(context.Background(), a, b) }
+}
+
 // stopped is the CEL error of a match cut by its context.
 func stopped(fn string, err error) ref.Val {
 	return types.NewErr("%s: matching stopped: %w", fn, err)
-}
-
-func (st *state) glob(path, pattern ref.Val) ref.Val {
-	return st.globContext(context.Background(), path, pattern)
 }
 
 func (st *state) globContext(ctx context.Context, path, pattern ref.Val) ref.Val {
@@ -383,37 +377,36 @@ func goStringValues(v ref.Val) ([]any, bool) {
 	if !ok {
 		return nil, false
 	}
-	if n, ok := l.Size().(types.Int); !ok || int(n) != len(native) {
+	if n, ok := l.Size().(types.Int); !ok || !onlyStrings(native, int(n)) {
 		return nil, false
+	}
+	return native, true
+}
+
+// onlyStrings reports whether native holds n Go strings and nothing else.
+func onlyStrings(native []any, n int) bool {
+	if len(native) != n {
+		return false
 	}
 	for _, e := range native {
 		if _, ok := e.(string); !ok {
-			return nil, false
+			return false
 		}
 	}
-	return native, true
+	return true
 }
 
 // goStrings returns native as strings when it holds n Go strings only;
 // anything else takes CEL's path, which converts (or rejects) each element.
 func goStrings(native []any, n int) ([]string, bool) {
-	if len(native) != n {
+	if !onlyStrings(native, n) {
 		return nil, false
-	}
-	for _, e := range native {
-		if _, ok := e.(string); !ok {
-			return nil, false
-		}
 	}
 	out := make([]string, n)
 	for i, e := range native {
 		out[i] = e.(string)
 	}
 	return out, true
-}
-
-func (st *state) matchesAnyList(paths, patterns ref.Val) ref.Val {
-	return st.matchesAnyListContext(context.Background(), paths, patterns)
 }
 
 func (st *state) matchesAnyListContext(ctx context.Context, paths, patterns ref.Val) ref.Val {
@@ -451,10 +444,6 @@ func (st *state) matchesAnyListContext(ctx context.Context, paths, patterns ref.
 	return types.Bool(ok)
 }
 
-func (st *state) matchesAnyString(path, patterns ref.Val) ref.Val {
-	return st.matchesAnyStringContext(context.Background(), path, patterns)
-}
-
 func (st *state) matchesAnyStringContext(ctx context.Context, path, patterns ref.Val) ref.Val {
 	l, errVal := st.patternList(fnMatchesAny, patterns)
 	if errVal != nil {
@@ -465,10 +454,6 @@ func (st *state) matchesAnyStringContext(ctx context.Context, path, patterns ref
 		return stopped(fnMatchesAny, err)
 	}
 	return types.Bool(ok)
-}
-
-func (st *state) filterPaths(paths, patterns ref.Val) ref.Val {
-	return st.filterPathsContext(context.Background(), paths, patterns)
 }
 
 func (st *state) filterPathsContext(ctx context.Context, paths, patterns ref.Val) ref.Val {

@@ -11,15 +11,9 @@ import (
 )
 
 func TestPathFunctions(t *testing.T) {
-	env, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name string
-		expr string
-		want any
-	}{
+	vars := testVars()
+	vars[VarBody].(map[string]any)["patterns"] = []any{"docs/**"}
+	checkValues(t, newEnv(t), vars, []valueCase{
 		{"glob match", "'docs/guide/intro.md'.glob('docs/**/*.md')", true},
 		{"glob no match", "'src/main.go'.glob('docs/**')", false},
 		{"glob star stops at slash", "'a/b.md'.glob('*.md')", false},
@@ -44,32 +38,11 @@ func TestPathFunctions(t *testing.T) {
 		{"filterPaths", "body.files.filterPaths(['src/**', '!**/*.md', 'charts/**'])", []any{"src/main.go", "charts/app/values.yaml"}},
 		{"filterPaths nothing", "body.files.filterPaths(['x/**'])", []any{}},
 		{"filterPaths size", "size(body.files.filterPaths(['**/*.md']))", int64(2)},
-	}
-	vars := testVars()
-	vars[VarBody].(map[string]any)["patterns"] = []any{"docs/**"}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, _, err := eval(t, env, context.Background(), tc.expr, vars)
-			if err != nil {
-				t.Fatalf("%s: %v", tc.expr, err)
-			}
-			if diff := cmp.Diff(tc.want, native(got)); diff != "" {
-				t.Errorf("%s (-want +got):\n%s", tc.expr, diff)
-			}
-		})
-	}
+	})
 }
 
 func TestPathFunctionErrors(t *testing.T) {
-	env, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		name string
-		expr string
-		want string
-	}{
+	checkErrors(t, newEnv(t), testVars(), []errorCase{
 		{"glob bad pattern", "'a'.glob('docs/[')", `glob: invalid path pattern "docs/[": unclosed [ (at offset 5)`},
 		{"glob negated", "'a'.glob('!docs/**')", `glob: pattern "!docs/**": negation (!) only has a meaning in a pattern list (matchesAny, filterPaths): write !path.glob('...') instead`},
 		{"matchesAny bad pattern", "['a'].matchesAny(['src/**', '?x'])", `matchesAny: pattern 1: invalid path pattern "?x": '?' must follow a character or a [...] class (at offset 0)`},
@@ -80,18 +53,7 @@ func TestPathFunctionErrors(t *testing.T) {
 		{"matchesAny non-string pattern", "body.files.matchesAny(body.mixed)", "matchesAny: patterns: element 1 is double, want string"},
 		{"matchesAny on a number", "body.pull_request.commits.matchesAny(['**'])", "no such overload"},
 		{"glob of an int", "1.glob('*')", "found no matching overload for 'glob'"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, _, err := eval(t, env, context.Background(), tc.expr, testVars())
-			if err == nil {
-				t.Fatalf("%s = %v, want an error", tc.expr, got)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("%s: error\n%s\nwant it to contain\n%s", tc.expr, err, tc.want)
-			}
-		})
-	}
+	})
 }
 
 // TestPatternCache compiles a constant pattern list once, whatever the number
@@ -101,14 +63,7 @@ func TestPatternCache(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ast, iss := env.Compile("body.files.matchesAny(['src/**', '!**/*.md']) && body.files[0].glob('src/*')")
-	if iss.Err() != nil {
-		t.Fatal(iss.Err())
-	}
-	prg, err := env.Program(ast)
-	if err != nil {
-		t.Fatal(err)
-	}
+	prg := program(t, env, "body.files.matchesAny(['src/**', '!**/*.md']) && body.files[0].glob('src/*')")
 	for i := 0; i < 100; i++ {
 		act, err := NewActivation(context.Background(), testVars())
 		if err != nil {
@@ -134,27 +89,12 @@ func TestPatternCache(t *testing.T) {
 // TestPatternCacheKeys keeps lists that differ only in how their patterns
 // split apart.
 func TestPatternCacheKeys(t *testing.T) {
-	env, err := New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, tc := range []struct {
-		expr string
-		want bool
-	}{
-		{"'ab'.matchesAny(['a', 'b'])", false},
-		{"'ab'.matchesAny(['ab'])", true},
-		{"'a'.matchesAny(['a', 'b'])", true},
-		{"'a'.matchesAny(['ab'])", false},
-	} {
-		got, _, err := eval(t, env, context.Background(), tc.expr, testVars())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if native(got) != tc.want {
-			t.Errorf("%s = %v, want %v", tc.expr, native(got), tc.want)
-		}
-	}
+	checkValues(t, newEnv(t), testVars(), []valueCase{
+		{expr: "'ab'.matchesAny(['a', 'b'])", want: false},
+		{expr: "'ab'.matchesAny(['ab'])", want: true},
+		{expr: "'a'.matchesAny(['a', 'b'])", want: true},
+		{expr: "'a'.matchesAny(['ab'])", want: false},
+	})
 }
 
 // TestCodePoints checks codePoints against utf8.RuneCountInString across

@@ -117,17 +117,9 @@ func (c *compareSecretCall) Eval(vars interpreter.Activation) ref.Val {
 }
 
 func (c *compareSecretCall) Exec(frame *interpreter.ExecutionFrame) ref.Val {
-	vals := make([]ref.Val, len(c.args))
-	var unknown *types.Unknown
-	for i, a := range c.args {
-		vals[i] = a.Exec(frame)
-		if types.IsError(vals[i]) {
-			return vals[i]
-		}
-		unknown, _ = types.MaybeMergeUnknowns(vals[i], unknown)
-	}
-	if unknown != nil {
-		return unknown
+	vals, stop := execArgs(frame, c.args)
+	if stop != nil {
+		return stop
 	}
 	return types.LabelErrNode(c.id, c.st.compareSecret(frame, vals))
 }

@@ -19,65 +19,25 @@ func TestCompareSecret(t *testing.T) {
 		"testing-ns/test-secret/token": "secrettoken",
 		"other-ns/test-secret/token":   "othertoken",
 	}}
-	env, err := New(WithSecretGetter(secrets))
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := newEnv(t, WithSecretGetter(secrets))
+	// Each case looks the token of test-secret up lookups times, in the
+	// namespace of the request.
 	tests := []struct {
 		name      string
 		namespace string
 		expr      string
 		want      bool
-		wantCalls []string
-	}{{
-		name:      "matching header",
-		namespace: "testing-ns",
-		expr:      "header.canonical('X-Secret-Token').compareSecret('token', 'test-secret')",
-		want:      true,
-		wantCalls: []string{"testing-ns/test-secret/token"},
-	}, {
-		name:      "literal match",
-		namespace: "testing-ns",
-		expr:      "'secrettoken'.compareSecret('token', 'test-secret')",
-		want:      true,
-		wantCalls: []string{"testing-ns/test-secret/token"},
-	}, {
-		name:      "no match",
-		namespace: "testing-ns",
-		expr:      "'nomatch'.compareSecret('token', 'test-secret')",
-		want:      false,
-		wantCalls: []string{"testing-ns/test-secret/token"},
-	}, {
-		name:      "prefix is no match",
-		namespace: "testing-ns",
-		expr:      "'secret'.compareSecret('token', 'test-secret')",
-		want:      false,
-		wantCalls: []string{"testing-ns/test-secret/token"},
-	}, {
-		name:      "three arguments read the trigger's namespace, as Triggers",
-		namespace: "testing-ns",
-		expr:      "'secrettoken'.compareSecret('token', 'test-secret', 'other-ns')",
-		want:      true,
-		wantCalls: []string{"testing-ns/test-secret/token"},
-	}, {
-		name:      "the same program in another namespace",
-		namespace: "other-ns",
-		expr:      "'othertoken'.compareSecret('token', 'test-secret')",
-		want:      true,
-		wantCalls: []string{"other-ns/test-secret/token"},
-	}, {
-		name:      "inside a comprehension",
-		namespace: "testing-ns",
-		expr:      "['a', 'secrettoken'].exists(x, x.compareSecret('token', 'test-secret'))",
-		want:      true,
-		wantCalls: []string{"testing-ns/test-secret/token", "testing-ns/test-secret/token"},
-	}, {
-		name:      "short-circuit skips the lookup",
-		namespace: "testing-ns",
-		expr:      "false && 'x'.compareSecret('token', 'test-secret')",
-		want:      false,
-		wantCalls: nil,
-	}}
+		lookups   int
+	}{
+		{"matching header", "testing-ns", "header.canonical('X-Secret-Token').compareSecret('token', 'test-secret')", true, 1},
+		{"literal match", "testing-ns", "'secrettoken'.compareSecret('token', 'test-secret')", true, 1},
+		{"no match", "testing-ns", "'nomatch'.compareSecret('token', 'test-secret')", false, 1},
+		{"prefix is no match", "testing-ns", "'secret'.compareSecret('token', 'test-secret')", false, 1},
+		{"three arguments read the trigger's namespace, as Triggers", "testing-ns", "'secrettoken'.compareSecret('token', 'test-secret', 'other-ns')", true, 1},
+		{"the same program in another namespace", "other-ns", "'othertoken'.compareSecret('token', 'test-secret')", true, 1},
+		{"inside a comprehension", "testing-ns", "['a', 'secrettoken'].exists(x, x.compareSecret('token', 'test-secret'))", true, 2},
+		{"short-circuit skips the lookup", "testing-ns", "false && 'x'.compareSecret('token', 'test-secret')", false, 0},
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			secrets.calls = nil
@@ -89,7 +49,11 @@ func TestCompareSecret(t *testing.T) {
 			if diff := cmp.Diff(tc.want, native(got)); diff != "" {
 				t.Errorf("result (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(tc.wantCalls, secrets.calls); diff != "" {
+			var wantCalls []string
+			for range tc.lookups {
+				wantCalls = append(wantCalls, tc.namespace+"/test-secret/token")
+			}
+			if diff := cmp.Diff(wantCalls, secrets.calls); diff != "" {
 				t.Errorf("secret lookups (-want +got):\n%s", diff)
 			}
 		})
@@ -100,18 +64,7 @@ func TestCompareSecret(t *testing.T) {
 // different namespaces, concurrently: nothing is rebuilt per request.
 func TestCompareSecretOneProgram(t *testing.T) {
 	secrets := &fakeSecrets{secrets: map[string]string{"a/s/k": "A", "b/s/k": "B"}}
-	env, err := New(WithSecretGetter(secrets))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ast, iss := env.Compile("body.token.compareSecret('k', 's')")
-	if iss.Err() != nil {
-		t.Fatal(iss.Err())
-	}
-	prg, err := env.Program(ast, cel.CostLimit(1000), cel.InterruptCheckFrequency(10))
-	if err != nil {
-		t.Fatal(err)
-	}
+	prg := program(t, newEnv(t, WithSecretGetter(secrets)), "body.token.compareSecret('k', 's')", cel.CostLimit(1000), cel.InterruptCheckFrequency(10))
 	type result struct {
 		ns, token string
 		got       any
@@ -182,25 +135,15 @@ func TestCompareSecretErrors(t *testing.T) {
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			env, err := New(tc.opts...)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ast, iss := env.Compile("'secrettoken'.compareSecret('token', 'test-secret')")
-			if iss.Err() != nil {
-				t.Fatal(iss.Err())
-			}
-			prg, err := env.Program(ast)
-			if err != nil {
-				t.Fatal(err)
-			}
+			prg := program(t, newEnv(t, tc.opts...), "'secrettoken'.compareSecret('token', 'test-secret')")
 			var input any = testVars()
 			if !tc.noAct {
+				var err error
 				if input, err = NewActivation(tc.ctx, testVars()); err != nil {
 					t.Fatal(err)
 				}
 			}
-			_, _, err = prg.ContextEval(tc.ctx, input)
+			_, _, err := prg.ContextEval(tc.ctx, input)
 			if err == nil {
 				t.Fatal("no error")
 			}
@@ -216,14 +159,10 @@ func TestCompareSecretErrors(t *testing.T) {
 
 // TestCompareSecretDeadline passes the request's deadline to the getter.
 func TestCompareSecretDeadline(t *testing.T) {
-	secrets := &fakeSecrets{secrets: map[string]string{"ns/s/k": "v"}}
-	env, err := New(WithSecretGetter(secrets))
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := secretsEnv(t, map[string]string{"ns/s/k": "v"})
 	ctx, cancel := context.WithTimeout(WithNamespace(context.Background(), "ns"), time.Hour)
 	cancel()
-	_, _, err = eval(t, env, ctx, "'v'.compareSecret('k', 's')", testVars())
+	_, _, err := eval(t, env, ctx, "'v'.compareSecret('k', 's')", testVars())
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("error = %v, want the getter to see the cancelled context", err)
 	}
@@ -233,10 +172,7 @@ func TestCompareSecretDeadline(t *testing.T) {
 // compareSecret at compile time, where there is no request.
 func TestCompareSecretNotFolded(t *testing.T) {
 	secrets := &fakeSecrets{secrets: map[string]string{"ns/s/k": "v"}}
-	env, err := New(WithSecretGetter(secrets))
-	if err != nil {
-		t.Fatal(err)
-	}
+	env := newEnv(t, WithSecretGetter(secrets))
 	ast, iss := env.Compile("'v'.compareSecret('k', 's') && 'x'.truncate(1) == 'x'")
 	if iss.Err() != nil {
 		t.Fatal(iss.Err())
@@ -293,10 +229,7 @@ func TestCompareSecretAgreesWithTokenCheck(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			env, err := New(WithSecretGetter(&fakeSecrets{secrets: map[string]string{"ns/s/k": tc.stored}}))
-			if err != nil {
-				t.Fatal(err)
-			}
+			env := secretsEnv(t, map[string]string{"ns/s/k": tc.stored})
 			h := http.Header{}
 			h.Set("X-Gitlab-Token", tc.sent)
 			got, _, err := eval(t, env, WithNamespace(context.Background(), "ns"), "header.canonical('X-Gitlab-Token').compareSecret('k', 's')",

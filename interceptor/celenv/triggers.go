@@ -39,8 +39,9 @@ var _ cel.Library = (*triggersLib)(nil)
 // LibraryName implements cel.SingletonLibrary: one copy per environment.
 func (*triggersLib) LibraryName() string { return "ciel.triggers" }
 
-func (l *triggersLib) groups() [][]costSpec {
-	return [][]costSpec{headerCosts, stringCosts, parseCosts, listCosts, secretCosts}
+// costs is the cost model of the library's functions.
+func (l *triggersLib) costs() (cel.EnvOption, cel.ProgramOption) {
+	return costOptions(headerCosts, stringCosts, parseCosts, listCosts, secretCosts)
 }
 
 // CompileOptions implements cel.Library.
@@ -51,22 +52,18 @@ func (l *triggersLib) CompileOptions() []cel.EnvOption {
 	opts = append(opts, parseFunctions()...)
 	opts = append(opts, listFunctions()...)
 	opts = append(opts, secretFunctions()...)
-	for _, g := range l.groups() {
-		opts = append(opts, estimatorOptions(g))
-	}
-	return opts
+	estimators, _ := l.costs()
+	return append(opts, estimators)
 }
 
 // ProgramOptions implements cel.Library.
 func (l *triggersLib) ProgramOptions() []cel.ProgramOption {
-	opts := []cel.ProgramOption{
+	_, trackers := l.costs()
+	return []cel.ProgramOption{
 		cel.CustomDecoratorV2(l.st.decorateCompareSecret),
 		cel.CustomDecoratorV2(aliasDecorator(map[string]string{fnMarshalJSON: marshalJSONAlias})),
+		trackers,
 	}
-	for _, g := range l.groups() {
-		opts = append(opts, trackerOptions(g))
-	}
-	return opts
 }
 
 // cielLib declares ciel's own functions. Groups, one file each:
@@ -78,20 +75,27 @@ var _ cel.Library = (*cielLib)(nil)
 // LibraryName implements cel.SingletonLibrary: one copy per environment.
 func (*cielLib) LibraryName() string { return "ciel.functions" }
 
+// costs is the cost model of the library's functions and of the cel-go
+// functions whose estimates it replaces (extCosts, estimates only).
+func (l *cielLib) costs() (cel.EnvOption, cel.ProgramOption) {
+	return costOptions(pathCosts, extCosts)
+}
+
 // CompileOptions implements cel.Library.
 func (l *cielLib) CompileOptions() []cel.EnvOption {
-	opts := pathFunctions(l.st)
 	// After cel-go's libraries: these estimators replace theirs.
-	return append(opts, estimatorOptions(pathCosts), estimatorOptions(extCosts))
+	estimators, _ := l.costs()
+	return append(pathFunctions(l.st), estimators)
 }
 
 // ProgramOptions implements cel.Library.
 func (l *cielLib) ProgramOptions() []cel.ProgramOption {
+	_, trackers := l.costs()
 	return []cel.ProgramOption{
 		// Paths first: the alias decorator then wraps the pathCall.
 		cel.CustomDecoratorV2(l.st.decoratePaths),
 		cel.CustomDecoratorV2(aliasDecorator(map[string]string{fnMatchesAny: matchesAnyAlias})),
-		trackerOptions(pathCosts),
+		trackers,
 	}
 }
 
