@@ -57,21 +57,24 @@ var cheatSheet = []struct {
 func TestCheatSheet(t *testing.T) {
 	for _, tc := range cheatSheet {
 		t.Run(tc.name, func(t *testing.T) {
-			p, err := Compile(tc.pattern)
-			if err != nil {
-				t.Fatalf("Compile(%q): %v", tc.pattern, err)
-			}
-			for _, path := range tc.match {
-				if !p.Match(path) {
-					t.Errorf("%q.Match(%q) = false, want true", tc.pattern, path)
-				}
-			}
-			for _, path := range tc.noMatch {
-				if p.Match(path) {
-					t.Errorf("%q.Match(%q) = true, want false", tc.pattern, path)
-				}
-			}
+			checkMatches(t, tc.pattern, tc.match, true)
+			checkMatches(t, tc.pattern, tc.noMatch, false)
 		})
+	}
+}
+
+// checkMatches compiles pattern and checks that Match says want for each
+// of paths.
+func checkMatches(t *testing.T, pattern string, paths []string, want bool) {
+	t.Helper()
+	p, err := Compile(pattern)
+	if err != nil {
+		t.Fatalf("Compile(%q): %v", pattern, err)
+	}
+	for _, path := range paths {
+		if got := p.Match(path); got != want {
+			t.Errorf("%q.Match(%q) = %v, want %v", pattern, path, got, want)
+		}
 	}
 }
 
@@ -240,13 +243,7 @@ func TestSemantics(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.pattern+" "+tc.path, func(t *testing.T) {
-			p, err := Compile(tc.pattern)
-			if err != nil {
-				t.Fatalf("Compile(%q): %v", tc.pattern, err)
-			}
-			if got := p.Match(tc.path); got != tc.want {
-				t.Errorf("%q.Match(%q) = %v, want %v", tc.pattern, tc.path, got, tc.want)
-			}
+			checkMatches(t, tc.pattern, []string{tc.path}, tc.want)
 		})
 	}
 }

@@ -68,30 +68,45 @@ func truncate(s string, n int) string {
 	return s
 }
 
-// Input builds the engine input of case c of p: its request or payload
-// file (relative to the policy file), headers and changed-files override.
-func (p *Policy) Input(c Case) (engine.Input, error) {
-	in := engine.Input{Header: http.Header{}, RequestURL: "http://localhost/"}
-	dir := filepath.Dir(p.File)
+// ReadWebhook reads the webhook of in from a file, as cel-eval's -r and
+// --body and a test case's request and payload do: request, when set, is
+// a raw HTTP request (its headers, body and URL replace in's), else body
+// is a JSON body file. It reads nothing when both are empty.
+func ReadWebhook(in *engine.Input, request, body string) error {
 	switch {
-	case c.Request != "":
-		data, err := os.ReadFile(filepath.Join(dir, c.Request))
+	case request != "":
+		data, err := os.ReadFile(request)
 		if err != nil {
-			return in, fmt.Errorf("reading the request: %w", err)
+			return fmt.Errorf("reading the request: %w", err)
 		}
 		req, err := ParseRequest(data)
 		if err != nil {
-			return in, fmt.Errorf("%s: %w", c.Request, err)
+			return fmt.Errorf("%s: %w", request, err)
 		}
 		in.Header, in.Body, in.RequestURL = req.Header, req.Body, req.URL
-	case c.Payload != "":
-		data, err := os.ReadFile(filepath.Join(dir, c.Payload))
+	case body != "":
+		data, err := os.ReadFile(body)
 		if err != nil {
-			return in, fmt.Errorf("reading the payload: %w", err)
+			return fmt.Errorf("reading the body: %w", err)
 		}
 		in.Body = data
-	default:
-		in.Body = c.Body
+	}
+	return nil
+}
+
+// Input builds the engine input of case c of p: its request or payload
+// file (relative to the policy file) or inline body, headers and
+// changed-files override.
+func (p *Policy) Input(c Case) (engine.Input, error) {
+	in := engine.Input{Header: http.Header{}, RequestURL: "http://localhost/", Body: c.Body}
+	relative := func(file string) string {
+		if file == "" {
+			return ""
+		}
+		return filepath.Join(filepath.Dir(p.File), file)
+	}
+	if err := ReadWebhook(&in, relative(c.Request), relative(c.Payload)); err != nil {
+		return in, err
 	}
 	if c.Event != "" {
 		in.Header.Set("X-Gitlab-Event", c.Event)

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,5 +95,52 @@ func TestParseRequest(t *testing.T) {
 	}
 	if _, err := ParseRequest([]byte("{}")); err == nil {
 		t.Error("a body without a request line was accepted")
+	}
+}
+
+// TestReadWebhook reads the webhook files of cel-eval and of test cases.
+func TestReadWebhook(t *testing.T) {
+	dir := t.TempDir()
+	request := filepath.Join(dir, "push.http")
+	body := filepath.Join(dir, "push.json")
+	bad := filepath.Join(dir, "bad.http")
+	for name, content := range map[string]string{
+		request: "POST /hook HTTP/1.1\nHost: el:8080\nX-Gitlab-Event: Push Hook\n\n{\"a\":1}",
+		body:    `{"b":2}`,
+		bad:     "{}",
+	} {
+		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name, request, body string
+		wantBody, wantURL   string
+		wantEvent, wantErr  string
+	}{
+		{name: "request", request: request, wantBody: `{"a":1}`, wantURL: "http://el:8080/hook", wantEvent: "Push Hook"},
+		{name: "body", body: body, wantBody: `{"b":2}`, wantURL: "http://localhost/"},
+		{name: "neither reads nothing", wantBody: "inline", wantURL: "http://localhost/"},
+		{name: "missing request", request: filepath.Join(dir, "none.http"), wantErr: "reading the request: "},
+		{name: "missing body", body: filepath.Join(dir, "none.json"), wantErr: "reading the body: "},
+		{name: "not a request", request: bad, wantErr: bad + ": reading the request line"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := engine.Input{Header: http.Header{}, RequestURL: "http://localhost/", Body: []byte("inline")}
+			err := ReadWebhook(&in, tc.request, tc.body)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(in.Body) != tc.wantBody || in.RequestURL != tc.wantURL || in.Header.Get("X-Gitlab-Event") != tc.wantEvent {
+				t.Errorf("got body %q, URL %q, event %q", in.Body, in.RequestURL, in.Header.Get("X-Gitlab-Event"))
+			}
+		})
 	}
 }

@@ -136,24 +136,11 @@ func (f *flags) input() (engine.Input, error) {
 	switch {
 	case f.request != "" && f.body != "":
 		return in, usage("give -r or --body, not both")
-	case f.request != "":
-		data, err := os.ReadFile(f.request)
-		if err != nil {
-			return in, fmt.Errorf("reading the request: %w", err)
-		}
-		req, err := policy.ParseRequest(data)
-		if err != nil {
-			return in, fmt.Errorf("%s: %w", f.request, err)
-		}
-		in.Header, in.Body, in.RequestURL = req.Header, req.Body, req.URL
-	case f.body != "":
-		data, err := os.ReadFile(f.body)
-		if err != nil {
-			return in, fmt.Errorf("reading the body: %w", err)
-		}
-		in.Body = data
-	default:
+	case f.request == "" && f.body == "":
 		return in, usage("give the webhook: -r REQUEST_FILE or --body JSON_FILE")
+	}
+	if err := policy.ReadWebhook(&in, f.request, f.body); err != nil {
+		return in, err
 	}
 	for _, h := range f.headers {
 		k, v, ok := strings.Cut(h, ":")
