@@ -19,6 +19,16 @@ func newEngine(t *testing.T) *engine.Engine {
 	return e
 }
 
+// writeFile writes content to dir/name and returns the file's path.
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func TestParseRejects(t *testing.T) {
 	eng := newEngine(t)
 	tests := []struct {
@@ -49,11 +59,7 @@ func TestParseRejects(t *testing.T) {
 func TestLoadDir(t *testing.T) {
 	eng := newEngine(t)
 	dir := t.TempDir()
-	write := func(name, content string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(name, content string) { writeFile(t, dir, name, content) }
 	write("a.yaml", "name: a\neventTypes: [Push Hook]\nfilter: 'true'\n")
 	write("kustomization.yaml", "resources: []\n")
 	write("notes.txt", "not a policy")
@@ -101,18 +107,9 @@ func TestParseRequest(t *testing.T) {
 // TestReadWebhook reads the webhook files of cel-eval and of test cases.
 func TestReadWebhook(t *testing.T) {
 	dir := t.TempDir()
-	request := filepath.Join(dir, "push.http")
-	body := filepath.Join(dir, "push.json")
-	bad := filepath.Join(dir, "bad.http")
-	for name, content := range map[string]string{
-		request: "POST /hook HTTP/1.1\nHost: el:8080\nX-Gitlab-Event: Push Hook\n\n{\"a\":1}",
-		body:    `{"b":2}`,
-		bad:     "{}",
-	} {
-		if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	request := writeFile(t, dir, "push.http", "POST /hook HTTP/1.1\nHost: el:8080\nX-Gitlab-Event: Push Hook\n\n{\"a\":1}")
+	body := writeFile(t, dir, "push.json", `{"b":2}`)
+	bad := writeFile(t, dir, "bad.http", "{}")
 	tests := []struct {
 		name, request, body string
 		wantBody, wantURL   string

@@ -2,14 +2,10 @@ package policy
 
 import (
 	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/ciel-ci/ciel/interceptor/engine"
 )
 
 // recorder counts a Store's loads as the interceptor's metrics do.
@@ -31,16 +27,9 @@ func (r *recorder) PolicyReload(ok bool, n int) {
 }
 
 func TestPolicyHotReload(t *testing.T) {
-	eng, err := engine.New()
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := newEngine(t)
 	dir := t.TempDir()
-	write := func(name, content string) {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(name, content string) { writeFile(t, dir, name, content) }
 	write("a.yaml", "name: a\nfilter: 'true'\n")
 	m := &recorder{}
 	p, err := NewStore(eng, dir, nil, m)
