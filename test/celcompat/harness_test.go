@@ -3,6 +3,7 @@ package celcompat_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -21,6 +22,11 @@ type request struct {
 	url    string
 	// ext is what earlier interceptors added (JSON values).
 	ext map[string]any
+}
+
+// input is req as ciel's engine receives it.
+func (req request) input() engine.Input {
+	return engine.Input{Body: req.body, Header: req.header, RequestURL: req.url, Extensions: req.ext, Namespace: namespace}
 }
 
 // harness evaluates expressions in Tekton Triggers' CEL interceptor (its
@@ -113,26 +119,30 @@ func run(expr string, overlay func(string) (string, bool, error)) (outcome, stri
 	return o, ""
 }
 
-// runTriggers evaluates expr in Triggers' interceptor: an overlay, whose
-// value is read back from the response's extensions.
+// runTriggers evaluates expr in Triggers' interceptor (triggersOverlay).
 func (h *harness) runTriggers(req request, expr string) (outcome, string) {
-	return run(expr, func(e string) (string, bool, error) {
-		resp := h.triggersProcess(req, e)
-		if !resp.Continue {
-			msg := resp.Status.Message
-			// Triggers compiles for each request: a program it cannot plan
-			// (a constant that does not convert, a bad regular expression
-			// literal) fails every request; ciel refuses it at load.
-			compiled := !strings.Contains(msg, "failed to parse expression") && !strings.Contains(msg, "check failed") &&
-				!strings.Contains(msg, "failed to create a Program")
-			return "", compiled, &statusError{msg}
-		}
-		b, err := json.Marshal(resp.Extensions["v"])
-		if err != nil {
-			return "", true, err
-		}
-		return string(b), true, nil
-	})
+	return run(expr, func(e string) (string, bool, error) { return h.triggersOverlay(req, e) })
+}
+
+// triggersOverlay evaluates expr on req in Triggers' interceptor as the
+// overlay of key v, whose value is read back from the response's
+// extensions: its JSON, whether it compiled, and the failure.
+func (h *harness) triggersOverlay(req request, expr string) (string, bool, error) {
+	resp := h.triggersProcess(req, expr)
+	if !resp.Continue {
+		msg := resp.Status.Message
+		// Triggers compiles for each request: a program it cannot plan
+		// (a constant that does not convert, a bad regular expression
+		// literal) fails every request; ciel refuses it at load.
+		compiled := !strings.Contains(msg, "failed to parse expression") && !strings.Contains(msg, "check failed") &&
+			!strings.Contains(msg, "failed to create a Program")
+		return "", compiled, &statusError{msg}
+	}
+	b, err := json.Marshal(resp.Extensions["v"])
+	if err != nil {
+		return "", true, err
+	}
+	return string(b), true, nil
 }
 
 // triggersProcess sends req to Triggers' interceptor with expr as the
@@ -147,31 +157,33 @@ func (h *harness) triggersProcess(req request, expr string) *triggersv1.Intercep
 	})
 }
 
-// runCiel evaluates expr in ciel's engine: an overlay, compiled and
-// evaluated as the interceptor does.
+// runCiel evaluates expr in ciel's engine (cielOverlay).
 func (h *harness) runCiel(req request, expr string) (outcome, string) {
-	return run(expr, func(e string) (string, bool, error) {
-		p, err := h.eng.Compile(engine.Rules{Overlays: []engine.Overlay{{Key: "v", Expression: e}}})
-		if err != nil {
-			return "", false, err
-		}
-		d, err := h.eng.Evaluate(context.Background(), p, engine.Input{
-			Body: req.body, Header: req.header, RequestURL: req.url, Extensions: req.ext, Namespace: namespace,
-		})
-		if err != nil {
-			return "", true, err
-		}
-		// As Triggers' extensions map, through the same JSON round trip.
-		var v any
-		if err := json.Unmarshal(d.Overlays[0].JSON, &v); err != nil {
-			return "", true, err
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			return "", true, err
-		}
-		return string(b), true, nil
-	})
+	return run(expr, func(e string) (string, bool, error) { return h.cielOverlay(req, e) })
+}
+
+// cielOverlay evaluates expr on req in ciel's engine as the overlay of
+// key v, compiled and evaluated as the interceptor does: its JSON, through
+// the same round trip as Triggers' extensions map, whether it compiled,
+// and the failure.
+func (h *harness) cielOverlay(req request, expr string) (string, bool, error) {
+	p, err := h.eng.Compile(engine.Rules{Overlays: []engine.Overlay{{Key: "v", Expression: expr}}})
+	if err != nil {
+		return "", false, err
+	}
+	d, err := h.eng.Evaluate(context.Background(), p, req.input())
+	if err != nil {
+		return "", true, err
+	}
+	var v any
+	if err := json.Unmarshal(d.Overlays[0].JSON, &v); err != nil {
+		return "", true, fmt.Errorf("overlay %s = %s: not JSON: %w", expr, d.Overlays[0].JSON, err)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", true, err
+	}
+	return string(b), true, nil
 }
 
 // triggersRequest is req as Triggers must see it to see what ciel's
@@ -184,7 +196,7 @@ func (h *harness) triggersRequest(t testing.TB, req request) request {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := h.eng.Evaluate(context.Background(), p, engine.Input{Body: req.body, Header: req.header, RequestURL: req.url, Extensions: req.ext, Namespace: namespace})
+	d, err := h.eng.Evaluate(context.Background(), p, req.input())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,67 +1,23 @@
 package celcompat_test
 
 import (
-	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
-	tcel "github.com/tektoncd/triggers/pkg/interceptors/cel"
-
-	"github.com/ciel-ci/ciel/interceptor/engine"
 )
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
 
-// triggersOverlay runs Triggers' real interceptor with one overlay and
-// returns the JSON it put under the overlay's key, or the failure.
-func triggersOverlay(t *testing.T, expr string) (string, bool) {
-	t.Helper()
-	w := tcel.NewInterceptor(triggersSecrets{})
-	resp := w.Process(context.Background(), &triggersv1.InterceptorRequest{
-		Body:       payload,
-		Header:     header,
-		Extensions: extensions,
-		InterceptorParams: map[string]any{
-			"overlays": []tcel.Overlay{{Key: "v", Expression: expr}},
-		},
-		Context: &triggersv1.TriggerContext{EventURL: requestURL, EventID: "1", TriggerID: "namespaces/" + namespace + "/triggers/build"},
-	})
-	if !resp.Continue {
-		return resp.Status.Message, false
-	}
-	b, err := json.Marshal(resp.Extensions["v"])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b), true
-}
-
-// cielOverlay evaluates the same overlay in ciel's engine and renders it
-// through the same JSON round trip as Triggers' extensions map.
-func cielOverlay(t *testing.T, h *harness, expr string) (string, bool) {
-	t.Helper()
-	p, err := h.eng.Compile(engine.Rules{Overlays: []engine.Overlay{{Key: "v", Expression: expr}}})
+// overlay renders expr on the payload through one side's overlay
+// (harness.triggersOverlay, harness.cielOverlay): its JSON, or the failure
+// and false.
+func overlay(side func(request, string) (string, bool, error), expr string) (string, bool) {
+	v, _, err := side(payloadRequest(), expr)
 	if err != nil {
 		return err.Error(), false
 	}
-	d, err := h.eng.Evaluate(context.Background(), p, engine.Input{
-		Body: []byte(payload), Header: header, RequestURL: requestURL, Extensions: extensions, Namespace: namespace,
-	})
-	if err != nil {
-		return err.Error(), false
-	}
-	var v any
-	if err := json.Unmarshal(d.Overlays[0].JSON, &v); err != nil {
-		t.Fatalf("overlay %s = %s: not JSON: %v", expr, d.Overlays[0].JSON, err)
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b), true
+	return v, true
 }
 
 // TestOverlayRendering records how Triggers renders overlay values into
@@ -95,7 +51,7 @@ func TestOverlayRendering(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.expr, func(t *testing.T) {
-			got, ok := triggersOverlay(t, tc.expr)
+			got, ok := overlay(h.triggersOverlay, tc.expr)
 			if !ok && !strings.Contains(tc.expr, "filterPaths") {
 				t.Fatalf("Triggers failed: %s", got)
 			}
@@ -104,7 +60,7 @@ func TestOverlayRendering(t *testing.T) {
 					t.Errorf("Triggers renders (-recorded +now):\n%s", diff)
 				}
 			}
-			got, ok = cielOverlay(t, h, tc.expr)
+			got, ok = overlay(h.cielOverlay, tc.expr)
 			if !ok {
 				t.Fatalf("ciel failed: %s", got)
 			}
@@ -132,11 +88,11 @@ func TestOverlayRenderingDifferences(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.expr, func(t *testing.T) {
-			msg, ok := triggersOverlay(t, tc.expr)
+			msg, ok := overlay(h.triggersOverlay, tc.expr)
 			if ok {
 				t.Errorf("Triggers now renders %s as %s: update the recorded difference", tc.expr, msg)
 			}
-			got, ok := cielOverlay(t, h, tc.expr)
+			got, ok := overlay(h.cielOverlay, tc.expr)
 			if ok != tc.cielOK || !strings.Contains(got, tc.ciel) {
 				t.Errorf("ciel: %q, %v; want %q, %v", got, ok, tc.ciel, tc.cielOK)
 			}

@@ -51,8 +51,7 @@ func TestGeneratedFastPaths(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: compiles without the cost proof, not with it: %v", expr, err)
 				}
-				in := engine.Input{Body: req.ciel.body, Header: req.ciel.header, RequestURL: req.ciel.url,
-					Extensions: req.ciel.ext, Namespace: namespace}
+				in := req.ciel.input()
 				want, wantErr := plain.Evaluate(context.Background(), pp, in)
 				in.DeferExtensions = true
 				got, gotErr := fast.Evaluate(context.Background(), pf, in)
