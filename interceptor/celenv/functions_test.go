@@ -10,7 +10,7 @@ import (
 // the behaviour Triggers documents (docs/cel_expressions.md) and tests
 // (pkg/interceptors/cel/cel_test.go), written as our own cases.
 func TestTriggersFunctions(t *testing.T) {
-	checkValues(t, newEnv(t), testVars(), []valueCase{
+	checkExprs(t, newEnv(t), testVars(), []valueCase{
 		// Variables.
 		{"body value", "body.value", "testing"},
 		{"header list", "header['X-Test-Header'][0]", "value"},
@@ -122,13 +122,13 @@ func TestTriggersFunctions(t *testing.T) {
 		// Macros from Triggers' documentation.
 		{"exists", "body.jsonObjects.exists(x, has(x.testing1))", true},
 		{"defaulting with has", "has(body.missing) ? body.missing : 'default'", "default"},
-	})
+	}, wantValue)
 }
 
 // TestTriggersErrors holds the failures Triggers documents and tests, and
 // the inputs on which Triggers panics or misbehaves and we return an error.
 func TestTriggersErrors(t *testing.T) {
-	checkErrors(t, newEnv(t), testVars(), []errorCase{
+	checkExprs(t, newEnv(t), testVars(), []errorCase{
 		{"unknown key", "body.val", "no such key: val"},
 		{"invalid syntax", "body.value = 'testing'", "Syntax error"},
 		{"unknown function", "trunca(body.sha, 7)", "undeclared reference to 'trunca'"},
@@ -151,7 +151,7 @@ func TestTriggersErrors(t *testing.T) {
 		{"decodeb64 binary", "'/w=='.decodeb64()", "not UTF-8 text: use base64.decode"},
 		{"first of a string", "'abc'.first()", "found no matching overload for 'first'"},
 		{"compareSecret of an int", "1.compareSecret('a', 'b')", "found no matching overload for 'compareSecret'"},
-	})
+	}, wantError)
 }
 
 // TestParseDoesNotEchoInput keeps a 100 kB payload out of error messages

@@ -126,17 +126,23 @@ func program(t testing.TB, env *cel.Env, expr string, popts ...cel.ProgramOption
 	return prg
 }
 
-// valueCase is an expression and its value, in native's form.
-type valueCase struct {
+// exprCase is an expression and what it gives: a value in native's form
+// (valueCase) or an error containing a string (errorCase).
+type exprCase[W any] struct {
 	name string
 	expr string
-	want any
+	want W
 }
 
-// checkValues evaluates each case's expression in env over vars as a
-// subtest (named by the expression when the case has no name) and compares
-// its value with the case's.
-func checkValues(t *testing.T, env *cel.Env, vars map[string]any, tests []valueCase) {
+type (
+	valueCase = exprCase[any]
+	errorCase = exprCase[string]
+)
+
+// checkExprs evaluates each case's expression in env over vars as a
+// subtest (named by the expression when the case has no name), and checks
+// the outcome with check: wantValue or wantError.
+func checkExprs[W any](t *testing.T, env *cel.Env, vars map[string]any, tests []exprCase[W], check func(*testing.T, exprCase[W], ref.Val, error)) {
 	t.Helper()
 	for _, tc := range tests {
 		name := tc.name
@@ -145,38 +151,30 @@ func checkValues(t *testing.T, env *cel.Env, vars map[string]any, tests []valueC
 		}
 		t.Run(name, func(t *testing.T) {
 			got, _, err := eval(t, env, context.Background(), tc.expr, vars)
-			if err != nil {
-				t.Fatalf("%s: %v", tc.expr, err)
-			}
-			if diff := cmp.Diff(tc.want, native(got)); diff != "" {
-				t.Errorf("%s (-want +got):\n%s", tc.expr, diff)
-			}
+			check(t, tc, got, err)
 		})
 	}
 }
 
-// errorCase is an expression whose compilation or evaluation fails with an
-// error containing want.
-type errorCase struct {
-	name string
-	expr string
-	want string
+// wantValue checks that the expression gave the case's value.
+func wantValue(t *testing.T, tc valueCase, got ref.Val, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", tc.expr, err)
+	}
+	if diff := cmp.Diff(tc.want, native(got)); diff != "" {
+		t.Errorf("%s (-want +got):\n%s", tc.expr, diff)
+	}
 }
 
-// checkErrors evaluates each case's expression in env over vars as a
-// subtest and checks its error.
-func checkErrors(t *testing.T, env *cel.Env, vars map[string]any, tests []errorCase) {
+// wantError checks that the expression failed with the case's error.
+func wantError(t *testing.T, tc errorCase, got ref.Val, err error) {
 	t.Helper()
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, _, err := eval(t, env, context.Background(), tc.expr, vars)
-			if err == nil {
-				t.Fatalf("%s = %v, want an error containing %q", tc.expr, got, tc.want)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("%s: error\n%s\nwant it to contain\n%s", tc.expr, err, tc.want)
-			}
-		})
+	if err == nil {
+		t.Fatalf("%s = %v, want an error containing %q", tc.expr, got, tc.want)
+	}
+	if !strings.Contains(err.Error(), tc.want) {
+		t.Errorf("%s: error\n%s\nwant it to contain\n%s", tc.expr, err, tc.want)
 	}
 }
 

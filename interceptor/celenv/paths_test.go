@@ -13,7 +13,7 @@ import (
 func TestPathFunctions(t *testing.T) {
 	vars := testVars()
 	vars[VarBody].(map[string]any)["patterns"] = []any{"docs/**"}
-	checkValues(t, newEnv(t), vars, []valueCase{
+	checkExprs(t, newEnv(t), vars, []valueCase{
 		{"glob match", "'docs/guide/intro.md'.glob('docs/**/*.md')", true},
 		{"glob no match", "'src/main.go'.glob('docs/**')", false},
 		{"glob star stops at slash", "'a/b.md'.glob('*.md')", false},
@@ -38,11 +38,11 @@ func TestPathFunctions(t *testing.T) {
 		{"filterPaths", "body.files.filterPaths(['src/**', '!**/*.md', 'charts/**'])", []any{"src/main.go", "charts/app/values.yaml"}},
 		{"filterPaths nothing", "body.files.filterPaths(['x/**'])", []any{}},
 		{"filterPaths size", "size(body.files.filterPaths(['**/*.md']))", int64(2)},
-	})
+	}, wantValue)
 }
 
 func TestPathFunctionErrors(t *testing.T) {
-	checkErrors(t, newEnv(t), testVars(), []errorCase{
+	checkExprs(t, newEnv(t), testVars(), []errorCase{
 		{"glob bad pattern", "'a'.glob('docs/[')", `glob: invalid path pattern "docs/[": unclosed [ (at offset 5)`},
 		{"glob negated", "'a'.glob('!docs/**')", `glob: pattern "!docs/**": negation (!) only has a meaning in a pattern list (matchesAny, filterPaths): write !path.glob('...') instead`},
 		{"matchesAny bad pattern", "['a'].matchesAny(['src/**', '?x'])", `matchesAny: pattern 1: invalid path pattern "?x": '?' must follow a character or a [...] class (at offset 0)`},
@@ -53,7 +53,7 @@ func TestPathFunctionErrors(t *testing.T) {
 		{"matchesAny non-string pattern", "body.files.matchesAny(body.mixed)", "matchesAny: patterns: element 1 is double, want string"},
 		{"matchesAny on a number", "body.pull_request.commits.matchesAny(['**'])", "no such overload"},
 		{"glob of an int", "1.glob('*')", "found no matching overload for 'glob'"},
-	})
+	}, wantError)
 }
 
 // TestPatternCache compiles a constant pattern list once, whatever the number
@@ -89,12 +89,12 @@ func TestPatternCache(t *testing.T) {
 // TestPatternCacheKeys keeps lists that differ only in how their patterns
 // split apart.
 func TestPatternCacheKeys(t *testing.T) {
-	checkValues(t, newEnv(t), testVars(), []valueCase{
+	checkExprs(t, newEnv(t), testVars(), []valueCase{
 		{expr: "'ab'.matchesAny(['a', 'b'])", want: false},
 		{expr: "'ab'.matchesAny(['ab'])", want: true},
 		{expr: "'a'.matchesAny(['a', 'b'])", want: true},
 		{expr: "'a'.matchesAny(['ab'])", want: false},
-	})
+	}, wantValue)
 }
 
 // TestCodePoints checks codePoints against utf8.RuneCountInString across
