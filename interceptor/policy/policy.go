@@ -23,6 +23,13 @@
 //
 // Decoding is strict: an unknown field is an error, so a misspelt
 // `overlay:` cannot silently disable a rule.
+//
+// A case's request and payload files are relative to the policy file; the
+// shipped policies name the GitLab fixtures of interceptor/gitlab/testdata
+// (`payload: ../interceptor/gitlab/testdata/push.json`). ReadWebhook reads
+// such files for cel-eval's -r and --body as for the cases. Store serves
+// the policy set of a directory to the interceptor and reloads it when the
+// directory changes.
 package policy
 
 import (
