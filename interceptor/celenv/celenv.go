@@ -161,13 +161,13 @@ func build(opts []Option) (*cel.Env, *state, error) {
 	}
 	st := newState(o.secrets, o.cacheSize)
 	envOpts := []cel.EnvOption{
-		cel.Lib(&triggersLib{st: st}),
+		cel.Lib(triggersLib(st)),
 		celext.Strings(),
 		celext.Encoders(),
 		celext.Sets(),
 		celext.Lists(),
 		celext.Math(),
-		cel.Lib(&cielLib{st: st}),
+		cel.Lib(cielLib(st)),
 		cel.Variable(VarBody, body),
 		cel.Variable(VarHeader, mapStrDyn),
 		cel.Variable(VarExtensions, extensions),

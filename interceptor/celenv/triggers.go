@@ -2,6 +2,7 @@ package celenv
 
 import (
 	"regexp"
+	"slices"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/interpreter"
@@ -27,74 +28,68 @@ func newState(secrets SecretGetter, cacheSize int) *state {
 	}
 }
 
+// library is one of the environment's cel.Library values: its functions,
+// their cost model, and the decorators that plan their calls.
+type library struct {
+	name      string
+	functions []cel.EnvOption
+	// costs are the cost models of the functions, and of the cel-go
+	// functions whose estimates they replace.
+	costs [][]costSpec
+	// decorate plans the calls that need the request context.
+	decorate interpreter.InterpretableDecoratorV2
+	// aliases names the overload of a call whose receiver is only known at
+	// runtime (aliasDecorator), by function.
+	aliases map[string]string
+}
+
+var _ cel.SingletonLibrary = (*library)(nil)
+
 // triggersLib declares the functions of Tekton Triggers' CEL interceptor.
 // Each group lives in its own file: headers.go (match, canonical),
 // strings.go (truncate, translate, decodeb64), parse.go (parseJSON,
 // parseYAML, parseURL, marshalJSON), lists.go (first, last) and secret.go
 // (compareSecret).
-type triggersLib struct{ st *state }
-
-var _ cel.Library = (*triggersLib)(nil)
-
-// LibraryName implements cel.SingletonLibrary: one copy per environment.
-func (*triggersLib) LibraryName() string { return "ciel.triggers" }
-
-// costs is the cost model of the library's functions.
-func (l *triggersLib) costs() (cel.EnvOption, cel.ProgramOption) {
-	return costOptions(headerCosts, stringCosts, parseCosts, listCosts, secretCosts)
-}
-
-// CompileOptions implements cel.Library.
-func (l *triggersLib) CompileOptions() []cel.EnvOption {
-	opts := []cel.EnvOption{}
-	opts = append(opts, headerFunctions()...)
-	opts = append(opts, stringFunctions(l.st)...)
-	opts = append(opts, parseFunctions()...)
-	opts = append(opts, listFunctions()...)
-	opts = append(opts, secretFunctions()...)
-	estimators, _ := l.costs()
-	return append(opts, estimators)
-}
-
-// ProgramOptions implements cel.Library.
-func (l *triggersLib) ProgramOptions() []cel.ProgramOption {
-	_, trackers := l.costs()
-	return []cel.ProgramOption{
-		cel.CustomDecoratorV2(l.st.decorateCompareSecret),
-		cel.CustomDecoratorV2(aliasDecorator(map[string]string{fnMarshalJSON: marshalJSONAlias})),
-		trackers,
+func triggersLib(st *state) *library {
+	return &library{
+		name:      "ciel.triggers",
+		functions: slices.Concat(headerFunctions(), stringFunctions(st), parseFunctions(), listFunctions(), secretFunctions()),
+		costs:     [][]costSpec{headerCosts, stringCosts, parseCosts, listCosts, secretCosts},
+		decorate:  st.decorateCompareSecret,
+		aliases:   map[string]string{fnMarshalJSON: marshalJSONAlias},
 	}
 }
 
 // cielLib declares ciel's own functions. Groups, one file each:
-// paths.go (glob, matchesAny, filterPaths).
-type cielLib struct{ st *state }
-
-var _ cel.Library = (*cielLib)(nil)
-
-// LibraryName implements cel.SingletonLibrary: one copy per environment.
-func (*cielLib) LibraryName() string { return "ciel.functions" }
-
-// costs is the cost model of the library's functions and of the cel-go
-// functions whose estimates it replaces (extCosts, estimates only).
-func (l *cielLib) costs() (cel.EnvOption, cel.ProgramOption) {
-	return costOptions(pathCosts, extCosts)
+// paths.go (glob, matchesAny, filterPaths). Added after cel-go's
+// libraries, it also replaces the estimates of some of theirs (extCosts).
+func cielLib(st *state) *library {
+	return &library{
+		name:      "ciel.functions",
+		functions: pathFunctions(st),
+		costs:     [][]costSpec{pathCosts, extCosts},
+		decorate:  st.decoratePaths,
+		aliases:   map[string]string{fnMatchesAny: matchesAnyAlias},
+	}
 }
 
+// LibraryName implements cel.SingletonLibrary: one copy per environment.
+func (l *library) LibraryName() string { return l.name }
+
 // CompileOptions implements cel.Library.
-func (l *cielLib) CompileOptions() []cel.EnvOption {
-	// After cel-go's libraries: these estimators replace theirs.
-	estimators, _ := l.costs()
-	return append(pathFunctions(l.st), estimators)
+func (l *library) CompileOptions() []cel.EnvOption {
+	estimators, _ := costOptions(l.costs...)
+	return append(slices.Clone(l.functions), estimators)
 }
 
 // ProgramOptions implements cel.Library.
-func (l *cielLib) ProgramOptions() []cel.ProgramOption {
-	_, trackers := l.costs()
+func (l *library) ProgramOptions() []cel.ProgramOption {
+	_, trackers := costOptions(l.costs...)
 	return []cel.ProgramOption{
-		// Paths first: the alias decorator then wraps the pathCall.
-		cel.CustomDecoratorV2(l.st.decoratePaths),
-		cel.CustomDecoratorV2(aliasDecorator(map[string]string{fnMatchesAny: matchesAnyAlias})),
+		// The library's decorator first: the alias decorator then wraps
+		// the call it planned (a pathCall).
+		cel.CustomDecoratorV2(l.decorate),
+		cel.CustomDecoratorV2(aliasDecorator(l.aliases)),
 		trackers,
 	}
 }
