@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
@@ -33,31 +34,26 @@ func ValueJSON(v ref.Val) ([]byte, error) {
 	if types.IsError(v) {
 		return nil, fmt.Errorf("rendering a CEL value as JSON: %w", v.(*types.Err))
 	}
+	var target reflect.Type
 	switch v.(type) {
 	case types.Null:
 		return []byte("null"), nil
 	case types.Uint:
 		return json.Marshal(float64(v.(types.Uint)))
 	case types.String, types.Bytes, types.Double, types.Int, types.Bool:
-		raw, err := v.ConvertToNative(structPBValueType)
-		if err != nil {
-			return nil, fmt.Errorf("rendering a CEL %v as JSON: %w", v.Type(), err)
-		}
-		return protojsonCompact(raw.(proto.Message))
+		target = structPBValueType
 	case traits.Lister:
-		raw, err := v.ConvertToNative(listValuePBType)
-		if err != nil {
-			return nil, fmt.Errorf("rendering a CEL list as JSON: %w", err)
-		}
-		return protojsonCompact(raw.(proto.Message))
+		target = listValuePBType
 	case traits.Mapper:
-		raw, err := v.ConvertToNative(structPBType)
-		if err != nil {
-			return nil, fmt.Errorf("rendering a CEL map as JSON: %w", err)
-		}
-		return protojsonCompact(raw.(proto.Message))
+		target = structPBType
+	default:
+		return nil, fmt.Errorf("rendering a CEL %v as JSON: not a JSON value", v.Type())
 	}
-	return nil, fmt.Errorf("rendering a CEL %v as JSON: not a JSON value", v.Type())
+	raw, err := v.ConvertToNative(target)
+	if err != nil {
+		return nil, fmt.Errorf("rendering a CEL %v as JSON: %w", v.Type(), err)
+	}
+	return protojsonCompact(raw.(proto.Message))
 }
 
 // protojsonCompact marshals with protojson (which adds random spaces on
