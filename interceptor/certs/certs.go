@@ -42,6 +42,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/option"
 )
 
 // Keys of the TLS Secret.
@@ -72,80 +75,43 @@ type Option func(*options) error
 
 // WithNamespace sets the namespace of the Secret and the Service. Required.
 func WithNamespace(ns string) Option {
-	return func(o *options) error {
-		if ns == "" {
-			return errors.New("namespace must not be empty")
-		}
-		o.namespace = ns
-		return nil
-	}
+	return option.Check(ns != "", "namespace must not be empty", func(o *options) { o.namespace = ns })
 }
 
 // WithSecretName sets the TLS Secret's name. Default: "ciel-interceptor-tls".
 func WithSecretName(n string) Option {
-	return func(o *options) error {
-		if n == "" {
-			return errors.New("secret name must not be empty")
-		}
-		o.secretName = n
-		return nil
-	}
+	return option.Check(n != "", "secret name must not be empty", func(o *options) { o.secretName = n })
 }
 
 // WithServiceName sets the Service the certificate is issued for (its
 // in-cluster DNS names are the certificate's SANs). Default: "ciel-interceptor".
 func WithServiceName(n string) Option {
-	return func(o *options) error {
-		if n == "" {
-			return errors.New("service name must not be empty")
-		}
-		o.serviceName = n
-		return nil
-	}
+	return option.Check(n != "", "service name must not be empty", func(o *options) { o.serviceName = n })
 }
 
 // WithClusterInterceptors names the ClusterInterceptors whose caBundle is
 // kept current. Default: ["ciel"]. None means: do not patch any.
 func WithClusterInterceptors(names ...string) Option {
-	return func(o *options) error {
-		o.interceptors = append([]string(nil), names...)
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.interceptors = append([]string(nil), names...) })
 }
 
 // WithValidity sets the lifetimes of the CA and of serving certificates.
 // Defaults: 5 years and 1 year. A certificate is renewed when less than a
 // third of its lifetime is left.
 func WithValidity(ca, cert time.Duration) Option {
-	return func(o *options) error {
-		if ca <= 0 || cert <= 0 || cert > ca {
-			return fmt.Errorf("invalid validity: CA %s, certificate %s (both positive, certificate not longer than CA)", ca, cert)
-		}
-		o.caValidity, o.certValidity = ca, cert
-		return nil
-	}
+	return option.Check(ca > 0 && cert > 0 && cert <= ca,
+		fmt.Sprintf("invalid validity: CA %s, certificate %s (both positive, certificate not longer than CA)", ca, cert),
+		func(o *options) { o.caValidity, o.certValidity = ca, cert })
 }
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option {
-	return func(o *options) error {
-		if now == nil {
-			return errors.New("clock must not be nil")
-		}
-		o.now = now
-		return nil
-	}
+	return option.Check(now != nil, "clock must not be nil", func(o *options) { o.now = now })
 }
 
 // WithLogger sets the logger. Default: discard.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return errors.New("logger must not be nil")
-		}
-		o.log = l
-		return nil
-	}
+	return func(o *options) error { return logopt.Set(&o.log, l) }
 }
 
 // Manager keeps the serving certificate in a Secret and the CA in our
@@ -169,7 +135,7 @@ func NewManager(secrets corev1client.SecretsGetter, dyn dynamic.Interface, opts 
 		certValidity:  365 * 24 * time.Hour,
 		renewFraction: 1.0 / 3,
 		now:           time.Now,
-		log:           slog.New(slog.DiscardHandler),
+		log:           logopt.Discard(),
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {

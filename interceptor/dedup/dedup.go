@@ -25,6 +25,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/ciel-ci/ciel/internal/option"
 )
 
 // ErrDuplicate is returned by Begin for a delivery already accepted.
@@ -41,36 +43,18 @@ type Option func(*options) error
 
 // WithTTL sets how long an accepted delivery is remembered. Default: 1h.
 func WithTTL(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("dedup TTL must be positive, got %s", d)
-		}
-		o.ttl = d
-		return nil
-	}
+	return option.Check(d > 0, fmt.Sprintf("dedup TTL must be positive, got %s", d), func(o *options) { o.ttl = d })
 }
 
 // WithMaxEntries bounds the number of remembered deliveries; the oldest are
 // forgotten first. Default: 100000 (a few MiB).
 func WithMaxEntries(n int) Option {
-	return func(o *options) error {
-		if n <= 0 {
-			return fmt.Errorf("dedup max entries must be positive, got %d", n)
-		}
-		o.max = n
-		return nil
-	}
+	return option.Check(n > 0, fmt.Sprintf("dedup max entries must be positive, got %d", n), func(o *options) { o.max = n })
 }
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option {
-	return func(o *options) error {
-		if now == nil {
-			return errors.New("dedup clock must not be nil")
-		}
-		o.now = now
-		return nil
-	}
+	return option.Check(now != nil, "dedup clock must not be nil", func(o *options) { o.now = now })
 }
 
 // hashedKey is what the cache stores of a key.

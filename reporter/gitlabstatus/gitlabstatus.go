@@ -24,6 +24,7 @@ import (
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 
 	"github.com/ciel-ci/ciel/internal/gitlabclient"
+	"github.com/ciel-ci/ciel/internal/logopt"
 	"github.com/ciel-ci/ciel/reporter/status"
 )
 
@@ -136,9 +137,8 @@ func WithTransport(rt http.RoundTripper) Option { return clientOption(gitlabclie
 // WithLogger sets the logger. Default: discard. Tokens are never logged.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
-		o.log = l // gitlabclient refuses nil
 		o.client = append(o.client, gitlabclient.WithLogger(l))
-		return nil
+		return logopt.Set(&o.log, l)
 	}
 }
 
@@ -153,7 +153,7 @@ type Client struct {
 // "/api/v4" is added when missing). It does not retry (see the package
 // doc).
 func New(baseURL string, opts ...Option) (*Client, error) {
-	o := options{timeout: 15 * time.Second, log: slog.New(slog.DiscardHandler)}
+	o := options{timeout: 15 * time.Second, log: logopt.Discard()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err

@@ -34,9 +34,9 @@ import (
 	"time"
 
 	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/promreg"
 	"github.com/ciel-ci/ciel/internal/version"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -179,8 +179,7 @@ func run(ctx context.Context, stderr io.Writer, o *options) error {
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := promreg.NewRegistry()
 	ropts := []rep.Option{
 		rep.WithLogger(log), rep.WithRegisterer(reg), rep.WithNamePrefix(o.namePrefix), rep.WithResync(o.resync),
 		rep.WithNamespaces(o.namespaces...), rep.WithProjects(o.projects...), rep.WithWorkers(o.workers), rep.WithDrainTimeout(o.drainTimeout),
