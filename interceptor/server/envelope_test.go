@@ -127,16 +127,24 @@ func FuzzEnvelope(f *testing.F) {
 	})
 }
 
+// bounded is a server of f's engine, policies and Secrets with these bounds
+// of one request and of the requests in flight.
+func (f *fixture) bounded(t testing.TB, maxRequest, maxInFlight int64) *Server {
+	t.Helper()
+	srv, err := New(Config{Engine: f.srv.cfg.Engine, Policies: f.srv.cfg.Policies, Secrets: f.srv.cfg.Secrets,
+		MaxRequestBytes: maxRequest, MaxInFlightBytes: maxInFlight})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
 // TestInFlightBudget: past the budget a large request is answered
 // Unavailable (503, unread) while a small delivery still fits in the part
 // kept for small requests; the budget is whole again afterwards.
 func TestInFlightBudget(t *testing.T) {
 	f := newFixture(t)
-	srv, err := New(Config{Engine: f.srv.cfg.Engine, Policies: f.srv.cfg.Policies, Secrets: f.srv.cfg.Secrets,
-		MaxRequestBytes: 4 << 20, MaxInFlightBytes: 16 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := f.bounded(t, 4<<20, 16<<20)
 	if _, err := New(Config{Engine: f.srv.cfg.Engine, MaxRequestBytes: 10 << 20, MaxInFlightBytes: 12 << 20}); err == nil {
 		t.Error("a budget smaller than one request plus the reserve was accepted")
 	}
@@ -145,12 +153,7 @@ func TestInFlightBudget(t *testing.T) {
 		t.Fatal("could not take the flood's share")
 	}
 	post := func(req []byte) (int, http.Header, triggersv1.InterceptorResponse) {
-		w := httptest.NewRecorder()
-		srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(req)))
-		var ir triggersv1.InterceptorResponse
-		if err := json.NewDecoder(w.Body).Decode(&ir); err != nil {
-			t.Fatal(err)
-		}
+		w, ir := serve(t, srv, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(req)))
 		return w.Code, w.Header(), ir
 	}
 	large := request(t, "push.json", "Push Hook", map[string]any{"secretRef": tokenRef, "policy": "build-on-change"})
@@ -182,36 +185,22 @@ func TestWrongTokenBodyNotRead(t *testing.T) {
 		withHeader("X-Gitlab-Token", "wrong"))
 	req.Body = "not json \x00"
 	b, _ := json.Marshal(req)
-	w := httptest.NewRecorder()
-	f.srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(b)))
-	out, _ := io.ReadAll(w.Body)
-	var ir triggersv1.InterceptorResponse
-	_ = json.Unmarshal(out, &ir)
+	w, ir := serve(t, f.srv, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(b)))
 	if ir.Continue || ir.Status.Code != codes.InvalidArgument || !strings.Contains(strings.ToLower(ir.Status.Message), "token") {
-		t.Errorf("wrong token: %s", out)
+		t.Errorf("wrong token: %s", w.Body)
 	}
 }
 
 // TestUnknownLength: a request without Content-Length (chunked) is read in
 // budgeted steps and bounded by MaxRequestBytes as well.
 func TestUnknownLength(t *testing.T) {
-	f := newFixture(t)
-	srv, err := New(Config{Engine: f.srv.cfg.Engine, Policies: f.srv.cfg.Policies, Secrets: f.srv.cfg.Secrets,
-		MaxRequestBytes: 64 << 10, MaxInFlightBytes: 16 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newFixture(t).bounded(t, 64<<10, 16<<20)
 	post := func(req []byte) (int, triggersv1.InterceptorResponse) {
 		r := httptest.NewRequest(http.MethodPost, "/gitlab", io.MultiReader(bytes.NewReader(req)))
 		if r.ContentLength != -1 {
 			t.Fatalf("content length %d, want unknown", r.ContentLength)
 		}
-		w := httptest.NewRecorder()
-		srv.ServeHTTP(w, r)
-		var ir triggersv1.InterceptorResponse
-		if err := json.NewDecoder(w.Body).Decode(&ir); err != nil {
-			t.Fatal(err)
-		}
+		w, ir := serve(t, srv, r)
 		return w.Code, ir
 	}
 	small, _ := json.Marshal(request(t, "push.json", "Push Hook", map[string]any{"secretRef": tokenRef, "policy": "build-on-change"}))
