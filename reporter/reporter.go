@@ -12,6 +12,22 @@
 // compute the status from the latest object seen, post it to GitLab, and
 // record what they posted.
 //
+// # Several clusters
+//
+// One reporter serves every cluster that runs ciel's PipelineRuns: builds
+// are often spread over clusters (per architecture, per team, per
+// environment) while GitLab, the token and the commit statuses are one.
+// Each cluster gets its own set of informers (RunCluster, one per
+// kubeconfig, run by package reporter/kubeconfigs); they all feed the one
+// work queue, so that the ordering and idempotency below hold across
+// clusters and GitLab sees one client with one rate. When a kubeconfig
+// changes (rotated credentials, a new API server address), its informers
+// are stopped and re-created from the new file. A status still to be
+// posted is kept across the restart; the others are forgotten (sweep) and
+// found again, with their recorded state, when the new informers list the
+// runs: a rotation neither loses nor reposts a status. The cluster's name is
+// in the target URL ({{.Cluster}}) and in the metrics.
+//
 // # Keys, idempotency and ordering
 //
 // A commit status is identified by (project, commit, ref, name): GitLab
