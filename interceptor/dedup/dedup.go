@@ -127,33 +127,31 @@ func (c *Cache) Begin(ctx context.Context, id string) (*Ticket, error) {
 
 // Accept records the delivery as accepted: copies arriving within the TTL
 // are duplicates.
-func (t *Ticket) Accept() {
+func (t *Ticket) Accept() { t.end(true) }
+
+// Forget drops the in-flight delivery: a retry is evaluated afresh.
+func (t *Ticket) Forget() { t.end(false) }
+
+// end ends the in-flight delivery, accepted or forgotten, and wakes the
+// copies waiting for it; only its first call does anything.
+func (t *Ticket) end(accepted bool) {
 	c := t.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if t.e.done == nil {
 		return
 	}
-	t.e.accepted = c.opts.now()
-	t.e.elem = c.age.PushBack(t.e)
+	if accepted {
+		t.e.accepted = c.opts.now()
+		t.e.elem = c.age.PushBack(t.e)
+	} else {
+		delete(c.entries, t.e.key)
+	}
 	close(t.e.done)
 	t.e.done = nil
 	for c.age.Len() > c.opts.max {
 		c.removeLocked(c.age.Front().Value.(*entry))
 	}
-}
-
-// Forget drops the in-flight delivery: a retry is evaluated afresh.
-func (t *Ticket) Forget() {
-	c := t.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t.e.done == nil {
-		return
-	}
-	delete(c.entries, t.e.key)
-	close(t.e.done)
-	t.e.done = nil
 }
 
 // Len returns the number of remembered and in-flight deliveries.

@@ -313,13 +313,7 @@ func FuzzCheckRepoURL(f *testing.F) {
 func TestProjectChecksMergeRequest(t *testing.T) {
 	otherHTTP := strings.NewReplacer("https://gitlab.example.com/acme/payments-api.git", "https://evil.example.net/acme/payments-api.git")
 	otherPath := strings.NewReplacer("https://gitlab.example.com/acme/payments-api.git", "https://gitlab.example.com/victim/secret-repo.git")
-	tests := []struct {
-		name   string
-		params map[string]any
-		opts   []reqOpt
-		code   codes.Code
-		msg    string
-	}{
+	tests := []statusCase{
 		{"own project", map[string]any{"filter": "true"}, nil, codes.OK, ""},
 		{"clone URL on another host", map[string]any{"filter": "true"}, []reqOpt{setBody(otherHTTP)}, codes.InvalidArgument, "project.git_http_url"},
 		{"clone URL of another project", map[string]any{"filter": "true"}, []reqOpt{setBody(otherPath)}, codes.InvalidArgument, "not the payload's project"},

@@ -187,6 +187,16 @@ func serve(t testing.TB, h http.Handler, r *http.Request) (*httptest.ResponseRec
 	return w, ir
 }
 
+// statusCase is a request's params and changes, and the status code of the
+// answer with a part of its message.
+type statusCase struct {
+	name   string
+	params map[string]any
+	opts   []reqOpt
+	code   codes.Code
+	msg    string
+}
+
 // wantStatus checks a response's status code and that its message holds msg.
 func wantStatus(t testing.TB, resp *triggersv1.InterceptorResponse, code codes.Code, msg string) {
 	t.Helper()
@@ -257,13 +267,7 @@ func TestOverlaysInExtensions(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	signed, stale := signedAt(time.Now()), signedAt(time.Now().Add(-time.Hour))
 	signRef := map[string]any{"secretName": "gitlab-signing", "secretKey": "key"}
-	tests := []struct {
-		name   string
-		params map[string]any
-		opts   []reqOpt
-		code   codes.Code
-		msg    string
-	}{
+	tests := []statusCase{
 		{"wrong token", map[string]any{"secretRef": tokenRef}, []reqOpt{withHeader("X-Gitlab-Token", "nope")}, codes.InvalidArgument, "X-Gitlab-Token does not match"},
 		{"missing token", map[string]any{"secretRef": tokenRef}, []reqOpt{func(r *triggersv1.InterceptorRequest) { delete(r.Header, "X-Gitlab-Token") }}, codes.InvalidArgument, "X-Gitlab-Token"},
 		{"missing secret", map[string]any{"secretRef": map[string]any{"secretName": "absent", "secretKey": "token"}}, nil, codes.FailedPrecondition, "absent"},
