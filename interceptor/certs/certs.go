@@ -365,19 +365,11 @@ func (m *Manager) publish(ctx context.Context, bundle []byte) error {
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 func parseCA(bundlePEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error) {
-	block, _ := pem.Decode(bundlePEM)
-	if block == nil {
-		return nil, nil, errors.New("no CA certificate")
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
+	cert, err := fromPEM(bundlePEM, "CA certificate", x509.ParseCertificate)
 	if err != nil {
 		return nil, nil, err
 	}
-	kb, _ := pem.Decode(keyPEM)
-	if kb == nil {
-		return nil, nil, errors.New("no CA key")
-	}
-	key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	key, err := fromPEM(keyPEM, "CA key", x509.ParsePKCS8PrivateKey)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -386,6 +378,17 @@ func parseCA(bundlePEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error)
 		return nil, nil, errors.New("CA key does not match the CA certificate")
 	}
 	return cert, signer, nil
+}
+
+// fromPEM parses the first PEM block of data with parse; what names it in
+// the error when there is none.
+func fromPEM[T any](data []byte, what string, parse func([]byte) (T, error)) (T, error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		var zero T
+		return zero, errors.New("no " + what)
+	}
+	return parse(block.Bytes)
 }
 
 func publicKeysEqual(a, b crypto.PublicKey) bool {
