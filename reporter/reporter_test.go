@@ -27,6 +27,7 @@ import (
 	"knative.dev/pkg/apis"
 
 	"github.com/ciel-ci/ciel/internal/gitlabtest"
+	"github.com/ciel-ci/ciel/internal/waitfor"
 	"github.com/ciel-ci/ciel/reporter/gitlabstatus"
 	"github.com/ciel-ci/ciel/reporter/status"
 )
@@ -41,13 +42,7 @@ var t0 = time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	waitfor.True(t, 10*time.Second, what, cond)
 }
 
 // cluster is a fake Tekton API whose watches can be waited for.
