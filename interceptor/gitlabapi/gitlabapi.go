@@ -143,10 +143,7 @@ func WithRetries(n int, waitMin, waitMax time.Duration) Option {
 // clientOption passes an option to the client's constructor (package
 // gitlabclient), which validates it.
 func clientOption(co gitlabclient.Option) Option {
-	return func(o *options) error {
-		o.client = append(o.client, co)
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.client = append(o.client, co) })
 }
 
 // WithCacheSize sets how many compares are remembered. Default:

@@ -25,6 +25,7 @@ import (
 
 	"github.com/ciel-ci/ciel/internal/gitlabclient"
 	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/option"
 	"github.com/ciel-ci/ciel/reporter/status"
 )
 
@@ -96,10 +97,7 @@ type Option func(*options) error
 // clientOption passes an option to the GitLab client's constructor
 // (package gitlabclient), which validates it.
 func clientOption(co gitlabclient.Option) Option {
-	return func(o *options) error {
-		o.client = append(o.client, co)
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.client = append(o.client, co) })
 }
 
 // WithToken sets the GitLab access token (sent as PRIVATE-TOKEN). Exactly

@@ -120,10 +120,7 @@ func WithDebounce(d time.Duration) Option { return watchOption(filewatch.WithDeb
 
 // watchOption passes a filewatch option to the directory watch.
 func watchOption(fo filewatch.Option) Option {
-	return func(o *options) error {
-		o.watch = append(o.watch, fo)
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.watch = append(o.watch, fo) })
 }
 
 // WithStopTimeout bounds how long a restart waits for the old worker to

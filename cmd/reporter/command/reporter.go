@@ -133,20 +133,8 @@ reason) or canceled, linked to the run.`,
 	return cmd
 }
 
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("invalid --log-level %q: %w", level, err)
-	}
-	l, err := logopt.New(w, format, lv)
-	if err != nil {
-		return nil, fmt.Errorf("invalid --log-format %q: want json or text", format)
-	}
-	return l, nil
-}
-
 func run(ctx context.Context, stderr io.Writer, o *options) error {
-	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	log, err := logopt.New(stderr, o.logFormat, o.logLevel)
 	if err != nil {
 		return err
 	}
