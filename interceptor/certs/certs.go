@@ -397,11 +397,7 @@ func publicKeysEqual(a, b crypto.PublicKey) bool {
 }
 
 func newCA(now time.Time, validity time.Duration) (*x509.Certificate, crypto.Signer, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("generating CA key: %w", err)
-	}
-	tmpl := &x509.Certificate{
+	cert, key, err := issue("CA", &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "ciel interceptor CA", Organization: []string{"ciel"}},
 		NotBefore:             now.Add(-5 * time.Minute),
@@ -410,28 +406,19 @@ func newCA(now time.Time, validity time.Duration) (*x509.Certificate, crypto.Sig
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	}, nil, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("creating CA certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, fmt.Errorf("parsing CA certificate: %w", err)
+		return nil, nil, err
 	}
 	return cert, key, nil
 }
 
 func newLeaf(now time.Time, validity time.Duration, ca *x509.Certificate, caKey crypto.Signer, names []string) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("generating serving key: %w", err)
-	}
 	notAfter := now.Add(validity)
 	if notAfter.After(ca.NotAfter) {
 		notAfter = ca.NotAfter
 	}
-	tmpl := &x509.Certificate{
+	cert, key, err := issue("serving", &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: names[0]},
 		DNSNames:     names,
@@ -439,17 +426,37 @@ func newLeaf(now time.Time, validity time.Duration, ca *x509.Certificate, caKey 
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+	}, ca, caKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("creating serving certificate: %w", err)
+		return nil, nil, err
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encoding serving key: %w", err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+	return encodeCert(cert), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+// issue generates a P-256 key and the certificate tmpl describes for it,
+// signed by parentKey for parent, or self-signed when parent is nil; what
+// ("CA", "serving") names it in errors.
+func issue(what string, tmpl, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating %s key: %w", what, err)
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating %s certificate: %w", what, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parsing %s certificate: %w", what, err)
+	}
+	return cert, key, nil
 }
 
 func encodeCert(c *x509.Certificate) []byte {
