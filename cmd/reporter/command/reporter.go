@@ -33,6 +33,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ciel-ci/ciel/internal/httpserve"
 	"github.com/ciel-ci/ciel/internal/logopt"
 	"github.com/ciel-ci/ciel/internal/promreg"
 	"github.com/ciel-ci/ciel/internal/version"
@@ -217,21 +218,15 @@ func run(ctx context.Context, stderr io.Writer, o *options) error {
 		o.onListen(ln.Addr().String())
 	}
 
-	serveErr := make(chan error, 1)
-	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			serveErr <- err
-		}
-		close(serveErr)
-	}()
+	served := httpserve.Start(srv, ln)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Run(gctx) })
 	g.Go(func() error { return w.Run(gctx) })
 	g.Go(func() error {
 		select {
-		case err, ok := <-serveErr:
+		case err, ok := <-served.Failed():
 			if ok {
-				return fmt.Errorf("serving health and metrics: %w", err)
+				return fmt.Errorf("health and metrics: %w", err)
 			}
 		case <-gctx.Done():
 		}
@@ -239,9 +234,7 @@ func run(ctx context.Context, stderr io.Writer, o *options) error {
 	})
 	err = g.Wait()
 	// Health and metrics stay up during the drain, then go.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownServer)
-	defer cancel()
-	srv.Shutdown(sctx)
+	served.Shutdown(o.shutdownServer) //nolint:errcheck // what matters is the workers' error
 	if err != nil {
 		return err
 	}
