@@ -1,9 +1,9 @@
 package reporter
 
 import (
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ciel-ci/ciel/internal/promreg"
 )
 
 // metrics of a Reporter:
@@ -32,31 +32,21 @@ type metrics struct {
 
 func newMetrics(r *Reporter) *metrics {
 	m := &metrics{
-		posts: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ciel_reporter_status_posts_total",
-			Help: "Commit status posts by state and result (posted, already, rejected, error).",
-		}, []string{"state", "result"}),
-		gitlabErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ciel_reporter_gitlab_errors_total",
-			Help: "Failed GitLab requests by HTTP status code, timeout, canceled or network.",
-		}, []string{"code"}),
+		posts: promreg.CounterVec("ciel_reporter_status_posts_total",
+			"Commit status posts by state and result (posted, already, rejected, error).", "state", "result"),
+		gitlabErrors: promreg.CounterVec("ciel_reporter_gitlab_errors_total",
+			"Failed GitLab requests by HTTP status code, timeout, canceled or network.", "code"),
 		postDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "ciel_reporter_gitlab_request_duration_seconds",
 			Help:    "Duration of commit status posts to GitLab.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
-		ignored: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ciel_reporter_pipelineruns_ignored_total",
-			Help: "PipelineRun events not reported, by reason (labels, superseded, queue_full, too_old, project, namespace).",
-		}, []string{"reason"}),
-		recordErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ciel_reporter_record_errors_total",
-			Help: "Failed patches of the reported-state annotation, per cluster.",
-		}, []string{"cluster"}),
-		watchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ciel_reporter_watch_errors_total",
-			Help: "Informer list and watch errors, per cluster.",
-		}, []string{"cluster"}),
+		ignored: promreg.CounterVec("ciel_reporter_pipelineruns_ignored_total",
+			"PipelineRun events not reported, by reason (labels, superseded, queue_full, too_old, project, namespace).", "reason"),
+		recordErrors: promreg.CounterVec("ciel_reporter_record_errors_total",
+			"Failed patches of the reported-state annotation, per cluster.", "cluster"),
+		watchErrors: promreg.CounterVec("ciel_reporter_watch_errors_total",
+			"Informer list and watch errors, per cluster.", "cluster"),
 	}
 	m.gauges = []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -80,11 +70,6 @@ func newMetrics(r *Reporter) *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	cs := append([]prometheus.Collector{m.posts, m.gitlabErrors, m.postDuration, m.ignored, m.recordErrors, m.watchErrors}, m.gauges...)
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil {
-			return fmt.Errorf("registering reporter metrics: %w", err)
-		}
-	}
-	return nil
+	return promreg.Register(reg, "reporter",
+		append([]prometheus.Collector{m.posts, m.gitlabErrors, m.postDuration, m.ignored, m.recordErrors, m.watchErrors}, m.gauges...)...)
 }

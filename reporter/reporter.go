@@ -12,6 +12,22 @@
 // compute the status from the latest object seen, post it to GitLab, and
 // record what they posted.
 //
+// # Several clusters
+//
+// One reporter serves every cluster that runs ciel's PipelineRuns: builds
+// are often spread over clusters (per architecture, per team, per
+// environment) while GitLab, the token and the commit statuses are one.
+// Each cluster gets its own set of informers (RunCluster, one per
+// kubeconfig, run by package reporter/kubeconfigs); they all feed the one
+// work queue, so that the ordering and idempotency below hold across
+// clusters and GitLab sees one client with one rate. When a kubeconfig
+// changes (rotated credentials, a new API server address), its informers
+// are stopped and re-created from the new file. A status still to be
+// posted is kept across the restart; the others are forgotten (sweep) and
+// found again, with their recorded state, when the new informers list the
+// runs: a rotation neither loses nor reposts a status. The cluster's name is
+// in the target URL ({{.Cluster}}) and in the metrics.
+//
 // # Keys, idempotency and ordering
 //
 // A commit status is identified by (project, commit, ref, name): GitLab
@@ -65,6 +81,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/util/workqueue"
 
+	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/option"
 	"github.com/ciel-ci/ciel/reporter/gitlabstatus"
 	"github.com/ciel-ci/ciel/reporter/status"
 )
@@ -113,62 +131,32 @@ type Option func(*options) error
 
 // WithLogger sets the logger. Default: discard.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return errors.New("logger must not be nil")
-		}
-		o.log = l
-		return nil
-	}
+	return func(o *options) error { return logopt.Set(&o.log, l) }
 }
 
 // WithRegisterer registers the reporter's metrics (see Metrics in the
 // package documentation of the command). Default: not registered.
 func WithRegisterer(r prometheus.Registerer) Option {
-	return func(o *options) error {
-		if r == nil {
-			return errors.New("registerer must not be nil")
-		}
-		o.reg = r
-		return nil
-	}
+	return option.Check(r != nil, "registerer must not be nil", func(o *options) { o.reg = r })
 }
 
 // WithTargetURL sets the template of the statuses' target_url. Default:
 // none, statuses carry no link.
 func WithTargetURL(t *status.URLTemplate) Option {
-	return func(o *options) error {
-		if t == nil {
-			return errors.New("target URL template must not be nil")
-		}
-		o.url = t
-		return nil
-	}
+	return option.Check(t != nil, "target URL template must not be nil", func(o *options) { o.url = t })
 }
 
 // WithNamePrefix sets the prefix of status names, prefix + pipeline.
 // Default: "ciel/".
 func WithNamePrefix(p string) Option {
-	return func(o *options) error {
-		if len(p) > 100 {
-			return fmt.Errorf("status name prefix is longer than 100 characters")
-		}
-		o.namePrefix = p
-		return nil
-	}
+	return option.Check(len(p) <= 100, "status name prefix is longer than 100 characters", func(o *options) { o.namePrefix = p })
 }
 
 // WithResync sets the informers' resync period: how often every cached
 // PipelineRun is looked at again, which also recovers statuses dropped
 // because the queue was full. Default: 10m.
 func WithResync(d time.Duration) Option {
-	return func(o *options) error {
-		if d < 0 {
-			return fmt.Errorf("resync period must not be negative, got %s", d)
-		}
-		o.resync = d
-		return nil
-	}
+	return option.Check(d >= 0, fmt.Sprintf("resync period must not be negative, got %s", d), func(o *options) { o.resync = d })
 }
 
 // WithNamespaces restricts the reporter to PipelineRuns in these
@@ -215,63 +203,35 @@ func WithProjects(ids ...string) Option {
 
 // WithWorkers sets the number of workers posting to GitLab. Default: 4.
 func WithWorkers(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return fmt.Errorf("workers must be at least 1, got %d", n)
-		}
-		o.workers = n
-		return nil
-	}
+	return option.Check(n >= 1, fmt.Sprintf("workers must be at least 1, got %d", n), func(o *options) { o.workers = n })
 }
 
 // WithRetryBackoff sets the per-status retry delay: min, doubling up to
 // max. Default: 1s to 5m.
 func WithRetryBackoff(min, max time.Duration) Option {
-	return func(o *options) error {
-		if min <= 0 || max < min {
-			return fmt.Errorf("retry backoff must satisfy 0 < min <= max, got %s, %s", min, max)
-		}
-		o.backoffMin, o.backoffMax = min, max
-		return nil
-	}
+	return option.Check(min > 0 && max >= min, fmt.Sprintf("retry backoff must satisfy 0 < min <= max, got %s, %s", min, max),
+		func(o *options) { o.backoffMin, o.backoffMax = min, max })
 }
 
 // WithMaxTracked bounds the number of commit statuses tracked at once, and
 // so the queue. Beyond it, PipelineRuns for new keys are dropped, counted,
 // and seen again at the next resync. Default: 50000.
 func WithMaxTracked(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return fmt.Errorf("max tracked statuses must be at least 1, got %d", n)
-		}
-		o.maxTracked = n
-		return nil
-	}
+	return option.Check(n >= 1, fmt.Sprintf("max tracked statuses must be at least 1, got %d", n), func(o *options) { o.maxTracked = n })
 }
 
 // WithDetailWait sets how long, and how many times, a failed run's status
 // waits for the TaskRun cache to hold the failing TaskRun, so that the
 // description can name it. Default: 2s, 3 times.
 func WithDetailWait(d time.Duration, times int) Option {
-	return func(o *options) error {
-		if d < 0 || times < 0 {
-			return fmt.Errorf("detail wait must not be negative, got %s x %d", d, times)
-		}
-		o.detailWait, o.detailWaits = d, times
-		return nil
-	}
+	return option.Check(d >= 0 && times >= 0, fmt.Sprintf("detail wait must not be negative, got %s x %d", d, times),
+		func(o *options) { o.detailWait, o.detailWaits = d, times })
 }
 
 // WithDrainTimeout bounds how long Run spends, once its context is
 // cancelled, on a last attempt at the statuses not posted yet. Default: 20s.
 func WithDrainTimeout(d time.Duration) Option {
-	return func(o *options) error {
-		if d < 0 {
-			return fmt.Errorf("drain timeout must not be negative, got %s", d)
-		}
-		o.drainTimeout = d
-		return nil
-	}
+	return option.Check(d >= 0, fmt.Sprintf("drain timeout must not be negative, got %s", d), func(o *options) { o.drainTimeout = d })
 }
 
 // WithBackfillWindow sets how old a finished PipelineRun may be and still
@@ -280,13 +240,7 @@ func WithDrainTimeout(d time.Duration) Option {
 // during a short outage of the reporter are still reported. 0 reports all.
 // Default: 24h.
 func WithBackfillWindow(d time.Duration) Option {
-	return func(o *options) error {
-		if d < 0 {
-			return fmt.Errorf("backfill window must not be negative, got %s", d)
-		}
-		o.backfill = d
-		return nil
-	}
+	return option.Check(d >= 0, fmt.Sprintf("backfill window must not be negative, got %s", d), func(o *options) { o.backfill = d })
 }
 
 // WithRecord turns recording the posted state on the PipelineRun
@@ -294,22 +248,11 @@ func WithBackfillWindow(d time.Duration) Option {
 // off. Off, a restarted reporter posts the current state of every run once
 // more; GitLab ignores repeated pending and running states but stores
 // repeated final ones again. Default: on.
-func WithRecord(on bool) Option {
-	return func(o *options) error {
-		o.record = on
-		return nil
-	}
-}
+func WithRecord(on bool) Option { return option.Check(true, "", func(o *options) { o.record = on }) }
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option {
-	return func(o *options) error {
-		if now == nil {
-			return errors.New("clock must not be nil")
-		}
-		o.now = now
-		return nil
-	}
+	return option.Check(now != nil, "clock must not be nil", func(o *options) { o.now = now })
 }
 
 // Reporter reports PipelineRuns as GitLab commit statuses. Create it with
@@ -347,7 +290,7 @@ type entry struct {
 // New returns a Reporter posting through p.
 func New(p Poster, opts ...Option) (*Reporter, error) {
 	o := options{
-		log:          slog.New(slog.DiscardHandler),
+		log:          logopt.Discard(),
 		namePrefix:   "ciel/",
 		resync:       10 * time.Minute,
 		workers:      4,

@@ -27,6 +27,7 @@ import (
 	"knative.dev/pkg/apis"
 
 	"github.com/ciel-ci/ciel/internal/gitlabtest"
+	"github.com/ciel-ci/ciel/internal/waitfor"
 	"github.com/ciel-ci/ciel/reporter/gitlabstatus"
 	"github.com/ciel-ci/ciel/reporter/status"
 )
@@ -41,13 +42,7 @@ var t0 = time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
 
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	waitfor.True(t, 10*time.Second, what, cond)
 }
 
 // cluster is a fake Tekton API whose watches can be waited for.
@@ -213,6 +208,23 @@ func newPR(name string, created time.Time, sha string) *v1.PipelineRun {
 	}
 }
 
+// createRunning creates the running PipelineRun name, for commit sha,
+// created at t0.
+func (e *env) createRunning(name, sha string) {
+	e.t.Helper()
+	pr := newPR(name, t0, sha)
+	running(pr)
+	e.create(pr)
+}
+
+// wantCalls compares the calls GitLab received with want.
+func (e *env) wantCalls(want []gitlabtest.Call) {
+	e.t.Helper()
+	if diff := cmp.Diff(want, e.gl.Calls()); diff != "" {
+		e.t.Errorf("GitLab calls (-want +got):\n%s", diff)
+	}
+}
+
 func (e *env) create(pr *v1.PipelineRun) {
 	e.t.Helper()
 	if _, err := e.fc.client.TektonV1().PipelineRuns(pr.Namespace).Create(context.Background(), pr, metav1.CreateOptions{}); err != nil {
@@ -258,6 +270,12 @@ func (e *env) annotation(name string) string {
 		e.t.Fatal(err)
 	}
 	return pr.Annotations[status.AnnotationReported]
+}
+
+// waitForgotten waits until the reporter tracks no status.
+func (e *env) waitForgotten() {
+	e.t.Helper()
+	eventually(e.t, "entries forgotten", func() bool { e.r.mu.Lock(); defer e.r.mu.Unlock(); return len(e.r.entries) == 0 })
 }
 
 func (e *env) waitAccepted(n int) {
@@ -321,9 +339,7 @@ func TestFullLifecycle(t *testing.T) {
 		call(shaA, "running", "running: PipelineRun ci/build-1", "build-1"),
 		call(shaA, "success", "succeeded in 3m12s", "build-1"),
 	}
-	if diff := cmp.Diff(want, e.gl.Calls()); diff != "" {
-		t.Errorf("GitLab calls (-want +got):\n%s", diff)
-	}
+	e.wantCalls(want)
 	if got := e.annotation("build-1"); got != "success" {
 		t.Errorf("reported-state annotation = %q, want success", got)
 	}
@@ -336,9 +352,7 @@ func TestFullLifecycle(t *testing.T) {
 
 func TestFailureNamesTheTaskAndReason(t *testing.T) {
 	e := newEnv(t, nil, nil)
-	pr := newPR("build-1", t0, shaA)
-	running(pr)
-	e.create(pr)
+	e.createRunning("build-1", shaA)
 	e.waitAccepted(1)
 	e.createTaskRun("build-1-fetch", "fetch", corev1.ConditionTrue, "Succeeded", "All Steps have completed executing", t0.Add(time.Minute))
 	e.createTaskRun("build-1-build", "build", corev1.ConditionFalse, "StepFailed", `"step-build" exited with code 1`, t0.Add(2*time.Minute))
@@ -349,9 +363,7 @@ func TestFailureNamesTheTaskAndReason(t *testing.T) {
 		call(shaA, "running", "running: PipelineRun ci/build-1", "build-1"),
 		call(shaA, "failed", `task build failed (StepFailed): "step-build" exited with code 1`, "build-1"),
 	}
-	if diff := cmp.Diff(want, e.gl.Calls()); diff != "" {
-		t.Errorf("GitLab calls (-want +got):\n%s", diff)
-	}
+	e.wantCalls(want)
 }
 
 // The PipelineRun's failure can reach the reporter before the failed
@@ -359,9 +371,7 @@ func TestFailureNamesTheTaskAndReason(t *testing.T) {
 // a little for it rather than posting a vague description.
 func TestFailureWaitsForTheTaskRun(t *testing.T) {
 	e := newEnv(t, nil, nil)
-	pr := newPR("build-1", t0, shaA)
-	running(pr)
-	e.create(pr)
+	e.createRunning("build-1", shaA)
 	e.waitAccepted(1)
 	e.update("build-1", both(children("build"), cond(corev1.ConditionFalse, "Failed", "Tasks Completed: 1 (Failed: 1, Cancelled 0), Skipped: 0")))
 	e.createTaskRun("build-1-build", "build", corev1.ConditionFalse, "TaskRunImagePullFailed",
@@ -385,9 +395,7 @@ func TestFailureWaitsForTheTaskRun(t *testing.T) {
 
 func TestCancel(t *testing.T) {
 	e := newEnv(t, nil, nil)
-	pr := newPR("build-1", t0, shaA)
-	running(pr)
-	e.create(pr)
+	e.createRunning("build-1", shaA)
 	e.waitAccepted(1)
 	e.update("build-1", func(pr *v1.PipelineRun) {
 		pr.Spec.Status = v1.PipelineRunSpecStatusCancelled
@@ -399,22 +407,18 @@ func TestCancel(t *testing.T) {
 		call(shaA, "running", "running: PipelineRun ci/build-1", "build-1"),
 		call(shaA, "canceled", `canceled: PipelineRun "build-1" was cancelled`, "build-1"),
 	}
-	if diff := cmp.Diff(want, e.gl.Calls()); diff != "" {
-		t.Errorf("GitLab calls (-want +got):\n%s", diff)
-	}
+	e.wantCalls(want)
 }
 
 func TestDeletedWhileRunningIsCanceled(t *testing.T) {
 	e := newEnv(t, nil, nil)
-	pr := newPR("build-1", t0, shaA)
-	running(pr)
-	e.create(pr)
+	e.createRunning("build-1", shaA)
 	e.waitAccepted(1)
 	if err := e.fc.client.TektonV1().PipelineRuns(ns).Delete(context.Background(), "build-1", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	e.waitAccepted(2)
-	eventually(t, "entry forgotten", func() bool { e.r.mu.Lock(); defer e.r.mu.Unlock(); return len(e.r.entries) == 0 })
+	e.waitForgotten()
 	if got, want := e.gl.Accepted()[1], call(shaA, "canceled", "canceled: PipelineRun ci/build-1 was deleted before it finished", "build-1"); got != want {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
@@ -426,7 +430,7 @@ func TestDeletedWhileRunningIsCanceled(t *testing.T) {
 	e.waitAccepted(3)
 	e.settle()
 	e.fc.client.TektonV1().PipelineRuns(ns).Delete(context.Background(), "build-2", metav1.DeleteOptions{})
-	eventually(t, "entry forgotten", func() bool { e.r.mu.Lock(); defer e.r.mu.Unlock(); return len(e.r.entries) == 0 })
+	e.waitForgotten()
 	if n := len(e.gl.Calls()); n != 3 {
 		t.Errorf("%d calls, want 3", n)
 	}
@@ -434,9 +438,7 @@ func TestDeletedWhileRunningIsCanceled(t *testing.T) {
 
 func TestDuplicateUpdatesPostOnce(t *testing.T) {
 	e := newEnv(t, nil, nil)
-	pr := newPR("build-1", t0, shaA)
-	running(pr)
-	e.create(pr)
+	e.createRunning("build-1", shaA)
 	e.waitAccepted(1)
 	for i := range 5 {
 		// The controller rewrites the status on every reconcile; only the
@@ -462,26 +464,19 @@ func TestDuplicateUpdatesPostOnce(t *testing.T) {
 		call(shaA, "running", "running: PipelineRun ci/build-1", "build-1"),
 		call(shaA, "success", "succeeded in 3m12s", "build-1"),
 	}
-	if diff := cmp.Diff(want, e.gl.Calls()); diff != "" {
-		t.Errorf("GitLab calls (-want +got):\n%s", diff)
-	}
+	e.wantCalls(want)
 }
 
 func TestGitLabErrorsAreRetried(t *testing.T) {
 	gl := gitlabtest.NewServer(t, "tok")
 	gl.FailNext(500, 502, 429, 500)
 	e := newEnv(t, gl, nil)
-	pr := newPR("build-1", t0, shaA)
-	running(pr)
-	e.create(pr)
+	e.createRunning("build-1", shaA)
 	e.waitAccepted(1)
 	e.settle()
-	want := []gitlabtest.Call{
-		{ProjectID: "42", SHA: shaA, State: "running", Ref: "main", Name: "ciel/build", Code: 500},
-		{ProjectID: "42", SHA: shaA, State: "running", Ref: "main", Name: "ciel/build", Code: 502},
-		{ProjectID: "42", SHA: shaA, State: "running", Ref: "main", Name: "ciel/build", Code: 429},
-		{ProjectID: "42", SHA: shaA, State: "running", Ref: "main", Name: "ciel/build", Code: 500},
-		{ProjectID: "42", SHA: shaA, State: "running", Ref: "main", Name: "ciel/build", Code: 201},
+	var want []gitlabtest.Call // the same post, failed four times, then stored
+	for _, code := range []int{500, 502, 429, 500, 201} {
+		want = append(want, gitlabtest.Call{ProjectID: "42", SHA: shaA, State: "running", Ref: "main", Name: "ciel/build", Code: code})
 	}
 	if diff := cmp.Diff(want, gl.Calls(), cmpopts.IgnoreFields(gitlabtest.Call{}, "Description", "TargetURL")); diff != "" {
 		t.Errorf("GitLab calls (-want +got):\n%s", diff)
@@ -530,9 +525,7 @@ func TestRejectedIsNotRetried(t *testing.T) {
 	gl := gitlabtest.NewServer(t, "tok")
 	gl.FailNext(404)
 	e := newEnv(t, gl, nil)
-	pr := newPR("build-1", t0, shaA)
-	running(pr)
-	e.create(pr)
+	e.createRunning("build-1", shaA)
 	eventually(t, "first post", func() bool { return len(gl.Calls()) == 1 })
 	e.settle()
 	if n := len(gl.Calls()); n != 1 {
@@ -557,9 +550,7 @@ func TestRestartResyncsWithoutReposting(t *testing.T) {
 	e.waitAccepted(2)
 	e.update("build-done", cond(corev1.ConditionTrue, "Succeeded", ""))
 	e.waitAccepted(3)
-	mid := newPR("build-mid", t0, shaB)
-	running(mid)
-	e.create(mid)
+	e.createRunning("build-mid", shaB)
 	e.waitAccepted(4)
 	e.settle()
 	e.stop()
@@ -596,9 +587,7 @@ func TestRestartResyncsWithoutReposting(t *testing.T) {
 
 func TestNewerRunSupersedesOlder(t *testing.T) {
 	e := newEnv(t, nil, nil)
-	old := newPR("build-old", t0, shaA)
-	running(old)
-	e.create(old)
+	e.createRunning("build-old", shaA)
 	e.waitAccepted(1)
 	// A re-run of the same pipeline for the same commit and ref.
 	e.create(newPR("build-new", t0.Add(time.Minute), shaA))
@@ -662,9 +651,7 @@ func TestDrainOnShutdown(t *testing.T) {
 	gl := gitlabtest.NewServer(t, "tok")
 	gl.FailNext(500)
 	e := newEnv(t, gl, nil, WithRetryBackoff(time.Hour, time.Hour))
-	pr := newPR("build-1", t0, shaA)
-	running(pr)
-	e.create(pr)
+	e.createRunning("build-1", shaA)
 	eventually(t, "first attempt", func() bool { return len(gl.Calls()) == 1 })
 	e.stop() // the retry would wait an hour: the drain tries now
 	if diff := cmp.Diff([]int{500, 201}, codes(gl.Calls())); diff != "" {
@@ -675,10 +662,8 @@ func TestDrainOnShutdown(t *testing.T) {
 func TestDrainIsBounded(t *testing.T) {
 	gl := gitlabtest.NewServer(t, "tok")
 	e := newEnv(t, gl, nil, WithDrainTimeout(50*time.Millisecond))
-	pr := newPR("build-1", t0, shaA)
-	running(pr)
 	gl.StallNext(5 * time.Second)
-	e.create(pr)
+	e.createRunning("build-1", shaA)
 	eventually(t, "post in flight", func() bool {
 		e.r.mu.Lock()
 		defer e.r.mu.Unlock()
@@ -703,9 +688,7 @@ func TestClusterStopAndRestart(t *testing.T) {
 	gl := gitlabtest.NewServer(t, "tok")
 	fc := newFakeCluster()
 	e := newEnv(t, gl, fc)
-	pr := newPR("build-1", t0, shaA)
-	running(pr)
-	e.create(pr)
+	e.createRunning("build-1", shaA)
 	e.waitAccepted(1)
 	e.settle()
 
@@ -751,9 +734,7 @@ func TestRecordForbidden(t *testing.T) {
 		return true, nil, errForbidden
 	})
 	e := newEnv(t, nil, fc)
-	pr := newPR("build-1", t0, shaA)
-	running(pr)
-	e.create(pr)
+	e.createRunning("build-1", shaA)
 	e.waitAccepted(1)
 	e.settle()
 	if got := testutil.ToFloat64(e.r.m.recordErrors.WithLabelValues("test")); got != 1 {
@@ -767,15 +748,42 @@ func TestRecordForbidden(t *testing.T) {
 	}
 }
 
-func TestOptions(t *testing.T) {
+func TestOptionsRefused(t *testing.T) {
 	p := &gitlabstatus.Client{}
-	for _, opt := range []Option{WithLogger(nil), WithRegisterer(nil), WithTargetURL(nil), WithResync(-1), WithWorkers(0),
-		WithRetryBackoff(0, 1), WithRetryBackoff(2, 1), WithMaxTracked(0), WithDetailWait(-1, 1), WithDrainTimeout(-1),
-		WithBackfillWindow(-1), WithClock(nil), WithNamePrefix(strings.Repeat("x", 101))} {
-		if _, err := New(p, opt); err == nil {
-			t.Error("invalid option accepted")
-		}
+	tests := []struct {
+		name string
+		opt  Option
+	}{
+		{"nil logger", WithLogger(nil)},
+		{"nil registerer", WithRegisterer(nil)},
+		{"nil target URL", WithTargetURL(nil)},
+		{"negative resync", WithResync(-1)},
+		{"no workers", WithWorkers(0)},
+		{"zero backoff", WithRetryBackoff(0, 1)},
+		{"backoff max below min", WithRetryBackoff(2, 1)},
+		{"no tracked statuses", WithMaxTracked(0)},
+		{"negative detail wait", WithDetailWait(-1, 1)},
+		{"negative drain timeout", WithDrainTimeout(-1)},
+		{"negative backfill window", WithBackfillWindow(-1)},
+		{"nil clock", WithClock(nil)},
+		{"name prefix too long", WithNamePrefix(strings.Repeat("x", 101))},
+		{"namespace not a DNS label", WithNamespaces("Not_A_Namespace")},
+		{"empty namespace", WithNamespaces("")},
+		{"project path instead of ID", WithProjects("group/app")},
+		{"project ID zero", WithProjects("0")},
+		{"negative project ID", WithProjects("-1")},
 	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := New(p, tc.opt); err == nil {
+				t.Error("invalid option accepted")
+			}
+		})
+	}
+}
+
+func TestNewAndRunClusterClientRefuseNil(t *testing.T) {
+	p := &gitlabstatus.Client{}
 	if _, err := New(nil); err == nil {
 		t.Error("nil poster accepted")
 	}
@@ -827,15 +835,6 @@ func TestScopedToNamespacesAndProjects(t *testing.T) {
 	for _, a := range fc.client.Actions() {
 		if (a.GetVerb() == "list" || a.GetVerb() == "watch") && a.GetNamespace() != ns && a.GetNamespace() != "ci-2" {
 			t.Errorf("%s %s in namespace %q: the reporter reads outside its namespaces", a.GetVerb(), a.GetResource().Resource, a.GetNamespace())
-		}
-	}
-}
-
-func TestScopeOptions(t *testing.T) {
-	p := &gitlabstatus.Client{}
-	for _, opt := range []Option{WithNamespaces("Not_A_Namespace"), WithNamespaces(""), WithProjects("group/app"), WithProjects("0"), WithProjects("-1")} {
-		if _, err := New(p, opt); err == nil {
-			t.Error("invalid scope accepted")
 		}
 	}
 }

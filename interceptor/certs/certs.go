@@ -42,6 +42,9 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+
+	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/option"
 )
 
 // Keys of the TLS Secret.
@@ -72,80 +75,43 @@ type Option func(*options) error
 
 // WithNamespace sets the namespace of the Secret and the Service. Required.
 func WithNamespace(ns string) Option {
-	return func(o *options) error {
-		if ns == "" {
-			return errors.New("namespace must not be empty")
-		}
-		o.namespace = ns
-		return nil
-	}
+	return option.Check(ns != "", "namespace must not be empty", func(o *options) { o.namespace = ns })
 }
 
 // WithSecretName sets the TLS Secret's name. Default: "ciel-interceptor-tls".
 func WithSecretName(n string) Option {
-	return func(o *options) error {
-		if n == "" {
-			return errors.New("secret name must not be empty")
-		}
-		o.secretName = n
-		return nil
-	}
+	return option.Check(n != "", "secret name must not be empty", func(o *options) { o.secretName = n })
 }
 
 // WithServiceName sets the Service the certificate is issued for (its
 // in-cluster DNS names are the certificate's SANs). Default: "ciel-interceptor".
 func WithServiceName(n string) Option {
-	return func(o *options) error {
-		if n == "" {
-			return errors.New("service name must not be empty")
-		}
-		o.serviceName = n
-		return nil
-	}
+	return option.Check(n != "", "service name must not be empty", func(o *options) { o.serviceName = n })
 }
 
 // WithClusterInterceptors names the ClusterInterceptors whose caBundle is
 // kept current. Default: ["ciel"]. None means: do not patch any.
 func WithClusterInterceptors(names ...string) Option {
-	return func(o *options) error {
-		o.interceptors = append([]string(nil), names...)
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.interceptors = append([]string(nil), names...) })
 }
 
 // WithValidity sets the lifetimes of the CA and of serving certificates.
 // Defaults: 5 years and 1 year. A certificate is renewed when less than a
 // third of its lifetime is left.
 func WithValidity(ca, cert time.Duration) Option {
-	return func(o *options) error {
-		if ca <= 0 || cert <= 0 || cert > ca {
-			return fmt.Errorf("invalid validity: CA %s, certificate %s (both positive, certificate not longer than CA)", ca, cert)
-		}
-		o.caValidity, o.certValidity = ca, cert
-		return nil
-	}
+	return option.Check(ca > 0 && cert > 0 && cert <= ca,
+		fmt.Sprintf("invalid validity: CA %s, certificate %s (both positive, certificate not longer than CA)", ca, cert),
+		func(o *options) { o.caValidity, o.certValidity = ca, cert })
 }
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option {
-	return func(o *options) error {
-		if now == nil {
-			return errors.New("clock must not be nil")
-		}
-		o.now = now
-		return nil
-	}
+	return option.Check(now != nil, "clock must not be nil", func(o *options) { o.now = now })
 }
 
 // WithLogger sets the logger. Default: discard.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return errors.New("logger must not be nil")
-		}
-		o.log = l
-		return nil
-	}
+	return func(o *options) error { return logopt.Set(&o.log, l) }
 }
 
 // Manager keeps the serving certificate in a Secret and the CA in our
@@ -169,7 +135,7 @@ func NewManager(secrets corev1client.SecretsGetter, dyn dynamic.Interface, opts 
 		certValidity:  365 * 24 * time.Hour,
 		renewFraction: 1.0 / 3,
 		now:           time.Now,
-		log:           slog.New(slog.DiscardHandler),
+		log:           logopt.Discard(),
 	}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
@@ -399,19 +365,11 @@ func (m *Manager) publish(ctx context.Context, bundle []byte) error {
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
 
 func parseCA(bundlePEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error) {
-	block, _ := pem.Decode(bundlePEM)
-	if block == nil {
-		return nil, nil, errors.New("no CA certificate")
-	}
-	cert, err := x509.ParseCertificate(block.Bytes)
+	cert, err := fromPEM(bundlePEM, "CA certificate", x509.ParseCertificate)
 	if err != nil {
 		return nil, nil, err
 	}
-	kb, _ := pem.Decode(keyPEM)
-	if kb == nil {
-		return nil, nil, errors.New("no CA key")
-	}
-	key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	key, err := fromPEM(keyPEM, "CA key", x509.ParsePKCS8PrivateKey)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -422,17 +380,24 @@ func parseCA(bundlePEM, keyPEM []byte) (*x509.Certificate, crypto.Signer, error)
 	return cert, signer, nil
 }
 
+// fromPEM parses the first PEM block of data with parse; what names it in
+// the error when there is none.
+func fromPEM[T any](data []byte, what string, parse func([]byte) (T, error)) (T, error) {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		var zero T
+		return zero, errors.New("no " + what)
+	}
+	return parse(block.Bytes)
+}
+
 func publicKeysEqual(a, b crypto.PublicKey) bool {
 	e, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && e.Equal(b)
 }
 
 func newCA(now time.Time, validity time.Duration) (*x509.Certificate, crypto.Signer, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("generating CA key: %w", err)
-	}
-	tmpl := &x509.Certificate{
+	cert, key, err := issue("CA", &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "ciel interceptor CA", Organization: []string{"ciel"}},
 		NotBefore:             now.Add(-5 * time.Minute),
@@ -441,28 +406,19 @@ func newCA(now time.Time, validity time.Duration) (*x509.Certificate, crypto.Sig
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	}, nil, nil)
 	if err != nil {
-		return nil, nil, fmt.Errorf("creating CA certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, fmt.Errorf("parsing CA certificate: %w", err)
+		return nil, nil, err
 	}
 	return cert, key, nil
 }
 
 func newLeaf(now time.Time, validity time.Duration, ca *x509.Certificate, caKey crypto.Signer, names []string) (certPEM, keyPEM []byte, err error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("generating serving key: %w", err)
-	}
 	notAfter := now.Add(validity)
 	if notAfter.After(ca.NotAfter) {
 		notAfter = ca.NotAfter
 	}
-	tmpl := &x509.Certificate{
+	cert, key, err := issue("serving", &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: names[0]},
 		DNSNames:     names,
@@ -470,17 +426,37 @@ func newLeaf(now time.Time, validity time.Duration, ca *x509.Certificate, caKey 
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+	}, ca, caKey)
 	if err != nil {
-		return nil, nil, fmt.Errorf("creating serving certificate: %w", err)
+		return nil, nil, err
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encoding serving key: %w", err)
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+	return encodeCert(cert), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+// issue generates a P-256 key and the certificate tmpl describes for it,
+// signed by parentKey for parent, or self-signed when parent is nil; what
+// ("CA", "serving") names it in errors.
+func issue(what string, tmpl, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generating %s key: %w", what, err)
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("creating %s certificate: %w", what, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("parsing %s certificate: %w", what, err)
+	}
+	return cert, key, nil
 }
 
 func encodeCert(c *x509.Certificate) []byte {

@@ -25,6 +25,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/ciel-ci/ciel/internal/option"
 )
 
 // ErrDuplicate is returned by Begin for a delivery already accepted.
@@ -41,36 +43,18 @@ type Option func(*options) error
 
 // WithTTL sets how long an accepted delivery is remembered. Default: 1h.
 func WithTTL(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("dedup TTL must be positive, got %s", d)
-		}
-		o.ttl = d
-		return nil
-	}
+	return option.Check(d > 0, fmt.Sprintf("dedup TTL must be positive, got %s", d), func(o *options) { o.ttl = d })
 }
 
 // WithMaxEntries bounds the number of remembered deliveries; the oldest are
 // forgotten first. Default: 100000 (a few MiB).
 func WithMaxEntries(n int) Option {
-	return func(o *options) error {
-		if n <= 0 {
-			return fmt.Errorf("dedup max entries must be positive, got %d", n)
-		}
-		o.max = n
-		return nil
-	}
+	return option.Check(n > 0, fmt.Sprintf("dedup max entries must be positive, got %d", n), func(o *options) { o.max = n })
 }
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) Option {
-	return func(o *options) error {
-		if now == nil {
-			return errors.New("dedup clock must not be nil")
-		}
-		o.now = now
-		return nil
-	}
+	return option.Check(now != nil, "dedup clock must not be nil", func(o *options) { o.now = now })
 }
 
 // hashedKey is what the cache stores of a key.
@@ -143,33 +127,31 @@ func (c *Cache) Begin(ctx context.Context, id string) (*Ticket, error) {
 
 // Accept records the delivery as accepted: copies arriving within the TTL
 // are duplicates.
-func (t *Ticket) Accept() {
+func (t *Ticket) Accept() { t.end(true) }
+
+// Forget drops the in-flight delivery: a retry is evaluated afresh.
+func (t *Ticket) Forget() { t.end(false) }
+
+// end ends the in-flight delivery, accepted or forgotten, and wakes the
+// copies waiting for it; only its first call does anything.
+func (t *Ticket) end(accepted bool) {
 	c := t.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if t.e.done == nil {
 		return
 	}
-	t.e.accepted = c.opts.now()
-	t.e.elem = c.age.PushBack(t.e)
+	if accepted {
+		t.e.accepted = c.opts.now()
+		t.e.elem = c.age.PushBack(t.e)
+	} else {
+		delete(c.entries, t.e.key)
+	}
 	close(t.e.done)
 	t.e.done = nil
 	for c.age.Len() > c.opts.max {
 		c.removeLocked(c.age.Front().Value.(*entry))
 	}
-}
-
-// Forget drops the in-flight delivery: a retry is evaluated afresh.
-func (t *Ticket) Forget() {
-	c := t.c
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t.e.done == nil {
-		return
-	}
-	delete(c.entries, t.e.key)
-	close(t.e.done)
-	t.e.done = nil
 }
 
 // Len returns the number of remembered and in-flight deliveries.

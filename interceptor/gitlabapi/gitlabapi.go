@@ -50,7 +50,9 @@ import (
 
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
 	"github.com/ciel-ci/ciel/internal/gitlabclient"
+	"github.com/ciel-ci/ciel/internal/logopt"
 	"github.com/ciel-ci/ciel/internal/lru"
+	"github.com/ciel-ci/ciel/internal/option"
 )
 
 const (
@@ -124,13 +126,7 @@ type Option func(*options) error
 // WithHTTPClient sets the HTTP client (its Transport is used; TLS settings
 // for a private CA go there). Default: a client with DefaultTimeout.
 func WithHTTPClient(c *http.Client) Option {
-	return func(o *options) error {
-		if c == nil {
-			return errors.New("http client is nil")
-		}
-		o.httpClient = c
-		return nil
-	}
+	return option.Check(c != nil, "http client is nil", func(o *options) { o.httpClient = c })
 }
 
 // WithTimeout bounds each request. Default: DefaultTimeout.
@@ -147,100 +143,55 @@ func WithRetries(n int, waitMin, waitMax time.Duration) Option {
 // clientOption passes an option to the client's constructor (package
 // gitlabclient), which validates it.
 func clientOption(co gitlabclient.Option) Option {
-	return func(o *options) error {
-		o.client = append(o.client, co)
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.client = append(o.client, co) })
 }
 
 // WithCacheSize sets how many compares are remembered. Default:
 // DefaultCacheSize.
 func WithCacheSize(n int) Option {
-	return func(o *options) error {
-		if n <= 0 {
-			return fmt.Errorf("cache size must be positive, got %d", n)
-		}
-		o.cacheSize = n
-		return nil
-	}
+	return option.Check(n > 0, fmt.Sprintf("cache size must be positive, got %d", n), func(o *options) { o.cacheSize = n })
 }
 
 // WithMaxDiffFiles sets the instance's "maximum diff files" limit: a
 // compare listing that many files is completed commit by commit. Default:
 // DefaultMaxDiffFiles.
 func WithMaxDiffFiles(n int) Option {
-	return func(o *options) error {
-		if n <= 0 {
-			return fmt.Errorf("max diff files must be positive, got %d", n)
-		}
-		o.maxDiffFiles = n
-		return nil
-	}
+	return option.Check(n > 0, fmt.Sprintf("max diff files must be positive, got %d", n), func(o *options) { o.maxDiffFiles = n })
 }
 
 // WithMaxCommits bounds the commits whose diffs are read one by one for one
 // push; past it the result is truncated. Default: DefaultMaxCommits.
 func WithMaxCommits(n int) Option {
-	return func(o *options) error {
-		if n <= 0 {
-			return fmt.Errorf("max commits must be positive, got %d", n)
-		}
-		o.limits.commits = n
-		return nil
-	}
+	return option.Check(n > 0, fmt.Sprintf("max commits must be positive, got %d", n), func(o *options) { o.limits.commits = n })
 }
 
 // WithMaxPages bounds the diff pages read for one push, all commits
 // together; past it the result is truncated. Default: DefaultMaxPages.
 func WithMaxPages(n int) Option {
-	return func(o *options) error {
-		if n <= 0 {
-			return fmt.Errorf("max pages must be positive, got %d", n)
-		}
-		o.limits.pages = n
-		return nil
-	}
+	return option.Check(n > 0, fmt.Sprintf("max pages must be positive, got %d", n), func(o *options) { o.limits.pages = n })
 }
 
 // WithMaxBytes bounds the bytes of GitLab's responses read for one push;
 // past it the result is truncated. Default: DefaultMaxBytes.
 func WithMaxBytes(n int64) Option {
-	return func(o *options) error {
-		if n <= 0 {
-			return fmt.Errorf("max bytes must be positive, got %d", n)
-		}
-		o.limits.bytes = n
-		return nil
-	}
+	return option.Check(n > 0, fmt.Sprintf("max bytes must be positive, got %d", n), func(o *options) { o.limits.bytes = n })
 }
 
 // WithMaxDuration bounds the time spent on one push; past it the result is
 // what was read, truncated. Default: DefaultMaxDuration.
 func WithMaxDuration(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("max duration must be positive, got %s", d)
-		}
-		o.limits.duration = d
-		return nil
-	}
+	return option.Check(d > 0, fmt.Sprintf("max duration must be positive, got %s", d), func(o *options) { o.limits.duration = d })
 }
 
 // WithLogger sets the logger. Default: discard.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return errors.New("logger is nil")
-		}
-		o.logger = l
-		return nil
-	}
+	return func(o *options) error { return logopt.Set(&o.logger, l) }
 }
 
 // New returns a Source for the GitLab at baseURL (https://gitlab.example.com)
 // with an API token (read_api scope suffices).
 func New(baseURL, token string, opts ...Option) (*Source, error) {
-	o := options{cacheSize: DefaultCacheSize, maxDiffFiles: DefaultMaxDiffFiles,
+	o := options{cacheSize: DefaultCacheSize, maxDiffFiles: DefaultMaxDiffFiles, logger: logopt.Discard(),
 		client: []gitlabclient.Option{gitlabclient.WithTimeout(DefaultTimeout), gitlabclient.WithRetries(DefaultRetries, 100*time.Millisecond, 2*time.Second)},
 		limits: limits{commits: DefaultMaxCommits, pages: DefaultMaxPages, bytes: DefaultMaxBytes, duration: DefaultMaxDuration}}
 	for _, opt := range opts {
@@ -253,9 +204,6 @@ func New(baseURL, token string, opts ...Option) (*Source, error) {
 	}
 	if token == "" {
 		return nil, errors.New("configuring the GitLab API client: no token")
-	}
-	if o.logger == nil {
-		o.logger = slog.New(slog.DiscardHandler)
 	}
 	var rt http.RoundTripper = http.DefaultTransport
 	if o.httpClient != nil && o.httpClient.Transport != nil {

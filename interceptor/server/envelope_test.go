@@ -127,16 +127,47 @@ func FuzzEnvelope(f *testing.F) {
 	})
 }
 
+// buildRequest is the InterceptorRequest of push.json for the policy
+// build-on-change with the webhook's token, marshalled, its body passed
+// through edit first (nil: unchanged).
+func buildRequest(t testing.TB, edit func(body string) string, opts ...reqOpt) []byte {
+	t.Helper()
+	r := request(t, "push.json", "Push Hook", map[string]any{"secretRef": tokenRef, "policy": "build-on-change"}, opts...)
+	if edit != nil {
+		r.Body = edit(r.Body)
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// padded adds a "padding" field holding pad before the body's object_kind.
+func padded(pad string) func(body string) string {
+	return func(body string) string {
+		return strings.Replace(body, `"object_kind"`, `"padding":"`+pad+`","object_kind"`, 1)
+	}
+}
+
+// bounded is a server of f's engine, policies and Secrets with these bounds
+// of one request and of the requests in flight.
+func (f *fixture) bounded(t testing.TB, maxRequest, maxInFlight int64) *Server {
+	t.Helper()
+	srv, err := New(Config{Engine: f.srv.cfg.Engine, Policies: f.srv.cfg.Policies, Secrets: f.srv.cfg.Secrets,
+		MaxRequestBytes: maxRequest, MaxInFlightBytes: maxInFlight})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
 // TestInFlightBudget: past the budget a large request is answered
 // Unavailable (503, unread) while a small delivery still fits in the part
 // kept for small requests; the budget is whole again afterwards.
 func TestInFlightBudget(t *testing.T) {
 	f := newFixture(t)
-	srv, err := New(Config{Engine: f.srv.cfg.Engine, Policies: f.srv.cfg.Policies, Secrets: f.srv.cfg.Secrets,
-		MaxRequestBytes: 4 << 20, MaxInFlightBytes: 16 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := f.bounded(t, 4<<20, 16<<20)
 	if _, err := New(Config{Engine: f.srv.cfg.Engine, MaxRequestBytes: 10 << 20, MaxInFlightBytes: 12 << 20}); err == nil {
 		t.Error("a budget smaller than one request plus the reserve was accepted")
 	}
@@ -145,24 +176,16 @@ func TestInFlightBudget(t *testing.T) {
 		t.Fatal("could not take the flood's share")
 	}
 	post := func(req []byte) (int, http.Header, triggersv1.InterceptorResponse) {
-		w := httptest.NewRecorder()
-		srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(req)))
-		var ir triggersv1.InterceptorResponse
-		if err := json.NewDecoder(w.Body).Decode(&ir); err != nil {
-			t.Fatal(err)
-		}
+		w, ir := serve(t, srv, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(req)))
 		return w.Code, w.Header(), ir
 	}
-	large := request(t, "push.json", "Push Hook", map[string]any{"secretRef": tokenRef, "policy": "build-on-change"})
-	large.Body = strings.Replace(large.Body, `"object_kind"`, `"padding":"`+strings.Repeat("x", 2<<20)+`","object_kind"`, 1)
-	lb, _ := json.Marshal(large)
+	lb := buildRequest(t, padded(strings.Repeat("x", 2<<20)))
 	code, h, ir := post(lb)
 	if code != http.StatusServiceUnavailable || ir.Status.Code != codes.Unavailable || h.Get("Retry-After") == "" ||
 		!strings.Contains(ir.Status.Message, "retry later") {
 		t.Errorf("large request past the budget: %d %v %+v", code, h, ir.Status)
 	}
-	sb, _ := json.Marshal(request(t, "push.json", "Push Hook", map[string]any{"secretRef": tokenRef, "policy": "build-on-change"}))
-	if code, _, ir := post(sb); code != http.StatusOK || !ir.Continue {
+	if code, _, ir := post(buildRequest(t, nil)); code != http.StatusOK || !ir.Continue {
 		t.Errorf("small delivery during the flood: %d %+v", code, ir.Status)
 	}
 	srv.budget.give(8 << 20)
@@ -178,49 +201,29 @@ func TestInFlightBudget(t *testing.T) {
 // looked at: a body that is not even JSON gets the token's error.
 func TestWrongTokenBodyNotRead(t *testing.T) {
 	f := newFixture(t)
-	req := request(t, "push.json", "Push Hook", map[string]any{"secretRef": tokenRef, "policy": "build-on-change"},
-		withHeader("X-Gitlab-Token", "wrong"))
-	req.Body = "not json \x00"
-	b, _ := json.Marshal(req)
-	w := httptest.NewRecorder()
-	f.srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(b)))
-	out, _ := io.ReadAll(w.Body)
-	var ir triggersv1.InterceptorResponse
-	_ = json.Unmarshal(out, &ir)
+	b := buildRequest(t, func(string) string { return "not json \x00" }, withHeader("X-Gitlab-Token", "wrong"))
+	w, ir := serve(t, f.srv, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(b)))
 	if ir.Continue || ir.Status.Code != codes.InvalidArgument || !strings.Contains(strings.ToLower(ir.Status.Message), "token") {
-		t.Errorf("wrong token: %s", out)
+		t.Errorf("wrong token: %s", w.Body)
 	}
 }
 
 // TestUnknownLength: a request without Content-Length (chunked) is read in
 // budgeted steps and bounded by MaxRequestBytes as well.
 func TestUnknownLength(t *testing.T) {
-	f := newFixture(t)
-	srv, err := New(Config{Engine: f.srv.cfg.Engine, Policies: f.srv.cfg.Policies, Secrets: f.srv.cfg.Secrets,
-		MaxRequestBytes: 64 << 10, MaxInFlightBytes: 16 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := newFixture(t).bounded(t, 64<<10, 16<<20)
 	post := func(req []byte) (int, triggersv1.InterceptorResponse) {
 		r := httptest.NewRequest(http.MethodPost, "/gitlab", io.MultiReader(bytes.NewReader(req)))
 		if r.ContentLength != -1 {
 			t.Fatalf("content length %d, want unknown", r.ContentLength)
 		}
-		w := httptest.NewRecorder()
-		srv.ServeHTTP(w, r)
-		var ir triggersv1.InterceptorResponse
-		if err := json.NewDecoder(w.Body).Decode(&ir); err != nil {
-			t.Fatal(err)
-		}
+		w, ir := serve(t, srv, r)
 		return w.Code, ir
 	}
-	small, _ := json.Marshal(request(t, "push.json", "Push Hook", map[string]any{"secretRef": tokenRef, "policy": "build-on-change"}))
-	if code, ir := post(small); code != http.StatusOK || !ir.Continue {
+	if code, ir := post(buildRequest(t, nil)); code != http.StatusOK || !ir.Continue {
 		t.Errorf("small chunked request: %d %+v", code, ir.Status)
 	}
-	large := request(t, "push.json", "Push Hook", map[string]any{"secretRef": tokenRef, "policy": "build-on-change"})
-	large.Body = strings.Repeat(" ", 100<<10) + large.Body
-	lb, _ := json.Marshal(large)
+	lb := buildRequest(t, func(body string) string { return strings.Repeat(" ", 100<<10) + body })
 	if code, ir := post(lb); code != http.StatusRequestEntityTooLarge || ir.Status.Code != codes.InvalidArgument {
 		t.Errorf("oversized chunked request: %d %+v", code, ir.Status)
 	}
@@ -234,10 +237,7 @@ func TestUnknownLength(t *testing.T) {
 // decoded nor copied.
 func TestWrongTokenAllocatesOnlyTheRequest(t *testing.T) {
 	f := newFixture(t)
-	req := request(t, "push.json", "Push Hook", map[string]any{"secretRef": tokenRef, "policy": "build-on-change"},
-		withHeader("X-Gitlab-Token", "wrong"))
-	req.Body = strings.Replace(req.Body, `"object_kind"`, `"padding":"`+strings.Repeat("a \"b\"\n", 1<<20)+`","object_kind"`, 1)
-	b, _ := json.Marshal(req)
+	b := buildRequest(t, padded(strings.Repeat("a \"b\"\n", 1<<20)), withHeader("X-Gitlab-Token", "wrong"))
 	serve := func() {
 		w := httptest.NewRecorder()
 		f.srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(b)))

@@ -72,17 +72,18 @@ type failOpenMR struct {
 
 func (f failOpenMR) MergeRequestFiles(ctx context.Context, e *gitlab.MergeRequestEvent) (gitlab.ChangedFiles, error) {
 	cf, err := f.api.MergeRequestFiles(ctx, e)
-	if err != nil {
-		f.log.Warn("GitLab API failed; failing open on unknown merge request files", "error", err)
-		return gitlab.UnknownChangedFiles(), nil
-	}
-	return cf, nil
+	return f.or("merge request files", cf, err)
 }
 
 func (f failOpenMR) MergeRequestUpdateFiles(ctx context.Context, e *gitlab.MergeRequestEvent) (gitlab.ChangedFiles, error) {
 	cf, err := f.api.MergeRequestUpdateFiles(ctx, e)
+	return f.or("merge request update files", cf, err)
+}
+
+// or is cf, or unknown files (logged) when the lookup of what failed.
+func (f failOpenMR) or(what string, cf gitlab.ChangedFiles, err error) (gitlab.ChangedFiles, error) {
 	if err != nil {
-		f.log.Warn("GitLab API failed; failing open on unknown merge request update files", "error", err)
+		f.log.Warn("GitLab API failed; failing open on unknown "+what, "error", err)
 		return gitlab.UnknownChangedFiles(), nil
 	}
 	return cf, nil

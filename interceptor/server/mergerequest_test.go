@@ -67,14 +67,7 @@ func mrRequest(t testing.TB, name string, params map[string]any) *triggersv1.Int
 func TestMergeRequestAPICallsPerEvent(t *testing.T) {
 	build := map[string]any{"secretRef": tokenRef, "eventTypes": []any{"Merge Request Hook"}, "policy": "build-mr-on-change"}
 	skipEdits := map[string]any{"secretRef": tokenRef, "eventTypes": []any{"Merge Request Hook"}, "policy": "skip-mr-metadata-edits"}
-	with := func(base map[string]any, k string, v any) map[string]any {
-		m := map[string]any{}
-		for kk, vv := range base {
-			m[kk] = vv
-		}
-		m[k] = v
-		return m
-	}
+	with := func(base map[string]any, k string, v any) map[string]any { return merged(base, map[string]any{k: v}) }
 	tests := []struct {
 		name             string
 		file             string

@@ -2,7 +2,8 @@ package server
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ciel-ci/ciel/internal/promreg"
 )
 
 // Metrics are the interceptor's Prometheus metrics, on their own registry.
@@ -19,11 +20,9 @@ type Metrics struct {
 // registry.
 func NewMetrics() *Metrics {
 	m := &Metrics{
-		Registry: prometheus.NewRegistry(),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ciel_interceptor_requests_total",
-			Help: "Interceptor requests by result (continue, stop, error) and Triggers status code.",
-		}, []string{"result", "code"}),
+		Registry: promreg.NewRegistry(),
+		requests: promreg.CounterVec("ciel_interceptor_requests_total",
+			"Interceptor requests by result (continue, stop, error) and Triggers status code.", "result", "code"),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ciel_interceptor_decision_duration_seconds",
 			Help:    "Time from request to response, by result.",
@@ -33,17 +32,14 @@ func NewMetrics() *Metrics {
 			Name: "ciel_interceptor_dedup_hits_total",
 			Help: "Deliveries dropped as duplicates of an accepted one.",
 		}),
-		policyReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ciel_policy_reload_total",
-			Help: "Policy directory loads by result (success, error).",
-		}, []string{"result"}),
+		policyReloads: promreg.CounterVec("ciel_policy_reload_total",
+			"Policy directory loads by result (success, error).", "result"),
 		policies: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ciel_policies_loaded",
 			Help: "Policies in the serving set.",
 		}),
 	}
-	m.Registry.MustRegister(m.requests, m.latency, m.duplicates, m.policyReloads, m.policies,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.Registry.MustRegister(m.requests, m.latency, m.duplicates, m.policyReloads, m.policies)
 	return m
 }
 

@@ -149,12 +149,7 @@ func TestProjectChecks(t *testing.T) {
 	emptySegment := strings.NewReplacer("acme/payments-api", "acme//payments-api")
 	upper := strings.NewReplacer("acme/payments-api", "acme/Payments-API")
 	with := func(m map[string]any, k string, v any) map[string]any {
-		out := map[string]any{"filter": "true"}
-		for k, v := range m {
-			out[k] = v
-		}
-		out[k] = v
-		return out
+		return merged(map[string]any{"filter": "true"}, m, map[string]any{k: v})
 	}
 	tests := []struct {
 		name    string
@@ -194,9 +189,7 @@ func TestProjectChecks(t *testing.T) {
 				params = with(params, "filter", "true")
 			}
 			resp := f.srv.Process(context.Background(), request(t, "push.json", "Push Hook", params, tt.opts...))
-			if resp.Status.Code != tt.code || !strings.Contains(resp.Status.Message, tt.msg) {
-				t.Errorf("got %s %q; want %s containing %q", resp.Status.Code, resp.Status.Message, tt.code, tt.msg)
-			}
+			wantStatus(t, resp, tt.code, tt.msg)
 			if commits.calls.Load() != tt.commits {
 				t.Errorf("%d commit lookups, want %d", commits.calls.Load(), tt.commits)
 			}
@@ -320,13 +313,7 @@ func FuzzCheckRepoURL(f *testing.F) {
 func TestProjectChecksMergeRequest(t *testing.T) {
 	otherHTTP := strings.NewReplacer("https://gitlab.example.com/acme/payments-api.git", "https://evil.example.net/acme/payments-api.git")
 	otherPath := strings.NewReplacer("https://gitlab.example.com/acme/payments-api.git", "https://gitlab.example.com/victim/secret-repo.git")
-	tests := []struct {
-		name   string
-		params map[string]any
-		opts   []reqOpt
-		code   codes.Code
-		msg    string
-	}{
+	tests := []statusCase{
 		{"own project", map[string]any{"filter": "true"}, nil, codes.OK, ""},
 		{"clone URL on another host", map[string]any{"filter": "true"}, []reqOpt{setBody(otherHTTP)}, codes.InvalidArgument, "project.git_http_url"},
 		{"clone URL of another project", map[string]any{"filter": "true"}, []reqOpt{setBody(otherPath)}, codes.InvalidArgument, "not the payload's project"},
@@ -337,10 +324,7 @@ func TestProjectChecksMergeRequest(t *testing.T) {
 			f := newFixture(t)
 			gh, _ := ParseGitHost("https://gitlab.example.com/")
 			f.srv.cfg.AllowedHosts = []GitHost{gh}
-			resp := f.srv.Process(context.Background(), request(t, "merge_request.json", "Merge Request Hook", tt.params, tt.opts...))
-			if resp.Status.Code != tt.code || !strings.Contains(resp.Status.Message, tt.msg) {
-				t.Errorf("got %s %q; want %s containing %q", resp.Status.Code, resp.Status.Message, tt.code, tt.msg)
-			}
+			wantStatus(t, f.srv.Process(context.Background(), request(t, "merge_request.json", "Merge Request Hook", tt.params, tt.opts...)), tt.code, tt.msg)
 		})
 	}
 }

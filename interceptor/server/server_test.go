@@ -151,6 +151,60 @@ func withHeader(k, v string) reqOpt {
 	return func(r *triggersv1.InterceptorRequest) { http.Header(r.Header).Set(k, v) }
 }
 
+// signedAt signs the request's body as delivery msg_1 sent at at, with the
+// key of the Secret gitlab-signing.
+func signedAt(at time.Time) reqOpt {
+	return func(r *triggersv1.InterceptorRequest) {
+		ts, sig := webhook.Sign([]byte("0123456789abcdef0123456789abcdef"), "msg_1", at, []byte(r.Body))
+		h := http.Header(r.Header)
+		h.Set("webhook-id", "msg_1")
+		h.Set("webhook-timestamp", ts)
+		h.Set("webhook-signature", sig)
+	}
+}
+
+// merged returns a new map holding the entries of ms in turn, a later one
+// overriding an earlier one.
+func merged(ms ...map[string]any) map[string]any {
+	out := map[string]any{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// serve serves r with h and decodes the InterceptorResponse it answers.
+func serve(t testing.TB, h http.Handler, r *http.Request) (*httptest.ResponseRecorder, triggersv1.InterceptorResponse) {
+	t.Helper()
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, r)
+	var ir triggersv1.InterceptorResponse
+	if err := json.Unmarshal(w.Body.Bytes(), &ir); err != nil {
+		t.Fatalf("not an InterceptorResponse: %q", w.Body.String())
+	}
+	return w, ir
+}
+
+// statusCase is a request's params and changes, and the status code of the
+// answer with a part of its message.
+type statusCase struct {
+	name   string
+	params map[string]any
+	opts   []reqOpt
+	code   codes.Code
+	msg    string
+}
+
+// wantStatus checks a response's status code and that its message holds msg.
+func wantStatus(t testing.TB, resp *triggersv1.InterceptorResponse, code codes.Code, msg string) {
+	t.Helper()
+	if resp.Status.Code != code || !strings.Contains(resp.Status.Message, msg) {
+		t.Errorf("got %s %q; want %s containing %q", resp.Status.Code, resp.Status.Message, code, msg)
+	}
+}
+
 var tokenRef = map[string]any{"secretName": "gitlab-webhook", "secretKey": "token"}
 
 func TestPairedDecisions(t *testing.T) {
@@ -211,28 +265,9 @@ func TestOverlaysInExtensions(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	signed := func(r *triggersv1.InterceptorRequest) {
-		ts, sig := webhook.Sign([]byte("0123456789abcdef0123456789abcdef"), "msg_1", time.Now(), []byte(r.Body))
-		h := http.Header(r.Header)
-		h.Set("webhook-id", "msg_1")
-		h.Set("webhook-timestamp", ts)
-		h.Set("webhook-signature", sig)
-	}
-	stale := func(r *triggersv1.InterceptorRequest) {
-		ts, sig := webhook.Sign([]byte("0123456789abcdef0123456789abcdef"), "msg_1", time.Now().Add(-time.Hour), []byte(r.Body))
-		h := http.Header(r.Header)
-		h.Set("webhook-id", "msg_1")
-		h.Set("webhook-timestamp", ts)
-		h.Set("webhook-signature", sig)
-	}
+	signed, stale := signedAt(time.Now()), signedAt(time.Now().Add(-time.Hour))
 	signRef := map[string]any{"secretName": "gitlab-signing", "secretKey": "key"}
-	tests := []struct {
-		name   string
-		params map[string]any
-		opts   []reqOpt
-		code   codes.Code
-		msg    string
-	}{
+	tests := []statusCase{
 		{"wrong token", map[string]any{"secretRef": tokenRef}, []reqOpt{withHeader("X-Gitlab-Token", "nope")}, codes.InvalidArgument, "X-Gitlab-Token does not match"},
 		{"missing token", map[string]any{"secretRef": tokenRef}, []reqOpt{func(r *triggersv1.InterceptorRequest) { delete(r.Header, "X-Gitlab-Token") }}, codes.InvalidArgument, "X-Gitlab-Token"},
 		{"missing secret", map[string]any{"secretRef": map[string]any{"secretName": "absent", "secretKey": "token"}}, nil, codes.FailedPrecondition, "absent"},
@@ -255,10 +290,7 @@ func TestBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
-			resp := f.srv.Process(context.Background(), request(t, "push.json", "Push Hook", tt.params, tt.opts...))
-			if resp.Status.Code != tt.code || !strings.Contains(resp.Status.Message, tt.msg) {
-				t.Errorf("got %s %q; want %s containing %q", resp.Status.Code, resp.Status.Message, tt.code, tt.msg)
-			}
+			wantStatus(t, f.srv.Process(context.Background(), request(t, "push.json", "Push Hook", tt.params, tt.opts...)), tt.code, tt.msg)
 		})
 	}
 }
@@ -366,12 +398,7 @@ func FuzzHandler(f *testing.F) {
 		req, _ := json.Marshal(triggersv1.InterceptorRequest{Body: body, Header: map[string][]string{"X-Gitlab-Event": {event}},
 			InterceptorParams: p, Context: &triggersv1.TriggerContext{TriggerID: triggerID}})
 		for _, b := range [][]byte{req, []byte(body)} {
-			w := httptest.NewRecorder()
-			srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(b)))
-			var ir triggersv1.InterceptorResponse
-			if err := json.Unmarshal(w.Body.Bytes(), &ir); err != nil {
-				t.Fatalf("not an InterceptorResponse: %q", w.Body.String())
-			}
+			w, ir := serve(t, srv, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(b)))
 			if !ir.Continue && ir.Status.Code == codes.OK {
 				t.Fatalf("stop without a status code: %q", w.Body.String())
 			}
@@ -401,12 +428,7 @@ func TestTriggersExpressionsThroughHandler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := httptest.NewRecorder()
-	f.srv.ServeHTTP(w, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(b)))
-	var resp triggersv1.InterceptorResponse
-	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil {
-		t.Fatalf("not an InterceptorResponse: %q", w.Body.String())
-	}
+	_, resp := serve(t, f.srv, httptest.NewRequest(http.MethodPost, "/gitlab", bytes.NewReader(b)))
 	if !resp.Continue {
 		t.Fatalf("continue = false: %s %s", resp.Status.Code, resp.Status.Message)
 	}

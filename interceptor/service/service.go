@@ -39,6 +39,7 @@ import (
 	"github.com/ciel-ci/ciel/interceptor/secrets"
 	"github.com/ciel-ci/ciel/interceptor/secrets/kubesecrets"
 	"github.com/ciel-ci/ciel/interceptor/server"
+	"github.com/ciel-ci/ciel/internal/httpserve"
 	"github.com/ciel-ci/ciel/internal/logopt"
 )
 
@@ -186,8 +187,7 @@ func Run(ctx context.Context, c Config) error {
 	if ts.mgr != nil {
 		go ts.mgr.Run(runCtx, time.Minute)
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	served := httpserve.Start(hs, ln)
 	scheme := "http"
 	if ts.get != nil {
 		scheme = "https"
@@ -199,11 +199,11 @@ func Run(ctx context.Context, c Config) error {
 	}
 
 	select {
-	case err := <-errc:
-		return fmt.Errorf("serving: %w", err)
+	case err := <-served.Failed():
+		return err
 	case <-ctx.Done():
 	}
-	return shutdown(hs, errc, &shuttingDown, c.DrainPeriod, c.ShutdownTimeout, log)
+	return shutdown(served, &shuttingDown, c.DrainPeriod, c.ShutdownTimeout, log)
 }
 
 // handler routes the probes, the metrics and the interceptor.
@@ -224,7 +224,7 @@ func handler(srv *server.Server, metrics *server.Metrics, ready func() []string)
 
 // shutdown marks the service not ready for drain while it still serves,
 // then stops accepting and lets in-flight requests finish within timeout.
-func shutdown(hs *http.Server, errc <-chan error, shuttingDown *atomic.Bool, drain, timeout time.Duration, log *slog.Logger) error {
+func shutdown(served *httpserve.Server, shuttingDown *atomic.Bool, drain, timeout time.Duration, log *slog.Logger) error {
 	shuttingDown.Store(true)
 	if drain > 0 {
 		// Not ready, still serving: the endpoints controller drops the pod
@@ -232,15 +232,13 @@ func shutdown(hs *http.Server, errc <-chan error, shuttingDown *atomic.Bool, dra
 		log.Info("draining: /readyz fails, still serving", "period", drain)
 		select {
 		case <-time.After(drain):
-		case err := <-errc:
-			return fmt.Errorf("serving: %w", err)
+		case err := <-served.Failed():
+			return err
 		}
 	}
 	log.Info("shutting down: finishing in-flight requests", "timeout", timeout)
-	sctx, scancel := context.WithTimeout(context.Background(), timeout)
-	defer scancel()
-	if err := hs.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutting down: %w", err)
+	if err := served.Shutdown(timeout); err != nil {
+		return err
 	}
 	log.Info("stopped")
 	return nil

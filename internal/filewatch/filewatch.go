@@ -24,6 +24,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/ciel-ci/ciel/internal/logopt"
 	"github.com/ciel-ci/ciel/internal/option"
 )
 
@@ -47,7 +48,7 @@ type Option func(*options) error
 // WithLogger sets the logger. Default: discard. File contents are never
 // logged.
 func WithLogger(l *slog.Logger) Option {
-	return option.Check(l != nil, "logger must not be nil", func(o *options) { o.log = l })
+	return func(o *options) error { return logopt.Set(&o.log, l) }
 }
 
 // WithRescanInterval sets how often the files are checked without a
@@ -77,7 +78,7 @@ func WithOnLoad(fn func(err error)) Option {
 }
 
 func build(opts []Option) (options, error) {
-	o := options{log: slog.New(slog.DiscardHandler), rescan: DefaultRescanInterval, debounce: DefaultDebounce, notify: true}
+	o := options{log: logopt.Discard(), rescan: DefaultRescanInterval, debounce: DefaultDebounce, notify: true}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return o, fmt.Errorf("configuring the file watch: %w", err)

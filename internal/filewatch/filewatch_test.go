@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ciel-ci/ciel/internal/waitfor"
 )
 
 func write(t *testing.T, path, content string) {
@@ -205,21 +207,10 @@ func TestRun(t *testing.T) {
 			done := make(chan error, 1)
 			go func() { done <- v.Run(ctx, tc.opts...) }()
 			vol.swap("token", "two")
-			deadline := time.Now().Add(10 * time.Second)
-			for got, _ := v.Get(); got != "two"; got, _ = v.Get() {
-				if time.Now().After(deadline) {
-					t.Fatalf("still %q after the swap", got)
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			waitfor.True(t, 10*time.Second, "the swapped content", func() bool { got, _ := v.Get(); return got == "two" })
 			// A failed load on a later swap keeps "two".
 			vol.swap("token", "bad")
-			for v.Err() == nil {
-				if time.Now().After(deadline) {
-					t.Fatal("the bad content was never checked")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			waitfor.True(t, 10*time.Second, "a check of the bad content", func() bool { return v.Err() != nil })
 			if got, _ := v.Get(); got != "two" {
 				t.Errorf("after a failed load: %q, want two", got)
 			}

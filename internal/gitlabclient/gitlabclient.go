@@ -29,6 +29,7 @@ import (
 	"github.com/ciel-ci/ciel/internal/capool"
 	"github.com/ciel-ci/ciel/internal/filewatch"
 	"github.com/ciel-ci/ciel/internal/httpredirect"
+	"github.com/ciel-ci/ciel/internal/logopt"
 	"github.com/ciel-ci/ciel/internal/option"
 )
 
@@ -103,14 +104,14 @@ func WithUserAgent(ua string) Option {
 // WithLogger sets the logger of client-go's warnings. Default: discard.
 // Tokens are never logged.
 func WithLogger(l *slog.Logger) Option {
-	return option.Check(l != nil, "logger must not be nil", func(o *options) { o.log = l })
+	return func(o *options) error { return logopt.Set(&o.log, l) }
 }
 
 // New returns a client for the GitLab at baseURL ("https://gitlab.example.com";
 // "/api/v4" is added when missing). A token file is read now: one that
 // cannot be read or is empty is an error.
 func New(ctx context.Context, baseURL string, opts ...Option) (*gitlab.Client, error) {
-	o := options{timeout: DefaultTimeout, log: slog.New(slog.DiscardHandler)}
+	o := options{timeout: DefaultTimeout, log: logopt.Discard()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err

@@ -2,7 +2,6 @@ package gitlabclient
 
 import (
 	"context"
-	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,16 +22,6 @@ func post(ctx context.Context, c *gitlab.Client) error {
 	name := "ciel"
 	_, _, err := c.Commits.SetCommitStatus("1", sha, &gitlab.SetCommitStatusOptions{State: gitlab.Running, Name: &name}, gitlab.WithContext(ctx))
 	return err
-}
-
-// caFile writes the certificate of srv as a PEM file.
-func caFile(t *testing.T, srv *httptest.Server) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 // TestNewRefuses holds the cases of reporter/gitlabstatus's former
@@ -104,7 +93,7 @@ func TestTokenFileSwap(t *testing.T) {
 	}
 	srv := gitlabtest.NewTLSServer(t, "second-token")
 	ctx := context.Background()
-	c, err := New(ctx, srv.URL, WithTokenFile(path), WithCAFile(caFile(t, srv.Server)))
+	c, err := New(ctx, srv.URL, WithTokenFile(path), WithCAFile(gitlabtest.CAFile(t, srv.Server)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +132,7 @@ func TestTLSAndRetries(t *testing.T) {
 			}
 			opts := []Option{WithToken("tok"), WithUserAgent("ciel-test")}
 			if tc.ca {
-				opts = append(opts, WithCAFile(caFile(t, srv.Server)))
+				opts = append(opts, WithCAFile(gitlabtest.CAFile(t, srv.Server)))
 			}
 			if tc.retries > 0 {
 				opts = append(opts, WithRetries(tc.retries, time.Millisecond, 5*time.Millisecond))

@@ -19,16 +19,20 @@ package gitlabtest
 import (
 	"crypto/tls"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 	"unicode/utf8"
 )
@@ -90,19 +94,13 @@ var (
 // NewServer starts a fake GitLab accepting token as PRIVATE-TOKEN. It is
 // closed when the test ends.
 func NewServer(t interface{ Cleanup(func()) }, token string) *Server {
-	s := &Server{token: token, changed: make(chan struct{})}
-	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.Close)
-	return s
+	return start(t, token, httptest.NewServer)
 }
 
 // NewTLSServer is NewServer over HTTPS, with a certificate for 127.0.0.1
-// that Client() trusts.
+// that Client() trusts (CAFile writes it for a client's --ca-file).
 func NewTLSServer(t interface{ Cleanup(func()) }, token string) *Server {
-	s := &Server{token: token, changed: make(chan struct{})}
-	s.Server = httptest.NewTLSServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.Close)
-	return s
+	return start(t, token, httptest.NewTLSServer)
 }
 
 // NewServerOn is NewTLSServer on the listener l (an address other hosts
@@ -110,25 +108,44 @@ func NewTLSServer(t interface{ Cleanup(func()) }, token string) *Server {
 // if not nil, serves every path with a ".git/" segment (clones), as a
 // GitLab serves its repositories on its own host.
 func NewServerOn(t interface{ Cleanup(func()) }, token string, l net.Listener, cfg *tls.Config, git http.Handler) *Server {
+	return start(t, token, func(h http.Handler) *httptest.Server {
+		if git != nil {
+			api := h
+			h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if strings.Contains(r.URL.Path, ".git/") {
+					git.ServeHTTP(w, r)
+					return
+				}
+				api.ServeHTTP(w, r)
+			})
+		}
+		srv := httptest.NewUnstartedServer(h)
+		srv.Listener.Close()
+		srv.Listener, srv.TLS = l, cfg
+		srv.StartTLS()
+		return srv
+	})
+}
+
+// start runs a fake GitLab on the server serve returns for its handler,
+// closed when the test ends.
+func start(t interface{ Cleanup(func()) }, token string, serve func(http.Handler) *httptest.Server) *Server {
 	s := &Server{token: token, changed: make(chan struct{})}
-	h := http.Handler(http.HandlerFunc(s.serve))
-	if git != nil {
-		api := h
-		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if strings.Contains(r.URL.Path, ".git/") {
-				git.ServeHTTP(w, r)
-				return
-			}
-			api.ServeHTTP(w, r)
-		})
-	}
-	s.Server = httptest.NewUnstartedServer(h)
-	s.Server.Listener.Close()
-	s.Server.Listener = l
-	s.Server.TLS = cfg
-	s.Server.StartTLS()
+	s.Server = serve(http.HandlerFunc(s.serve))
 	t.Cleanup(s.Close)
 	return s
+}
+
+// CAFile writes the certificate of a TLS test server as a PEM file in a
+// temporary directory of the test and returns its path, for a client's CA
+// file option.
+func CAFile(t testing.TB, srv *httptest.Server) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // FailNext makes the next len(codes) POSTs answer these HTTP codes with a

@@ -59,41 +59,36 @@ func (s *Server) serveRepository(w http.ResponseWriter, r *http.Request) bool {
 		return false
 	}
 	if m := mrDiffsRE.FindStringSubmatch(r.URL.Path); m != nil {
-		s.mu.Lock()
-		s.mrDiffRequests++
-		diffs, ok := s.mrDiffs[m[1]+"!"+m[2]]
-		f := s.takeFailure()
-		s.mu.Unlock()
-		if f != nil {
-			writeJSON(w, f.code, map[string]string{"message": "scripted failure"})
-			return true
-		}
-		if !ok {
-			writeJSON(w, http.StatusNotFound, map[string]string{"message": "404 Not found"})
-			return true
-		}
-		writePage(w, r, diffs)
+		s.answer(w, &s.mrDiffRequests, s.mrDiffs, m[1]+"!"+m[2], "404 Not found", func(diffs []Diff) { writePage(w, r, diffs) })
 		return true
 	}
 	if m := compareRE.FindStringSubmatch(r.URL.Path); m != nil {
 		q := r.URL.Query()
-		s.mu.Lock()
-		s.compareRequests++
-		diffs, ok := s.compares[m[1]+"|"+q.Get("from")+"|"+q.Get("to")]
-		f := s.takeFailure()
-		s.mu.Unlock()
-		if f != nil {
-			writeJSON(w, f.code, map[string]string{"message": "scripted failure"})
-			return true
-		}
-		if !ok {
-			writeJSON(w, http.StatusNotFound, map[string]string{"message": "404 Ref Not Found"})
-			return true
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"commits": []any{}, "diffs": diffs, "compare_timeout": false, "compare_same_ref": false})
+		s.answer(w, &s.compareRequests, s.compares, m[1]+"|"+q.Get("from")+"|"+q.Get("to"), "404 Ref Not Found", func(diffs []Diff) {
+			writeJSON(w, http.StatusOK, map[string]any{"commits": []any{}, "diffs": diffs, "compare_timeout": false, "compare_same_ref": false})
+		})
 		return true
 	}
 	return false
+}
+
+// answer serves one repository request for key of set, counted in
+// *requests: a scripted failure (FailNext), a 404 with notFound as its
+// message when set has no key, or write of its diffs.
+func (s *Server) answer(w http.ResponseWriter, requests *int, set map[string][]Diff, key, notFound string, write func([]Diff)) {
+	s.mu.Lock()
+	*requests++
+	diffs, ok := set[key]
+	f := s.takeFailure()
+	s.mu.Unlock()
+	switch {
+	case f != nil:
+		writeJSON(w, f.code, map[string]string{"message": "scripted failure"})
+	case !ok:
+		writeJSON(w, http.StatusNotFound, map[string]string{"message": notFound})
+	default:
+		write(diffs)
+	}
 }
 
 // takeFailure pops a scripted failure that is an HTTP code (FailNext).

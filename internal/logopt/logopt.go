@@ -1,7 +1,8 @@
 // Package logopt is how ciel's library packages take a logger: silent by
 // default (Discard), and a WithLogger option that refuses nil (Set), so
 // that every package makes its default logger the same way; and how the
-// commands that log build their one logger from --log-format (New).
+// commands that log build their one logger from --log-format and
+// --log-level (New).
 package logopt
 
 import (
@@ -40,15 +41,20 @@ func Or(l *slog.Logger) *slog.Logger {
 	return l
 }
 
-// New returns the logger of a command's --log-format (json or text) at
-// level, writing to w; an unknown format is an error.
-func New(w io.Writer, format string, level slog.Level) (*slog.Logger, error) {
-	h := &slog.HandlerOptions{Level: level}
+// New returns the logger of a command's --log-format (json or text) and
+// --log-level (debug, info, warn or error, as slog.Level reads them),
+// writing to w; an unknown format or level is an error naming its flag.
+func New(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	h := &slog.HandlerOptions{Level: lv}
 	switch format {
 	case "json":
 		return slog.New(slog.NewJSONHandler(w, h)), nil
 	case "text":
 		return slog.New(slog.NewTextHandler(w, h)), nil
 	}
-	return nil, fmt.Errorf("unknown log format %q: want json or text", format)
+	return nil, fmt.Errorf("--log-format %q: want json or text", format)
 }

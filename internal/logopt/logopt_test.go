@@ -34,16 +34,17 @@ func TestLogopt(t *testing.T) {
 
 func TestNew(t *testing.T) {
 	tests := []struct {
-		format, want, err string
+		format, level, want, err string
 	}{
-		{format: "json", want: `"msg":"shown"`},
-		{format: "text", want: "msg=shown"},
-		{format: "yaml", err: `unknown log format "yaml": want json or text`},
+		{format: "json", level: "warn", want: `"msg":"shown"`},
+		{format: "text", level: "WARN", want: "msg=shown"},
+		{format: "yaml", level: "warn", err: `--log-format "yaml": want json or text`},
+		{format: "json", level: "loud", err: `--log-level "loud": want debug, info, warn or error`},
 	}
 	for _, tt := range tests {
-		t.Run(tt.format, func(t *testing.T) {
+		t.Run(tt.format+" "+tt.level, func(t *testing.T) {
 			var b bytes.Buffer
-			l, err := New(&b, tt.format, slog.LevelWarn)
+			l, err := New(&b, tt.format, tt.level)
 			if tt.err != "" {
 				if err == nil || err.Error() != tt.err {
 					t.Fatalf("New = %v, want %q", err, tt.err)

@@ -24,6 +24,8 @@ import (
 	gitlab "gitlab.com/gitlab-org/api/client-go"
 
 	"github.com/ciel-ci/ciel/internal/gitlabclient"
+	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/option"
 	"github.com/ciel-ci/ciel/reporter/status"
 )
 
@@ -95,10 +97,7 @@ type Option func(*options) error
 // clientOption passes an option to the GitLab client's constructor
 // (package gitlabclient), which validates it.
 func clientOption(co gitlabclient.Option) Option {
-	return func(o *options) error {
-		o.client = append(o.client, co)
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.client = append(o.client, co) })
 }
 
 // WithToken sets the GitLab access token (sent as PRIVATE-TOKEN). Exactly
@@ -136,9 +135,8 @@ func WithTransport(rt http.RoundTripper) Option { return clientOption(gitlabclie
 // WithLogger sets the logger. Default: discard. Tokens are never logged.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
-		o.log = l // gitlabclient refuses nil
 		o.client = append(o.client, gitlabclient.WithLogger(l))
-		return nil
+		return logopt.Set(&o.log, l)
 	}
 }
 
@@ -153,7 +151,7 @@ type Client struct {
 // "/api/v4" is added when missing). It does not retry (see the package
 // doc).
 func New(baseURL string, opts ...Option) (*Client, error) {
-	o := options{timeout: 15 * time.Second, log: slog.New(slog.DiscardHandler)}
+	o := options{timeout: 15 * time.Second, log: logopt.Discard()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, err

@@ -2,7 +2,6 @@ package gitlabstatus
 
 import (
 	"context"
-	"encoding/pem"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -220,11 +219,7 @@ func TestTokenFileRotation(t *testing.T) {
 }
 
 func TestCAFile(t *testing.T) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(http.StatusCreated)
-		w.Write([]byte(`{"id":1,"status":"running"}`))
-	}))
-	defer srv.Close()
+	srv := gitlabtest.NewTLSServer(t, "tok")
 	ctx := context.Background()
 
 	c, err := New(srv.URL, WithToken("tok"))
@@ -235,12 +230,7 @@ func TestCAFile(t *testing.T) {
 		t.Fatal("untrusted certificate accepted")
 	}
 
-	ca := filepath.Join(t.TempDir(), "ca.pem")
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	if err := os.WriteFile(ca, pemBytes, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, err = New(srv.URL, WithToken("tok"), WithCAFile(ca))
+	c, err = New(srv.URL, WithToken("tok"), WithCAFile(gitlabtest.CAFile(t, srv.Server)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,9 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ciel-ci/ciel/internal/filewatch"
+	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/option"
+	"github.com/ciel-ci/ciel/internal/promreg"
 )
 
 // Cluster is one cluster handed to a RunFunc.
@@ -103,13 +106,7 @@ type Option func(*options) error
 // WithLogger sets the logger. Default: discard. Kubeconfig contents are
 // never logged.
 func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return errors.New("logger must not be nil")
-		}
-		o.log = l
-		return nil
-	}
+	return func(o *options) error { return logopt.Set(&o.log, l) }
 }
 
 // WithRescanInterval sets how often the directory is read even without a
@@ -123,35 +120,21 @@ func WithDebounce(d time.Duration) Option { return watchOption(filewatch.WithDeb
 
 // watchOption passes a filewatch option to the directory watch.
 func watchOption(fo filewatch.Option) Option {
-	return func(o *options) error {
-		o.watch = append(o.watch, fo)
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.watch = append(o.watch, fo) })
 }
 
 // WithStopTimeout bounds how long a restart waits for the old worker to
 // return before starting the new one, and how long Run waits for all
 // workers when it stops. Default: 30s.
 func WithStopTimeout(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("stop timeout must be positive, got %s", d)
-		}
-		o.stopTimeout = d
-		return nil
-	}
+	return option.Check(d > 0, fmt.Sprintf("stop timeout must be positive, got %s", d), func(o *options) { o.stopTimeout = d })
 }
 
 // WithRetryBackoff sets the delay before running a failed worker again:
 // min, doubling up to max. Default: 1s to 5m.
 func WithRetryBackoff(min, max time.Duration) Option {
-	return func(o *options) error {
-		if min <= 0 || max < min {
-			return fmt.Errorf("retry backoff must satisfy 0 < min <= max, got %s, %s", min, max)
-		}
-		o.backoffMin, o.backoffMax = min, max
-		return nil
-	}
+	return option.Check(min > 0 && max >= min, fmt.Sprintf("retry backoff must satisfy 0 < min <= max, got %s, %s", min, max),
+		func(o *options) { o.backoffMin, o.backoffMax = min, max })
 }
 
 // WithNotify turns fsnotify on or off; off leaves the periodic rescan
@@ -168,13 +151,7 @@ func WithNotify(on bool) Option { return watchOption(filewatch.WithNotify(on)) }
 //
 // Default: not registered.
 func WithRegisterer(r prometheus.Registerer) Option {
-	return func(o *options) error {
-		if r == nil {
-			return errors.New("registerer must not be nil")
-		}
-		o.reg = r
-		return nil
-	}
+	return option.Check(r != nil, "registerer must not be nil", func(o *options) { o.reg = r })
 }
 
 // WithStaticCluster adds a cluster that is not read from the directory,
@@ -234,7 +211,7 @@ const maxFileSize = 1 << 20
 // clusters are wanted.
 func New(dir string, run RunFunc, opts ...Option) (*Watcher, error) {
 	o := options{
-		log:         slog.New(slog.DiscardHandler),
+		log:         logopt.Discard(),
 		stopTimeout: 30 * time.Second,
 		backoffMin:  time.Second,
 		backoffMax:  5 * time.Minute,
@@ -258,18 +235,12 @@ func New(dir string, run RunFunc, opts ...Option) (*Watcher, error) {
 		members:  map[string]*member{},
 		everDone: map[string]bool{},
 		clashes:  map[string]string{},
-		errorsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ciel_reporter_kubeconfig_errors_total",
-			Help: "Kubeconfig files that could not be read or parsed, per cluster (file) name.",
-		}, []string{"cluster"}),
-		failuresTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ciel_reporter_cluster_failures_total",
-			Help: "Cluster workers that returned an error, per cluster.",
-		}, []string{"cluster"}),
-		startsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "ciel_reporter_cluster_starts_total",
-			Help: "Cluster workers started, restarts included, per cluster.",
-		}, []string{"cluster"}),
+		errorsTotal: promreg.CounterVec("ciel_reporter_kubeconfig_errors_total",
+			"Kubeconfig files that could not be read or parsed, per cluster (file) name.", "cluster"),
+		failuresTotal: promreg.CounterVec("ciel_reporter_cluster_failures_total",
+			"Cluster workers that returned an error, per cluster.", "cluster"),
+		startsTotal: promreg.CounterVec("ciel_reporter_cluster_starts_total",
+			"Cluster workers started, restarts included, per cluster.", "cluster"),
 	}
 	seen := map[string]bool{}
 	for _, c := range o.static {
@@ -279,10 +250,8 @@ func New(dir string, run RunFunc, opts ...Option) (*Watcher, error) {
 		seen[c.Name] = true
 	}
 	if o.reg != nil {
-		for _, c := range []prometheus.Collector{w.errorsTotal, w.failuresTotal, w.startsTotal, (*stateCollector)(w)} {
-			if err := o.reg.Register(c); err != nil {
-				return nil, fmt.Errorf("registering kubeconfig watcher metrics: %w", err)
-			}
+		if err := promreg.Register(o.reg, "kubeconfig watcher", w.errorsTotal, w.failuresTotal, w.startsTotal, (*stateCollector)(w)); err != nil {
+			return nil, err
 		}
 	}
 	return w, nil

@@ -26,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -139,18 +138,6 @@ func envOr(k, def string) string {
 	return def
 }
 
-func (o *options) logger() (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	l, err := logopt.New(os.Stderr, o.logFormat, level)
-	if err != nil {
-		return nil, fmt.Errorf("--log-format %q: want json or text", o.logFormat)
-	}
-	return l, nil
-}
-
 // restConfig returns the cluster's config, or nil in local mode.
 func (o *options) restConfig() (*rest.Config, error) {
 	if o.local {
@@ -206,7 +193,7 @@ func (o *options) gitlabToken() (string, error) {
 }
 
 func (o *options) run(ctx context.Context, stdout io.Writer) error {
-	log, err := o.logger()
+	log, err := logopt.New(os.Stderr, o.logFormat, o.logLevel)
 	if err != nil {
 		return err
 	}

@@ -3,7 +3,6 @@ package command
 import (
 	"crypto/tls"
 	"encoding/json"
-	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -41,8 +40,7 @@ func TestRealBinarySeams(t *testing.T) {
 	hostile := &gitlabtest.Hostile{Commits: 5000, PageSize: 100, DiffBytes: 3000}
 	gl := httptest.NewTLSServer(hostile)
 	defer gl.Close()
-	glCA := filepath.Join(dir, "gitlab-ca.pem")
-	os.WriteFile(glCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: gl.Certificate().Raw}), 0o600)
+	glCA := gitlabtest.CAFile(t, gl)
 	os.WriteFile(filepath.Join(dir, "gitlab-token"), []byte("glpat-test"), 0o600)
 
 	certFile, keyFile, pool := selfSigned(t, dir)

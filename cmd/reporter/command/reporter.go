@@ -33,10 +33,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ciel-ci/ciel/internal/httpserve"
 	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/promreg"
 	"github.com/ciel-ci/ciel/internal/version"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
@@ -133,20 +134,8 @@ reason) or canceled, linked to the run.`,
 	return cmd
 }
 
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
-	var lv slog.Level
-	if err := lv.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("invalid --log-level %q: %w", level, err)
-	}
-	l, err := logopt.New(w, format, lv)
-	if err != nil {
-		return nil, fmt.Errorf("invalid --log-format %q: want json or text", format)
-	}
-	return l, nil
-}
-
 func run(ctx context.Context, stderr io.Writer, o *options) error {
-	log, err := newLogger(stderr, o.logFormat, o.logLevel)
+	log, err := logopt.New(stderr, o.logFormat, o.logLevel)
 	if err != nil {
 		return err
 	}
@@ -179,8 +168,7 @@ func run(ctx context.Context, stderr io.Writer, o *options) error {
 		return err
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := promreg.NewRegistry()
 	ropts := []rep.Option{
 		rep.WithLogger(log), rep.WithRegisterer(reg), rep.WithNamePrefix(o.namePrefix), rep.WithResync(o.resync),
 		rep.WithNamespaces(o.namespaces...), rep.WithProjects(o.projects...), rep.WithWorkers(o.workers), rep.WithDrainTimeout(o.drainTimeout),
@@ -230,21 +218,15 @@ func run(ctx context.Context, stderr io.Writer, o *options) error {
 		o.onListen(ln.Addr().String())
 	}
 
-	serveErr := make(chan error, 1)
-	go func() {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			serveErr <- err
-		}
-		close(serveErr)
-	}()
+	served := httpserve.Start(srv, ln)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return r.Run(gctx) })
 	g.Go(func() error { return w.Run(gctx) })
 	g.Go(func() error {
 		select {
-		case err, ok := <-serveErr:
+		case err, ok := <-served.Failed():
 			if ok {
-				return fmt.Errorf("serving health and metrics: %w", err)
+				return fmt.Errorf("health and metrics: %w", err)
 			}
 		case <-gctx.Done():
 		}
@@ -252,9 +234,7 @@ func run(ctx context.Context, stderr io.Writer, o *options) error {
 	})
 	err = g.Wait()
 	// Health and metrics stay up during the drain, then go.
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.shutdownServer)
-	defer cancel()
-	srv.Shutdown(sctx)
+	served.Shutdown(o.shutdownServer) //nolint:errcheck // what matters is the workers' error
 	if err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ciel-ci/ciel/interceptor/secrets"
 	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/option"
 )
 
 var _ secrets.Getter = (*Kubernetes)(nil)
@@ -35,26 +36,14 @@ type KubernetesOption func(*kubeOptions) error
 // WithTTL sets how long a Secret read is reused. Default: 30s, so a rotated
 // token takes effect within half a minute.
 func WithTTL(d time.Duration) KubernetesOption {
-	return func(o *kubeOptions) error {
-		if d < 0 {
-			return fmt.Errorf("secret cache TTL must not be negative, got %s", d)
-		}
-		o.ttl = d
-		return nil
-	}
+	return option.Check(d >= 0, fmt.Sprintf("secret cache TTL must not be negative, got %s", d), func(o *kubeOptions) { o.ttl = d })
 }
 
 // WithNegativeTTL sets how long "not found" is remembered, so a delivery
 // storm against a missing Secret does not become an API-server storm.
 // Default: 5s.
 func WithNegativeTTL(d time.Duration) KubernetesOption {
-	return func(o *kubeOptions) error {
-		if d < 0 {
-			return fmt.Errorf("secret negative cache TTL must not be negative, got %s", d)
-		}
-		o.negTTL = d
-		return nil
-	}
+	return option.Check(d >= 0, fmt.Sprintf("secret negative cache TTL must not be negative, got %s", d), func(o *kubeOptions) { o.negTTL = d })
 }
 
 // WithLogger sets the logger. Default: discard. Values are never logged.
@@ -64,13 +53,7 @@ func WithLogger(l *slog.Logger) KubernetesOption {
 
 // WithClock replaces time.Now, for tests.
 func WithClock(now func() time.Time) KubernetesOption {
-	return func(o *kubeOptions) error {
-		if now == nil {
-			return errors.New("clock must not be nil")
-		}
-		o.now = now
-		return nil
-	}
+	return option.Check(now != nil, "clock must not be nil", func(o *kubeOptions) { o.now = now })
 }
 
 type cached struct {
