@@ -13,6 +13,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ciel-ci/ciel/images/platform"
 )
 
 // Child is one manifest of a built index.
@@ -212,7 +214,7 @@ func (b *builder) readSource(ctx context.Context, src Source) ([]*Child, []pendi
 			case m.MediaType.IsIndex():
 				return nil, nil, fmt.Errorf("index %s: nested index %s cannot be flattened: %w", src.Ref, m.Digest, ErrUnsupported)
 			case m.MediaType.IsImage():
-				if src.Platform != nil && (m.Platform == nil || !Matches(*m.Platform, *src.Platform)) {
+				if src.Platform != nil && (m.Platform == nil || !platform.Matches(*m.Platform, *src.Platform)) {
 					continue // not the declared platform: not selected
 				}
 				todo = append(todo, pendingChild{repo: repo, desc: m})
@@ -259,11 +261,11 @@ func (b *builder) imageChild(src Source, repo name.Repository, d *remote.Descrip
 		return nil, fmt.Errorf("the config of %s@%s names no os and architecture, so it has no place in an index: %w",
 			repo, d.Digest, ErrUnsupported)
 	}
-	if listed != nil && listed.Platform != nil && !Matches(*p, *listed.Platform) {
+	if listed != nil && listed.Platform != nil && !platform.Matches(*p, *listed.Platform) {
 		return nil, fmt.Errorf("index %s lists %s as %s but its image config says %s: %w",
 			src.Ref, d.Digest, listed.Platform.String(), p.String(), ErrPlatformMismatch)
 	}
-	if src.Platform != nil && !Matches(*p, *src.Platform) {
+	if src.Platform != nil && !platform.Matches(*p, *src.Platform) {
 		return nil, fmt.Errorf("%s was declared %s but its image config says %s (was it built on a %s node?): %w",
 			src.Ref, src.Platform.String(), p.String(), p.OS+"/"+p.Architecture, ErrPlatformMismatch)
 	}

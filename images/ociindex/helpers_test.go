@@ -20,6 +20,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ciel-ci/ciel/images/platform"
 )
 
 // memRegistry starts go-containerregistry's in-memory registry and returns
@@ -34,7 +36,7 @@ func memRegistry(t testing.TB) string {
 // plat parses a platform or fails the test.
 func plat(t testing.TB, s string) v1.Platform {
 	t.Helper()
-	p, err := ParsePlatform(s)
+	p, err := platform.ParseExact(s)
 	if err != nil {
 		t.Fatal(err)
 	}

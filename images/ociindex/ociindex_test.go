@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/ciel-ci/ciel/images/platform"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -361,7 +363,7 @@ func TestRequirePlatforms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.require, func(t *testing.T) {
-			ps, err := ParsePlatforms(tt.require)
+			ps, err := platform.ParseExactList(tt.require)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/ciel-ci/ciel/images/ociindex"
+	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -43,7 +44,7 @@ func multiArchOf(t testing.TB, ref, revision string, platforms ...string) string
 	t.Helper()
 	var adds []mutate.IndexAddendum
 	for _, s := range platforms {
-		p, err := ociindex.ParsePlatform(s)
+		p, err := platform.ParseExact(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -307,7 +308,7 @@ func TestPromoteOptionsValidate(t *testing.T) {
 
 func mustPlatform(t testing.TB, s string) v1.Platform {
 	t.Helper()
-	p, err := ociindex.ParsePlatform(s)
+	p, err := platform.ParseExact(s)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/ciel-ci/ciel/images/ociindex"
+	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/ciel-ci/ciel/images/release"
 	"github.com/ciel-ci/ciel/internal/semver"
 	"github.com/spf13/cobra"
@@ -160,7 +161,7 @@ func runPromote(cmd *cobra.Command, g *globals, f *promoteFlags) error {
 	if err != nil {
 		return asUsage(err)
 	}
-	required, err := ociindex.ParsePlatforms(f.require)
+	required, err := platform.ParseExactList(f.require)
 	if err != nil {
 		return usagef("--require-platforms: %v", err)
 	}

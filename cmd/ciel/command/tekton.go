@@ -111,7 +111,7 @@ contain, and what each build resolves its architecture against.`,
 			}
 			rows := [][]string{{"PLATFORM", "NODE ARCH (kubernetes.io/arch)"}}
 			for _, p := range pl.Platforms {
-				rows = append(rows, []string{platform.Format(p), platform.NodeArch(p)})
+				rows = append(rows, []string{p.String(), platform.NodeArch(p)})
 			}
 			if err := writeTable(cmd.OutOrStdout(), rows); err != nil {
 				return err
@@ -214,15 +214,15 @@ func runKanikoArgs(cmd *cobra.Command, f *kanikoArgsFlags, buildArgs []string) e
 	if err != nil {
 		return err
 	}
-	if err := checkResultSize("the Kaniko flags (mostly build arguments)", append(args, platform.Format(p))...); err != nil {
+	if err := checkResultSize("the Kaniko flags (mostly build arguments)", append(args, p.String())...); err != nil {
 		return err
 	}
 	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "platform %s\n", platform.Format(p))
+	fmt.Fprintf(out, "platform %s\n", p.String())
 	for _, a := range args {
 		fmt.Fprintln(out, a)
 	}
-	if err := writeResult(f.platformFile, platform.Format(p)); err != nil {
+	if err := writeResult(f.platformFile, p.String()); err != nil {
 		return err
 	}
 	return writeArrayResult(f.argsFile, args)
@@ -419,8 +419,12 @@ func runFindIndex(cmd *cobra.Command, g *globals, f *findIndexFlags) error {
 		if e.AttestationFor != "" || e.PlatformDetail == nil {
 			continue
 		}
-		if p, err := platform.Parse(platform.Format(*e.PlatformDetail)); err == nil {
-			have[platform.Format(p)] = true
+		// Canonical, as the required platforms are; an os.version plays
+		// no part in a Linux build.
+		q := *e.PlatformDetail
+		q.OSVersion = ""
+		if p, err := platform.Parse(q.String()); err == nil {
+			have[p.String()] = true
 		}
 	}
 	var missing []string
