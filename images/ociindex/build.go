@@ -3,13 +3,15 @@ package ociindex
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
@@ -33,8 +35,11 @@ type Child struct {
 	desc *remote.Descriptor // fetched manifest, kept to link it elsewhere
 }
 
-// Index is an index built from sources, ready to push. It implements
-// remote.Taggable and partial.Describable.
+// Index is an index built from sources, ready to push: the manifest
+// go-containerregistry's mutate.AppendManifests builds on empty.Index,
+// encoded once, with what Build learnt about each child. It implements
+// remote.Taggable and partial.Describable (not v1.ImageIndex: its children
+// are linked by Push, not walked).
 type Index struct {
 	manifest v1.IndexManifest
 	raw      []byte
@@ -372,33 +377,74 @@ func assemble(o *options, per [][]*Child) (*Index, error) {
 		}
 	}
 
-	im := v1.IndexManifest{SchemaVersion: 2, MediaType: mt, Annotations: o.annotations, Manifests: []v1.Descriptor{}}
 	for _, c := range images {
-		im.Manifests = append(im.Manifests, c.Descriptor)
 		ix.children = append(ix.children, *c)
 	}
 	for _, c := range keptAtts {
-		im.Manifests = append(im.Manifests, c.Descriptor)
 		ix.children = append(ix.children, *c)
 	}
-	if missing := Missing(&im, o.require); len(missing) > 0 {
+	idx, err := indexOf(mt, o.annotations, ix.children)
+	if err != nil {
+		return nil, err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("encoding the index: %w", err)
+	}
+	if missing := Missing(im, o.require); len(missing) > 0 {
 		have := make([]v1.Platform, 0, len(images))
 		for _, c := range images {
 			have = append(have, *c.Descriptor.Platform)
 		}
 		return nil, fmt.Errorf("the index would lack %s (it has %s): %w", formatPlatforms(missing), formatPlatforms(have), ErrMissingPlatform)
 	}
-	raw, err := json.Marshal(im)
+	raw, err := idx.RawManifest()
 	if err != nil {
 		return nil, fmt.Errorf("encoding the index: %w", err)
 	}
-	h, _, err := v1.SHA256(bytes.NewReader(raw))
+	h, err := idx.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("hashing the index: %w", err)
 	}
-	ix.manifest, ix.raw, ix.digest = im, raw, h
+	ix.manifest, ix.raw, ix.digest = *im, raw, h
 	return ix, nil
 }
+
+// indexOf builds the index the way ko and crane do, mutate.AppendManifests
+// on empty.Index, with each child's descriptor exactly as given (entry). Its
+// JSON is the one go-containerregistry encodes, so the same children in the
+// same order give the same digest (TestBuildIsDeterministic holds the bytes
+// with a golden file).
+func indexOf(mt types.MediaType, annotations map[string]string, children []Child) (v1.ImageIndex, error) {
+	idx := mutate.IndexMediaType(empty.Index, mt)
+	if len(annotations) > 0 {
+		var ok bool
+		if idx, ok = mutate.Annotations(idx, annotations).(v1.ImageIndex); !ok {
+			return nil, errors.New("annotating the index: go-containerregistry returned no index")
+		}
+	}
+	adds := make([]mutate.IndexAddendum, len(children))
+	for i, c := range children {
+		adds[i] = mutate.IndexAddendum{Add: entry{c.Descriptor}}
+	}
+	return mutate.AppendManifests(idx, adds...), nil
+}
+
+// entry is a manifest known by its descriptor alone: the index refers to
+// it and never reads it (it is not an image go-containerregistry could walk,
+// and Push writes the index manifest only, the children being linked
+// beforehand).
+type entry struct{ d v1.Descriptor }
+
+var _ remote.Taggable = (*Index)(nil)
+var _ partial.Describable = entry{}
+
+// Descriptor is what partial.Descriptor, and so mutate, puts in the index.
+func (e entry) Descriptor() (*v1.Descriptor, error) { return e.d.DeepCopy(), nil }
+
+func (e entry) Digest() (v1.Hash, error)            { return e.d.Digest, nil }
+func (e entry) Size() (int64, error)                { return e.d.Size, nil }
+func (e entry) MediaType() (types.MediaType, error) { return e.d.MediaType, nil }
 
 func describe(c *Child) string {
 	if c.Subject != nil {
