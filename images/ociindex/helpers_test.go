@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ciel-ci/ciel/images/platform"
+	"github.com/ciel-ci/ciel/internal/registryclient"
 )
 
 // memRegistry starts go-containerregistry's in-memory registry and returns
@@ -211,14 +212,15 @@ func src(t testing.TB, s string) Source {
 // headDigest returns what ref points at, "" if nothing.
 func headDigest(t testing.TB, ref name.Reference, opts ...remote.Option) string {
 	t.Helper()
-	d, err := remote.Head(ref, opts...)
+	puller, err := remote.NewPuller(opts...)
 	if err != nil {
-		if IsNotFound(err) {
-			return ""
-		}
-		t.Fatalf("HEAD %s: %v", ref, err)
+		t.Fatal(err)
 	}
-	return d.Digest.String()
+	d, err := registryclient.Digest(bg, puller, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 func digestOf(t testing.TB, img interface{ Digest() (v1.Hash, error) }) string {

@@ -29,12 +29,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/ciel-ci/ciel/internal/logopt"
 )
 
@@ -158,13 +160,8 @@ func WithReplace(replace bool) Option {
 // variant matches any variant). Default: none required.
 func WithRequirePlatforms(ps ...v1.Platform) Option {
 	return func(o *options) error {
-		for _, p := range ps {
-			if p.OS == "" || p.Architecture == "" {
-				return fmt.Errorf("required platform %q needs an os and an architecture", p.String())
-			}
-		}
-		o.require = append([]v1.Platform(nil), ps...)
-		return nil
+		o.require = slices.Clone(ps)
+		return platform.CheckRequired(ps...)
 	}
 }
 

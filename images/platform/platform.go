@@ -388,3 +388,15 @@ func defaultVariant(v, def string) string {
 	}
 	return "v" + strings.TrimPrefix(v, "v")
 }
+
+// CheckRequired refuses a platform that cannot be required of an index: one
+// without an os or an architecture, which would match images of any. It is
+// the check of every WithRequirePlatforms option.
+func CheckRequired(ps ...v1.Platform) error {
+	for _, p := range ps {
+		if p.OS == "" || p.Architecture == "" {
+			return fmt.Errorf("required platform %q needs an os and an architecture", p.String())
+		}
+	}
+	return nil
+}

@@ -9,13 +9,14 @@ import (
 	"slices"
 
 	"github.com/ciel-ci/ciel/images/ociindex"
+	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/ciel-ci/ciel/internal/semver"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"golang.org/x/sync/errgroup"
 )
 
 // ErrImmutable is returned when the version's tag already points at another
@@ -122,13 +123,8 @@ func WithRules(r Rules) Option {
 // platforms (a platform without variant matches any variant). Default: none.
 func WithRequirePlatforms(ps ...v1.Platform) Option {
 	return func(o *options) error {
-		for _, p := range ps {
-			if p.OS == "" || p.Architecture == "" {
-				return fmt.Errorf("required platform %q needs an os and an architecture", p.String())
-			}
-		}
 		o.require = slices.Clone(ps)
-		return nil
+		return platform.CheckRequired(ps...)
 	}
 }
 
@@ -240,7 +236,7 @@ func Promote(ctx context.Context, from name.Reference, repo name.Repository, ver
 	digest := src.Digest.String()
 
 	existing, err := puller.List(ctx, repo)
-	if err != nil && !ociindex.IsNotFound(err) {
+	if err != nil && !registryclient.IsNotFound(err) {
 		return nil, fmt.Errorf("listing the tags of %s: %w", repo, err)
 	}
 	plan, err := PlanTags(version, existing, o.rules)
@@ -258,32 +254,19 @@ func Promote(ctx context.Context, from name.Reference, repo name.Repository, ver
 	for _, tp := range plan.Tags {
 		check = append(check, tp.Tag)
 	}
-	old := make(map[string]string, len(check))
-	g := new(errgroup.Group)
-	g.SetLimit(4)
-	olds := make([]string, len(check))
-	errs := make([]error, len(check))
-	for i, tag := range check {
-		if !present[tag] {
-			continue
+	var read []name.Tag
+	for _, tag := range check {
+		if present[tag] {
+			read = append(read, repo.Tag(tag))
 		}
-		g.Go(func() error {
-			d, err := puller.Head(ctx, repo.Tag(tag))
-			switch {
-			case err == nil:
-				olds[i] = d.Digest.String()
-			case !ociindex.IsNotFound(err):
-				errs[i] = fmt.Errorf("reading what %s points at: %w", repo.Tag(tag), err)
-			}
-			return nil
-		})
 	}
-	_ = g.Wait()
-	if err := errors.Join(errs...); err != nil {
+	digests, err := registryclient.Digests(ctx, puller, registryclient.DefaultJobs, read)
+	if err != nil {
 		return nil, err
 	}
-	for i, tag := range check {
-		old[tag] = olds[i]
+	old := make(map[string]string, len(check))
+	for i, t := range read {
+		old[t.TagStr()] = digests[i]
 	}
 
 	if !o.force {

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,7 +12,7 @@ import (
 	"github.com/ciel-ci/ciel/images/kaniko"
 	"github.com/ciel-ci/ciel/images/ociindex"
 	"github.com/ciel-ci/ciel/images/platform"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/spf13/cobra"
 )
 
@@ -402,7 +401,7 @@ func runFindIndex(cmd *cobra.Command, g *globals, f *findIndexFlags) error {
 	}
 	s, err := ociindex.Inspect(ctx, ref, ociindex.WithRemoteOptions(g.client.RemoteOptions(ctx)...))
 	switch {
-	case isNotFound(err):
+	case registryclient.IsNotFound(err):
 		return notFound(fmt.Sprintf("%s does not exist", ref))
 	case errors.Is(err, ociindex.ErrNotIndex):
 		return notFound(fmt.Sprintf("%s is a single image, not a multi-arch index", ref))
@@ -444,22 +443,4 @@ func runFindIndex(cmd *cobra.Command, g *globals, f *findIndexFlags) error {
 		return err
 	}
 	return writeResult(f.urlFile, s.Reference)
-}
-
-// isNotFound reports whether err says the manifest or repository does not
-// exist.
-func isNotFound(err error) bool {
-	var te *transport.Error
-	if !errors.As(err, &te) {
-		return false
-	}
-	if te.StatusCode == http.StatusNotFound {
-		return true
-	}
-	for _, d := range te.Errors {
-		if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
-			return true
-		}
-	}
-	return false
 }

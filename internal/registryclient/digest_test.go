@@ -1,0 +1,97 @@
+package registryclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+)
+
+func TestIsNotFound(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"404", &transport.Error{StatusCode: http.StatusNotFound}, true},
+		{"manifest unknown with another status", &transport.Error{StatusCode: http.StatusBadRequest,
+			Errors: []transport.Diagnostic{{Code: transport.ManifestUnknownErrorCode}}}, true},
+		{"name unknown", &transport.Error{StatusCode: http.StatusBadRequest,
+			Errors: []transport.Diagnostic{{Code: transport.NameUnknownErrorCode}}}, true},
+		{"wrapped 404", fmt.Errorf("reading: %w", &transport.Error{StatusCode: http.StatusNotFound}), true},
+		{"unauthorized", &transport.Error{StatusCode: http.StatusUnauthorized,
+			Errors: []transport.Diagnostic{{Code: transport.UnauthorizedErrorCode}}}, false},
+		{"not a registry answer", errors.New("404"), false},
+		{"nil", nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := IsNotFound(tc.err); got != tc.want {
+				t.Errorf("IsNotFound(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestDigests(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	t.Cleanup(srv.Close)
+	host := strings.TrimPrefix(srv.URL, "http://")
+	ctx := context.Background()
+	img, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tagged := mustRef(t, host + "/app:v1")
+	if err := remote.Write(tagged, img); err != nil {
+		t.Fatal(err)
+	}
+	want, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	puller, err := remote.NewPuller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	refs := []name.Reference{tagged, mustRef(t, host + "/app:missing"), mustRef(t, host + "/nothing:v1")}
+	got, err := Digests(ctx, puller, 2, refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[0] != want.String() || got[1] != "" || got[2] != "" {
+		t.Errorf("Digests = %q, want [%s, \"\", \"\"] (a missing tag or repository is \"\")", got, want)
+	}
+
+	// Any other answer fails, naming the reference.
+	refused := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v2/" {
+			return
+		}
+		http.Error(w, `{"errors":[{"code":"DENIED"}]}`, http.StatusForbidden)
+	}))
+	t.Cleanup(refused.Close)
+	bad := mustRef(t, strings.TrimPrefix(refused.URL, "http://") + "/app:v1")
+	if _, err := Digests(ctx, puller, 0, []name.Reference{tagged, bad}); err == nil || !strings.Contains(err.Error(), "reading what "+bad.String()+" points at") {
+		t.Errorf("Digests with a refused reference: %v", err)
+	}
+}
+
+func mustRef(t *testing.T, s string) name.Reference {
+	t.Helper()
+	ref, err := name.ParseReference(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
+}
