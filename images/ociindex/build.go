@@ -87,9 +87,6 @@ func Build(ctx context.Context, sources []Source, opts ...Option) (*Index, error
 	if len(sources) == 0 {
 		return nil, errors.New("building an index: no source images given")
 	}
-	if o.format == FormatDocker && len(o.annotations) > 0 {
-		return nil, fmt.Errorf("building a Docker manifest list: it cannot carry annotations (use the OCI format): %w", ErrFormat)
-	}
 	puller, err := remote.NewPuller(o.remote...)
 	if err != nil {
 		return nil, fmt.Errorf("configuring registry access: %w", err)

@@ -461,18 +461,20 @@ func TestSourceErrors(t *testing.T) {
 func TestOptionsValidate(t *testing.T) {
 	tests := []struct {
 		name string
-		opt  Option
+		opts []Option
+		want string // the error says this
 	}{
-		{"format", WithFormat("zip")},
-		{"jobs", WithJobs(0)},
-		{"logger", WithLogger(nil)},
-		{"annotation key", WithAnnotations(map[string]string{" ": "x"})},
-		{"required platform", WithRequirePlatforms(v1.Platform{OS: "linux"})},
+		{"format", []Option{WithFormat("zip")}, `unknown index format "zip"`},
+		{"jobs", []Option{WithJobs(0)}, "jobs must be at least 1"},
+		{"logger", []Option{WithLogger(nil)}, "logger"},
+		{"annotation key", []Option{WithAnnotations(map[string]string{" ": "x"})}, "annotation keys"},
+		{"required platform", []Option{WithRequirePlatforms(v1.Platform{OS: "linux"})}, "needs an os and an architecture"},
+		{"docker format with annotations", []Option{WithAnnotations(map[string]string{"a": "b"}), WithFormat(FormatDocker)}, "cannot carry annotations"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := makeOptions([]Option{tt.opt}); err == nil {
-				t.Error("invalid option accepted")
+			if _, err := makeOptions(tt.opts); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("makeOptions = %v, want an error saying %q", err, tt.want)
 			}
 		})
 	}

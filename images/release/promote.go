@@ -11,6 +11,7 @@ import (
 	"github.com/ciel-ci/ciel/images/ociindex"
 	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/option"
 	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/ciel-ci/ciel/internal/semver"
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -109,13 +110,9 @@ type Option func(*options) error
 // WithRules sets which tags are written. Default: the zero Rules (the exact
 // version tag only).
 func WithRules(r Rules) Option {
-	return func(o *options) error {
-		r, err := r.withDefaults()
-		if err != nil {
-			return err
-		}
-		o.rules = r
-		return nil
+	return func(o *options) (err error) {
+		o.rules, err = r.withDefaults()
+		return err
 	}
 }
 
@@ -136,41 +133,30 @@ func WithRequirePlatforms(ps ...v1.Platform) Option {
 // (no check).
 func WithRevision(commit string) Option {
 	return func(o *options) error {
-		if commit != "" {
-			if err := ociindex.CheckCommit(commit); err != nil {
-				return err
-			}
-		}
 		o.commit = commit
-		return nil
+		if commit == "" {
+			return nil
+		}
+		return ociindex.CheckCommit(commit)
 	}
 }
 
 // WithForce lets the exact version tag move to another digest. Default:
 // false (releases are immutable; ErrImmutable).
 func WithForce(force bool) Option {
-	return func(o *options) error {
-		o.force = force
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.force = force })
 }
 
 // WithDryRun reads and plans but writes nothing. Default: false.
 func WithDryRun(dry bool) Option {
-	return func(o *options) error {
-		o.dryRun = dry
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.dryRun = dry })
 }
 
 // WithRemoteOptions sets how registries are reached (credentials,
 // transport, retries), e.g. registryclient.Client.RemoteOptions. Default:
 // authn.DefaultKeychain and go-containerregistry's defaults.
 func WithRemoteOptions(opts ...remote.Option) Option {
-	return func(o *options) error {
-		o.remote = slices.Clone(opts)
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.remote = slices.Clone(opts) })
 }
 
 // WithLogger receives each write at info level. Default: discard.

@@ -52,7 +52,7 @@ func TestDigests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tagged := mustRef(t, host + "/app:v1")
+	tagged := mustRef(t, host+"/app:v1")
 	if err := remote.Write(tagged, img); err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestDigests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	refs := []name.Reference{tagged, mustRef(t, host + "/app:missing"), mustRef(t, host + "/nothing:v1")}
+	refs := []name.Reference{tagged, mustRef(t, host+"/app:missing"), mustRef(t, host+"/nothing:v1")}
 	got, err := Digests(ctx, puller, 2, refs)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +81,7 @@ func TestDigests(t *testing.T) {
 		http.Error(w, `{"errors":[{"code":"DENIED"}]}`, http.StatusForbidden)
 	}))
 	t.Cleanup(refused.Close)
-	bad := mustRef(t, strings.TrimPrefix(refused.URL, "http://") + "/app:v1")
+	bad := mustRef(t, strings.TrimPrefix(refused.URL, "http://")+"/app:v1")
 	if _, err := Digests(ctx, puller, 0, []name.Reference{tagged, bad}); err == nil || !strings.Contains(err.Error(), "reading what "+bad.String()+" points at") {
 		t.Errorf("Digests with a refused reference: %v", err)
 	}
