@@ -5,17 +5,12 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log"
-	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
@@ -23,16 +18,8 @@ import (
 
 	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/ciel-ci/ciel/internal/registryclient"
+	"github.com/ciel-ci/ciel/internal/registrytest"
 )
-
-// memRegistry starts go-containerregistry's in-memory registry and returns
-// its host.
-func memRegistry(t testing.TB) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
 
 // plat parses a platform or fails the test.
 func plat(t testing.TB, s string) v1.Platform {
@@ -58,17 +45,7 @@ func staticImage(t testing.TB, p v1.Platform, seed string, oci bool) v1.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant, cf.OSVersion = p.OS, p.Architecture, p.Variant, p.OSVersion
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return registrytest.WithPlatform(t, img, p)
 }
 
 // tarLayer is a deterministic gzipped tar layer holding one file.
@@ -91,26 +68,6 @@ func tarLayer(t testing.TB, content string, mt types.MediaType) v1.Layer {
 		t.Fatal(err)
 	}
 	return l
-}
-
-// randomImage is a random image (two layers) for platform p.
-func randomImage(t testing.TB, p v1.Platform) v1.Image {
-	t.Helper()
-	img, err := random.Image(512, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant, cf.OSVersion = p.OS, p.Architecture, p.Variant, p.OSVersion
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
 }
 
 // attestation is a BuildKit-style attestation manifest for subject.
@@ -145,49 +102,18 @@ func attestation(t testing.TB, subject v1.Image) (v1.Image, v1.Descriptor) {
 	}
 }
 
-// pushImage writes img to repo by digest and returns its reference.
-func pushImage(t testing.TB, repo string, img v1.Image, opts ...remote.Option) name.Digest {
-	t.Helper()
-	h, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.NewDigest(repo + "@" + h.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img, opts...); err != nil {
-		t.Fatalf("pushing %s: %v", ref, err)
-	}
-	return ref
-}
-
 // sourceIndex builds an OCI index of images, each followed by an
 // attestation for it, pushes it under tag and returns it.
 func sourceIndex(t testing.TB, tag string, withAttestations bool, imgs ...v1.Image) v1.ImageIndex {
 	t.Helper()
-	var adds []mutate.IndexAddendum
-	for _, img := range imgs {
-		cf, err := img.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: cf.Platform()}})
-	}
+	idx := registrytest.IndexOf(t, imgs...)
 	if withAttestations {
 		for _, img := range imgs {
 			att, desc := attestation(t, img)
-			adds = append(adds, mutate.IndexAddendum{Add: att, Descriptor: desc})
+			idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: att, Descriptor: desc})
 		}
 	}
-	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
-	ref, err := name.NewTag(tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.WriteIndex(ref, idx); err != nil {
-		t.Fatalf("pushing index %s: %v", ref, err)
-	}
+	registrytest.Push(t, tag, idx)
 	return idx
 }
 

@@ -4,18 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
-	"github.com/google/go-containerregistry/pkg/v1/random"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/ciel-ci/ciel/internal/registrytest"
 )
 
 func TestIsNotFound(t *testing.T) {
@@ -44,22 +43,10 @@ func TestIsNotFound(t *testing.T) {
 }
 
 func TestDigests(t *testing.T) {
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	host := strings.TrimPrefix(srv.URL, "http://")
+	host := registrytest.Memory(t)
 	ctx := context.Background()
-	img, err := random.Image(64, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	want := registrytest.Push(t, host+"/app:v1", registrytest.RandomImage(t, v1.Platform{OS: "linux", Architecture: "amd64"})).DigestStr()
 	tagged := mustRef(t, host+"/app:v1")
-	if err := remote.Write(tagged, img); err != nil {
-		t.Fatal(err)
-	}
-	want, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
 	puller, err := remote.NewPuller()
 	if err != nil {
 		t.Fatal(err)
@@ -69,7 +56,7 @@ func TestDigests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got[0] != want.String() || got[1] != "" || got[2] != "" {
+	if got[0] != want || got[1] != "" || got[2] != "" {
 		t.Errorf("Digests = %q, want [%s, \"\", \"\"] (a missing tag or repository is \"\")", got, want)
 	}
 

@@ -9,10 +9,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/ciel-ci/ciel/internal/registrytest"
 )
 
 func TestIndexCreate(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/team/app"
 	amd := push(t, repo+":abc-amd64", platformImage(t, "linux/amd64", "1"))
 	arm := push(t, repo+":abc-arm64", platformImage(t, "linux/arm64", "1"))
@@ -50,7 +52,7 @@ func TestIndexCreate(t *testing.T) {
 }
 
 func TestIndexCreateTemplateJSON(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/team/app"
 	push(t, repo+":abc-amd64", platformImage(t, "linux/amd64", "1"))
 	push(t, repo+":abc-arm64", platformImage(t, "linux/arm64", "1"))
@@ -89,7 +91,7 @@ func TestIndexCreateTemplateJSON(t *testing.T) {
 }
 
 func TestIndexCreateAnnotations(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
 	amd := push(t, repo+":a", platformImage(t, "linux/amd64", "1"))
 	env := map[string]string{
@@ -154,7 +156,7 @@ func TestIndexCreateAnnotations(t *testing.T) {
 }
 
 func TestIndexCreateDryRun(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
 	amd := push(t, repo+":a", platformImage(t, "linux/amd64", "1"))
 	r := run(t, nil, "index", "create", "--dry-run", "--tag", repo+":v1", amd)
@@ -171,7 +173,7 @@ func TestIndexCreateDryRun(t *testing.T) {
 }
 
 func TestIndexCreatePlatformMismatch(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
 	amd := push(t, repo+":a", platformImage(t, "linux/amd64", "1"))
 	wrong := push(t, repo+":b", platformImage(t, "linux/amd64", "2"))
@@ -188,7 +190,7 @@ func TestIndexCreatePlatformMismatch(t *testing.T) {
 }
 
 func TestIndexInspect(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
 	digest := pushIndex(t, repo+":multi", platformImage(t, "linux/amd64", "1"), platformImage(t, "linux/arm64/v8", "1"))
 	r := run(t, nil, "index", "inspect", repo+":multi")

@@ -7,11 +7,12 @@ import (
 	"testing"
 
 	"github.com/ciel-ci/ciel/images/release"
+	"github.com/ciel-ci/ciel/internal/registrytest"
 	"github.com/google/go-cmp/cmp"
 )
 
 func TestReleasePromote(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/team/app"
 	d1 := pushIndex(t, repo+":1a2b3c4", platformImage(t, "linux/amd64", "1"), platformImage(t, "linux/arm64", "1"))
 	results := t.TempDir()
@@ -75,7 +76,7 @@ func TestReleasePromote(t *testing.T) {
 }
 
 func TestReleasePromoteDryRun(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
 	pushIndex(t, repo+":abc", platformImage(t, "linux/amd64", "1"))
 	results := t.TempDir()
@@ -97,7 +98,7 @@ func TestReleasePromoteDryRun(t *testing.T) {
 }
 
 func TestReleasePromoteRefusesImages(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
 	single := push(t, repo+":abc", platformImage(t, "linux/amd64", "1"))
 	r := run(t, nil, "release", "promote", "--from", single, "--version", "v1.0.0")

@@ -279,7 +279,7 @@ func attestedIndex(t *testing.T, imgs ...v1.Image) v1.ImageIndex {
 }
 
 func TestTektonFindIndex(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/team/app"
 	amd := platformImage(t, "linux/amd64", "f")
 	arm := platformImage(t, "linux/arm64/v8", "f")
