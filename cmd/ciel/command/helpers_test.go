@@ -48,6 +48,20 @@ func run(t *testing.T, env map[string]string, args ...string) result {
 	return result{stdout: out.String(), stderr: errb.String(), code: ExitCode(err), err: err}
 }
 
+// exited checks that r ended with code and, for a failure, that stderr
+// says want ("" checks nothing); it reports whether r succeeded, so that the
+// caller goes on to check what it wrote.
+func (r result) exited(t *testing.T, code int, want string) bool {
+	t.Helper()
+	if r.code != code {
+		t.Fatalf("exit %d, want %d (stderr %s)", r.code, code, r.stderr)
+	}
+	if code != 0 && !strings.Contains(r.stderr, want) {
+		t.Errorf("stderr %q does not say %q", r.stderr, want)
+	}
+	return code == 0
+}
+
 // platformImage is a small deterministic image for os/arch[/variant]; seed
 // makes images of the same platform differ.
 func platformImage(t *testing.T, platform, seed string) v1.Image {

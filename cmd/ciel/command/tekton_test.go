@@ -65,13 +65,7 @@ func TestTektonPlanPlatforms(t *testing.T) {
 			dir := t.TempDir()
 			arches, platforms := filepath.Join(dir, "ARCHES"), filepath.Join(dir, "PLATFORMS")
 			r := runTekton(t, nil, append([]string{"plan-platforms", "--arches-file", arches, "--platforms-file", platforms}, tc.args...)...)
-			if r.code != tc.code {
-				t.Fatalf("exit %d, want %d: %s", r.code, tc.code, r.stderr)
-			}
-			if tc.code != 0 {
-				if !strings.Contains(r.stderr, tc.stderrMatch) {
-					t.Errorf("stderr %q does not say %q", r.stderr, tc.stderrMatch)
-				}
+			if !r.exited(t, tc.code, tc.stderrMatch) {
 				if _, err := os.Stat(arches); err == nil {
 					t.Error("a result was written for a refused plan")
 				}
@@ -155,13 +149,7 @@ func TestTektonKanikoArgs(t *testing.T) {
 			dir := t.TempDir()
 			pf, af := filepath.Join(dir, "PLATFORM"), filepath.Join(dir, "args")
 			r := runTekton(t, nil, append([]string{"kaniko-args", "--platform-file", pf, "--args-file", af}, tc.args...)...)
-			if r.code != tc.code {
-				t.Fatalf("exit %d, want %d: %s", r.code, tc.code, r.stderr)
-			}
-			if tc.code != 0 {
-				if !strings.Contains(r.stderr, tc.errMatch) {
-					t.Errorf("stderr %q does not say %q", r.stderr, tc.errMatch)
-				}
+			if !r.exited(t, tc.code, tc.errMatch) {
 				return
 			}
 			if got := readFile(t, pf); got != tc.platform {
@@ -212,9 +200,7 @@ func TestTektonKanikoResults(t *testing.T) {
 	if err := os.WriteFile(kd, []byte("oops"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if r := runTekton(t, nil, "kaniko-results", "--image", "registry.example.com/g/app", "--kaniko-digest-file", kd); r.code != ExitFailed || !strings.Contains(r.stderr, "oops") {
-		t.Errorf("a bad digest file: exit %d: %s", r.code, r.stderr)
-	}
+	runTekton(t, nil, "kaniko-results", "--image", "registry.example.com/g/app", "--kaniko-digest-file", kd).exited(t, ExitFailed, "oops")
 	if r := runTekton(t, nil, "kaniko-results", "--image", "registry.example.com/g/app", "--kaniko-digest-file", filepath.Join(dir, "none")); r.code != ExitFailed {
 		t.Errorf("a missing digest file: exit %d", r.code)
 	}
@@ -240,10 +226,7 @@ func TestTektonTagArgs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			af := filepath.Join(t.TempDir(), "tags")
 			r := runTekton(t, nil, append([]string{"tag-args", "--image", "registry.example.com/app", "--args-file", af, "--"}, tc.args...)...)
-			if r.code != tc.code {
-				t.Fatalf("exit %d, want %d: %s", r.code, tc.code, r.stderr)
-			}
-			if tc.code != 0 {
+			if !r.exited(t, tc.code, "") {
 				return
 			}
 			var got []string
