@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -124,6 +125,20 @@ func mustTag(t testing.TB, s string) name.Tag {
 		t.Fatal(err)
 	}
 	return tag
+}
+
+// failedAs checks err against want, a part of the expected error message
+// ("" when no error is expected), and reports whether the case failed as
+// expected, leaving no result to check.
+func failedAs(t testing.TB, err error, want string) bool {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Fatal(err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Fatalf("err = %v, want containing %q", err, want)
+	}
+	return want != ""
 }
 
 func src(t testing.TB, s string) Source {

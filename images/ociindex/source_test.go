@@ -27,14 +27,8 @@ func TestParseSource(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
 			got, err := ParseSource(tt.in)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want containing %q", err, tt.wantErr)
-				}
+			if failedAs(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			gotPlat := ""
 			if got.Platform != nil {
@@ -68,14 +62,8 @@ func TestExpandTemplate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.template, func(t *testing.T) {
 			got, err := ExpandTemplate(tt.template, ps)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-					t.Fatalf("err = %v, want containing %q", err, tt.wantErr)
-				}
+			if failedAs(t, err, tt.wantErr) {
 				return
-			}
-			if err != nil {
-				t.Fatal(err)
 			}
 			var s []string
 			for _, g := range got {
