@@ -13,6 +13,7 @@ import (
 	"github.com/ciel-ci/ciel/images/ociindex"
 	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/ciel-ci/ciel/internal/registryclient"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 )
 
@@ -381,13 +382,13 @@ func runFindIndex(cmd *cobra.Command, g *globals, f *findIndexFlags) error {
 			return usagef("--revision: %v", err)
 		}
 	}
-	var required []string
+	var required []v1.Platform
 	if strings.TrimSpace(f.require) != "" {
 		pl, err := platform.NewPlan(f.require)
 		if err != nil {
 			return usagef("--require-platforms: %v", err)
 		}
-		required = pl.Strings()
+		required = pl.Platforms
 	}
 	ctx, cancel := g.context(cmd)
 	defer cancel()
@@ -413,23 +414,14 @@ func runFindIndex(cmd *cobra.Command, g *globals, f *findIndexFlags) error {
 			return fmt.Errorf("refusing %s (%s): %w", ref, s.Digest, err)
 		}
 	}
-	have := map[string]bool{}
-	for _, e := range s.Manifests {
-		if e.AttestationFor != "" || e.PlatformDetail == nil {
-			continue
-		}
-		// Canonical, as the required platforms are; an os.version plays
-		// no part in a Linux build.
-		q := *e.PlatformDetail
-		q.OSVersion = ""
-		if p, err := platform.Parse(q.String()); err == nil {
-			have[p.String()] = true
-		}
-	}
+	// A planned platform is exact: its default variant is implied
+	// (linux/arm64 is linux/arm64/v8, not any arm64), as the build made it.
 	var missing []string
-	for _, p := range required {
-		if !have[p] {
-			missing = append(missing, p)
+	for _, want := range required {
+		if !slices.ContainsFunc(s.Manifests, func(e ociindex.Entry) bool {
+			return e.AttestationFor == "" && e.PlatformDetail != nil && platform.Matches(*e.PlatformDetail, platform.Complete(want))
+		}) {
+			missing = append(missing, want.String())
 		}
 	}
 	if len(missing) > 0 {

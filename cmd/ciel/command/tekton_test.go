@@ -1,7 +1,6 @@
 package command
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -25,17 +24,7 @@ import (
 // runTekton runs `ciel tekton ARGS...` as the binary does.
 func runTekton(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
-	getenv := func(k string) string { return env[k] }
-	root := newRootCmd(getenv)
-	var out, errb bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	root.SetArgs(append([]string{"tekton"}, args...))
-	err := root.ExecuteContext(context.Background())
-	if err != nil {
-		fmt.Fprintln(&errb, "ciel:", err)
-	}
-	return result{stdout: out.String(), stderr: errb.String(), code: ExitCode(err), err: err}
+	return run(t, env, append([]string{"tekton"}, args...)...)
 }
 
 func TestTektonPlanPlatforms(t *testing.T) {
@@ -268,6 +257,7 @@ func TestTektonFindIndex(t *testing.T) {
 	arm := platformImage(t, "linux/arm64/v8", "f")
 	full := pushIndex(t, repo+":full", amd, arm)
 	amdOnly := pushIndex(t, repo+":amd", amd)
+	variants := pushIndex(t, repo+":variants", platformImage(t, "linux/amd64/v3", "f"), arm, platformImage(t, "linux/arm", "f"))
 	push(t, repo+":single", amd)
 	idx := attestedIndex(t, amd, arm)
 	tag, err := registryclient.New()
@@ -293,6 +283,12 @@ func TestTektonFindIndex(t *testing.T) {
 			found: "true", digest: attested.String()},
 		{name: "platform missing", image: repo, tag: "amd", require: "linux/amd64,linux/arm64",
 			found: "false", out: "lacks linux/arm64"},
+		// A planned platform is found as planned, its default variant
+		// implied: linux/arm64 is linux/arm64/v8, linux/amd64 is not v3.
+		{name: "default variants implied", image: repo, tag: "variants", require: "linux/arm64,linux/arm/v7,linux/amd64/v3",
+			found: "true", digest: variants},
+		{name: "amd64 is not amd64/v3", image: repo, tag: "variants", require: "linux/amd64", found: "false", out: "lacks linux/amd64"},
+		{name: "arm/v6 is not arm/v7", image: repo, tag: "variants", require: "linux/arm/v6", found: "false", out: "lacks linux/arm/v6"},
 		{name: "missing tag", image: repo, tag: "nope", found: "false", out: "does not exist"},
 		{name: "missing repository", image: host + "/other/app", tag: "1a2b3c4d", found: "false", out: "does not exist"},
 		{name: "single image", image: repo, tag: "single", found: "false", out: "single image"},
@@ -312,10 +308,7 @@ func TestTektonFindIndex(t *testing.T) {
 				args = append(args, "--require-platforms", tc.require)
 			}
 			r := runTekton(t, nil, append(args, tc.extra...)...)
-			if r.code != tc.code {
-				t.Fatalf("exit %d, want %d: %s%s", r.code, tc.code, r.stdout, r.stderr)
-			}
-			if tc.code != 0 {
+			if !r.exited(t, tc.code, "") {
 				return
 			}
 			if got := readFile(t, ff); got != tc.found {
