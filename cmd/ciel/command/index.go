@@ -232,9 +232,9 @@ func runIndexCreate(cmd *cobra.Command, g *globals, f *indexCreateFlags, args []
 	if len(sources) == 0 {
 		return usagef("no source images given (IMAGE[=PLATFORM] arguments or --platforms with --template)")
 	}
-	required, err := platform.ParseExactList(f.require)
+	required, err := requiredFlag(f.require)
 	if err != nil {
-		return usagef("--require-platforms: %v", err)
+		return err
 	}
 	annotations, err := indexAnnotations(cmd, f, format)
 	if err != nil {

@@ -377,10 +377,8 @@ func runFindIndex(cmd *cobra.Command, g *globals, f *findIndexFlags) error {
 	if err != nil {
 		return asUsage(err)
 	}
-	if f.revision != "" {
-		if err := ociindex.CheckCommit(f.revision); err != nil {
-			return usagef("--revision: %v", err)
-		}
+	if err := revisionFlag(f.revision); err != nil {
+		return err
 	}
 	var required []v1.Platform
 	if strings.TrimSpace(f.require) != "" {
