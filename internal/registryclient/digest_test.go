@@ -45,13 +45,13 @@ func TestIsNotFound(t *testing.T) {
 func TestDigests(t *testing.T) {
 	host := registrytest.Memory(t)
 	ctx := context.Background()
-	want := registrytest.Push(t, host+"/app:v1", registrytest.RandomImage(t, v1.Platform{OS: "linux", Architecture: "amd64"})).DigestStr()
-	tagged := mustRef(t, host+"/app:v1")
+	pushed := registrytest.Push(t, host+"/app:v1", registrytest.RandomImage(t, v1.Platform{OS: "linux", Architecture: "amd64"}))
+	want, tagged := pushed.DigestStr(), pushed.Context().Tag("v1")
 	puller, err := remote.NewPuller()
 	if err != nil {
 		t.Fatal(err)
 	}
-	refs := []name.Reference{tagged, mustRef(t, host+"/app:missing"), mustRef(t, host+"/nothing:v1")}
+	refs := []name.Reference{tagged, pushed.Context().Tag("missing"), pushed.Context().Registry.Repo("nothing").Tag("v1")}
 	got, err := Digests(ctx, puller, 2, refs)
 	if err != nil {
 		t.Fatal(err)
@@ -68,17 +68,11 @@ func TestDigests(t *testing.T) {
 		http.Error(w, `{"errors":[{"code":"DENIED"}]}`, http.StatusForbidden)
 	}))
 	t.Cleanup(refused.Close)
-	bad := mustRef(t, strings.TrimPrefix(refused.URL, "http://")+"/app:v1")
-	if _, err := Digests(ctx, puller, 0, []name.Reference{tagged, bad}); err == nil || !strings.Contains(err.Error(), "reading what "+bad.String()+" points at") {
-		t.Errorf("Digests with a refused reference: %v", err)
-	}
-}
-
-func mustRef(t *testing.T, s string) name.Reference {
-	t.Helper()
-	ref, err := name.ParseReference(s)
+	bad, err := name.ParseReference(strings.TrimPrefix(refused.URL, "http://") + "/app:v1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ref
+	if _, err := Digests(ctx, puller, 0, []name.Reference{tagged, bad}); err == nil || !strings.Contains(err.Error(), "reading what "+bad.String()+" points at") {
+		t.Errorf("Digests with a refused reference: %v", err)
+	}
 }
