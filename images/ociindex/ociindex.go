@@ -116,7 +116,8 @@ func WithRemoteOptions(opts ...remote.Option) Option {
 	return option.Check(true, "", func(o *options) { o.remote = slices.Clone(opts) })
 }
 
-// WithFormat chooses the index format. Default: FormatOCI.
+// WithFormat chooses the index format. FormatDocker conflicts with
+// WithAnnotations. Default: FormatOCI.
 func WithFormat(f Format) Option {
 	return option.Check(f == FormatOCI || f == FormatDocker, fmt.Sprintf("unknown index format %q (want %q or %q)", f, FormatOCI, FormatDocker),
 		func(o *options) { o.format = f })
