@@ -102,7 +102,7 @@ func (b Build) CacheRepository() (name.Repository, error) {
 	}
 	r, err := name.NewRepository(base + "/cache-" + platform.Slug(b.Platform))
 	if err != nil {
-		return name.Repository{}, fmt.Errorf("%w: cache repository for %s: %w", ErrInvalid, platform.Format(b.Platform), err)
+		return name.Repository{}, fmt.Errorf("%w: cache repository for %s: %w", ErrInvalid, b.Platform.String(), err)
 	}
 	return r, nil
 }
@@ -126,7 +126,7 @@ func (b Build) Args() ([]string, error) {
 	}
 	args := []string{
 		"--destination=" + dest.String(),
-		"--custom-platform=" + platform.Format(b.Platform),
+		"--custom-platform=" + b.Platform.String(),
 	}
 	for _, kv := range platform.BuildArgs(b.Platform) {
 		args = append(args, "--build-arg="+kv)

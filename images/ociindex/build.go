@@ -3,16 +3,20 @@ package ociindex
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ciel-ci/ciel/images/platform"
 )
 
 // Child is one manifest of a built index.
@@ -31,8 +35,11 @@ type Child struct {
 	desc *remote.Descriptor // fetched manifest, kept to link it elsewhere
 }
 
-// Index is an index built from sources, ready to push. It implements
-// remote.Taggable and partial.Describable.
+// Index is an index built from sources, ready to push: the manifest
+// go-containerregistry's mutate.AppendManifests builds on empty.Index,
+// encoded once, with what Build learnt about each child. It implements
+// remote.Taggable and partial.Describable (not v1.ImageIndex: its children
+// are linked by Push, not walked).
 type Index struct {
 	manifest v1.IndexManifest
 	raw      []byte
@@ -79,9 +86,6 @@ func Build(ctx context.Context, sources []Source, opts ...Option) (*Index, error
 	}
 	if len(sources) == 0 {
 		return nil, errors.New("building an index: no source images given")
-	}
-	if o.format == FormatDocker && len(o.annotations) > 0 {
-		return nil, fmt.Errorf("building a Docker manifest list: it cannot carry annotations (use the OCI format): %w", ErrFormat)
 	}
 	puller, err := remote.NewPuller(o.remote...)
 	if err != nil {
@@ -212,7 +216,7 @@ func (b *builder) readSource(ctx context.Context, src Source) ([]*Child, []pendi
 			case m.MediaType.IsIndex():
 				return nil, nil, fmt.Errorf("index %s: nested index %s cannot be flattened: %w", src.Ref, m.Digest, ErrUnsupported)
 			case m.MediaType.IsImage():
-				if src.Platform != nil && (m.Platform == nil || !Matches(*m.Platform, *src.Platform)) {
+				if src.Platform != nil && (m.Platform == nil || !platform.Matches(*m.Platform, *src.Platform)) {
 					continue // not the declared platform: not selected
 				}
 				todo = append(todo, pendingChild{repo: repo, desc: m})
@@ -259,11 +263,11 @@ func (b *builder) imageChild(src Source, repo name.Repository, d *remote.Descrip
 		return nil, fmt.Errorf("the config of %s@%s names no os and architecture, so it has no place in an index: %w",
 			repo, d.Digest, ErrUnsupported)
 	}
-	if listed != nil && listed.Platform != nil && !Matches(*p, *listed.Platform) {
+	if listed != nil && listed.Platform != nil && !platform.Matches(*p, *listed.Platform) {
 		return nil, fmt.Errorf("index %s lists %s as %s but its image config says %s: %w",
 			src.Ref, d.Digest, listed.Platform.String(), p.String(), ErrPlatformMismatch)
 	}
-	if src.Platform != nil && !Matches(*p, *src.Platform) {
+	if src.Platform != nil && !platform.Matches(*p, *src.Platform) {
 		return nil, fmt.Errorf("%s was declared %s but its image config says %s (was it built on a %s node?): %w",
 			src.Ref, src.Platform.String(), p.String(), p.OS+"/"+p.Architecture, ErrPlatformMismatch)
 	}
@@ -370,33 +374,74 @@ func assemble(o *options, per [][]*Child) (*Index, error) {
 		}
 	}
 
-	im := v1.IndexManifest{SchemaVersion: 2, MediaType: mt, Annotations: o.annotations, Manifests: []v1.Descriptor{}}
 	for _, c := range images {
-		im.Manifests = append(im.Manifests, c.Descriptor)
 		ix.children = append(ix.children, *c)
 	}
 	for _, c := range keptAtts {
-		im.Manifests = append(im.Manifests, c.Descriptor)
 		ix.children = append(ix.children, *c)
 	}
-	if missing := Missing(&im, o.require); len(missing) > 0 {
+	idx, err := indexOf(mt, o.annotations, ix.children)
+	if err != nil {
+		return nil, err
+	}
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return nil, fmt.Errorf("encoding the index: %w", err)
+	}
+	if missing := Missing(im, o.require); len(missing) > 0 {
 		have := make([]v1.Platform, 0, len(images))
 		for _, c := range images {
 			have = append(have, *c.Descriptor.Platform)
 		}
 		return nil, fmt.Errorf("the index would lack %s (it has %s): %w", formatPlatforms(missing), formatPlatforms(have), ErrMissingPlatform)
 	}
-	raw, err := json.Marshal(im)
+	raw, err := idx.RawManifest()
 	if err != nil {
 		return nil, fmt.Errorf("encoding the index: %w", err)
 	}
-	h, _, err := v1.SHA256(bytes.NewReader(raw))
+	h, err := idx.Digest()
 	if err != nil {
 		return nil, fmt.Errorf("hashing the index: %w", err)
 	}
-	ix.manifest, ix.raw, ix.digest = im, raw, h
+	ix.manifest, ix.raw, ix.digest = *im, raw, h
 	return ix, nil
 }
+
+// indexOf builds the index the way ko and crane do, mutate.AppendManifests
+// on empty.Index, with each child's descriptor exactly as given (entry). Its
+// JSON is the one go-containerregistry encodes, so the same children in the
+// same order give the same digest (TestBuildIsDeterministic holds the bytes
+// with a golden file).
+func indexOf(mt types.MediaType, annotations map[string]string, children []Child) (v1.ImageIndex, error) {
+	idx := mutate.IndexMediaType(empty.Index, mt)
+	if len(annotations) > 0 {
+		var ok bool
+		if idx, ok = mutate.Annotations(idx, annotations).(v1.ImageIndex); !ok {
+			return nil, errors.New("annotating the index: go-containerregistry returned no index")
+		}
+	}
+	adds := make([]mutate.IndexAddendum, len(children))
+	for i, c := range children {
+		adds[i] = mutate.IndexAddendum{Add: entry{c.Descriptor}}
+	}
+	return mutate.AppendManifests(idx, adds...), nil
+}
+
+// entry is a manifest known by its descriptor alone: the index refers to
+// it and never reads it (it is not an image go-containerregistry could walk,
+// and Push writes the index manifest only, the children being linked
+// beforehand).
+type entry struct{ d v1.Descriptor }
+
+var _ remote.Taggable = (*Index)(nil)
+var _ partial.Describable = entry{}
+
+// Descriptor is what partial.Descriptor, and so mutate, puts in the index.
+func (e entry) Descriptor() (*v1.Descriptor, error) { return e.d.DeepCopy(), nil }
+
+func (e entry) Digest() (v1.Hash, error)            { return e.d.Digest, nil }
+func (e entry) Size() (int64, error)                { return e.d.Size, nil }
+func (e entry) MediaType() (types.MediaType, error) { return e.d.MediaType, nil }
 
 func describe(c *Child) string {
 	if c.Subject != nil {

@@ -5,36 +5,27 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-)
 
-// memRegistry starts go-containerregistry's in-memory registry and returns
-// its host.
-func memRegistry(t testing.TB) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
+	"github.com/ciel-ci/ciel/images/platform"
+	"github.com/ciel-ci/ciel/internal/registryclient"
+	"github.com/ciel-ci/ciel/internal/registrytest"
+)
 
 // plat parses a platform or fails the test.
 func plat(t testing.TB, s string) v1.Platform {
 	t.Helper()
-	p, err := ParsePlatform(s)
+	p, err := platform.ParseExact(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,17 +46,7 @@ func staticImage(t testing.TB, p v1.Platform, seed string, oci bool) v1.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant, cf.OSVersion = p.OS, p.Architecture, p.Variant, p.OSVersion
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return registrytest.WithPlatform(t, img, p)
 }
 
 // tarLayer is a deterministic gzipped tar layer holding one file.
@@ -88,26 +69,6 @@ func tarLayer(t testing.TB, content string, mt types.MediaType) v1.Layer {
 		t.Fatal(err)
 	}
 	return l
-}
-
-// randomImage is a random image (two layers) for platform p.
-func randomImage(t testing.TB, p v1.Platform) v1.Image {
-	t.Helper()
-	img, err := random.Image(512, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant, cf.OSVersion = p.OS, p.Architecture, p.Variant, p.OSVersion
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
 }
 
 // attestation is a BuildKit-style attestation manifest for subject.
@@ -142,49 +103,18 @@ func attestation(t testing.TB, subject v1.Image) (v1.Image, v1.Descriptor) {
 	}
 }
 
-// pushImage writes img to repo by digest and returns its reference.
-func pushImage(t testing.TB, repo string, img v1.Image, opts ...remote.Option) name.Digest {
-	t.Helper()
-	h, err := img.Digest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ref, err := name.NewDigest(repo + "@" + h.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(ref, img, opts...); err != nil {
-		t.Fatalf("pushing %s: %v", ref, err)
-	}
-	return ref
-}
-
 // sourceIndex builds an OCI index of images, each followed by an
 // attestation for it, pushes it under tag and returns it.
 func sourceIndex(t testing.TB, tag string, withAttestations bool, imgs ...v1.Image) v1.ImageIndex {
 	t.Helper()
-	var adds []mutate.IndexAddendum
-	for _, img := range imgs {
-		cf, err := img.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: cf.Platform()}})
-	}
+	idx := registrytest.IndexOf(t, imgs...)
 	if withAttestations {
 		for _, img := range imgs {
 			att, desc := attestation(t, img)
-			adds = append(adds, mutate.IndexAddendum{Add: att, Descriptor: desc})
+			idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: att, Descriptor: desc})
 		}
 	}
-	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
-	ref, err := name.NewTag(tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.WriteIndex(ref, idx); err != nil {
-		t.Fatalf("pushing index %s: %v", ref, err)
-	}
+	registrytest.Push(t, tag, idx)
 	return idx
 }
 
@@ -195,6 +125,20 @@ func mustTag(t testing.TB, s string) name.Tag {
 		t.Fatal(err)
 	}
 	return tag
+}
+
+// failedAs checks err against want, a part of the expected error message
+// ("" when no error is expected), and reports whether the case failed as
+// expected, leaving no result to check.
+func failedAs(t testing.TB, err error, want string) bool {
+	t.Helper()
+	switch {
+	case want == "" && err != nil:
+		t.Fatal(err)
+	case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+		t.Fatalf("err = %v, want containing %q", err, want)
+	}
+	return want != ""
 }
 
 func src(t testing.TB, s string) Source {
@@ -209,14 +153,15 @@ func src(t testing.TB, s string) Source {
 // headDigest returns what ref points at, "" if nothing.
 func headDigest(t testing.TB, ref name.Reference, opts ...remote.Option) string {
 	t.Helper()
-	d, err := remote.Head(ref, opts...)
+	puller, err := remote.NewPuller(opts...)
 	if err != nil {
-		if IsNotFound(err) {
-			return ""
-		}
-		t.Fatalf("HEAD %s: %v", ref, err)
+		t.Fatal(err)
 	}
-	return d.Digest.String()
+	d, err := registryclient.Digest(bg, puller, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 func digestOf(t testing.TB, img interface{ Digest() (v1.Hash, error) }) string {

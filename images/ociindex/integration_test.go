@@ -15,7 +15,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/google/go-containerregistry/pkg/v1/validate"
 )
 
 // realEnv is a real docker-registry with a counting proxy in front.
@@ -42,7 +41,7 @@ func (e *realEnv) seed(t *testing.T, repo string, imgs ...v1.Image) []string {
 	t.Helper()
 	var out []string
 	for _, img := range imgs {
-		ref := pushImage(t, e.reg.Host+"/"+repo, img)
+		ref := registrytest.Push(t, e.reg.Host+"/"+repo, img)
 		out = append(out, e.proxy.Host+"/"+repo+"@"+ref.DigestStr())
 	}
 	return out
@@ -61,7 +60,7 @@ func (e *realEnv) tag(t *testing.T, s string) name.Tag { return mustTag(t, e.pro
 
 func TestRealTwoArchesByDigest(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", randomImage(t, plat(t, "linux/amd64")), randomImage(t, plat(t, "linux/arm64/v8")))
+	refs := e.seed(t, "team/app", registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64/v8")))
 	tag := e.tag(t, "team/app:abc123")
 	e.proxy.Reset()
 
@@ -78,13 +77,7 @@ func TestRealTwoArchesByDigest(t *testing.T) {
 	}
 
 	// Registry 2.8 serves the OCI index only to clients that accept it.
-	idx, err := remote.Index(tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := validate.Index(idx); err != nil {
-		t.Fatalf("validate.Index: %v", err)
-	}
+	idx := registrytest.ValidIndex(t, tag)
 	got, _ := idx.Digest()
 	if got != res.Digest() {
 		t.Errorf("registry serves %s, Create said %s", got, res.Digest())
@@ -97,7 +90,7 @@ func TestRealTwoArchesByDigest(t *testing.T) {
 
 func TestRealPlatformMismatchPushesNothing(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", randomImage(t, plat(t, "linux/amd64")), randomImage(t, plat(t, "linux/amd64")))
+	refs := e.seed(t, "team/app", registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/amd64")))
 	tag := e.tag(t, "team/app:abc123")
 	e.proxy.Reset()
 
@@ -117,7 +110,7 @@ func TestRealPlatformMismatchPushesNothing(t *testing.T) {
 
 func TestRealDuplicatePlatforms(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", randomImage(t, plat(t, "linux/amd64")), randomImage(t, plat(t, "linux/amd64")))
+	refs := e.seed(t, "team/app", registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/amd64")))
 	tag := e.tag(t, "team/app:dup")
 	_, err := Create(bg, []name.Tag{tag}, e.sources(t, refs...), e.opts...)
 	if !errors.Is(err, ErrDuplicatePlatform) {
@@ -134,23 +127,17 @@ func TestRealDuplicatePlatforms(t *testing.T) {
 
 func TestRealIndexSourceWithAttestation(t *testing.T) {
 	e := startReal(t)
-	amd, arm := randomImage(t, plat(t, "linux/amd64")), randomImage(t, plat(t, "linux/arm64"))
+	amd, arm := registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64"))
 	// A BuildKit-style index pushed straight to the registry.
 	sourceIndex(t, e.reg.Host+"/team/app:buildx", true, amd, arm)
-	ppc := e.seed(t, "team/app", randomImage(t, plat(t, "linux/ppc64le")))
+	ppc := e.seed(t, "team/app", registrytest.RandomImage(t, plat(t, "linux/ppc64le")))
 	tag := e.tag(t, "team/app:merged")
 
 	res, err := Create(bg, []name.Tag{tag}, e.sources(t, e.proxy.Host+"/team/app:buildx", ppc[0]), e.opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	idx, err := remote.Index(tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := validate.Index(idx); err != nil {
-		t.Fatalf("validate.Index: %v", err)
-	}
+	idx := registrytest.ValidIndex(t, tag)
 	im, _ := idx.IndexManifest()
 	want := []string{"linux/amd64", "linux/arm64", "linux/ppc64le",
 		"attestation->" + digestOf(t, amd)[:15], "attestation->" + digestOf(t, arm)[:15]}
@@ -190,7 +177,7 @@ func TestRealDockerFormat(t *testing.T) {
 
 func TestRealCrossRepositoryMount(t *testing.T) {
 	e := startReal(t)
-	imgs := []v1.Image{randomImage(t, plat(t, "linux/amd64")), randomImage(t, plat(t, "linux/arm64"))}
+	imgs := []v1.Image{registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64"))}
 	refs := e.seed(t, "team/app-build", imgs...)
 	tag := e.tag(t, "team/app:abc123")
 	e.proxy.Reset()
@@ -224,18 +211,12 @@ func TestRealCrossRepositoryMount(t *testing.T) {
 	if counts["PUT manifest"] != 3 {
 		t.Errorf("manifest PUTs = %d, want 3\n%s", counts["PUT manifest"], e.proxy.Log())
 	}
-	idx, err := remote.Index(tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := validate.Index(idx); err != nil {
-		t.Fatalf("validate.Index in the target repository: %v", err)
-	}
+	registrytest.ValidIndex(t, tag)
 }
 
 func TestRealIdempotentRerun(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", randomImage(t, plat(t, "linux/amd64")), randomImage(t, plat(t, "linux/arm64")))
+	refs := e.seed(t, "team/app", registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64")))
 	tags := []name.Tag{e.tag(t, "team/app:abc123"), e.tag(t, "team/app:main")}
 	first, err := Create(bg, tags, e.sources(t, refs...), e.opts...)
 	if err != nil {
@@ -277,7 +258,7 @@ func TestRealRetriesTransientFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := startReal(t)
-			refs := e.seed(t, "team/app", randomImage(t, plat(t, "linux/amd64")), randomImage(t, plat(t, "linux/arm64")))
+			refs := e.seed(t, "team/app", registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64")))
 			tag := e.tag(t, "team/app:abc123")
 			e.proxy.Reset()
 			e.proxy.Inject(tt.fault)
@@ -303,7 +284,7 @@ func TestRealRetriesTransientFailures(t *testing.T) {
 
 func TestRealPersistentFailureLeavesNoIndex(t *testing.T) {
 	e := startReal(t)
-	imgs := []v1.Image{randomImage(t, plat(t, "linux/amd64")), randomImage(t, plat(t, "linux/arm64"))}
+	imgs := []v1.Image{registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64"))}
 	refs := e.seed(t, "team/app-build", imgs...)
 	tag := e.tag(t, "team/app:abc123")
 	e.proxy.Reset()
@@ -329,7 +310,7 @@ func TestRealPersistentFailureLeavesNoIndex(t *testing.T) {
 // second.
 func TestRealPartialTagFailureRerunConverges(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", randomImage(t, plat(t, "linux/amd64")), randomImage(t, plat(t, "linux/arm64")))
+	refs := e.seed(t, "team/app", registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64")))
 	first, second := e.tag(t, "team/app:sha-abc"), e.tag(t, "team/app:branch-main")
 	e.proxy.Reset()
 	e.proxy.Inject(registrytest.Fault{Method: http.MethodPut, Kind: registrytest.KindManifest,

@@ -29,13 +29,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/option"
 )
 
 // Errors a caller may branch on; each is wrapped with the details.
@@ -98,6 +102,10 @@ func makeOptions(opts []Option) (*options, error) {
 			return nil, err
 		}
 	}
+	// Conflicts between options, checked once they are all applied.
+	if o.format == FormatDocker && len(o.annotations) > 0 {
+		return nil, fmt.Errorf("building a Docker manifest list: it cannot carry annotations (use the OCI format): %w", ErrFormat)
+	}
 	return o, nil
 }
 
@@ -105,52 +113,27 @@ func makeOptions(opts []Option) (*options, error) {
 // transport, retries), e.g. from registryclient.Client.RemoteOptions.
 // Default: authn.DefaultKeychain and go-containerregistry's defaults.
 func WithRemoteOptions(opts ...remote.Option) Option {
-	return func(o *options) error {
-		o.remote = append([]remote.Option(nil), opts...)
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.remote = slices.Clone(opts) })
 }
 
-// WithFormat chooses the index format. Default: FormatOCI.
+// WithFormat chooses the index format. FormatDocker conflicts with
+// WithAnnotations. Default: FormatOCI.
 func WithFormat(f Format) Option {
-	return func(o *options) error {
-		switch f {
-		case FormatOCI, FormatDocker:
-			o.format = f
-			return nil
-		}
-		return fmt.Errorf("unknown index format %q (want %q or %q)", f, FormatOCI, FormatDocker)
-	}
+	return option.Check(f == FormatOCI || f == FormatDocker, fmt.Sprintf("unknown index format %q (want %q or %q)", f, FormatOCI, FormatDocker),
+		func(o *options) { o.format = f })
 }
 
-// WithAnnotations sets annotations on the index itself (OCI format only;
-// a Docker manifest list has none). Default: none.
+// WithAnnotations sets annotations on the index itself. It conflicts with
+// FormatDocker: a Docker manifest list has none. Default: none.
 func WithAnnotations(a map[string]string) Option {
-	return func(o *options) error {
-		for k := range a {
-			if strings.TrimSpace(k) == "" {
-				return errors.New("annotation keys must not be empty")
-			}
-		}
-		if len(a) == 0 {
-			o.annotations = nil
-			return nil
-		}
-		o.annotations = make(map[string]string, len(a))
-		for k, v := range a {
-			o.annotations[k] = v
-		}
-		return nil
-	}
+	return option.Check(!slices.ContainsFunc(slices.Collect(maps.Keys(a)), func(k string) bool { return strings.TrimSpace(k) == "" }),
+		"annotation keys must not be empty", func(o *options) { o.annotations = maps.Clone(a) })
 }
 
 // WithReplace lets a later source replace an earlier one of the same
 // platform instead of failing with ErrDuplicatePlatform. Default: false.
 func WithReplace(replace bool) Option {
-	return func(o *options) error {
-		o.replace = replace
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.replace = replace })
 }
 
 // WithRequirePlatforms makes Build fail with ErrMissingPlatform unless every
@@ -158,26 +141,15 @@ func WithReplace(replace bool) Option {
 // variant matches any variant). Default: none required.
 func WithRequirePlatforms(ps ...v1.Platform) Option {
 	return func(o *options) error {
-		for _, p := range ps {
-			if p.OS == "" || p.Architecture == "" {
-				return fmt.Errorf("required platform %q needs an os and an architecture", p.String())
-			}
-		}
-		o.require = append([]v1.Platform(nil), ps...)
-		return nil
+		o.require = slices.Clone(ps)
+		return platform.CheckRequired(ps...)
 	}
 }
 
 // WithJobs sets how many manifests are read or linked in parallel.
 // Default: DefaultJobs.
 func WithJobs(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return fmt.Errorf("jobs must be at least 1, got %d", n)
-		}
-		o.jobs = n
-		return nil
-	}
+	return option.Check(n >= 1, fmt.Sprintf("jobs must be at least 1, got %d", n), func(o *options) { o.jobs = n })
 }
 
 // WithLogger receives progress at debug level and notable decisions

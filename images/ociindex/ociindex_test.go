@@ -13,7 +13,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/ciel-ci/ciel/images/platform"
+	"github.com/ciel-ci/ciel/internal/registrytest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -32,10 +34,10 @@ func platformsOf(im *v1.IndexManifest) []string {
 }
 
 func TestCreateTwoArchesByDigest(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
-	amd := pushImage(t, repo, randomImage(t, plat(t, "linux/amd64")))
-	arm := pushImage(t, repo, randomImage(t, plat(t, "linux/arm64/v8")))
+	amd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
+	arm := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm64/v8")))
 	tag := mustTag(t, repo+":abc123")
 
 	// The arm64 build comes first on the command line; the index is still
@@ -47,13 +49,7 @@ func TestCreateTwoArchesByDigest(t *testing.T) {
 	if got, want := headDigest(t, tag), res.Digest().String(); got != want {
 		t.Fatalf("tag points at %s, Create said %s", got, want)
 	}
-	idx, err := remote.Index(tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := validate.Index(idx); err != nil {
-		t.Fatalf("validate.Index: %v", err)
-	}
+	idx := registrytest.ValidIndex(t, tag)
 	im, err := idx.IndexManifest()
 	if err != nil {
 		t.Fatal(err)
@@ -74,11 +70,11 @@ func TestCreateTwoArchesByDigest(t *testing.T) {
 }
 
 func TestBuildIsDeterministic(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
 	var refs []string
 	for _, p := range []string{"linux/s390x", "linux/arm/v7", "linux/amd64", "linux/arm64/v8", "windows/amd64:10.0.17763.1879", "linux/arm/v6"} {
-		refs = append(refs, pushImage(t, repo, staticImage(t, plat(t, p), p, true)).String())
+		refs = append(refs, registrytest.Push(t, repo, staticImage(t, plat(t, p), p, true)).String())
 	}
 	var digests []string
 	var raw []byte
@@ -122,10 +118,10 @@ func golden(t *testing.T, file string, got []byte) {
 }
 
 func TestDeclaredPlatformMismatchPushesNothing(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
-	amd := pushImage(t, repo, randomImage(t, plat(t, "linux/amd64")))
-	wrong := pushImage(t, repo, randomImage(t, plat(t, "linux/amd64"))) // the "arm64" build ran on an amd64 node
+	amd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
+	wrong := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64"))) // the "arm64" build ran on an amd64 node
 	tag := mustTag(t, repo+":abc123")
 
 	_, err := Create(bg, []name.Tag{tag}, []Source{src(t, amd.String()+"=linux/amd64"), src(t, wrong.String()+"=linux/arm64")})
@@ -143,12 +139,12 @@ func TestDeclaredPlatformMismatchPushesNothing(t *testing.T) {
 }
 
 func TestDuplicatePlatforms(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
-	a1 := pushImage(t, repo, randomImage(t, plat(t, "linux/amd64")))
-	a2 := pushImage(t, repo, randomImage(t, plat(t, "linux/amd64")))
-	arm := pushImage(t, repo, randomImage(t, plat(t, "linux/arm64")))
-	armV8 := pushImage(t, repo, randomImage(t, plat(t, "linux/arm64/v8")))
+	a1 := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
+	a2 := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
+	arm := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm64")))
+	armV8 := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm64/v8")))
 
 	tests := []struct {
 		name    string
@@ -197,12 +193,12 @@ func TestDuplicatePlatforms(t *testing.T) {
 }
 
 func TestIndexSourceWithAttestations(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
-	amd := randomImage(t, plat(t, "linux/amd64"))
-	arm := randomImage(t, plat(t, "linux/arm64"))
+	amd := registrytest.RandomImage(t, plat(t, "linux/amd64"))
+	arm := registrytest.RandomImage(t, plat(t, "linux/arm64"))
 	sourceIndex(t, repo+":buildx", true, arm, amd)
-	ppc := pushImage(t, repo, randomImage(t, plat(t, "linux/ppc64le")))
+	ppc := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/ppc64le")))
 	amdDigest, armDigest := digestOf(t, amd), digestOf(t, arm)
 
 	t.Run("flattened, attestations kept", func(t *testing.T) {
@@ -211,13 +207,7 @@ func TestIndexSourceWithAttestations(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		idx, err := remote.Index(tag)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := validate.Index(idx); err != nil {
-			t.Fatalf("validate.Index: %v", err)
-		}
+		registrytest.ValidIndex(t, tag)
 		im := res.Index.Manifest()
 		want := []string{"linux/amd64", "linux/arm64", "linux/ppc64le", "attestation->" + amdDigest[:15], "attestation->" + armDigest[:15]}
 		if diff := cmp.Diff(want, platformsOf(im)); diff != "" {
@@ -245,7 +235,7 @@ func TestIndexSourceWithAttestations(t *testing.T) {
 		}
 	})
 	t.Run("attestation of a replaced image is dropped", func(t *testing.T) {
-		newAmd := pushImage(t, repo, randomImage(t, plat(t, "linux/amd64")))
+		newAmd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
 		ix, err := Build(bg, []Source{src(t, repo+":buildx"), src(t, newAmd.String())}, WithReplace(true))
 		if err != nil {
 			t.Fatal(err)
@@ -261,9 +251,9 @@ func TestIndexSourceWithAttestations(t *testing.T) {
 }
 
 func TestIndexListsWrongPlatform(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
-	amd := randomImage(t, plat(t, "linux/amd64"))
+	amd := registrytest.RandomImage(t, plat(t, "linux/amd64"))
 	// An index that claims the amd64 image is arm64.
 	idx := sourceIndex(t, repo+":liar", false, amd)
 	im, _ := idx.IndexManifest()
@@ -295,11 +285,11 @@ func mustRaw(t testing.TB, m interface{ RawManifest() ([]byte, error) }) []byte 
 }
 
 func TestDockerFormat(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
-	dAmd := pushImage(t, repo, staticImage(t, plat(t, "linux/amd64"), "d-amd", false))
-	dArm := pushImage(t, repo, staticImage(t, plat(t, "linux/arm64"), "d-arm", false))
-	oArm := pushImage(t, repo, staticImage(t, plat(t, "linux/arm64"), "o-arm", true))
+	dAmd := registrytest.Push(t, repo, staticImage(t, plat(t, "linux/amd64"), "d-amd", false))
+	dArm := registrytest.Push(t, repo, staticImage(t, plat(t, "linux/arm64"), "d-arm", false))
+	oArm := registrytest.Push(t, repo, staticImage(t, plat(t, "linux/arm64"), "o-arm", true))
 
 	t.Run("docker children", func(t *testing.T) {
 		tag := mustTag(t, repo+":docker")
@@ -307,13 +297,7 @@ func TestDockerFormat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		idx, err := remote.Index(tag)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := validate.Index(idx); err != nil {
-			t.Fatalf("validate.Index: %v", err)
-		}
+		idx := registrytest.ValidIndex(t, tag)
 		mt, _ := idx.MediaType()
 		if mt != types.DockerManifestList {
 			t.Errorf("media type = %s, want %s", mt, types.DockerManifestList)
@@ -344,10 +328,10 @@ func TestDockerFormat(t *testing.T) {
 }
 
 func TestRequirePlatforms(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
-	amd := pushImage(t, repo, randomImage(t, plat(t, "linux/amd64")))
-	armV7 := pushImage(t, repo, randomImage(t, plat(t, "linux/arm/v7")))
+	amd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
+	armV7 := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm/v7")))
 	tests := []struct {
 		require string
 		wantErr bool
@@ -361,7 +345,7 @@ func TestRequirePlatforms(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.require, func(t *testing.T) {
-			ps, err := ParsePlatforms(tt.require)
+			ps, err := platform.ParseExactList(tt.require)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -374,10 +358,10 @@ func TestRequirePlatforms(t *testing.T) {
 }
 
 func TestCreateIsIdempotent(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
-	amd := pushImage(t, repo, randomImage(t, plat(t, "linux/amd64")))
-	arm := pushImage(t, repo, randomImage(t, plat(t, "linux/arm64")))
+	amd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
+	arm := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm64")))
 	tags := []name.Tag{mustTag(t, repo+":abc123"), mustTag(t, repo+":main")}
 	sources := []Source{src(t, amd.String()), src(t, arm.String())}
 	first, err := Create(bg, tags, sources)
@@ -397,7 +381,7 @@ func TestCreateIsIdempotent(t *testing.T) {
 		}
 	}
 	// Moving one tag elsewhere makes only that one change.
-	other := pushImage(t, repo, randomImage(t, plat(t, "linux/riscv64")))
+	other := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/riscv64")))
 	if err := remote.Tag(tags[1], mustDesc(t, other)); err != nil {
 		t.Fatal(err)
 	}
@@ -420,11 +404,11 @@ func mustDesc(t testing.TB, ref name.Reference) *remote.Descriptor {
 }
 
 func TestSourceErrors(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
-	noPlatform := randomImage(t, v1.Platform{})
-	np := pushImage(t, repo, noPlatform)
-	amd := randomImage(t, plat(t, "linux/amd64"))
+	noPlatform := registrytest.RandomImage(t, v1.Platform{})
+	np := registrytest.Push(t, repo, noPlatform)
+	amd := registrytest.RandomImage(t, plat(t, "linux/amd64"))
 	nested := sourceIndex(t, repo+":inner", false, amd)
 	outer := mustTag(t, repo+":outer")
 	if err := remote.WriteIndex(outer, mutateIndexOf(t, nested)); err != nil {
@@ -459,28 +443,30 @@ func TestSourceErrors(t *testing.T) {
 func TestOptionsValidate(t *testing.T) {
 	tests := []struct {
 		name string
-		opt  Option
+		opts []Option
+		want string // the error says this
 	}{
-		{"format", WithFormat("zip")},
-		{"jobs", WithJobs(0)},
-		{"logger", WithLogger(nil)},
-		{"annotation key", WithAnnotations(map[string]string{" ": "x"})},
-		{"required platform", WithRequirePlatforms(v1.Platform{OS: "linux"})},
+		{"format", []Option{WithFormat("zip")}, `unknown index format "zip"`},
+		{"jobs", []Option{WithJobs(0)}, "jobs must be at least 1"},
+		{"logger", []Option{WithLogger(nil)}, "logger"},
+		{"annotation key", []Option{WithAnnotations(map[string]string{" ": "x"})}, "annotation keys"},
+		{"required platform", []Option{WithRequirePlatforms(v1.Platform{OS: "linux"})}, "needs an os and an architecture"},
+		{"docker format with annotations", []Option{WithAnnotations(map[string]string{"a": "b"}), WithFormat(FormatDocker)}, "cannot carry annotations"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := makeOptions([]Option{tt.opt}); err == nil {
-				t.Error("invalid option accepted")
+			if _, err := makeOptions(tt.opts); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("makeOptions = %v, want an error saying %q", err, tt.want)
 			}
 		})
 	}
 }
 
 func TestInspect(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
-	amd := randomImage(t, plat(t, "linux/amd64"))
-	arm := randomImage(t, plat(t, "linux/arm64/v8"))
+	amd := registrytest.RandomImage(t, plat(t, "linux/amd64"))
+	arm := registrytest.RandomImage(t, plat(t, "linux/arm64/v8"))
 	idx := sourceIndex(t, repo+":multi", true, amd, arm)
 	s, err := Inspect(bg, mustTag(t, repo+":multi"))
 	if err != nil {
@@ -504,16 +490,16 @@ func TestInspect(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("entries (-want +got):\n%s", diff)
 	}
-	single := pushImage(t, repo, amd)
+	single := registrytest.Push(t, repo, amd)
 	if _, err := Inspect(bg, single); !errors.Is(err, ErrNotIndex) {
 		t.Errorf("Inspect(image) err = %v, want ErrNotIndex", err)
 	}
 }
 
 func TestCreateAcrossRegistries(t *testing.T) {
-	from, dst := memRegistry(t), memRegistry(t)
-	amd := pushImage(t, from+"/app", randomImage(t, plat(t, "linux/amd64")))
-	arm := pushImage(t, from+"/app", randomImage(t, plat(t, "linux/arm64")))
+	from, dst := registrytest.Memory(t), registrytest.Memory(t)
+	amd := registrytest.Push(t, from+"/app", registrytest.RandomImage(t, plat(t, "linux/amd64")))
+	arm := registrytest.Push(t, from+"/app", registrytest.RandomImage(t, plat(t, "linux/arm64")))
 	tag := mustTag(t, dst+"/mirror/app:v1")
 	res, err := Create(bg, []name.Tag{tag}, []Source{src(t, amd.String()), src(t, arm.String())})
 	if err != nil {
@@ -522,11 +508,5 @@ func TestCreateAcrossRegistries(t *testing.T) {
 	if len(res.Linked) != 2 {
 		t.Errorf("linked = %v, want both children copied", res.Linked)
 	}
-	idx, err := remote.Index(tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := validate.Index(idx); err != nil {
-		t.Fatalf("validate.Index in the other registry: %v", err)
-	}
+	registrytest.ValidIndex(t, tag)
 }

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/ciel-ci/ciel/internal/registryclient"
 )
 
 // TagResult says what happened to one tag.
@@ -70,25 +70,15 @@ func Push(ctx context.Context, ix *Index, tags []name.Tag, opts ...Option) (*Res
 	res := &Result{Index: ix, Tags: make([]TagResult, len(tags))}
 
 	// What does each tag point at now?
-	g := new(errgroup.Group)
-	g.SetLimit(o.jobs)
-	errs := make([]error, len(tags))
-	for i, t := range tags {
-		res.Tags[i].Tag = t
-		g.Go(func() error {
-			prev, err := currentDigest(ctx, puller, t)
-			res.Tags[i].Previous, errs[i] = prev, err
-			return nil
-		})
-	}
-	_ = g.Wait()
-	if err := errors.Join(errs...); err != nil {
+	prev, err := registryclient.Digests(ctx, puller, o.jobs, tags)
+	if err != nil {
 		return nil, err
 	}
 	var repos []name.Repository
 	seenRepo := map[string]bool{}
 	for i := range res.Tags {
 		tr := &res.Tags[i]
+		tr.Tag, tr.Previous = tags[i], prev[i]
 		if tr.Previous == ix.digest.String() {
 			o.logger.Debug("tag already points at the index", "tag", tr.Tag.String())
 			continue
@@ -177,37 +167,6 @@ func link(ctx context.Context, o *options, puller *remote.Puller, pusher *remote
 		out[i] = j.target
 	}
 	return out, nil
-}
-
-// currentDigest returns the digest ref points at, "" if it does not exist.
-func currentDigest(ctx context.Context, puller *remote.Puller, ref name.Reference) (string, error) {
-	d, err := puller.Head(ctx, ref)
-	if err != nil {
-		if IsNotFound(err) {
-			return "", nil
-		}
-		return "", fmt.Errorf("reading what %s points at: %w", ref, err)
-	}
-	return d.Digest.String(), nil
-}
-
-// IsNotFound reports whether err is a registry's answer that a manifest or
-// repository does not exist.
-func IsNotFound(err error) bool {
-	var terr *transport.Error
-	if !errors.As(err, &terr) {
-		return false
-	}
-	if terr.StatusCode == http.StatusNotFound {
-		return true
-	}
-	for _, d := range terr.Errors {
-		switch d.Code {
-		case transport.ManifestUnknownErrorCode, transport.NameUnknownErrorCode:
-			return true
-		}
-	}
-	return false
 }
 
 // Digest returns the digest of the pushed index.

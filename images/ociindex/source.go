@@ -3,11 +3,12 @@ package ociindex
 import (
 	"cmp"
 	"fmt"
-	"slices"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ciel-ci/ciel/images/platform"
 )
 
 // Source is one input of an index: an image (preferably by digest, as
@@ -38,54 +39,13 @@ func ParseSource(s string, opts ...name.Option) (Source, error) {
 	}
 	src := Source{Ref: ref}
 	if declared {
-		p, err := ParsePlatform(platStr)
+		p, err := platform.ParseExact(platStr)
 		if err != nil {
 			return Source{}, fmt.Errorf("parsing source %q: %w", s, err)
 		}
 		src.Platform = &p
 	}
 	return src, nil
-}
-
-// ParsePlatform parses "os/arch[/variant][:os.version]", e.g. "linux/amd64",
-// "linux/arm64/v8", "windows/amd64:10.0.17763.1879". The os and the
-// architecture are required.
-func ParsePlatform(s string) (v1.Platform, error) {
-	spec, osVersion, hasVersion := strings.Cut(s, ":")
-	parts := strings.Split(spec, "/")
-	if len(parts) < 2 || len(parts) > 3 {
-		return v1.Platform{}, fmt.Errorf("platform %q: want os/arch[/variant][:os.version]", s)
-	}
-	for _, p := range parts {
-		if p == "" || strings.TrimSpace(p) != p {
-			return v1.Platform{}, fmt.Errorf("platform %q: empty or padded component", s)
-		}
-	}
-	if hasVersion && osVersion == "" {
-		return v1.Platform{}, fmt.Errorf("platform %q: empty os.version after ':'", s)
-	}
-	p := v1.Platform{OS: parts[0], Architecture: parts[1], OSVersion: osVersion}
-	if len(parts) == 3 {
-		p.Variant = parts[2]
-	}
-	return p, nil
-}
-
-// ParsePlatforms parses a comma-separated list of platforms.
-func ParsePlatforms(s string) ([]v1.Platform, error) {
-	var out []v1.Platform
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		p, err := ParsePlatform(f)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, nil
 }
 
 // ExpandTemplate turns manifest-tool's template form into sources: for each
@@ -118,49 +78,6 @@ func ExpandTemplate(template string, platforms []v1.Platform, opts ...name.Optio
 	return out, nil
 }
 
-// normVariant returns the variant a runtime assumes for arch when none is
-// given, so that linux/arm64 and linux/arm64/v8 compare equal (as containerd
-// normalises them).
-func normVariant(arch, variant string) string {
-	switch arch {
-	case "arm64":
-		if variant == "v8" {
-			return ""
-		}
-	case "amd64":
-		if variant == "v1" {
-			return ""
-		}
-	case "arm":
-		if variant == "" {
-			return "v7"
-		}
-	}
-	return variant
-}
-
-// Matches reports whether an image of platform have fits the wanted
-// platform: same os and architecture; the same variant after normalisation
-// (arm64 = arm64/v8, amd64 = amd64/v1, arm = arm/v7) unless want has none;
-// the same os.version unless want has none; and every os.feature of want.
-func Matches(have, want v1.Platform) bool {
-	if have.OS != want.OS || have.Architecture != want.Architecture {
-		return false
-	}
-	if want.Variant != "" && normVariant(have.Architecture, have.Variant) != normVariant(want.Architecture, want.Variant) {
-		return false
-	}
-	if want.OSVersion != "" && have.OSVersion != want.OSVersion {
-		return false
-	}
-	for _, f := range want.OSFeatures {
-		if !slices.Contains(have.OSFeatures, f) {
-			return false
-		}
-	}
-	return true
-}
-
 // Missing returns the platforms of required that no image manifest of im
 // matches (attestation manifests do not count).
 func Missing(im *v1.IndexManifest, required []v1.Platform) []v1.Platform {
@@ -168,7 +85,7 @@ func Missing(im *v1.IndexManifest, required []v1.Platform) []v1.Platform {
 	for _, want := range required {
 		found := false
 		for _, d := range im.Manifests {
-			if d.Platform != nil && !IsAttestation(d) && Matches(*d.Platform, want) {
+			if d.Platform != nil && !IsAttestation(d) && platform.Matches(*d.Platform, want) {
 				found = true
 				break
 			}
@@ -180,10 +97,9 @@ func Missing(im *v1.IndexManifest, required []v1.Platform) []v1.Platform {
 	return missing
 }
 
-// platformKey identifies a platform for duplicate detection.
-func platformKey(p v1.Platform) string {
-	return strings.Join([]string{p.OS, p.Architecture, normVariant(p.Architecture, p.Variant), p.OSVersion}, "\x00")
-}
+// platformKey identifies a platform for duplicate detection: linux/arm64
+// and linux/arm64/v8 are one.
+func platformKey(p v1.Platform) string { return platform.Complete(p).String() }
 
 // comparePlatforms orders by os, architecture, variant, os.version.
 func comparePlatforms(a, b v1.Platform) int {

@@ -22,7 +22,7 @@ func ExampleNewPlan() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println(platform.Format(p), platform.Slug(p))
+	fmt.Println(p.String(), platform.Slug(p))
 
 	_, err = platform.NewPlan("linux/arm/v6", "linux/arm/v7")
 	fmt.Println(err)

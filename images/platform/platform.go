@@ -1,5 +1,8 @@
-// Package platform canonicalises image platforms (os/arch[/variant]) and
-// plans per-architecture builds on Kubernetes.
+// Package platform parses, canonicalises and matches image platforms
+// (os/arch[/variant][:os.version]) and plans per-architecture builds on
+// Kubernetes. It is ciel's one platform parser, built on
+// go-containerregistry's v1.Platform: v1.ParsePlatform splits the text,
+// Platform.String spells it, Platform.Satisfies matches it.
 //
 // Kaniko cannot cross-build an image whose Dockerfile runs commands, so a
 // multi-arch build runs one Kaniko pod per platform, each on a node of that
@@ -12,7 +15,10 @@
 //
 // Spellings are normalised the way containerd and Docker do, so that
 // "x86_64", "amd64" and "linux/amd64" are one platform, "aarch64" and
-// "linux/arm64/v8" are "linux/arm64", and "armhf" is "linux/arm/v7".
+// "linux/arm64/v8" are "linux/arm64", and "armhf" is "linux/arm/v7" (Parse).
+// A platform declared against an existing image is read as written
+// (ParseExact) and compared with Matches, which treats the default variants
+// (arm64/v8, amd64/v1, arm/v7) as implied.
 package platform
 
 import (
@@ -43,45 +49,82 @@ var (
 var (
 	// component is a platform part that is also a valid label value.
 	component    = regexp.MustCompile(`^[a-z0-9]([a-z0-9_.-]{0,61}[a-z0-9])?$`)
+	osVersion    = regexp.MustCompile(`^[a-z0-9]([a-z0-9_.+-]{0,126}[a-z0-9])?$`)
 	arm64Variant = regexp.MustCompile(`^v?(8\.[1-9]|9(\.[0-9])?)$`)
 )
 
-// Parse parses "os/arch[/variant]" or a bare "arch" (whose OS is
-// DefaultOS) and returns the canonical platform. Case is ignored and
-// surrounding space trimmed. Architecture aliases are normalised: x86_64 and
-// x86-64 are amd64 (variant v1 dropped), aarch64 is arm64 (variant v8
-// dropped), armhf is arm/v7, armel is arm/v6, arm without a variant is
-// arm/v7, and i386..i686 are 386.
-func Parse(s string) (v1.Platform, error) {
+// split reads the syntax both spellings share, "os/arch[/variant][:os.version]"
+// or one bare word, with go-containerregistry's v1.ParsePlatform, and
+// checks what that parser leaves unchecked: every part is a lowercase name,
+// nothing is empty, at most one ':'. Case is ignored and surrounding space
+// trimmed. bare reports a single word, which v1.ParsePlatform reads as an
+// OS and which ciel reads as an architecture (the callers decide).
+func split(s string) (p v1.Platform, bare bool, err error) {
 	spec := strings.ToLower(strings.TrimSpace(s))
 	if spec == "" {
-		return v1.Platform{}, fmt.Errorf("%w: empty", ErrInvalid)
+		return v1.Platform{}, false, fmt.Errorf("%w: empty", ErrInvalid)
 	}
-	parts := strings.Split(spec, "/")
-	var p v1.Platform
-	switch len(parts) {
-	case 1:
-		p = v1.Platform{OS: DefaultOS, Architecture: parts[0]}
-		if isKnownOS(parts[0]) {
-			return v1.Platform{}, fmt.Errorf("%w %q: an operating system without an architecture (want os/arch[/variant] or arch)", ErrInvalid, s)
-		}
+	if strings.Count(spec, ":") > 1 {
+		// v1.ParsePlatform would silently drop what follows a second ':'.
+		return v1.Platform{}, false, fmt.Errorf("%w %q: more than one ':'", ErrInvalid, s)
+	}
+	base, version, hasVersion := strings.Cut(spec, ":")
+	if hasVersion && version == "" {
+		// v1.ParsePlatform would read "linux/amd64:" as linux/amd64.
+		return v1.Platform{}, false, fmt.Errorf("%w %q: empty os.version after ':'", ErrInvalid, s)
+	}
+	gp, err := v1.ParsePlatform(spec)
+	if err != nil {
+		return v1.Platform{}, false, fmt.Errorf("%w %q: want os/arch[/variant][:os.version] or arch", ErrInvalid, s)
+	}
+	p = *gp
+	switch strings.Count(base, "/") {
+	case 0:
+		bare = true
+		p.OS, p.Architecture = "", p.OS
 	case 2:
-		p = v1.Platform{OS: parts[0], Architecture: parts[1]}
-	case 3:
-		p = v1.Platform{OS: parts[0], Architecture: parts[1], Variant: parts[2]}
 		if p.Variant == "" {
-			return v1.Platform{}, fmt.Errorf("%w %q: empty variant", ErrInvalid, s)
+			return v1.Platform{}, false, fmt.Errorf("%w %q: empty variant", ErrInvalid, s)
 		}
-	default:
-		return v1.Platform{}, fmt.Errorf("%w %q: want os/arch[/variant] or arch", ErrInvalid, s)
 	}
-	for _, c := range []string{p.OS, p.Architecture} {
+	names := []string{p.OS, p.Architecture}
+	if bare {
+		names = names[1:]
+	}
+	for _, c := range names {
 		if !component.MatchString(c) {
-			return v1.Platform{}, fmt.Errorf("%w %q: %q is not an os or architecture name", ErrInvalid, s, c)
+			return v1.Platform{}, false, fmt.Errorf("%w %q: %q is not an os or architecture name", ErrInvalid, s, c)
 		}
 	}
 	if p.Variant != "" && !component.MatchString(p.Variant) || strings.Contains(p.Variant, "-") {
-		return v1.Platform{}, fmt.Errorf("%w %q: %q is not a variant name", ErrInvalid, s, p.Variant)
+		return v1.Platform{}, false, fmt.Errorf("%w %q: %q is not a variant name", ErrInvalid, s, p.Variant)
+	}
+	if hasVersion && !osVersion.MatchString(p.OSVersion) {
+		return v1.Platform{}, false, fmt.Errorf("%w %q: %q is not an os.version", ErrInvalid, s, p.OSVersion)
+	}
+	return p, bare, nil
+}
+
+// Parse parses "os/arch[/variant]" or a bare "arch" (whose OS is
+// DefaultOS) and returns the canonical platform, the one a build targets.
+// Case is ignored and surrounding space trimmed. Architecture aliases are
+// normalised: x86_64 and x86-64 are amd64 (variant v1 dropped), aarch64 is
+// arm64 (variant v8 dropped), armhf is arm/v7, armel is arm/v6, arm without
+// a variant is arm/v7, and i386..i686 are 386. An os.version is refused: it
+// names a Windows build, which has no place in a build platform.
+func Parse(s string) (v1.Platform, error) {
+	p, bare, err := split(s)
+	if err != nil {
+		return v1.Platform{}, err
+	}
+	if p.OSVersion != "" {
+		return v1.Platform{}, fmt.Errorf("%w %q: a build platform has no os.version", ErrInvalid, s)
+	}
+	if bare {
+		if isKnownOS(p.Architecture) {
+			return v1.Platform{}, fmt.Errorf("%w %q: an operating system without an architecture (want os/arch[/variant] or arch)", ErrInvalid, s)
+		}
+		p.OS = DefaultOS
 	}
 	p.OS = normaliseOS(p.OS)
 	if err := normaliseArch(&p); err != nil {
@@ -90,19 +133,83 @@ func Parse(s string) (v1.Platform, error) {
 	return p, nil
 }
 
-// Format returns the canonical spelling "os/arch[/variant]".
-func Format(p v1.Platform) string {
-	s := p.OS + "/" + p.Architecture
-	if p.Variant != "" {
-		s += "/" + p.Variant
+// ParseExact parses "os/arch[/variant][:os.version]" as written, without
+// normalising aliases or variants: linux/arm64/v8 stays linux/arm64/v8. It
+// is how a platform is declared to `ciel index` and `ciel release` (a source
+// IMAGE=PLATFORM, --platforms, --require-platforms), where it is compared
+// with an image's own platform by Matches. The os and the architecture are
+// required: a bare word is refused. Case is ignored and surrounding space
+// trimmed.
+func ParseExact(s string) (v1.Platform, error) {
+	p, bare, err := split(s)
+	if err != nil {
+		return v1.Platform{}, err
 	}
-	return s
+	if bare {
+		return v1.Platform{}, fmt.Errorf("%w %q: want os/arch[/variant][:os.version]", ErrInvalid, s)
+	}
+	return p, nil
+}
+
+// ParseExactList parses a comma-separated list of platforms with
+// ParseExact; empty elements are skipped.
+func ParseExactList(s string) ([]v1.Platform, error) {
+	var out []v1.Platform
+	for _, f := range fields(s) {
+		p, err := ParseExact(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// fields splits comma-separated specs, dropping empty elements.
+func fields(specs ...string) []string {
+	var out []string
+	for _, spec := range specs {
+		for _, f := range strings.Split(spec, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				out = append(out, f)
+			}
+		}
+	}
+	return out
+}
+
+// Complete returns p with the variant a runtime assumes when none is given
+// (arm64 is arm64/v8, amd64 is amd64/v1, arm is arm/v7, as containerd
+// normalises them), so that two spellings of one platform are Equal.
+func Complete(p v1.Platform) v1.Platform {
+	if p.Variant == "" {
+		switch p.Architecture {
+		case "arm64":
+			p.Variant = "v8"
+		case "amd64":
+			p.Variant = "v1"
+		case "arm":
+			p.Variant = "v7"
+		}
+	}
+	return p
+}
+
+// Matches reports whether an image of platform have fits the wanted
+// platform: have.Satisfies(want), where a variant want names is compared
+// after Complete (linux/arm64 fits linux/arm64/v8, linux/arm/v6 does not
+// fit linux/arm) and a variant want leaves out matches any.
+func Matches(have, want v1.Platform) bool {
+	if want.Variant != "" {
+		have, want = Complete(have), Complete(want)
+	}
+	return have.Satisfies(want)
 }
 
 // Slug returns the platform as one tag- and repository-safe word:
 // "linux-amd64", "linux-arm-v7".
 func Slug(p v1.Platform) string {
-	return strings.ReplaceAll(strings.ReplaceAll(Format(p), "/", "-"), "_", "-")
+	return strings.ReplaceAll(strings.ReplaceAll(p.String(), "/", "-"), "_", "-")
 }
 
 // NodeArch is the value of the kubernetes.io/arch label of the nodes that
@@ -114,7 +221,7 @@ func NodeArch(p v1.Platform) string { return p.Architecture }
 // and TARGETVARIANT (empty when p has no variant).
 func BuildArgs(p v1.Platform) []string {
 	return []string{
-		"TARGETPLATFORM=" + Format(p),
+		"TARGETPLATFORM=" + p.String(),
 		"TARGETOS=" + p.OS,
 		"TARGETARCH=" + p.Architecture,
 		"TARGETVARIANT=" + p.Variant,
@@ -145,7 +252,7 @@ func (pl Plan) NodeArchs() []string {
 func (pl Plan) Strings() []string {
 	out := make([]string, len(pl.Platforms))
 	for i, p := range pl.Platforms {
-		out[i] = Format(p)
+		out[i] = p.String()
 	}
 	return out
 }
@@ -160,28 +267,23 @@ func (pl Plan) Strings() []string {
 func NewPlan(specs ...string) (Plan, error) {
 	var pl Plan
 	byArch := map[string]v1.Platform{}
-	for _, spec := range specs {
-		for _, s := range strings.Split(spec, ",") {
-			if strings.TrimSpace(s) == "" {
+	for _, s := range fields(specs...) {
+		p, err := Parse(s)
+		if err != nil {
+			return Plan{}, err
+		}
+		if p.OS != DefaultOS {
+			return Plan{}, fmt.Errorf("%w: %s: Kaniko builds Linux images only", ErrUnsupportedOS, p.String())
+		}
+		if prev, ok := byArch[p.Architecture]; ok {
+			if prev.Equals(p) {
 				continue
 			}
-			p, err := Parse(s)
-			if err != nil {
-				return Plan{}, err
-			}
-			if p.OS != DefaultOS {
-				return Plan{}, fmt.Errorf("%w: %s: Kaniko builds Linux images only", ErrUnsupportedOS, Format(p))
-			}
-			if prev, ok := byArch[p.Architecture]; ok {
-				if prev.Equals(p) {
-					continue
-				}
-				return Plan{}, fmt.Errorf("%w: %s and %s both need nodes labelled kubernetes.io/arch=%s, and nodes do not advertise their variant: build them in separate runs",
-					ErrSameNodeArch, Format(prev), Format(p), NodeArch(p))
-			}
-			byArch[p.Architecture] = p
-			pl.Platforms = append(pl.Platforms, p)
+			return Plan{}, fmt.Errorf("%w: %s and %s both need nodes labelled kubernetes.io/arch=%s, and nodes do not advertise their variant: build them in separate runs",
+				ErrSameNodeArch, prev.String(), p.String(), NodeArch(p))
 		}
+		byArch[p.Architecture] = p
+		pl.Platforms = append(pl.Platforms, p)
 	}
 	if len(pl.Platforms) == 0 {
 		return Plan{}, fmt.Errorf("%w: no platforms given", ErrInvalid)
@@ -202,7 +304,7 @@ func Resolve(spec string, planned []string) (v1.Platform, error) {
 		return v1.Platform{}, err
 	}
 	if p.OS != DefaultOS {
-		return v1.Platform{}, fmt.Errorf("%w: %s: Kaniko builds Linux images only", ErrUnsupportedOS, Format(p))
+		return v1.Platform{}, fmt.Errorf("%w: %s: Kaniko builds Linux images only", ErrUnsupportedOS, p.String())
 	}
 	if len(planned) == 0 {
 		return p, nil
@@ -285,4 +387,16 @@ func defaultVariant(v, def string) string {
 		return def
 	}
 	return "v" + strings.TrimPrefix(v, "v")
+}
+
+// CheckRequired refuses a platform that cannot be required of an index: one
+// without an os or an architecture, which would match images of any. It is
+// the check of every WithRequirePlatforms option.
+func CheckRequired(ps ...v1.Platform) error {
+	for _, p := range ps {
+		if p.OS == "" || p.Architecture == "" {
+			return fmt.Errorf("required platform %q needs an os and an architecture", p.String())
+		}
+	}
+	return nil
 }

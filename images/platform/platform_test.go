@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
 func TestParse(t *testing.T) {
@@ -68,13 +69,13 @@ func TestParse(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Parse(%q): %v", tc.in, err)
 			}
-			if got := Format(p); got != tc.want {
+			if got := p.String(); got != tc.want {
 				t.Errorf("Parse(%q) = %s, want %s", tc.in, got, tc.want)
 			}
 			// Canonical spellings are fixed points.
-			again, err := Parse(Format(p))
+			again, err := Parse(p.String())
 			if err != nil || !again.Equals(p) {
-				t.Errorf("Parse(Format(%s)) = %v, %v", Format(p), again, err)
+				t.Errorf("Parse(%s) = %v, %v", p.String(), again, err)
 			}
 		})
 	}
@@ -198,7 +199,7 @@ func TestResolve(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := Format(p); got != tc.want {
+			if got := p.String(); got != tc.want {
 				t.Errorf("Resolve = %s, want %s", got, tc.want)
 			}
 		})
@@ -217,13 +218,13 @@ func FuzzParse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		canon := Format(p)
+		canon := p.String()
 		again, err := Parse(canon)
 		if err != nil {
 			t.Fatalf("Parse(%q) accepted as %q, which does not parse: %v", s, canon, err)
 		}
-		if Format(again) != canon {
-			t.Fatalf("not a fixed point: %q -> %q -> %q", s, canon, Format(again))
+		if again.String() != canon {
+			t.Fatalf("not a fixed point: %q -> %q -> %q", s, canon, again.String())
 		}
 		if !validLabelValue(NodeArch(p)) {
 			t.Fatalf("NodeArch(%q) = %q is not a valid label value", s, NodeArch(p))
@@ -245,4 +246,146 @@ func validLabelValue(v string) bool {
 		}
 	}
 	return true
+}
+
+func TestParseExact(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want v1.Platform
+		msg  string // the error says this; "" when accepted
+	}{
+		{in: "linux/amd64", want: v1.Platform{OS: "linux", Architecture: "amd64"}},
+		{in: "linux/arm64/v8", want: v1.Platform{OS: "linux", Architecture: "arm64", Variant: "v8"}},
+		{in: "Linux/ARM/v7", want: v1.Platform{OS: "linux", Architecture: "arm", Variant: "v7"}},
+		{in: "windows/amd64:10.0.17763.1879", want: v1.Platform{OS: "windows", Architecture: "amd64", OSVersion: "10.0.17763.1879"}},
+		{in: "linux", msg: "os/arch"},
+		{in: "amd64", msg: "os/arch"},
+		{in: "linux/", msg: `"" is not an os or architecture name`},
+		{in: "/amd64", msg: `"" is not an os or architecture name`},
+		{in: "linux/arm/v7/x", msg: "os/arch"},
+		{in: "linux/amd64:", msg: "empty os.version"},
+		{in: "linux/amd64:1:2", msg: "more than one ':'"},
+		{in: "linux/ amd64", msg: "not an os or architecture name"},
+		{in: "linux/arm64/", msg: "empty variant"},
+		{in: "", msg: "empty"},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := ParseExact(tc.in)
+			if tc.msg != "" {
+				if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.msg) {
+					t.Fatalf("ParseExact(%q) = %v, %v; want ErrInvalid saying %q", tc.in, got, err, tc.msg)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("ParseExact(%q) (-want +got):\n%s", tc.in, diff)
+			}
+			if again, err := ParseExact(got.String()); err != nil || !again.Equals(got) {
+				t.Errorf("ParseExact(%q) = %v, %v: String does not round-trip", got.String(), again, err)
+			}
+		})
+	}
+}
+
+// TestSplitDiffersFromGGCR names where ciel's reading departs from
+// v1.ParsePlatform, which split is built on: each row is accepted by
+// go-containerregistry and read otherwise (or refused) by ciel.
+func TestSplitDiffersFromGGCR(t *testing.T) {
+	for _, tc := range []struct {
+		in, why string
+		ggcr    v1.Platform
+		ours    string // Parse's reading; "" when refused
+	}{
+		{in: "arm64", why: "a bare word is an architecture for ciel, an OS for ggcr",
+			ggcr: v1.Platform{OS: "arm64"}, ours: "linux/arm64"},
+		{in: "linux/amd64:", why: "an empty os.version is refused, not dropped",
+			ggcr: v1.Platform{OS: "linux", Architecture: "amd64"}},
+		{in: "linux/amd64:1:2", why: "a second ':' is refused, not ignored",
+			ggcr: v1.Platform{OS: "linux", Architecture: "amd64"}},
+		{in: "linux/", why: "an empty architecture is refused",
+			ggcr: v1.Platform{OS: "linux"}},
+		{in: "linux/arm64/", why: "an empty variant is refused",
+			ggcr: v1.Platform{OS: "linux", Architecture: "arm64"}},
+		{in: "Linux/AMD64", why: "names are lowercased",
+			ggcr: v1.Platform{OS: "Linux", Architecture: "AMD64"}, ours: "linux/amd64"},
+	} {
+		t.Run(tc.why, func(t *testing.T) {
+			g, err := v1.ParsePlatform(tc.in)
+			if err != nil {
+				t.Fatalf("v1.ParsePlatform(%q): %v", tc.in, err)
+			}
+			if diff := cmp.Diff(tc.ggcr, *g); diff != "" {
+				t.Errorf("v1.ParsePlatform(%q) changed (-want +got):\n%s", tc.in, diff)
+			}
+			p, err := Parse(tc.in)
+			if tc.ours == "" {
+				if err == nil {
+					t.Errorf("Parse(%q) = %s, want an error", tc.in, p)
+				}
+				return
+			}
+			if err != nil || p.String() != tc.ours {
+				t.Errorf("Parse(%q) = %s, %v; want %s", tc.in, p, err, tc.ours)
+			}
+		})
+	}
+}
+
+func TestParseExactList(t *testing.T) {
+	got, err := ParseExactList(" linux/amd64, linux/arm64/v8 ,")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64", Variant: "v8"}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if _, err := ParseExactList("linux/amd64,linux"); err == nil {
+		t.Error("a bad element was accepted")
+	}
+}
+
+func TestMatches(t *testing.T) {
+	for _, tc := range []struct {
+		have, want string
+		match      bool
+	}{
+		{"linux/amd64", "linux/amd64", true},
+		{"linux/amd64/v1", "linux/amd64", true},
+		{"linux/amd64", "linux/amd64/v1", true},
+		{"linux/amd64", "linux/amd64/v3", false},
+		{"linux/amd64", "linux/arm64", false},
+		{"linux/amd64", "windows/amd64", false},
+		{"linux/arm64", "linux/arm64/v8", true},
+		{"linux/arm64/v8", "linux/arm64", true},
+		{"linux/arm64", "linux/arm64/v9", false},
+		{"linux/arm64/v9", "linux/arm64/v8", false},
+		{"linux/arm", "linux/arm/v7", true},
+		{"linux/arm/v6", "linux/arm/v7", false},
+		{"linux/arm/v6", "linux/arm", true},
+		{"windows/amd64:10.0.17763.1879", "windows/amd64", true},
+		{"windows/amd64:10.0.17763.1879", "windows/amd64:10.0.20348.1", false},
+	} {
+		t.Run(tc.have+" for "+tc.want, func(t *testing.T) {
+			have, err := ParseExact(tc.have)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := ParseExact(tc.want)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := Matches(have, want); got != tc.match {
+				t.Errorf("Matches(%s, %s) = %v, want %v", tc.have, tc.want, got, tc.match)
+			}
+		})
+	}
+	feat := v1.Platform{OS: "windows", Architecture: "amd64", OSFeatures: []string{"win32k"}}
+	if !Matches(feat, v1.Platform{OS: "windows", Architecture: "amd64", OSFeatures: []string{"win32k"}}) ||
+		Matches(v1.Platform{OS: "windows", Architecture: "amd64"}, feat) {
+		t.Error("os.features must be a subset of the image's")
+	}
 }

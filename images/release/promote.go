@@ -9,13 +9,15 @@ import (
 	"slices"
 
 	"github.com/ciel-ci/ciel/images/ociindex"
+	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/option"
+	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/ciel-ci/ciel/internal/semver"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"golang.org/x/sync/errgroup"
 )
 
 // ErrImmutable is returned when the version's tag already points at another
@@ -108,13 +110,9 @@ type Option func(*options) error
 // WithRules sets which tags are written. Default: the zero Rules (the exact
 // version tag only).
 func WithRules(r Rules) Option {
-	return func(o *options) error {
-		r, err := r.withDefaults()
-		if err != nil {
-			return err
-		}
-		o.rules = r
-		return nil
+	return func(o *options) (err error) {
+		o.rules, err = r.withDefaults()
+		return err
 	}
 }
 
@@ -122,13 +120,8 @@ func WithRules(r Rules) Option {
 // platforms (a platform without variant matches any variant). Default: none.
 func WithRequirePlatforms(ps ...v1.Platform) Option {
 	return func(o *options) error {
-		for _, p := range ps {
-			if p.OS == "" || p.Architecture == "" {
-				return fmt.Errorf("required platform %q needs an os and an architecture", p.String())
-			}
-		}
 		o.require = slices.Clone(ps)
-		return nil
+		return platform.CheckRequired(ps...)
 	}
 }
 
@@ -140,41 +133,30 @@ func WithRequirePlatforms(ps ...v1.Platform) Option {
 // (no check).
 func WithRevision(commit string) Option {
 	return func(o *options) error {
-		if commit != "" {
-			if err := ociindex.CheckCommit(commit); err != nil {
-				return err
-			}
-		}
 		o.commit = commit
-		return nil
+		if commit == "" {
+			return nil
+		}
+		return ociindex.CheckCommit(commit)
 	}
 }
 
 // WithForce lets the exact version tag move to another digest. Default:
 // false (releases are immutable; ErrImmutable).
 func WithForce(force bool) Option {
-	return func(o *options) error {
-		o.force = force
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.force = force })
 }
 
 // WithDryRun reads and plans but writes nothing. Default: false.
 func WithDryRun(dry bool) Option {
-	return func(o *options) error {
-		o.dryRun = dry
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.dryRun = dry })
 }
 
 // WithRemoteOptions sets how registries are reached (credentials,
 // transport, retries), e.g. registryclient.Client.RemoteOptions. Default:
 // authn.DefaultKeychain and go-containerregistry's defaults.
 func WithRemoteOptions(opts ...remote.Option) Option {
-	return func(o *options) error {
-		o.remote = slices.Clone(opts)
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.remote = slices.Clone(opts) })
 }
 
 // WithLogger receives each write at info level. Default: discard.
@@ -192,6 +174,42 @@ func WithLogger(l *slog.Logger) Option {
 // tags are read back afterwards to verify (ErrVerify). Tags already pointing
 // at the index are not written, so re-running a release is a no-op.
 func Promote(ctx context.Context, from name.Reference, repo name.Repository, version semver.Version, opts ...Option) (*Report, error) {
+	o, err := makeOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := exactTag(version, o.rules); err != nil {
+		return nil, err
+	}
+	puller, err := remote.NewPuller(o.remote...)
+	if err != nil {
+		return nil, fmt.Errorf("configuring registry access: %w", err)
+	}
+	src, err := resolve(ctx, puller, from)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.check(from, src); err != nil {
+		return nil, err
+	}
+	plan, old, err := current(ctx, puller, repo, version, o.rules)
+	if err != nil {
+		return nil, err
+	}
+	if err := o.checkImmutable(repo, plan, old, src.Digest.String()); err != nil {
+		return nil, err
+	}
+	rep := report(from, repo, version, src, plan, old, o.dryRun)
+	if o.dryRun || len(rep.Changed()) == 0 {
+		return rep, nil
+	}
+	if err := write(ctx, o, puller, repo, src, rep, old); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func makeOptions(opts []Option) (*options, error) {
 	o := &options{
 		remote: []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)},
 		logger: logopt.Discard(),
@@ -205,14 +223,17 @@ func Promote(ctx context.Context, from name.Reference, repo name.Repository, ver
 			return nil, err
 		}
 	}
-	if _, err := exactTag(version, o.rules); err != nil {
-		return nil, err
-	}
-	puller, err := remote.NewPuller(o.remote...)
-	if err != nil {
-		return nil, fmt.Errorf("configuring registry access: %w", err)
-	}
+	return o, nil
+}
 
+// index is the promoted index as the registry serves it.
+type index struct {
+	*remote.Descriptor
+	manifest *v1.IndexManifest
+}
+
+// resolve reads what from points at and refuses anything but an index.
+func resolve(ctx context.Context, puller *remote.Puller, from name.Reference) (*index, error) {
 	src, err := puller.Get(ctx, from)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", from, err)
@@ -225,88 +246,86 @@ func Promote(ctx context.Context, from name.Reference, repo name.Repository, ver
 	if err != nil {
 		return nil, fmt.Errorf("parsing the index %s: %w", from, err)
 	}
+	return &index{Descriptor: src, manifest: im}, nil
+}
+
+// check refuses an index not built from the WithRevision commit or lacking
+// a required platform.
+func (o *options) check(from name.Reference, src *index) error {
 	if o.commit != "" {
-		if err := ociindex.CheckRevision(im.Annotations, o.commit); err != nil {
-			return nil, fmt.Errorf("%s@%s: %w", from.Context(), src.Digest, err)
+		if err := ociindex.CheckRevision(src.manifest.Annotations, o.commit); err != nil {
+			return fmt.Errorf("%s@%s: %w", from.Context(), src.Digest, err)
 		}
 	}
-	if missing := ociindex.Missing(im, o.require); len(missing) > 0 {
+	if missing := ociindex.Missing(src.manifest, o.require); len(missing) > 0 {
 		var s []string
 		for _, p := range missing {
 			s = append(s, p.String())
 		}
-		return nil, fmt.Errorf("%s@%s lacks %v: %w", from.Context(), src.Digest, s, ociindex.ErrMissingPlatform)
+		return fmt.Errorf("%s@%s lacks %v: %w", from.Context(), src.Digest, s, ociindex.ErrMissingPlatform)
 	}
-	digest := src.Digest.String()
+	return nil
+}
 
+// current lists the tags of repo, plans the promotion of version, and
+// reads what the tags that matter point at now (only tags that exist are
+// read): tag -> digest.
+func current(ctx context.Context, puller *remote.Puller, repo name.Repository, version semver.Version, rules Rules) (Plan, map[string]string, error) {
 	existing, err := puller.List(ctx, repo)
-	if err != nil && !ociindex.IsNotFound(err) {
-		return nil, fmt.Errorf("listing the tags of %s: %w", repo, err)
+	if err != nil && !registryclient.IsNotFound(err) {
+		return Plan{}, nil, fmt.Errorf("listing the tags of %s: %w", repo, err)
 	}
-	plan, err := PlanTags(version, existing, o.rules)
+	plan, err := PlanTags(version, existing, rules)
 	if err != nil {
-		return nil, err
-	}
-
-	// What do the tags that matter point at now? Only tags that exist are
-	// read.
-	present := map[string]bool{}
-	for _, t := range existing {
-		present[t] = true
+		return Plan{}, nil, err
 	}
 	check := slices.Clone(plan.SameVersion)
 	for _, tp := range plan.Tags {
 		check = append(check, tp.Tag)
 	}
-	old := make(map[string]string, len(check))
-	g := new(errgroup.Group)
-	g.SetLimit(4)
-	olds := make([]string, len(check))
-	errs := make([]error, len(check))
-	for i, tag := range check {
-		if !present[tag] {
-			continue
+	var read []name.Tag
+	for _, tag := range check {
+		if slices.Contains(existing, tag) {
+			read = append(read, repo.Tag(tag))
 		}
-		g.Go(func() error {
-			d, err := puller.Head(ctx, repo.Tag(tag))
-			switch {
-			case err == nil:
-				olds[i] = d.Digest.String()
-			case !ociindex.IsNotFound(err):
-				errs[i] = fmt.Errorf("reading what %s points at: %w", repo.Tag(tag), err)
-			}
-			return nil
-		})
 	}
-	_ = g.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	digests, err := registryclient.Digests(ctx, puller, registryclient.DefaultJobs, read)
+	if err != nil {
+		return Plan{}, nil, err
 	}
-	for i, tag := range check {
-		old[tag] = olds[i]
+	old := make(map[string]string, len(read))
+	for i, t := range read {
+		old[t.TagStr()] = digests[i]
 	}
+	return plan, old, nil
+}
 
-	if !o.force {
-		var refused []error
-		exact := plan.Tags[0].Tag
-		for _, tag := range append([]string{exact}, plan.SameVersion...) {
-			if d := old[tag]; d != "" && d != digest {
-				refused = append(refused, fmt.Errorf("%s already points at %s, not %s; releases are immutable (force to overwrite): %w",
-					repo.Tag(tag), d, digest, ErrImmutable))
-			}
-		}
-		if err := errors.Join(refused...); err != nil {
-			return nil, err
+// checkImmutable refuses, unless forced, to move the exact version tag (or
+// another spelling of the version) that points at another digest.
+func (o *options) checkImmutable(repo name.Repository, plan Plan, old map[string]string, digest string) error {
+	if o.force {
+		return nil
+	}
+	var refused []error
+	for _, tag := range append([]string{plan.Tags[0].Tag}, plan.SameVersion...) {
+		if d := old[tag]; d != "" && d != digest {
+			refused = append(refused, fmt.Errorf("%s already points at %s, not %s; releases are immutable (force to overwrite): %w",
+				repo.Tag(tag), d, digest, ErrImmutable))
 		}
 	}
+	return errors.Join(refused...)
+}
 
+// report says what the promotion does to each planned tag.
+func report(from name.Reference, repo name.Repository, version semver.Version, src *index, plan Plan, old map[string]string, dryRun bool) *Report {
+	digest := src.Digest.String()
 	rep := &Report{
 		Source:     from.Context().Digest(digest).String(),
 		Repository: repo.String(),
 		Digest:     digest,
 		MediaType:  string(src.MediaType),
 		Version:    version.Original,
-		DryRun:     o.dryRun,
+		DryRun:     dryRun,
 		Linked:     from.Context().String() != repo.String(),
 	}
 	for _, tp := range plan.Tags {
@@ -323,36 +342,38 @@ func Promote(ctx context.Context, from name.Reference, repo name.Repository, ver
 		}
 		rep.Tags = append(rep.Tags, tr)
 	}
-	changed := rep.Changed()
-	if o.dryRun || len(changed) == 0 {
-		return rep, nil
-	}
+	return rep
+}
 
+// write links the index into repo when it was read elsewhere, PUTs it under
+// every changed tag, and reads the tags back.
+func write(ctx context.Context, o *options, puller *remote.Puller, repo name.Repository, src *index, rep *Report, old map[string]string) error {
 	pusher, err := remote.NewPusher(o.remote...)
 	if err != nil {
-		return nil, fmt.Errorf("configuring registry access: %w", err)
+		return fmt.Errorf("configuring registry access: %w", err)
 	}
 	if rep.Linked {
 		// The index and its children must exist in repo before a tag can
 		// point at them: mount their blobs and PUT them by digest.
-		if err := pusher.Push(ctx, repo.Digest(digest), src); err != nil {
-			return nil, fmt.Errorf("linking %s into %s: %w", rep.Source, repo, err)
+		if err := pusher.Push(ctx, repo.Digest(rep.Digest), src.Descriptor); err != nil {
+			return fmt.Errorf("linking %s into %s: %w", rep.Source, repo, err)
 		}
 	}
+	changed := rep.Changed()
 	for _, tag := range changed {
-		if err := pusher.Put(ctx, repo.Tag(tag), src); err != nil {
-			return nil, fmt.Errorf("tagging %s as %s: %w", rep.Source, repo.Tag(tag), err)
+		if err := pusher.Put(ctx, repo.Tag(tag), src.Descriptor); err != nil {
+			return fmt.Errorf("tagging %s as %s: %w", rep.Source, repo.Tag(tag), err)
 		}
-		o.logger.Info("promoted", "tag", repo.Tag(tag).String(), "digest", digest, "previous", old[tag])
+		o.logger.Info("promoted", "tag", repo.Tag(tag).String(), "digest", rep.Digest, "previous", old[tag])
 	}
 	for _, tag := range changed {
 		d, err := puller.Head(ctx, repo.Tag(tag))
 		if err != nil {
-			return nil, fmt.Errorf("verifying %s: %w", repo.Tag(tag), err)
+			return fmt.Errorf("verifying %s: %w", repo.Tag(tag), err)
 		}
-		if d.Digest.String() != digest {
-			return nil, fmt.Errorf("%s points at %s after the promotion, not %s: %w", repo.Tag(tag), d.Digest, digest, ErrVerify)
+		if d.Digest.String() != rep.Digest {
+			return fmt.Errorf("%s points at %s after the promotion, not %s: %w", repo.Tag(tag), d.Digest, rep.Digest, ErrVerify)
 		}
 	}
-	return rep, nil
+	return nil
 }

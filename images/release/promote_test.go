@@ -3,32 +3,21 @@ package release
 import (
 	"context"
 	"errors"
-	"io"
-	"log"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/ciel-ci/ciel/images/ociindex"
+	"github.com/ciel-ci/ciel/images/platform"
+	"github.com/ciel-ci/ciel/internal/registryclient"
+	"github.com/ciel-ci/ciel/internal/registrytest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 var bg = context.Background()
-
-func memRegistry(t testing.TB) string {
-	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
-}
 
 // multiArch pushes an index of random images for platforms to ref (a tag)
 // and returns its digest.
@@ -41,37 +30,15 @@ func multiArch(t testing.TB, ref string, platforms ...string) string {
 // commit revision ("" adds no annotation).
 func multiArchOf(t testing.TB, ref, revision string, platforms ...string) string {
 	t.Helper()
-	var adds []mutate.IndexAddendum
+	var imgs []v1.Image
 	for _, s := range platforms {
-		p, err := ociindex.ParsePlatform(s)
-		if err != nil {
-			t.Fatal(err)
-		}
-		img, err := random.Image(256, 2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf, _ := img.ConfigFile()
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture, cf.Variant = p.OS, p.Architecture, p.Variant
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
-			t.Fatal(err)
-		}
-		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+		imgs = append(imgs, registrytest.RandomImage(t, mustPlatform(t, s)))
 	}
-	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
+	idx := registrytest.IndexOf(t, imgs...)
 	if revision != "" {
 		idx = mutate.Annotations(idx, map[string]string{ociindex.AnnotationRevision: revision}).(v1.ImageIndex)
 	}
-	tag, err := name.NewTag(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.WriteIndex(tag, idx); err != nil {
-		t.Fatal(err)
-	}
-	h, _ := idx.Digest()
-	return h.String()
+	return registrytest.Push(t, ref, idx).DigestStr()
 }
 
 func ref(t testing.TB, s string) name.Reference {
@@ -94,14 +61,15 @@ func repoOf(t testing.TB, s string) name.Repository {
 
 func head(t testing.TB, s string) string {
 	t.Helper()
-	d, err := remote.Head(ref(t, s))
+	puller, err := remote.NewPuller()
 	if err != nil {
-		if ociindex.IsNotFound(err) {
-			return ""
-		}
 		t.Fatal(err)
 	}
-	return d.Digest.String()
+	d, err := registryclient.Digest(bg, puller, ref(t, s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // actions summarises a report as tag -> action.
@@ -114,7 +82,7 @@ func actions(r *Report) map[string]Action {
 }
 
 func TestPromote(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/team/app"
 	d142 := multiArch(t, repo+":1a2b3c4", "linux/amd64", "linux/arm64")
 	floating := WithRules(Rules{Floating: true})
@@ -184,15 +152,12 @@ func TestPromote(t *testing.T) {
 }
 
 func TestPromoteRefusals(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/team/app"
 	good := multiArch(t, repo+":good", "linux/amd64", "linux/arm64")
 	other := multiArch(t, repo+":other", "linux/amd64", "linux/arm64")
 	multiArch(t, repo+":amdonly", "linux/amd64")
-	img, _ := random.Image(64, 1)
-	if err := remote.Write(ref(t, repo+":single"), img); err != nil {
-		t.Fatal(err)
-	}
+	registrytest.Push(t, repo+":single", registrytest.RandomImage(t, mustPlatform(t, "linux/amd64")))
 	if _, err := Promote(bg, ref(t, repo+":good"), repoOf(t, repo), mustParse(t, "v1.0.0")); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +216,7 @@ func mustGet(t testing.TB, s string) *remote.Descriptor {
 }
 
 func TestPromoteDryRun(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
 	d1 := multiArch(t, repo+":a", "linux/amd64")
 	if _, err := Promote(bg, ref(t, repo+":a"), repoOf(t, repo), mustParse(t, "1.0.0"), WithRules(Rules{Floating: true})); err != nil {
@@ -272,7 +237,7 @@ func TestPromoteDryRun(t *testing.T) {
 }
 
 func TestPromoteAcrossRepositories(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	d := multiArch(t, host+"/team/app-ci:1a2b3c4", "linux/amd64", "linux/arm64")
 	rep, err := Promote(bg, ref(t, host+"/team/app-ci:1a2b3c4"), repoOf(t, host+"/team/app"), mustParse(t, "v1.0.0"))
 	if err != nil {
@@ -307,7 +272,7 @@ func TestPromoteOptionsValidate(t *testing.T) {
 
 func mustPlatform(t testing.TB, s string) v1.Platform {
 	t.Helper()
-	p, err := ociindex.ParsePlatform(s)
+	p, err := platform.ParseExact(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +280,7 @@ func mustPlatform(t testing.TB, s string) v1.Platform {
 }
 
 func TestPromoteRevision(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/team/app"
 	commit := strings.Repeat("a1", 20)
 	other := strings.Repeat("b2", 20)

@@ -38,6 +38,7 @@ import (
 
 	"github.com/ciel-ci/ciel/internal/capool"
 	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/option"
 )
 
 // Defaults, in one place.
@@ -92,23 +93,14 @@ type Option func(*options) error
 // WithKeychain sets where credentials come from. Default:
 // authn.DefaultKeychain (docker config.json, honouring $DOCKER_CONFIG).
 func WithKeychain(k authn.Keychain) Option {
-	return func(o *options) error {
-		if k == nil {
-			return errors.New("registry keychain must not be nil")
-		}
-		o.keychain = k
-		return nil
-	}
+	return option.Check(k != nil, "registry keychain must not be nil", func(o *options) { o.keychain = k })
 }
 
 // WithCAFile trusts the PEM certificates in path in addition to the system
 // roots, for registries whose certificate is signed by a private CA. An empty
 // path is ignored. Default: system roots only. The file is read by New.
 func WithCAFile(path string) Option {
-	return func(o *options) error {
-		o.caFile = path
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.caFile = path })
 }
 
 // WithInsecure allows plain HTTP to every registry (after HTTPS is tried),
@@ -116,39 +108,24 @@ func WithCAFile(path string) Option {
 // for loopback, RFC 1918 and *.local addresses. It never disables TLS
 // verification: use WithCAFile for self-signed certificates. Default: false.
 func WithInsecure(insecure bool) Option {
-	return func(o *options) error {
-		o.insecure = insecure
-		return nil
-	}
+	return option.Check(true, "", func(o *options) { o.insecure = insecure })
 }
 
 // WithUserAgent sets the product token sent in User-Agent. Default:
 // DefaultUserAgent.
 func WithUserAgent(ua string) Option {
-	return func(o *options) error {
-		if strings.TrimSpace(ua) == "" {
-			return errors.New("user agent must not be empty")
-		}
-		o.userAgent = ua
-		return nil
-	}
+	return option.Check(strings.TrimSpace(ua) != "", "user agent must not be empty", func(o *options) { o.userAgent = ua })
 }
 
 // WithRetry sets how many times a request is tried in all (1 means no
 // retry) and the wait before the first retry; later waits double, up to
 // 20s. Default: DefaultAttempts and DefaultRetryDelay.
 func WithRetry(attempts int, firstDelay time.Duration) Option {
-	return func(o *options) error {
-		if attempts < 1 {
-			return fmt.Errorf("retry attempts must be at least 1, got %d", attempts)
-		}
-		if firstDelay <= 0 {
-			return fmt.Errorf("retry delay must be positive, got %s", firstDelay)
-		}
-		o.attempts = attempts
-		o.retryDelay = firstDelay
-		return nil
+	msg := fmt.Sprintf("retry attempts must be at least 1, got %d", attempts)
+	if attempts >= 1 {
+		msg = fmt.Sprintf("retry delay must be positive, got %s", firstDelay)
 	}
+	return option.Check(attempts >= 1 && firstDelay > 0, msg, func(o *options) { o.attempts, o.retryDelay = attempts, firstDelay })
 }
 
 // WithResponseTimeout bounds how long a request waits for the response
@@ -156,26 +133,14 @@ func WithRetry(attempts int, firstDelay time.Duration) Option {
 // then hangs fails (and is retried) instead of stalling the pipeline.
 // Default: DefaultResponseTimeout. Bound a whole operation with its context.
 func WithResponseTimeout(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("response timeout must be positive, got %s", d)
-		}
-		o.responseTimeout = d
-		o.timeoutSet = true
-		return nil
-	}
+	return option.Check(d > 0, fmt.Sprintf("response timeout must be positive, got %s", d),
+		func(o *options) { o.responseTimeout, o.timeoutSet = d, true })
 }
 
 // WithJobs sets how many requests one operation may run in parallel.
 // Default: DefaultJobs.
 func WithJobs(n int) Option {
-	return func(o *options) error {
-		if n < 1 {
-			return fmt.Errorf("jobs must be at least 1, got %d", n)
-		}
-		o.jobs = n
-		return nil
-	}
+	return option.Check(n >= 1, fmt.Sprintf("jobs must be at least 1, got %d", n), func(o *options) { o.jobs = n })
 }
 
 // WithTransport replaces the base HTTP transport (retries, authentication
@@ -183,13 +148,7 @@ func WithJobs(n int) Option {
 // WithCAFile or WithResponseTimeout, which configure the default transport.
 // Default: a clone of remote.DefaultTransport.
 func WithTransport(rt http.RoundTripper) Option {
-	return func(o *options) error {
-		if rt == nil {
-			return errors.New("transport must not be nil")
-		}
-		o.transport = rt
-		return nil
-	}
+	return option.Check(rt != nil, "transport must not be nil", func(o *options) { o.transport = rt })
 }
 
 // WithLogger receives a warning for each retried request. Default: discard.

@@ -23,11 +23,7 @@ import (
 	ciel "github.com/ciel-ci/ciel/cmd/ciel/command"
 	"github.com/ciel-ci/ciel/internal/registrytest"
 	cranecmd "github.com/google/go-containerregistry/cmd/crane/cmd"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
 // platforms to merge, in the order a CI matrix might finish.
@@ -49,31 +45,8 @@ func seedImages(tb testing.TB, reg *registrytest.Registry, proxy *registrytest.P
 	tb.Helper()
 	var refs []string
 	for _, p := range allPlatforms[:n] {
-		img, err := random.Image(1024, 2)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture, cf.Variant = p.OS, p.Architecture, p.Variant
-		if img, err = mutate.ConfigFile(img, cf); err != nil {
-			tb.Fatal(err)
-		}
-		h, err := img.Digest()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		ref, err := name.NewDigest(reg.Host + "/" + repo + "@" + h.String())
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if err := remote.Write(ref, img); err != nil {
-			tb.Fatal(err)
-		}
-		refs = append(refs, proxy.Host+"/"+repo+"@"+h.String())
+		d := registrytest.Push(tb, reg.Host+"/"+repo, registrytest.RandomImage(tb, p))
+		refs = append(refs, proxy.Host+"/"+repo+"@"+d.DigestStr())
 	}
 	return refs
 }

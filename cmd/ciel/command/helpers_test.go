@@ -6,9 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"log"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,12 +13,14 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ciel-ci/ciel/internal/registryclient"
+	"github.com/ciel-ci/ciel/internal/registrytest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -49,12 +48,18 @@ func run(t *testing.T, env map[string]string, args ...string) result {
 	return result{stdout: out.String(), stderr: errb.String(), code: ExitCode(err), err: err}
 }
 
-// memRegistry starts go-containerregistry's in-memory registry.
-func memRegistry(t *testing.T) string {
+// exited checks that r ended with code and, for a failure, that stderr
+// says want ("" checks nothing); it reports whether r succeeded, so that the
+// caller goes on to check what it wrote.
+func (r result) exited(t *testing.T, code int, want string) bool {
 	t.Helper()
-	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+	if r.code != code {
+		t.Fatalf("exit %d, want %d (stderr %s)", r.code, code, r.stderr)
+	}
+	if code != 0 && !strings.Contains(r.stderr, want) {
+		t.Errorf("stderr %q does not say %q", r.stderr, want)
+	}
+	return code == 0
 }
 
 // platformImage is a small deterministic image for os/arch[/variant]; seed
@@ -79,35 +84,13 @@ func platformImage(t *testing.T, platform, seed string) v1.Image {
 // push writes img to ref (a tag) and returns REPO@DIGEST.
 func push(t *testing.T, ref string, img v1.Image) string {
 	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Write(r, img); err != nil {
-		t.Fatal(err)
-	}
-	h, _ := img.Digest()
-	return r.Context().Digest(h.String()).String()
+	return registrytest.Push(t, ref, img).String()
 }
 
 // pushIndex writes an index of the given images to tag and returns its digest.
 func pushIndex(t *testing.T, tag string, imgs ...v1.Image) string {
 	t.Helper()
-	var adds []mutate.IndexAddendum
-	for _, img := range imgs {
-		cf, _ := img.ConfigFile()
-		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: cf.Platform()}})
-	}
-	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, types.OCIImageIndex), adds...)
-	ref, err := name.NewTag(tag)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.WriteIndex(ref, idx); err != nil {
-		t.Fatal(err)
-	}
-	h, _ := idx.Digest()
-	return h.String()
+	return registrytest.Push(t, tag, registrytest.IndexOf(t, imgs...)).DigestStr()
 }
 
 // headDigest returns what ref points at, "" if nothing.
@@ -117,11 +100,15 @@ func headDigest(t *testing.T, ref string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := remote.Head(r)
+	puller, err := remote.NewPuller()
 	if err != nil {
-		return ""
+		t.Fatal(err)
 	}
-	return d.Digest.String()
+	d, err := registryclient.Digest(context.Background(), puller, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
 
 // golden compares got with testdata/file after replacing each key of

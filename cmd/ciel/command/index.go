@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ciel-ci/ciel/images/ociindex"
+	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 )
@@ -218,7 +219,7 @@ func runIndexCreate(cmd *cobra.Command, g *globals, f *indexCreateFlags, args []
 		return usagef("--platforms and --template go together")
 	}
 	if f.template != "" {
-		ps, err := ociindex.ParsePlatforms(f.platforms)
+		ps, err := platform.ParseExactList(f.platforms)
 		if err != nil {
 			return usagef("--platforms: %v", err)
 		}
@@ -231,9 +232,9 @@ func runIndexCreate(cmd *cobra.Command, g *globals, f *indexCreateFlags, args []
 	if len(sources) == 0 {
 		return usagef("no source images given (IMAGE[=PLATFORM] arguments or --platforms with --template)")
 	}
-	required, err := ociindex.ParsePlatforms(f.require)
+	required, err := requiredFlag(f.require)
 	if err != nil {
-		return usagef("--require-platforms: %v", err)
+		return err
 	}
 	annotations, err := indexAnnotations(cmd, f, format)
 	if err != nil {

@@ -9,10 +9,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/ciel-ci/ciel/internal/registrytest"
 )
 
 func TestIndexCreate(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/team/app"
 	amd := push(t, repo+":abc-amd64", platformImage(t, "linux/amd64", "1"))
 	arm := push(t, repo+":abc-arm64", platformImage(t, "linux/arm64", "1"))
@@ -50,7 +52,7 @@ func TestIndexCreate(t *testing.T) {
 }
 
 func TestIndexCreateTemplateJSON(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/team/app"
 	push(t, repo+":abc-amd64", platformImage(t, "linux/amd64", "1"))
 	push(t, repo+":abc-arm64", platformImage(t, "linux/arm64", "1"))
@@ -83,13 +85,11 @@ func TestIndexCreateTemplateJSON(t *testing.T) {
 	// --require-platforms fails the merge when one is missing.
 	r = run(t, nil, "index", "create", "--tag", repo+":abc2",
 		"--platforms", "linux/amd64", "--template", repo+":abc-ARCH", "--require-platforms", "linux/amd64,linux/arm64")
-	if r.code != ExitFailed || !strings.Contains(r.stderr, "lack linux/arm64") {
-		t.Errorf("missing platform: exit %d, stderr %s", r.code, r.stderr)
-	}
+	r.exited(t, ExitFailed, "lack linux/arm64")
 }
 
 func TestIndexCreateAnnotations(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
 	amd := push(t, repo+":a", platformImage(t, "linux/amd64", "1"))
 	env := map[string]string{
@@ -154,7 +154,7 @@ func TestIndexCreateAnnotations(t *testing.T) {
 }
 
 func TestIndexCreateDryRun(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
 	amd := push(t, repo+":a", platformImage(t, "linux/amd64", "1"))
 	r := run(t, nil, "index", "create", "--dry-run", "--tag", repo+":v1", amd)
@@ -171,7 +171,7 @@ func TestIndexCreateDryRun(t *testing.T) {
 }
 
 func TestIndexCreatePlatformMismatch(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
 	amd := push(t, repo+":a", platformImage(t, "linux/amd64", "1"))
 	wrong := push(t, repo+":b", platformImage(t, "linux/amd64", "2"))
@@ -188,7 +188,7 @@ func TestIndexCreatePlatformMismatch(t *testing.T) {
 }
 
 func TestIndexInspect(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
 	digest := pushIndex(t, repo+":multi", platformImage(t, "linux/amd64", "1"), platformImage(t, "linux/arm64/v8", "1"))
 	r := run(t, nil, "index", "inspect", repo+":multi")
@@ -215,13 +215,14 @@ func TestIndexInspect(t *testing.T) {
 	}
 
 	single := push(t, repo+":single", platformImage(t, "linux/amd64", "1"))
-	if r := run(t, nil, "index", "inspect", single); r.code != ExitFailed || !strings.Contains(r.stderr, "not an image index") {
-		t.Errorf("inspect of an image: exit %d, stderr %s", r.code, r.stderr)
-	}
+	run(t, nil, "index", "inspect", single).exited(t, ExitFailed, "not an image index")
 }
 
+// TestUsageErrors: every refused command line of `ciel index` and `ciel
+// release` exits 2 and names what is wrong.
 func TestUsageErrors(t *testing.T) {
 	const img = "reg.example.com/app@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	const from = "reg.example.com/app:abc"
 	tests := []struct {
 		name string
 		args []string
@@ -246,16 +247,24 @@ func TestUsageErrors(t *testing.T) {
 		{"missing CA file", []string{"index", "create", "--ca-file", "/nonexistent.pem", "--tag", "reg.example.com/app:v1", img}, "CA file"},
 		{"inspect without ref", []string{"index", "inspect"}, "exactly one reference"},
 		{"inspect bad ref", []string{"index", "inspect", "Not A Ref"}, "parsing image reference"},
+		{"release without subcommand", []string{"release"}, "needs a subcommand"},
+		{"two components", []string{"release", "promote", "--from", from, "--version", "v1.2"}, "exactly three"},
+		{"unprefixed two components", []string{"release", "promote", "--from", from, "--version", "1.4"}, "exactly three"},
+		{"leading zero", []string{"release", "promote", "--from", from, "--version", "v1.02.0"}, "leading zero"},
+		{"no version", []string{"release", "promote", "--from", from}, "--version is required"},
+		{"no from", []string{"release", "promote", "--version", "v1.0.0"}, "--from"},
+		{"bad from", []string{"release", "promote", "--from", "Bad Ref", "--version", "v1.0.0"}, "parsing image reference"},
+		{"bad repo", []string{"release", "promote", "--from", from, "--repo", "reg.example.com/app:tag", "--version", "v1.0.0"}, "parsing repository"},
+		{"bad latest", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "--latest", "sometimes"}, "latest mode"},
+		{"bad prefix", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "--tag-prefix", "V"}, "tag prefix"},
+		{"bad build metadata", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "--build-metadata", "plus"}, "build metadata"},
+		{"bad platforms", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "--require-platforms", "linux"}, "--require-platforms"},
+		{"positional args", []string{"release", "promote", "v1.0.0"}, "takes no arguments"},
+		{"bad output", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "-o", "yaml"}, "--output"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := run(t, nil, tt.args...)
-			if r.code != ExitUsage {
-				t.Fatalf("exit %d, want 2 (stderr %s)", r.code, r.stderr)
-			}
-			if !strings.Contains(r.stderr, tt.want) {
-				t.Errorf("stderr %q does not mention %q", r.stderr, tt.want)
-			}
+			run(t, nil, tt.args...).exited(t, ExitUsage, tt.want)
 		})
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/ciel-ci/ciel/images/ociindex"
 	"github.com/ciel-ci/ciel/images/release"
 	"github.com/ciel-ci/ciel/internal/semver"
 	"github.com/spf13/cobra"
@@ -160,15 +159,13 @@ func runPromote(cmd *cobra.Command, g *globals, f *promoteFlags) error {
 	if err != nil {
 		return asUsage(err)
 	}
-	required, err := ociindex.ParsePlatforms(f.require)
+	required, err := requiredFlag(f.require)
 	if err != nil {
-		return usagef("--require-platforms: %v", err)
+		return err
 	}
 
-	if f.revision != "" {
-		if err := ociindex.CheckCommit(f.revision); err != nil {
-			return usagef("--revision: %v", err)
-		}
+	if err := revisionFlag(f.revision); err != nil {
+		return err
 	}
 
 	ctx, cancel := g.context(cmd)

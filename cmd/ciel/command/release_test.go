@@ -7,11 +7,12 @@ import (
 	"testing"
 
 	"github.com/ciel-ci/ciel/images/release"
+	"github.com/ciel-ci/ciel/internal/registrytest"
 	"github.com/google/go-cmp/cmp"
 )
 
 func TestReleasePromote(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/team/app"
 	d1 := pushIndex(t, repo+":1a2b3c4", platformImage(t, "linux/amd64", "1"), platformImage(t, "linux/arm64", "1"))
 	results := t.TempDir()
@@ -62,9 +63,7 @@ func TestReleasePromote(t *testing.T) {
 
 	// Another digest for an existing version is refused, unless --force.
 	r = run(t, nil, "release", "promote", "--from", repo+":9f8e7d6", "--version", "v1.4.2")
-	if r.code != ExitFailed || !strings.Contains(r.stderr, "immutable") {
-		t.Errorf("immutable: exit %d: %s", r.code, r.stderr)
-	}
+	r.exited(t, ExitFailed, "immutable")
 	if headDigest(t, repo+":v1.4.2") != d1 {
 		t.Fatal("a refused promotion moved v1.4.2")
 	}
@@ -75,7 +74,7 @@ func TestReleasePromote(t *testing.T) {
 }
 
 func TestReleasePromoteDryRun(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
 	pushIndex(t, repo+":abc", platformImage(t, "linux/amd64", "1"))
 	results := t.TempDir()
@@ -97,51 +96,12 @@ func TestReleasePromoteDryRun(t *testing.T) {
 }
 
 func TestReleasePromoteRefusesImages(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/app"
 	single := push(t, repo+":abc", platformImage(t, "linux/amd64", "1"))
 	r := run(t, nil, "release", "promote", "--from", single, "--version", "v1.0.0")
-	if r.code != ExitFailed || !strings.Contains(r.stderr, "single image") {
-		t.Errorf("exit %d: %s", r.code, r.stderr)
-	}
+	r.exited(t, ExitFailed, "single image")
 	pushIndex(t, repo+":amd", platformImage(t, "linux/amd64", "1"))
 	r = run(t, nil, "release", "promote", "--from", repo+":amd", "--version", "v1.0.0", "--require-platforms", "linux/amd64,linux/arm64")
-	if r.code != ExitFailed || !strings.Contains(r.stderr, "linux/arm64") {
-		t.Errorf("exit %d: %s", r.code, r.stderr)
-	}
-}
-
-func TestReleaseUsageErrors(t *testing.T) {
-	const from = "reg.example.com/app:abc"
-	tests := []struct {
-		name string
-		args []string
-		want string
-	}{
-		{"no subcommand", []string{"release"}, "needs a subcommand"},
-		{"two components", []string{"release", "promote", "--from", from, "--version", "v1.2"}, "exactly three"},
-		{"unprefixed two components", []string{"release", "promote", "--from", from, "--version", "1.4"}, "exactly three"},
-		{"leading zero", []string{"release", "promote", "--from", from, "--version", "v1.02.0"}, "leading zero"},
-		{"no version", []string{"release", "promote", "--from", from}, "--version is required"},
-		{"no from", []string{"release", "promote", "--version", "v1.0.0"}, "--from"},
-		{"bad from", []string{"release", "promote", "--from", "Bad Ref", "--version", "v1.0.0"}, "parsing image reference"},
-		{"bad repo", []string{"release", "promote", "--from", from, "--repo", "reg.example.com/app:tag", "--version", "v1.0.0"}, "parsing repository"},
-		{"bad latest", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "--latest", "sometimes"}, "latest mode"},
-		{"bad prefix", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "--tag-prefix", "V"}, "tag prefix"},
-		{"bad build metadata", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "--build-metadata", "plus"}, "build metadata"},
-		{"bad platforms", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "--require-platforms", "linux"}, "--require-platforms"},
-		{"positional args", []string{"release", "promote", "v1.0.0"}, "takes no arguments"},
-		{"bad output", []string{"release", "promote", "--from", from, "--version", "v1.0.0", "-o", "yaml"}, "--output"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := run(t, nil, tt.args...)
-			if r.code != ExitUsage {
-				t.Fatalf("exit %d, want 2 (stderr %s)", r.code, r.stderr)
-			}
-			if !strings.Contains(r.stderr, tt.want) {
-				t.Errorf("stderr %q does not mention %q", r.stderr, tt.want)
-			}
-		})
-	}
+	r.exited(t, ExitFailed, "linux/arm64")
 }

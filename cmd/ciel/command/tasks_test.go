@@ -19,6 +19,8 @@ import (
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/substitution"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ciel-ci/ciel/internal/registrytest"
 )
 
 // This file runs the steps of the Tasks in tasks/ the way a Tekton pod
@@ -282,7 +284,7 @@ func gitExecutor(t *testing.T, argv []string, env map[string]string) error {
 // release-promote) over a registry, passing results between Tasks as the
 // Pipelines do.
 func TestTasksBuildAndRelease(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	image := host + "/group/app"
 	const sha = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
 	const short = "sha-" + sha // the commit tag config/triggers gives
@@ -431,7 +433,7 @@ func TestKanikoBuildClonesTheRevision(t *testing.T) {
 	// Served over plain HTTP by git's own smart HTTP server on loopback:
 	// the Task lets git use http only with GIT_ALLOW_HTTP "true".
 	url := gitHTTPServer(t, repo)
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	clone := func(gitURL string, params map[string]any) (string, error) {
 		src := t.TempDir()
 		p := map[string]any{"IMAGE": host + "/group/app", "TAG": "t", "PLATFORM": "linux/amd64", "GIT_URL": gitURL, "REVISION": want}

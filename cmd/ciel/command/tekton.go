@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,7 +12,8 @@ import (
 	"github.com/ciel-ci/ciel/images/kaniko"
 	"github.com/ciel-ci/ciel/images/ociindex"
 	"github.com/ciel-ci/ciel/images/platform"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/ciel-ci/ciel/internal/registryclient"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 )
 
@@ -111,7 +111,7 @@ contain, and what each build resolves its architecture against.`,
 			}
 			rows := [][]string{{"PLATFORM", "NODE ARCH (kubernetes.io/arch)"}}
 			for _, p := range pl.Platforms {
-				rows = append(rows, []string{platform.Format(p), platform.NodeArch(p)})
+				rows = append(rows, []string{p.String(), platform.NodeArch(p)})
 			}
 			if err := writeTable(cmd.OutOrStdout(), rows); err != nil {
 				return err
@@ -214,15 +214,15 @@ func runKanikoArgs(cmd *cobra.Command, f *kanikoArgsFlags, buildArgs []string) e
 	if err != nil {
 		return err
 	}
-	if err := checkResultSize("the Kaniko flags (mostly build arguments)", append(args, platform.Format(p))...); err != nil {
+	if err := checkResultSize("the Kaniko flags (mostly build arguments)", append(args, p.String())...); err != nil {
 		return err
 	}
 	out := cmd.OutOrStdout()
-	fmt.Fprintf(out, "platform %s\n", platform.Format(p))
+	fmt.Fprintf(out, "platform %s\n", p.String())
 	for _, a := range args {
 		fmt.Fprintln(out, a)
 	}
-	if err := writeResult(f.platformFile, platform.Format(p)); err != nil {
+	if err := writeResult(f.platformFile, p.String()); err != nil {
 		return err
 	}
 	return writeArrayResult(f.argsFile, args)
@@ -377,18 +377,16 @@ func runFindIndex(cmd *cobra.Command, g *globals, f *findIndexFlags) error {
 	if err != nil {
 		return asUsage(err)
 	}
-	if f.revision != "" {
-		if err := ociindex.CheckCommit(f.revision); err != nil {
-			return usagef("--revision: %v", err)
-		}
+	if err := revisionFlag(f.revision); err != nil {
+		return err
 	}
-	var required []string
+	var required []v1.Platform
 	if strings.TrimSpace(f.require) != "" {
 		pl, err := platform.NewPlan(f.require)
 		if err != nil {
 			return usagef("--require-platforms: %v", err)
 		}
-		required = pl.Strings()
+		required = pl.Platforms
 	}
 	ctx, cancel := g.context(cmd)
 	defer cancel()
@@ -402,7 +400,7 @@ func runFindIndex(cmd *cobra.Command, g *globals, f *findIndexFlags) error {
 	}
 	s, err := ociindex.Inspect(ctx, ref, ociindex.WithRemoteOptions(g.client.RemoteOptions(ctx)...))
 	switch {
-	case isNotFound(err):
+	case registryclient.IsNotFound(err):
 		return notFound(fmt.Sprintf("%s does not exist", ref))
 	case errors.Is(err, ociindex.ErrNotIndex):
 		return notFound(fmt.Sprintf("%s is a single image, not a multi-arch index", ref))
@@ -414,19 +412,14 @@ func runFindIndex(cmd *cobra.Command, g *globals, f *findIndexFlags) error {
 			return fmt.Errorf("refusing %s (%s): %w", ref, s.Digest, err)
 		}
 	}
-	have := map[string]bool{}
-	for _, e := range s.Manifests {
-		if e.AttestationFor != "" || e.PlatformDetail == nil {
-			continue
-		}
-		if p, err := platform.Parse(platform.Format(*e.PlatformDetail)); err == nil {
-			have[platform.Format(p)] = true
-		}
-	}
+	// A planned platform is exact: its default variant is implied
+	// (linux/arm64 is linux/arm64/v8, not any arm64), as the build made it.
 	var missing []string
-	for _, p := range required {
-		if !have[p] {
-			missing = append(missing, p)
+	for _, want := range required {
+		if !slices.ContainsFunc(s.Manifests, func(e ociindex.Entry) bool {
+			return e.AttestationFor == "" && e.PlatformDetail != nil && platform.Matches(*e.PlatformDetail, platform.Complete(want))
+		}) {
+			missing = append(missing, want.String())
 		}
 	}
 	if len(missing) > 0 {
@@ -440,22 +433,4 @@ func runFindIndex(cmd *cobra.Command, g *globals, f *findIndexFlags) error {
 		return err
 	}
 	return writeResult(f.urlFile, s.Reference)
-}
-
-// isNotFound reports whether err says the manifest or repository does not
-// exist.
-func isNotFound(err error) bool {
-	var te *transport.Error
-	if !errors.As(err, &te) {
-		return false
-	}
-	if te.StatusCode == http.StatusNotFound {
-		return true
-	}
-	for _, d := range te.Errors {
-		if d.Code == transport.ManifestUnknownErrorCode || d.Code == transport.NameUnknownErrorCode {
-			return true
-		}
-	}
-	return false
 }

@@ -1,7 +1,6 @@
 package command
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -25,17 +24,7 @@ import (
 // runTekton runs `ciel tekton ARGS...` as the binary does.
 func runTekton(t *testing.T, env map[string]string, args ...string) result {
 	t.Helper()
-	getenv := func(k string) string { return env[k] }
-	root := newRootCmd(getenv)
-	var out, errb bytes.Buffer
-	root.SetOut(&out)
-	root.SetErr(&errb)
-	root.SetArgs(append([]string{"tekton"}, args...))
-	err := root.ExecuteContext(context.Background())
-	if err != nil {
-		fmt.Fprintln(&errb, "ciel:", err)
-	}
-	return result{stdout: out.String(), stderr: errb.String(), code: ExitCode(err), err: err}
+	return run(t, env, append([]string{"tekton"}, args...)...)
 }
 
 func TestTektonPlanPlatforms(t *testing.T) {
@@ -65,13 +54,7 @@ func TestTektonPlanPlatforms(t *testing.T) {
 			dir := t.TempDir()
 			arches, platforms := filepath.Join(dir, "ARCHES"), filepath.Join(dir, "PLATFORMS")
 			r := runTekton(t, nil, append([]string{"plan-platforms", "--arches-file", arches, "--platforms-file", platforms}, tc.args...)...)
-			if r.code != tc.code {
-				t.Fatalf("exit %d, want %d: %s", r.code, tc.code, r.stderr)
-			}
-			if tc.code != 0 {
-				if !strings.Contains(r.stderr, tc.stderrMatch) {
-					t.Errorf("stderr %q does not say %q", r.stderr, tc.stderrMatch)
-				}
+			if !r.exited(t, tc.code, tc.stderrMatch) {
 				if _, err := os.Stat(arches); err == nil {
 					t.Error("a result was written for a refused plan")
 				}
@@ -155,13 +138,7 @@ func TestTektonKanikoArgs(t *testing.T) {
 			dir := t.TempDir()
 			pf, af := filepath.Join(dir, "PLATFORM"), filepath.Join(dir, "args")
 			r := runTekton(t, nil, append([]string{"kaniko-args", "--platform-file", pf, "--args-file", af}, tc.args...)...)
-			if r.code != tc.code {
-				t.Fatalf("exit %d, want %d: %s", r.code, tc.code, r.stderr)
-			}
-			if tc.code != 0 {
-				if !strings.Contains(r.stderr, tc.errMatch) {
-					t.Errorf("stderr %q does not say %q", r.stderr, tc.errMatch)
-				}
+			if !r.exited(t, tc.code, tc.errMatch) {
 				return
 			}
 			if got := readFile(t, pf); got != tc.platform {
@@ -212,9 +189,7 @@ func TestTektonKanikoResults(t *testing.T) {
 	if err := os.WriteFile(kd, []byte("oops"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if r := runTekton(t, nil, "kaniko-results", "--image", "registry.example.com/g/app", "--kaniko-digest-file", kd); r.code != ExitFailed || !strings.Contains(r.stderr, "oops") {
-		t.Errorf("a bad digest file: exit %d: %s", r.code, r.stderr)
-	}
+	runTekton(t, nil, "kaniko-results", "--image", "registry.example.com/g/app", "--kaniko-digest-file", kd).exited(t, ExitFailed, "oops")
 	if r := runTekton(t, nil, "kaniko-results", "--image", "registry.example.com/g/app", "--kaniko-digest-file", filepath.Join(dir, "none")); r.code != ExitFailed {
 		t.Errorf("a missing digest file: exit %d", r.code)
 	}
@@ -240,10 +215,7 @@ func TestTektonTagArgs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			af := filepath.Join(t.TempDir(), "tags")
 			r := runTekton(t, nil, append([]string{"tag-args", "--image", "registry.example.com/app", "--args-file", af, "--"}, tc.args...)...)
-			if r.code != tc.code {
-				t.Fatalf("exit %d, want %d: %s", r.code, tc.code, r.stderr)
-			}
-			if tc.code != 0 {
+			if !r.exited(t, tc.code, "") {
 				return
 			}
 			var got []string
@@ -279,12 +251,13 @@ func attestedIndex(t *testing.T, imgs ...v1.Image) v1.ImageIndex {
 }
 
 func TestTektonFindIndex(t *testing.T) {
-	host := memRegistry(t)
+	host := registrytest.Memory(t)
 	repo := host + "/team/app"
 	amd := platformImage(t, "linux/amd64", "f")
 	arm := platformImage(t, "linux/arm64/v8", "f")
 	full := pushIndex(t, repo+":full", amd, arm)
 	amdOnly := pushIndex(t, repo+":amd", amd)
+	variants := pushIndex(t, repo+":variants", platformImage(t, "linux/amd64/v3", "f"), arm, platformImage(t, "linux/arm", "f"))
 	push(t, repo+":single", amd)
 	idx := attestedIndex(t, amd, arm)
 	tag, err := registryclient.New()
@@ -310,6 +283,12 @@ func TestTektonFindIndex(t *testing.T) {
 			found: "true", digest: attested.String()},
 		{name: "platform missing", image: repo, tag: "amd", require: "linux/amd64,linux/arm64",
 			found: "false", out: "lacks linux/arm64"},
+		// A planned platform is found as planned, its default variant
+		// implied: linux/arm64 is linux/arm64/v8, linux/amd64 is not v3.
+		{name: "default variants implied", image: repo, tag: "variants", require: "linux/arm64,linux/arm/v7,linux/amd64/v3",
+			found: "true", digest: variants},
+		{name: "amd64 is not amd64/v3", image: repo, tag: "variants", require: "linux/amd64", found: "false", out: "lacks linux/amd64"},
+		{name: "arm/v6 is not arm/v7", image: repo, tag: "variants", require: "linux/arm/v6", found: "false", out: "lacks linux/arm/v6"},
 		{name: "missing tag", image: repo, tag: "nope", found: "false", out: "does not exist"},
 		{name: "missing repository", image: host + "/other/app", tag: "1a2b3c4d", found: "false", out: "does not exist"},
 		{name: "single image", image: repo, tag: "single", found: "false", out: "single image"},
@@ -329,10 +308,7 @@ func TestTektonFindIndex(t *testing.T) {
 				args = append(args, "--require-platforms", tc.require)
 			}
 			r := runTekton(t, nil, append(args, tc.extra...)...)
-			if r.code != tc.code {
-				t.Fatalf("exit %d, want %d: %s%s", r.code, tc.code, r.stdout, r.stderr)
-			}
-			if tc.code != 0 {
+			if !r.exited(t, tc.code, "") {
 				return
 			}
 			if got := readFile(t, ff); got != tc.found {

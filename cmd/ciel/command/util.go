@@ -7,6 +7,11 @@ import (
 	"slices"
 	"strings"
 	"text/tabwriter"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/ciel-ci/ciel/images/ociindex"
+	"github.com/ciel-ci/ciel/images/platform"
 )
 
 func sortedKeys(m map[string]string) []string {
@@ -35,4 +40,25 @@ func writeTable(w io.Writer, rows [][]string) error {
 	}
 	_, err := io.WriteString(w, out.String())
 	return err
+}
+
+// revisionFlag checks --revision: empty (no check) or a full commit SHA.
+func revisionFlag(rev string) error {
+	if rev == "" {
+		return nil
+	}
+	if err := ociindex.CheckCommit(rev); err != nil {
+		return usagef("--revision: %v", err)
+	}
+	return nil
+}
+
+// requiredFlag parses --require-platforms of `ciel index create` and `ciel
+// release promote`: platforms as written (platform.ParseExactList).
+func requiredFlag(s string) ([]v1.Platform, error) {
+	ps, err := platform.ParseExactList(s)
+	if err != nil {
+		return nil, usagef("--require-platforms: %v", err)
+	}
+	return ps, nil
 }
