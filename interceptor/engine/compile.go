@@ -63,6 +63,9 @@ type compiled struct {
 	// variable anywhere (readsVar): only then may its value depend on
 	// extensions.push and extensions.changed_files (Input.DeferExtensions).
 	readsExtensions bool
+	// fast is the filter's fast path (fastpath.go); nil when the
+	// expression is outside its subset.
+	fast *fastProg
 }
 
 // readsExtensions reports whether any expression of p names extensions.
@@ -206,6 +209,9 @@ func (e *Engine) compileExpr(expr string, typed, filter bool) (*compiled, string
 	}
 	c := &compiled{prog: prog, outType: ast.OutputType(), est: est, ast: ast,
 		readsExtensions: readsVar(ast, celenv.VarExtensions)}
+	if filter {
+		c.fast = newFastProg(ast.NativeRep())
+	}
 	e.cache.put(key, c)
 	return c, ""
 }

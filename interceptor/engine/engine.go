@@ -79,6 +79,11 @@ type Engine struct {
 	// onUntracked, for tests, sees each expression run untracked with the
 	// estimate that proved it.
 	onUntracked func(c *compiled, est uint64)
+	// noFastPath, for tests and benchmarks, sends every filter to cel-go.
+	noFastPath bool
+	// onFastPath, for tests, sees each fast-path evaluation: ok is false
+	// when it gave the request back to cel-go.
+	onFastPath func(ok bool)
 }
 
 type options struct {
@@ -542,6 +547,17 @@ func (e *Engine) eval(ctx context.Context, c *compiled, act interpreter.Activati
 		prog = free
 		if e.onUntracked != nil {
 			e.onUntracked(c, est)
+		}
+		// Proven within the cost limit: the fast path may decide, or
+		// give the request back to cel-go (fastpath.go).
+		if c.fast != nil && !e.noFastPath {
+			b, ok := c.fast.eval(ctx, req)
+			if e.onFastPath != nil {
+				e.onFastPath(ok)
+			}
+			if ok {
+				return types.Bool(b), nil
+			}
 		}
 	}
 	v, det, err := prog.ContextEval(ctx, act)

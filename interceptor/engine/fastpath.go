@@ -1,0 +1,677 @@
+package engine
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	celast "github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/operators"
+	"github.com/google/cel-go/common/types"
+
+	"github.com/ciel-ci/ciel/interceptor/celenv"
+)
+
+// The fast path evaluates a filter directly on the decoded body's Go values
+// (map[string]any, []any, string, bool, float64), without cel-go's
+// interpreter: no ref.Val per value read, no frame per comprehension, the
+// map macro's accumulator appended in place. It exists because cel-go's
+// interpreter was the larger half of a decision once decoding and the cost
+// tracker were made cheap (docs/performance.md, "Fourth pass": on the blog
+// filter of BenchmarkDecision it takes the evaluation from about 20 µs and
+// 135 allocations to a few µs).
+//
+// It is not a second CEL implementation: it covers a small subset of the
+// checked AST (literals, the request variables and comprehension
+// variables, field selection and has() on JSON objects, list literals, indexing and
+// concatenation, comprehensions over lists, &&, ||, !, ?:, == and != on
+// strings and bools, ordering and + on ints, in, size, matches with a
+// constant pattern, startsWith, endsWith, contains) and, for anything
+// else, answers "don't know". A program with a node outside the subset has
+// no fast path; an evaluation that meets a value outside it (a missing key,
+// a number, a header, any error cel-go would report or absorb) gives up and
+// the engine runs cel-go on the same request, so every error, message and
+// error-absorbing result is cel-go's own. The fast path only runs where the
+// cost proof has shown that the request cannot exceed the cost limit
+// (engine.eval), and it checks the deadline as cel-go does, every
+// interruptCheckFrequency iterations. FuzzFastPath and TestFastPathAgrees
+// compare it with cel-go on every fixture and a corpus of expressions.
+
+// fastNode evaluates one node; ok is false when the fast path gives up.
+type fastNode func(f *fastFrame) (v any, ok bool)
+
+// fastProg is a filter compiled for the fast path.
+type fastProg struct {
+	root  fastNode
+	slots int
+}
+
+// fastFrame is one evaluation's state.
+type fastFrame struct {
+	ctx   context.Context
+	req   *request
+	slots []any
+	iters int
+	inl   [8]any
+}
+
+// accList is a comprehension's list accumulator, owned by the
+// comprehension: appended to in place, made a []any when the comprehension
+// ends. The accumulator's name is not one a user can write, so no other
+// expression holds it.
+type accList struct{ items []any }
+
+// eval runs p on req. ok is false when the fast path gives up.
+func (p *fastProg) eval(ctx context.Context, req *request) (bool, bool) {
+	f := &fastFrame{ctx: ctx, req: req}
+	if p.slots <= len(f.inl) {
+		f.slots = f.inl[:p.slots]
+	} else {
+		f.slots = make([]any, p.slots)
+	}
+	out, ok := p.root(f)
+	if !ok {
+		return false, false
+	}
+	b, ok := out.(bool)
+	return b, ok
+}
+
+// newFastProg compiles a checked AST for the fast path; nil when a node is
+// outside the subset.
+func newFastProg(a *celast.AST) *fastProg {
+	c := &fastCompiler{refs: a.ReferenceMap()}
+	root := c.node(a.Expr())
+	if root == nil || c.failed {
+		return nil
+	}
+	return &fastProg{root: root, slots: c.maxSlots}
+}
+
+type fastScope struct {
+	name string
+	slot int
+}
+
+type fastCompiler struct {
+	refs     map[int64]*celast.ReferenceInfo
+	scopes   []fastScope
+	maxSlots int
+	failed   bool
+}
+
+func (c *fastCompiler) fail() fastNode { c.failed = true; return nil }
+
+func (c *fastCompiler) node(e celast.Expr) fastNode {
+	if c.failed {
+		return nil
+	}
+	switch e.Kind() {
+	case celast.LiteralKind:
+		var v any
+		switch l := e.AsLiteral().(type) {
+		case types.String:
+			v = string(l)
+		case types.Bool:
+			v = bool(l)
+		case types.Int:
+			v = int64(l)
+		default:
+			return c.fail()
+		}
+		return func(*fastFrame) (any, bool) { return v, true }
+	case celast.IdentKind:
+		return c.ident(e.AsIdent())
+	case celast.SelectKind:
+		return c.selectNode(e.AsSelect())
+	case celast.ListKind:
+		l := e.AsList()
+		if len(l.OptionalIndices()) > 0 {
+			return c.fail()
+		}
+		elems := make([]fastNode, 0, l.Size())
+		for _, el := range l.Elements() {
+			elems = append(elems, c.node(el))
+		}
+		if c.failed {
+			return nil
+		}
+		return func(f *fastFrame) (any, bool) {
+			out := make([]any, len(elems))
+			for i, el := range elems {
+				v, ok := el(f)
+				if !ok {
+					return nil, false
+				}
+				if _, acc := v.(*accList); acc {
+					return nil, false
+				}
+				out[i] = v
+			}
+			return out, true
+		}
+	case celast.ComprehensionKind:
+		return c.comprehension(e.AsComprehension())
+	case celast.CallKind:
+		return c.call(e.ID(), e.AsCall())
+	}
+	return c.fail()
+}
+
+func (c *fastCompiler) ident(name string) fastNode {
+	for i := len(c.scopes) - 1; i >= 0; i-- {
+		if c.scopes[i].name == name {
+			slot := c.scopes[i].slot
+			return func(f *fastFrame) (any, bool) { return f.slots[slot], true }
+		}
+	}
+	switch name {
+	case celenv.VarBody:
+		return func(f *fastFrame) (any, bool) { return f.req.body, f.req.body != nil }
+	case celenv.VarExtensions:
+		return func(f *fastFrame) (any, bool) { return f.req.extensions, f.req.extensions != nil }
+	case celenv.VarRequestURL:
+		return func(f *fastFrame) (any, bool) { return f.req.requestURL, true }
+	}
+	// header is an http.Header, adapted by celenv: left to cel-go.
+	return c.fail()
+}
+
+func (c *fastCompiler) selectNode(s celast.SelectExpr) fastNode {
+	operand := c.node(s.Operand())
+	if c.failed {
+		return nil
+	}
+	field := s.FieldName()
+	if s.IsTestOnly() {
+		return func(f *fastFrame) (any, bool) {
+			v, ok := operand(f)
+			if !ok {
+				return nil, false
+			}
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			_, has := m[field]
+			return has, true
+		}
+	}
+	return func(f *fastFrame) (any, bool) {
+		v, ok := operand(f)
+		if !ok {
+			return nil, false
+		}
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		out, ok := m[field]
+		if !ok || out == nil {
+			return nil, false // no such key, or null: cel-go's answer
+		}
+		return out, true
+	}
+}
+
+func (c *fastCompiler) comprehension(cx celast.ComprehensionExpr) fastNode {
+	if cx.HasIterVar2() {
+		return c.fail()
+	}
+	rng := c.node(cx.IterRange())
+	accInit := cx.AccuInit()
+	appendAcc := accInit.Kind() == celast.ListKind && accInit.AsList().Size() == 0
+	var init fastNode
+	if !appendAcc {
+		init = c.node(accInit)
+	}
+	if c.failed {
+		return nil
+	}
+	base := len(c.scopes)
+	accSlot, iterSlot := base, base+1
+	if base+2 > c.maxSlots {
+		c.maxSlots = base + 2
+	}
+	c.scopes = append(c.scopes, fastScope{cx.AccuVar(), accSlot})
+	// The loop condition and step see the iteration variable; the result
+	// sees the accumulator only.
+	c.scopes = append(c.scopes, fastScope{cx.IterVar(), iterSlot})
+	cond := c.node(cx.LoopCondition())
+	step := c.node(cx.LoopStep())
+	c.scopes = c.scopes[:base+1]
+	result := c.node(cx.Result())
+	c.scopes = c.scopes[:base]
+	if c.failed {
+		return nil
+	}
+	return func(f *fastFrame) (any, bool) {
+		r, ok := rng(f)
+		if !ok {
+			return nil, false
+		}
+		var acc any
+		if appendAcc {
+			acc = &accList{}
+		} else if acc, ok = init(f); !ok {
+			return nil, false
+		}
+		f.slots[accSlot] = acc
+		n := fastLen(r)
+		if n < 0 {
+			return nil, false // a map's keys come in no fixed order: cel-go's
+		}
+		for i := 0; i < n; i++ {
+			f.slots[iterSlot] = fastIndex(r, i)
+			if f.iters++; f.iters%interruptCheckFrequency == 0 && f.ctx.Err() != nil {
+				return nil, false // cel-go reports the deadline
+			}
+			cv, ok := cond(f)
+			if !ok {
+				return nil, false
+			}
+			if b, isBool := cv.(bool); !isBool {
+				return nil, false
+			} else if !b {
+				break
+			}
+			if f.slots[accSlot], ok = step(f); !ok {
+				return nil, false
+			}
+		}
+		out, ok := result(f)
+		if !ok {
+			return nil, false
+		}
+		if l, isAcc := out.(*accList); isAcc {
+			if l.items == nil {
+				return []any{}, true
+			}
+			return l.items, true
+		}
+		return out, true
+	}
+}
+
+// fastLen is the length of a list value; -1 for anything else.
+func fastLen(v any) int {
+	switch l := v.(type) {
+	case []any:
+		return len(l)
+	case []string:
+		return len(l)
+	}
+	return -1
+}
+
+func fastIndex(v any, i int) any {
+	switch l := v.(type) {
+	case []any:
+		return l[i]
+	case []string:
+		return l[i]
+	}
+	return nil
+}
+
+// stdOverloads reports whether every overload the checker chose for a call
+// is one of the standard library's: its id is one of names, or starts with
+// one of them that ends in "_" (add_, less_, ...), or ends in "_size" for
+// size. celenv's own overloads have ids of their own.
+func (c *fastCompiler) stdOverloads(id int64, names ...string) bool {
+	r, ok := c.refs[id]
+	if !ok || len(r.OverloadIDs) == 0 {
+		return false
+	}
+	for _, o := range r.OverloadIDs {
+		std := false
+		for _, n := range names {
+			if o == n || strings.HasSuffix(n, "_") && strings.HasPrefix(o, n) || n == "size" && strings.HasSuffix(o, "_size") {
+				std = true
+				break
+			}
+		}
+		if !std {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *fastCompiler) call(id int64, call celast.CallExpr) fastNode {
+	fn := call.FunctionName()
+	var args []fastNode
+	if call.IsMemberFunction() {
+		args = append(args, c.node(call.Target()))
+	}
+	for _, a := range call.Args() {
+		args = append(args, c.node(a))
+	}
+	if c.failed {
+		return nil
+	}
+	switch {
+	case fn == operators.LogicalAnd && len(args) == 2:
+		return fastLogical(args[0], args[1], false)
+	case fn == operators.LogicalOr && len(args) == 2:
+		return fastLogical(args[0], args[1], true)
+	case fn == operators.LogicalNot && len(args) == 1:
+		a := args[0]
+		return func(f *fastFrame) (any, bool) {
+			v, ok := a(f)
+			b, isBool := v.(bool)
+			return !b, ok && isBool
+		}
+	case fn == operators.NotStrictlyFalse && len(args) == 1:
+		a := args[0]
+		return func(f *fastFrame) (any, bool) {
+			v, ok := a(f)
+			b, isBool := v.(bool)
+			return b, ok && isBool
+		}
+	case fn == operators.Conditional && len(args) == 3:
+		cond, yes, no := args[0], args[1], args[2]
+		return func(f *fastFrame) (any, bool) {
+			v, ok := cond(f)
+			b, isBool := v.(bool)
+			if !ok || !isBool {
+				return nil, false
+			}
+			if b {
+				return yes(f)
+			}
+			return no(f)
+		}
+	case (fn == operators.Equals || fn == operators.NotEquals) && len(args) == 2 && c.stdOverloads(id, "equals", "not_equals"):
+		return fastEquals(args[0], args[1], fn == operators.NotEquals)
+	case fn == operators.Add && len(args) == 2 && c.stdOverloads(id, "add_"):
+		return fastAdd(args[0], args[1])
+	case fn == operators.Index && len(args) == 2 && c.stdOverloads(id, "index_list", "index_map"):
+		return fastIndexOp(args[0], args[1])
+	case fn == operators.In && len(args) == 2 && c.stdOverloads(id, "in_"):
+		return fastIn(args[0], args[1])
+	case (fn == operators.Less || fn == operators.LessEquals || fn == operators.Greater || fn == operators.GreaterEquals) &&
+		len(args) == 2 && c.stdOverloads(id, "less_", "greater_"):
+		return fastCompareInts(fn, args[0], args[1])
+	case fn == "size" && len(args) == 1 && c.stdOverloads(id, "size", "size_"):
+		a := args[0]
+		return func(f *fastFrame) (any, bool) {
+			v, ok := a(f)
+			if !ok {
+				return nil, false
+			}
+			switch x := v.(type) {
+			case string:
+				return int64(utf8.RuneCountInString(x)), true
+			case []any:
+				return int64(len(x)), true
+			case []string:
+				return int64(len(x)), true
+			case map[string]any:
+				return int64(len(x)), true
+			}
+			return nil, false
+		}
+	case fn == "matches" && len(args) == 2 && c.stdOverloads(id, "matches", "matches_string"):
+		pat := call.Args()[len(call.Args())-1]
+		if pat.Kind() != celast.LiteralKind {
+			return c.fail()
+		}
+		s, isStr := pat.AsLiteral().(types.String)
+		if !isStr {
+			return c.fail()
+		}
+		re, err := regexp.Compile(string(s))
+		if err != nil {
+			return c.fail() // cel-go reports it
+		}
+		a := args[0]
+		return func(f *fastFrame) (any, bool) {
+			v, ok := a(f)
+			str, isStr := v.(string)
+			if !ok || !isStr {
+				return nil, false
+			}
+			return re.MatchString(str), true
+		}
+	case (fn == "startsWith" || fn == "endsWith" || fn == "contains") && len(args) == 2 && call.IsMemberFunction() &&
+		c.stdOverloads(id, "starts_with_string", "ends_with_string", "contains_string"):
+		test := strings.HasPrefix
+		switch fn {
+		case "endsWith":
+			test = strings.HasSuffix
+		case "contains":
+			test = strings.Contains
+		}
+		a, b := args[0], args[1]
+		return func(f *fastFrame) (any, bool) {
+			x, ok := a(f)
+			if !ok {
+				return nil, false
+			}
+			y, ok := b(f)
+			xs, xok := x.(string)
+			ys, yok := y.(string)
+			if !ok || !xok || !yok {
+				return nil, false
+			}
+			return test(xs, ys), true
+		}
+	}
+	return c.fail()
+}
+
+// fastLogical is && (or=false) and || (or=true): the right side is not
+// evaluated when the left decides, as cel-go does without exhaustive
+// evaluation; a non-bool or an error on either side gives up (cel-go may
+// absorb it).
+func fastLogical(l, r fastNode, or bool) fastNode {
+	return func(f *fastFrame) (any, bool) {
+		v, ok := l(f)
+		b, isBool := v.(bool)
+		if !ok || !isBool {
+			return nil, false
+		}
+		if b == or {
+			return b, true
+		}
+		v, ok = r(f)
+		b, isBool = v.(bool)
+		return b, ok && isBool
+	}
+}
+
+func fastEquals(l, r fastNode, negate bool) fastNode {
+	return func(f *fastFrame) (any, bool) {
+		x, ok := l(f)
+		if !ok {
+			return nil, false
+		}
+		y, ok := r(f)
+		if !ok {
+			return nil, false
+		}
+		var eq bool
+		switch xv := x.(type) {
+		case string:
+			yv, same := y.(string)
+			if !same {
+				return nil, false
+			}
+			eq = xv == yv
+		case bool:
+			yv, same := y.(bool)
+			if !same {
+				return nil, false
+			}
+			eq = xv == yv
+		case int64:
+			yv, same := y.(int64)
+			if !same {
+				return nil, false
+			}
+			eq = xv == yv
+		default:
+			return nil, false
+		}
+		return eq != negate, true
+	}
+}
+
+func fastAdd(l, r fastNode) fastNode {
+	return func(f *fastFrame) (any, bool) {
+		x, ok := l(f)
+		if !ok {
+			return nil, false
+		}
+		y, ok := r(f)
+		if !ok {
+			return nil, false
+		}
+		switch xv := x.(type) {
+		case *accList:
+			yv, isList := y.([]any)
+			if !isList {
+				return nil, false
+			}
+			xv.items = append(xv.items, yv...)
+			return xv, true
+		case string:
+			yv, isStr := y.(string)
+			if !isStr {
+				return nil, false
+			}
+			return xv + yv, true
+		case int64:
+			yv, isInt := y.(int64)
+			if !isInt {
+				return nil, false
+			}
+			s := xv + yv
+			if (s > xv) != (yv > 0) {
+				return nil, false // overflow: cel-go's error
+			}
+			return s, true
+		}
+		xl, yl := fastLen(x), fastLen(y)
+		if xl < 0 || yl < 0 {
+			return nil, false
+		}
+		out := make([]any, 0, xl+yl)
+		for i := 0; i < xl; i++ {
+			out = append(out, fastIndex(x, i))
+		}
+		for i := 0; i < yl; i++ {
+			out = append(out, fastIndex(y, i))
+		}
+		return out, true
+	}
+}
+
+// fastIn is `x in list` for a string, bool or int x and a list whose
+// elements are all of x's type; anything else is cel-go's.
+func fastIn(l, r fastNode) fastNode {
+	return func(f *fastFrame) (any, bool) {
+		x, ok := l(f)
+		if !ok {
+			return nil, false
+		}
+		y, ok := r(f)
+		if !ok {
+			return nil, false
+		}
+		n := fastLen(y)
+		if n < 0 {
+			return nil, false
+		}
+		for i := 0; i < n; i++ {
+			var found bool
+			el := fastIndex(y, i)
+			switch xv := x.(type) {
+			case string:
+				ev, same := el.(string)
+				if !same {
+					return nil, false
+				}
+				found = ev == xv
+			case bool:
+				ev, same := el.(bool)
+				if !same {
+					return nil, false
+				}
+				found = ev == xv
+			case int64:
+				ev, same := el.(int64)
+				if !same {
+					return nil, false
+				}
+				found = ev == xv
+			default:
+				return nil, false
+			}
+			if found {
+				return true, true // cel-go stops at the first equal element too
+			}
+		}
+		return false, true
+	}
+}
+
+func fastCompareInts(fn string, l, r fastNode) fastNode {
+	return func(f *fastFrame) (any, bool) {
+		x, ok := l(f)
+		if !ok {
+			return nil, false
+		}
+		y, ok := r(f)
+		if !ok {
+			return nil, false
+		}
+		xv, xok := x.(int64)
+		yv, yok := y.(int64)
+		if !xok || !yok {
+			return nil, false
+		}
+		switch fn {
+		case operators.Less:
+			return xv < yv, true
+		case operators.LessEquals:
+			return xv <= yv, true
+		case operators.Greater:
+			return xv > yv, true
+		}
+		return xv >= yv, true
+	}
+}
+
+// fastIndexOp is list[int] within bounds and object[string] of a present
+// key; anything else (out of range, a missing key, a double index) is
+// cel-go's.
+func fastIndexOp(l, r fastNode) fastNode {
+	return func(f *fastFrame) (any, bool) {
+		x, ok := l(f)
+		if !ok {
+			return nil, false
+		}
+		y, ok := r(f)
+		if !ok {
+			return nil, false
+		}
+		switch k := y.(type) {
+		case int64:
+			if n := fastLen(x); k >= 0 && k < int64(n) {
+				if v := fastIndex(x, int(k)); v != nil {
+					return v, true
+				}
+			}
+		case string:
+			if m, isMap := x.(map[string]any); isMap {
+				if v, has := m[k]; has && v != nil {
+					return v, true
+				}
+			}
+		}
+		return nil, false
+	}
+}
