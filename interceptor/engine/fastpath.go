@@ -386,6 +386,21 @@ func (c *fastCompiler) call(id int64, call celast.CallExpr) fastNode {
 	case (fn == operators.Equals || fn == operators.NotEquals) && len(args) == 2 && c.stdOverloads(id, "equals", "not_equals"):
 		return fastEquals(args[0], args[1], fn == operators.NotEquals)
 	case fn == operators.Add && len(args) == 2 && c.stdOverloads(id, "add_"):
+		if lit := call.Args()[1]; lit.Kind() == celast.ListKind && len(lit.AsList().OptionalIndices()) == 0 {
+			// accumulator + [e, ...]: the map and filter macros' step,
+			// appended without building the one-element list.
+			elems := make([]fastNode, 0, lit.AsList().Size())
+			for _, el := range lit.AsList().Elements() {
+				elems = append(elems, c.node(el))
+			}
+			if c.failed {
+				return nil
+			}
+			return fastAppend(args[0], args[1], elems)
+		}
+		if ops := c.concat(call); ops != nil {
+			return fastConcat(ops)
+		}
 		return fastAdd(args[0], args[1])
 	case fn == operators.Index && len(args) == 2 && c.stdOverloads(id, "index_list", "index_map"):
 		return fastIndexOp(args[0], args[1])
@@ -529,44 +544,50 @@ func fastAdd(l, r fastNode) fastNode {
 		if !ok {
 			return nil, false
 		}
-		switch xv := x.(type) {
-		case *accList:
-			yv, isList := y.([]any)
-			if !isList {
-				return nil, false
-			}
-			xv.items = append(xv.items, yv...)
-			return xv, true
-		case string:
-			yv, isStr := y.(string)
-			if !isStr {
-				return nil, false
-			}
-			return xv + yv, true
-		case int64:
-			yv, isInt := y.(int64)
-			if !isInt {
-				return nil, false
-			}
-			s := xv + yv
-			if (s > xv) != (yv > 0) {
-				return nil, false // overflow: cel-go's error
-			}
-			return s, true
-		}
-		xl, yl := fastLen(x), fastLen(y)
-		if xl < 0 || yl < 0 {
+		return addValues(x, y)
+	}
+}
+
+// addValues is x + y for lists (an accumulator appended in place), strings
+// and ints; anything else, and an int overflow, is cel-go's.
+func addValues(x, y any) (any, bool) {
+	switch xv := x.(type) {
+	case *accList:
+		yv, isList := y.([]any)
+		if !isList {
 			return nil, false
 		}
-		out := make([]any, 0, xl+yl)
-		for i := 0; i < xl; i++ {
-			out = append(out, fastIndex(x, i))
+		xv.items = append(xv.items, yv...)
+		return xv, true
+	case string:
+		yv, isStr := y.(string)
+		if !isStr {
+			return nil, false
 		}
-		for i := 0; i < yl; i++ {
-			out = append(out, fastIndex(y, i))
+		return xv + yv, true
+	case int64:
+		yv, isInt := y.(int64)
+		if !isInt {
+			return nil, false
 		}
-		return out, true
+		s := xv + yv
+		if (s > xv) != (yv > 0) {
+			return nil, false // overflow: cel-go's error
+		}
+		return s, true
 	}
+	xl, yl := fastLen(x), fastLen(y)
+	if xl < 0 || yl < 0 {
+		return nil, false
+	}
+	out := make([]any, 0, xl+yl)
+	for i := 0; i < xl; i++ {
+		out = append(out, fastIndex(x, i))
+	}
+	for i := 0; i < yl; i++ {
+		out = append(out, fastIndex(y, i))
+	}
+	return out, true
 }
 
 // fastIn is `x in list` for a string, bool or int x and a list whose
@@ -673,5 +694,104 @@ func fastIndexOp(l, r fastNode) fastNode {
 			}
 		}
 		return nil, false
+	}
+}
+
+// fastAppend is l + [elems...]: appended in place when l is a
+// comprehension's accumulator, else the general +.
+func fastAppend(l, list fastNode, elems []fastNode) fastNode {
+	general := fastAdd(l, list)
+	return func(f *fastFrame) (any, bool) {
+		x, ok := l(f)
+		if !ok {
+			return nil, false
+		}
+		acc, isAcc := x.(*accList)
+		if !isAcc {
+			return general(f)
+		}
+		for _, el := range elems {
+			v, ok := el(f)
+			if !ok {
+				return nil, false
+			}
+			if _, nested := v.(*accList); nested {
+				return nil, false
+			}
+			acc.items = append(acc.items, v)
+		}
+		return acc, true
+	}
+}
+
+// concat flattens a chain of list concatenations a + b + c (left-nested
+// _+_ calls whose operands are not list literals) into its operands, so
+// that the result is built once; nil for a single +.
+func (c *fastCompiler) concat(call celast.CallExpr) []fastNode {
+	var operands []celast.Expr
+	var walk func(e celast.Expr)
+	walk = func(e celast.Expr) {
+		if e.Kind() == celast.CallKind {
+			if inner := e.AsCall(); inner.FunctionName() == operators.Add && len(inner.Args()) == 2 &&
+				!inner.IsMemberFunction() && c.stdOverloads(e.ID(), "add_") {
+				walk(inner.Args()[0])
+				walk(inner.Args()[1])
+				return
+			}
+		}
+		operands = append(operands, e)
+	}
+	walk(call.Args()[0])
+	walk(call.Args()[1])
+	if len(operands) < 3 {
+		return nil
+	}
+	ops := make([]fastNode, len(operands))
+	for i, o := range operands {
+		ops[i] = c.node(o)
+	}
+	if c.failed {
+		return nil
+	}
+	return ops
+}
+
+// fastConcat is o1 + o2 + ...: lists built in one allocation, anything
+// else added pairwise.
+func fastConcat(ops []fastNode) fastNode {
+	return func(f *fastFrame) (any, bool) {
+		var vals [8]any
+		vs := vals[:0]
+		n := 0
+		var ok bool
+		for _, o := range ops {
+			var v any
+			v, ok = o(f)
+			if !ok {
+				return nil, false
+			}
+			n += fastLen(v)
+			vs = append(vs, v)
+		}
+		for _, v := range vs {
+			if fastLen(v) < 0 {
+				// Not all lists: strings, numbers, an accumulator, added
+				// pairwise as cel-go does.
+				acc := vs[0]
+				for _, w := range vs[1:] {
+					if acc, ok = addValues(acc, w); !ok {
+						return nil, false
+					}
+				}
+				return acc, true
+			}
+		}
+		out := make([]any, 0, n)
+		for _, v := range vs {
+			for i, l := 0, fastLen(v); i < l; i++ {
+				out = append(out, fastIndex(v, i))
+			}
+		}
+		return out, true
 	}
 }

@@ -45,6 +45,10 @@ var fastExprs = []string{
 	`body.project.exists(k, k == "name")`,
 	`1 in body.commits.map(c, size(c.added))`,
 	`body.commits.exists(c, c.missing.exists(f, true)) || true`,
+	`body.ref + "/" + body.after + "/" + body.before != "x"`,
+	`size(body.commits.map(c, c.added) + [body.ref] + body.commits) > 0`,
+	`body.commits.exists(c, (c.added + c.modified + c.id).size() > 0)`,
+	`9223372036854775807 + 1 + size(body.commits) > 0`,
 }
 
 // payloads is every fixture payload with its event kind, plus shapes the
