@@ -18,10 +18,11 @@ type eface struct {
 	data unsafe.Pointer
 }
 
-// Type words of string and float64 in an interface.
+// Type words of string, float64 and []any in an interface.
 var (
 	stringType  = typeWord("")
 	float64Type = typeWord(float64(0))
+	listType    = typeWord([]any(nil))
 )
 
 func typeWord(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
@@ -39,6 +40,26 @@ func float64At(p *float64) any {
 	e := (*eface)(unsafe.Pointer(&v))
 	e.typ, e.data = float64Type, unsafe.Pointer(p)
 	return v
+}
+
+// listAt is stringAt for a []any (its slice header).
+func listAt(p *[]any) any {
+	var v any
+	e := (*eface)(unsafe.Pointer(&v))
+	e.typ, e.data = listType, unsafe.Pointer(p)
+	return v
+}
+
+// listBlock is strBlock for the headers of []any values: an array's
+// elements are one allocation, its header in the interface no other.
+type listBlock struct{ l [][]any }
+
+func (b *listBlock) box(v []any, n int) any {
+	if len(b.l) == cap(b.l) {
+		b.l = make([][]any, 0, n)
+	}
+	b.l = append(b.l, v)
+	return listAt(&b.l[len(b.l)-1])
 }
 
 // strBlock boxes strings several to an allocation: each boxed string points

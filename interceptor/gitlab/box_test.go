@@ -11,7 +11,7 @@ import (
 )
 
 // TestStringAt checks that a string boxed by stringAt (a number by
-// float64At) is, to every reader
+// float64At, a list by listAt) is, to every reader
 // (type switches, ==, reflect, fmt, encoding/json, map keys), the same as
 // any(s), and that it survives collections once its block is unreferenced
 // but for the interfaces.
@@ -49,6 +49,22 @@ func TestStringAt(t *testing.T) {
 		}
 		if v, ok := got.(float64); !ok || v != f {
 			t.Errorf("%v: type switch gave %v, %v", f, v, ok)
+		}
+	}
+
+	for _, l := range [][]any{{}, {"a"}, {"a", 1.5, map[string]any{"k": "v"}}, nil} {
+		block := [][]any{l}
+		got, want := listAt(&block[0]), any(l)
+		if !reflect.DeepEqual(got, want) || reflect.TypeOf(got) != reflect.TypeOf(l) || fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%v: boxed %#v, want %#v", l, got, want)
+		}
+		if v, ok := got.([]any); !ok || len(v) != len(l) || (v == nil) != (l == nil) {
+			t.Errorf("%v: type switch gave %v, %v", l, v, ok)
+		}
+		a, _ := json.Marshal(got)
+		b, _ := json.Marshal(want)
+		if string(a) != string(b) {
+			t.Errorf("%v: JSON %s, want %s", l, a, b)
 		}
 	}
 

@@ -64,8 +64,9 @@ type jsonParser struct {
 
 	// strs holds the strings of string values, several to an allocation
 	// (box); a full block stays with the values that point into it.
-	strs strBlock
-	nums numBlock // the same for numbers
+	strs  strBlock
+	nums  numBlock  // the same for numbers
+	lists listBlock // and for arrays' slice headers
 
 	// maxSize is the largest string (bytes in the input, at least its
 	// characters), array (elements) or object (members) read so far.
@@ -75,8 +76,9 @@ type jsonParser struct {
 // strBlockSize and numBlockSize are how many string and number values
 // share one allocation.
 const (
-	strBlockSize = 32
-	numBlockSize = 16
+	strBlockSize  = 32
+	numBlockSize  = 16
+	listBlockSize = 16
 )
 
 // box returns s as an any without allocating for each string: the value
@@ -138,7 +140,7 @@ func parseJSONBlocks(data []byte, maxDepth int, shared bool) (any, int, stringBl
 		clear(p.members)
 		clear(p.elems)
 		clear(p.pend)
-		p.members, p.elems, p.pend, p.src, p.strs, p.nums, p.blocks = p.members[:0], p.elems[:0], p.pend[:0], "", strBlock{}, numBlock{}, nil
+		p.members, p.elems, p.pend, p.src, p.strs, p.nums, p.lists, p.blocks = p.members[:0], p.elems[:0], p.pend[:0], "", strBlock{}, numBlock{}, listBlock{}, nil
 		if cap(p.members) > maxPooledItems {
 			p.members = nil
 		}
@@ -159,7 +161,7 @@ func parseJSONBlocks(data []byte, maxDepth int, shared bool) (any, int, stringBl
 		p.src = string(data)
 	}
 	p.pos, p.depth, p.maxDepth, p.maxSize = 0, 0, maxDepth, 0
-	p.strs, p.nums = strBlock{}, numBlock{} // blocks belong to the values of the parse that filled them
+	p.strs, p.nums, p.lists = strBlock{}, numBlock{}, listBlock{} // blocks belong to the values of the parse that filled them
 
 	p.skipSpace()
 	if p.pos == len(p.src) {
@@ -327,7 +329,7 @@ func (p *jsonParser) array() (any, error) {
 	if p.pos < len(p.src) && p.src[p.pos] == ']' {
 		p.pos++
 		p.depth--
-		return []any{}, nil
+		return p.lists.box([]any{}, listBlockSize), nil
 	}
 	mark, smark := len(p.elems), len(p.pend)
 	for {
@@ -394,7 +396,7 @@ func (p *jsonParser) array() (any, error) {
 	clear(items)
 	p.elems = p.elems[:mark]
 	p.depth--
-	return a, nil
+	return p.lists.box(a, listBlockSize), nil
 }
 
 // plain marks the bytes a string can hold as they are: not the closing
