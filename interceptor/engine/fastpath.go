@@ -251,17 +251,18 @@ func (c *fastCompiler) comprehension(cx celast.ComprehensionExpr) fastNode {
 		if !ok {
 			return nil, false
 		}
-		var acc any
-		if appendAcc {
-			acc = &accList{}
-		} else if acc, ok = init(f); !ok {
-			return nil, false
-		}
-		f.slots[accSlot] = acc
 		n := fastLen(r)
 		if n < 0 {
 			return nil, false // a map's keys come in no fixed order: cel-go's
 		}
+		var acc any
+		if appendAcc {
+			// map appends one element per iteration, filter at most one.
+			acc = &accList{items: make([]any, 0, n)}
+		} else if acc, ok = init(f); !ok {
+			return nil, false
+		}
+		f.slots[accSlot] = acc
 		for i := 0; i < n; i++ {
 			f.slots[iterSlot] = fastIndex(r, i)
 			if f.iters++; f.iters%interruptCheckFrequency == 0 && f.ctx.Err() != nil {
