@@ -433,15 +433,6 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 	if header == nil {
 		header = http.Header{}
 	}
-	act, err := celenv.NewActivation(ctx, &vars{
-		body:       ev.Body,
-		header:     header,
-		extensions: exts,
-		requestURL: in.RequestURL,
-	})
-	if err != nil {
-		return nil, &Error{Kind: KindInternal, Err: err}
-	}
 	req := &request{body: ev.Body, header: header, extensions: exts, requestURL: in.RequestURL, size: sizeUnknown}
 	if e.costProof {
 		if lim := e.maxProofSize(p); lim > 0 {
@@ -451,7 +442,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 
 	d.Continue = true
 	if p.filter != nil {
-		v, err := e.eval(ctx, p.filter, act, d, req)
+		v, err := e.eval(ctx, p.filter, d, req)
 		if err != nil {
 			return nil, &Error{Kind: KindOf(err), Where: "filter", Err: errors.Unwrap(err)}
 		}
@@ -479,7 +470,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 		d.Overlays = make([]OverlayValue, 0, len(p.overlays))
 		for _, o := range p.overlays {
 			where := "overlays[" + o.key + "]"
-			v, err := e.eval(ctx, o.prog, act, d, req)
+			v, err := e.eval(ctx, o.prog, d, req)
 			if err != nil {
 				return nil, &Error{Kind: KindOf(err), Where: where, Err: errors.Unwrap(err)}
 			}
@@ -506,7 +497,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 	}
 
 	if p.value != nil {
-		v, err := e.eval(ctx, p.value, act, d, req)
+		v, err := e.eval(ctx, p.value, d, req)
 		if err != nil {
 			return nil, &Error{Kind: KindOf(err), Where: "value", Err: errors.Unwrap(err)}
 		}
@@ -541,7 +532,7 @@ func pushExtensions(ctx context.Context, in Input, push *gitlab.PushEvent, exts 
 
 // eval runs one program and classifies its error. req is what the cost
 // proof measures of the request.
-func (e *Engine) eval(ctx context.Context, c *compiled, act interpreter.Activation, d *Decision, req *request) (ref.Val, error) {
+func (e *Engine) eval(ctx context.Context, c *compiled, d *Decision, req *request) (ref.Val, error) {
 	prog := c.prog
 	if free, est := e.untracked(c, req); free != nil {
 		prog = free
@@ -560,7 +551,14 @@ func (e *Engine) eval(ctx context.Context, c *compiled, act interpreter.Activati
 			}
 		}
 	}
-	v, det, err := prog.ContextEval(ctx, act)
+	if req.act == nil {
+		act, err := celenv.NewActivation(ctx, req)
+		if err != nil {
+			return nil, &Error{Kind: KindInternal, Err: err}
+		}
+		req.act = act
+	}
+	v, det, err := prog.ContextEval(ctx, req.act)
 	if det != nil {
 		if cost := det.ActualCost(); cost != nil {
 			d.Cost += *cost
@@ -595,29 +593,22 @@ func renderForError(v ref.Val) string {
 	return fmt.Sprintf("(%s)", s)
 }
 
-// vars resolves the four variables of an expression without building a map
-// per request.
-type vars struct {
-	body       map[string]any
-	header     http.Header
-	extensions map[string]any
-	requestURL string
-}
-
-var _ interpreter.Activation = (*vars)(nil)
-
-func (v *vars) ResolveName(name string) (any, bool) {
+// ResolveName resolves the four variables of an expression without
+// building a map per request: the request is the activation cel-go reads.
+func (r *request) ResolveName(name string) (any, bool) {
 	switch name {
 	case celenv.VarBody:
-		return v.body, true
+		return r.body, true
 	case celenv.VarHeader:
-		return v.header, true
+		return r.header, true
 	case celenv.VarExtensions:
-		return v.extensions, true
+		return r.extensions, true
 	case celenv.VarRequestURL:
-		return v.requestURL, true
+		return r.requestURL, true
 	}
 	return nil, false
 }
 
-func (v *vars) Parent() interpreter.Activation { return nil }
+func (r *request) Parent() interpreter.Activation { return nil }
+
+var _ interpreter.Activation = (*request)(nil)

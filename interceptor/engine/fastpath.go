@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/operators"
@@ -54,6 +55,41 @@ type fastFrame struct {
 	slots []any
 	iters int
 	inl   [8]any
+	// accs are the accumulators of the comprehensions running, innermost
+	// last; lists holds the headers of the lists they return, each used
+	// once (listAt): both part of the frame's one allocation.
+	accs   [4]accList
+	nAccs  int
+	lists  [8][]any
+	nLists int
+}
+
+// newAcc returns an empty accumulator of capacity n, from the frame while
+// it has one free.
+func (f *fastFrame) newAcc(n int) *accList {
+	if f.nAccs < len(f.accs) {
+		a := &f.accs[f.nAccs]
+		f.nAccs++
+		a.items = make([]any, 0, n)
+		return a
+	}
+	return &accList{items: make([]any, 0, n)}
+}
+
+// doneAcc returns a comprehension's accumulator as a []any value, and its
+// frame slot to the next comprehension.
+func (f *fastFrame) doneAcc(a *accList) any {
+	items := a.items
+	a.items = nil
+	if f.nAccs > 0 && a == &f.accs[f.nAccs-1] {
+		f.nAccs--
+	}
+	if f.nLists < len(f.lists) {
+		f.lists[f.nLists] = items
+		f.nLists++
+		return listAt(&f.lists[f.nLists-1])
+	}
+	return items
 }
 
 // accList is a comprehension's list accumulator, owned by the
@@ -258,7 +294,7 @@ func (c *fastCompiler) comprehension(cx celast.ComprehensionExpr) fastNode {
 		var acc any
 		if appendAcc {
 			// map appends one element per iteration, filter at most one.
-			acc = &accList{items: make([]any, 0, n)}
+			acc = f.newAcc(n)
 		} else if acc, ok = init(f); !ok {
 			return nil, false
 		}
@@ -286,10 +322,13 @@ func (c *fastCompiler) comprehension(cx celast.ComprehensionExpr) fastNode {
 			return nil, false
 		}
 		if l, isAcc := out.(*accList); isAcc {
-			if l.items == nil {
-				return []any{}, true
+			return f.doneAcc(l), true
+		}
+		if appendAcc {
+			// The result did not return the accumulator: free its slot.
+			if a, isAcc := f.slots[accSlot].(*accList); isAcc {
+				f.doneAcc(a)
 			}
-			return l.items, true
 		}
 		return out, true
 	}
@@ -795,4 +834,13 @@ func fastConcat(ops []fastNode) fastNode {
 		}
 		return out, true
 	}
+}
+
+// listAt boxes the []any at *p without copying its header: the interface
+// points at *p, which is never written again (the parser boxes its arrays
+// the same way, gitlab.listAt).
+func listAt(p *[]any) any {
+	v := any(([]any)(nil))
+	(*[2]unsafe.Pointer)(unsafe.Pointer(&v))[1] = unsafe.Pointer(p)
+	return v
 }

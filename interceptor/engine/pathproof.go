@@ -13,6 +13,7 @@ import (
 	celast "github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/overloads"
 	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/interpreter"
 )
 
 // The cost proof by paths.
@@ -608,6 +609,9 @@ type request struct {
 	// size is the largest value of all (requestSize), sizeUnknown if some
 	// value cannot be measured.
 	size uint64
+	// act is the activation cel-go evaluates with, built by the first
+	// evaluation that needs cel-go (the fast path reads the fields).
+	act interpreter.Activation
 }
 
 func (r *request) root(name string) any {
