@@ -39,6 +39,7 @@ import (
 	"github.com/ciel-ci/ciel/interceptor/celenv"
 	"github.com/ciel-ci/ciel/interceptor/gitlab"
 	"github.com/ciel-ci/ciel/internal/logopt"
+	"github.com/ciel-ci/ciel/internal/option"
 )
 
 const (
@@ -106,13 +107,7 @@ type Option func(*options) error
 // WithCostLimit sets the CEL cost limit of each expression's evaluation.
 // Default: DefaultCostLimit. n must be positive.
 func WithCostLimit(n uint64) Option {
-	return func(o *options) error {
-		if n == 0 {
-			return errors.New("cost limit must be positive")
-		}
-		o.costLimit = n
-		return nil
-	}
+	return option.Check(n > 0, "cost limit must be positive", func(o *options) { o.costLimit = n })
 }
 
 // WithMaxEstimatedCost rejects, at compile time, expressions whose
@@ -122,10 +117,7 @@ func WithCostLimit(n uint64) Option {
 // no expression is rejected for its estimate (an estimate is no lower
 // bound), and the cost limit and the deadline bound each evaluation.
 func WithMaxEstimatedCost(n uint64) Option {
-	return func(o *options) error {
-		o.maxEst = n
-		return nil
-	}
+	return option.Always(func(o *options) { o.maxEst = n })
 }
 
 // WithCostProof lets an expression run without runtime cost tracking on a
@@ -135,75 +127,41 @@ func WithMaxEstimatedCost(n uint64) Option {
 // counting is saved. Decision.Cost then counts the tracked expressions
 // only, so tools that show costs (cel-eval) leave this off. Default: off.
 func WithCostProof() Option {
-	return func(o *options) error {
-		o.costProof = true
-		return nil
-	}
+	return option.Always(func(o *options) { o.costProof = true })
 }
 
 // WithTimeout sets the deadline of one evaluation (filter, overlays and
 // value together), on top of the caller's context. Default:
 // DefaultTimeout. d must be positive.
 func WithTimeout(d time.Duration) Option {
-	return func(o *options) error {
-		if d <= 0 {
-			return fmt.Errorf("timeout must be positive, got %s", d)
-		}
-		o.timeout = d
-		return nil
-	}
+	return option.Check(d > 0, fmt.Sprintf("timeout must be positive, got %s", d), func(o *options) { o.timeout = d })
 }
 
 // WithCacheSize sets how many compiled expressions are kept (least
 // recently used first out). Default: DefaultCacheSize. n must be positive.
 func WithCacheSize(n int) Option {
-	return func(o *options) error {
-		if n <= 0 {
-			return fmt.Errorf("cache size must be positive, got %d", n)
-		}
-		o.cacheSize = n
-		return nil
-	}
+	return option.Check(n > 0, fmt.Sprintf("cache size must be positive, got %d", n), func(o *options) { o.cacheSize = n })
 }
 
 // WithSecretGetter sets where compareSecret reads Secrets (the trigger's
 // namespace is Input.Namespace). Default: none; compareSecret then
 // evaluates to an error saying so.
 func WithSecretGetter(g celenv.SecretGetter) Option {
-	return func(o *options) error {
-		if g == nil {
-			return errors.New("secret getter is nil")
-		}
-		o.secrets = g
-		return nil
-	}
+	return option.Check(g != nil, "secret getter is nil", func(o *options) { o.secrets = g })
 }
 
 // WithDecoder sets how bodies are decoded (size and depth limits).
 // Default: gitlab.NewDecoder() (25 MiB, depth 64). The decoder carries its
 // own body limit: WithMaxBodyBytes beside it is an error.
 func WithDecoder(d *gitlab.Decoder) Option {
-	return func(o *options) error {
-		if d == nil {
-			return errors.New("decoder is nil")
-		}
-		o.decoder = d
-		return nil
-	}
+	return option.Check(d != nil, "decoder is nil", func(o *options) { o.decoder = d })
 }
 
 // WithMaxBodyBytes sets the largest body accepted, in bytes. Default:
 // gitlab.DefaultMaxBytes. It conflicts with WithDecoder (whose decoder has
 // its own limit): giving both is an error.
 func WithMaxBodyBytes(n int) Option {
-	return func(o *options) error {
-		if n <= 0 {
-			return fmt.Errorf("body limit must be positive, got %d", n)
-		}
-		o.maxBytes = n
-		o.maxBytesOK = true
-		return nil
-	}
+	return option.Check(n > 0, fmt.Sprintf("body limit must be positive, got %d", n), func(o *options) { o.maxBytes, o.maxBytesOK = n, true })
 }
 
 // WithLogger sets where the engine logs (compilations, cache evictions).
@@ -215,10 +173,7 @@ func WithLogger(l *slog.Logger) Option {
 // WithEnvOptions passes options to celenv.New for both the ordinary and
 // the typed environment (more functions, a pattern cache size).
 func WithEnvOptions(opts ...celenv.Option) Option {
-	return func(o *options) error {
-		o.envOptions = append(o.envOptions, opts...)
-		return nil
-	}
+	return option.Always(func(o *options) { o.envOptions = append(o.envOptions, opts...) })
 }
 
 // New builds an engine: both CEL environments, the decoder and the program

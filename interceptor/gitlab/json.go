@@ -295,18 +295,11 @@ func (p *jsonParser) object() (any, error) {
 			return nil, err
 		}
 		p.members = append(p.members, member{key: key, val: val})
-		p.skipSpace()
-		if p.pos < len(p.src) {
-			if c := p.src[p.pos]; c == ',' {
-				p.pos++
-				p.skipSpace()
-				continue
-			} else if c == '}' {
-				p.pos++
-				break
-			}
+		if more, err := p.next('}', "object member"); err != nil {
+			return nil, err
+		} else if !more {
+			break
 		}
-		return nil, p.errorAt(p.pos, "unexpected %s after object member, want ',' or '}'", p.describe(p.pos))
 	}
 	items := p.members[mark:]
 	p.noteSize(len(items))
@@ -318,6 +311,24 @@ func (p *jsonParser) object() (any, error) {
 	p.members = p.members[:mark]
 	p.depth--
 	return m, nil
+}
+
+// next reads what follows a member or element of a container closed by
+// end: a comma (more follows) or end (the container is done).
+func (p *jsonParser) next(end byte, after string) (more bool, err error) {
+	p.skipSpace()
+	if p.pos < len(p.src) {
+		switch p.src[p.pos] {
+		case ',':
+			p.pos++
+			p.skipSpace()
+			return true, nil
+		case end:
+			p.pos++
+			return false, nil
+		}
+	}
+	return false, p.errorAt(p.pos, "unexpected %s after %s, want ',' or '%c'", p.describe(p.pos), after, end)
 }
 
 func (p *jsonParser) array() (any, error) {
@@ -349,18 +360,11 @@ func (p *jsonParser) array() (any, error) {
 			val = v
 		}
 		p.elems = append(p.elems, val)
-		p.skipSpace()
-		if p.pos < len(p.src) {
-			if c := p.src[p.pos]; c == ',' {
-				p.pos++
-				p.skipSpace()
-				continue
-			} else if c == ']' {
-				p.pos++
-				break
-			}
+		if more, err := p.next(']', "array element"); err != nil {
+			return nil, err
+		} else if !more {
+			break
 		}
-		return nil, p.errorAt(p.pos, "unexpected %s after array element, want ',' or ']'", p.describe(p.pos))
 	}
 	items := p.elems[mark:]
 	p.noteSize(len(items))

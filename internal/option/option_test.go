@@ -26,3 +26,11 @@ func TestCheck(t *testing.T) {
 		})
 	}
 }
+
+func TestAlways(t *testing.T) {
+	type options struct{ on bool }
+	var o options
+	if err := Always(func(o *options) { o.on = true })(&o); err != nil || !o.on {
+		t.Errorf("got %v, %v; want the value set and no error", o.on, err)
+	}
+}
