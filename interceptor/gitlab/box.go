@@ -27,65 +27,52 @@ var (
 
 func typeWord(v any) unsafe.Pointer { return (*eface)(unsafe.Pointer(&v)).typ }
 
-func stringAt(p *string) any {
+// boxAt builds the interface of type word typ around data.
+func boxAt(typ, data unsafe.Pointer) any {
 	var v any
 	e := (*eface)(unsafe.Pointer(&v))
-	e.typ, e.data = stringType, unsafe.Pointer(p)
+	e.typ, e.data = typ, data
 	return v
 }
+
+func stringAt(p *string) any { return boxAt(stringType, unsafe.Pointer(p)) }
 
 // float64At is stringAt for a float64.
-func float64At(p *float64) any {
-	var v any
-	e := (*eface)(unsafe.Pointer(&v))
-	e.typ, e.data = float64Type, unsafe.Pointer(p)
-	return v
-}
+func float64At(p *float64) any { return boxAt(float64Type, unsafe.Pointer(p)) }
 
 // listAt is stringAt for a []any (its slice header).
-func listAt(p *[]any) any {
-	var v any
-	e := (*eface)(unsafe.Pointer(&v))
-	e.typ, e.data = listType, unsafe.Pointer(p)
-	return v
+func listAt(p *[]any) any { return boxAt(listType, unsafe.Pointer(p)) }
+
+// block boxes values of type T several to an allocation: each boxed value
+// points into the current block, which is never written again at that
+// index. strBlock, numBlock and listBlock are its three uses.
+type block[T any] struct{ s []T }
+
+// put appends v to the block, allocating a block of n when the current one
+// is full, and returns where it is.
+func (b *block[T]) put(v T, n int) unsafe.Pointer {
+	if len(b.s) == cap(b.s) {
+		b.s = make([]T, 0, n)
+	}
+	b.s = append(b.s, v)
+	return unsafe.Pointer(&b.s[len(b.s)-1])
 }
+
+// strBlock boxes strings: box returns v as an any, as any(v) does.
+type strBlock struct{ block[string] }
+
+func (b *strBlock) box(v string, n int) any { return boxAt(stringType, b.put(v, n)) }
+
+// numBlock is strBlock for float64 values.
+type numBlock struct{ block[float64] }
+
+func (b *numBlock) box(v float64, n int) any { return boxAt(float64Type, b.put(v, n)) }
 
 // listBlock is strBlock for the headers of []any values: an array's
 // elements are one allocation, its header in the interface no other.
-type listBlock struct{ l [][]any }
+type listBlock struct{ block[[]any] }
 
-func (b *listBlock) box(v []any, n int) any {
-	if len(b.l) == cap(b.l) {
-		b.l = make([][]any, 0, n)
-	}
-	b.l = append(b.l, v)
-	return listAt(&b.l[len(b.l)-1])
-}
-
-// strBlock boxes strings several to an allocation: each boxed string points
-// into the current block, which is never written again at that index.
-type strBlock struct{ s []string }
-
-// box returns v as an any, as any(v) does, allocating a block of n strings
-// when the current one is full.
-func (b *strBlock) box(v string, n int) any {
-	if len(b.s) == cap(b.s) {
-		b.s = make([]string, 0, n)
-	}
-	b.s = append(b.s, v)
-	return stringAt(&b.s[len(b.s)-1])
-}
-
-// numBlock is strBlock for float64 values.
-type numBlock struct{ f []float64 }
-
-func (b *numBlock) box(v float64, n int) any {
-	if len(b.f) == cap(b.f) {
-		b.f = make([]float64, 0, n)
-	}
-	b.f = append(b.f, v)
-	return float64At(&b.f[len(b.f)-1])
-}
+func (b *listBlock) box(v []any, n int) any { return boxAt(listType, b.put(v, n)) }
 
 // sharedStrings returns list's elements as a []string without copying them
 // when list is exactly an array the parser boxed from a block of its own

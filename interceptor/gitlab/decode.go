@@ -3,6 +3,8 @@ package gitlab
 import (
 	"errors"
 	"fmt"
+
+	"github.com/ciel-ci/ciel/internal/option"
 )
 
 // DefaultMaxBytes is the largest body Decode accepts unless WithMaxBytes says
@@ -81,26 +83,15 @@ type decodeOptions struct {
 // WithMaxBytes sets the largest body accepted, in bytes. Default:
 // DefaultMaxBytes (25 MiB). n must be positive.
 func WithMaxBytes(n int) DecodeOption {
-	return func(o *decodeOptions) error {
-		if n <= 0 {
-			return fmt.Errorf("max bytes must be positive, got %d", n)
-		}
-		o.maxBytes = n
-		return nil
-	}
+	return option.Check(n > 0, fmt.Sprintf("max bytes must be positive, got %d", n), func(o *decodeOptions) { o.maxBytes = n })
 }
 
 // WithMaxDepth sets the deepest nesting of JSON objects and arrays accepted;
 // the top-level object is level 1. Default: DefaultMaxDepth (64). n must be
 // between 1 and MaxDepthLimit.
 func WithMaxDepth(n int) DecodeOption {
-	return func(o *decodeOptions) error {
-		if n < 1 || n > MaxDepthLimit {
-			return fmt.Errorf("max depth must be between 1 and %d, got %d", MaxDepthLimit, n)
-		}
-		o.maxDepth = n
-		return nil
-	}
+	return option.Check(n >= 1 && n <= MaxDepthLimit, fmt.Sprintf("max depth must be between 1 and %d, got %d", MaxDepthLimit, n),
+		func(o *decodeOptions) { o.maxDepth = n })
 }
 
 // WithSharedBody makes Decode keep the body's bytes instead of copying them:
@@ -112,10 +103,7 @@ func WithMaxDepth(n int) DecodeOption {
 // that guarantee (a caller that reuses its buffer, cel-eval, tests) leave it
 // off. Default: off, the body is copied once and the caller may reuse it.
 func WithSharedBody() DecodeOption {
-	return func(o *decodeOptions) error {
-		o.shared = true
-		return nil
-	}
+	return option.Always(func(o *decodeOptions) { o.shared = true })
 }
 
 // SharedBody returns a decoder with d's limits that shares the bodies it
