@@ -100,29 +100,23 @@ type MergeRequestChanges struct {
 	StateID      *IntegerChange `json:"state_id,omitempty"`
 }
 
-// LabelsChange is changes.labels.
-type LabelsChange struct {
-	Previous []Label `json:"previous"`
-	Current  []Label `json:"current"`
+// Change is a changed attribute: its value before and after the event.
+type Change[T any] struct {
+	Previous T `json:"previous"`
+	Current  T `json:"current"`
 }
+
+// LabelsChange is changes.labels.
+type LabelsChange = Change[[]Label]
 
 // BoolChange is a changed boolean attribute.
-type BoolChange struct {
-	Previous bool `json:"previous"`
-	Current  bool `json:"current"`
-}
+type BoolChange = Change[bool]
 
 // StringChange is a changed string attribute.
-type StringChange struct {
-	Previous string `json:"previous"`
-	Current  string `json:"current"`
-}
+type StringChange = Change[string]
 
 // IntegerChange is a changed integer attribute.
-type IntegerChange struct {
-	Previous int64 `json:"previous"`
-	Current  int64 `json:"current"`
-}
+type IntegerChange = Change[int64]
 
 // mergeRequestFromBody builds the typed event from the decoded body,
 // checking every typed field's JSON type.
@@ -194,13 +188,13 @@ func mergeRequestFromBody(m map[string]any) (*MergeRequestEvent, error) {
 	if c := r.object(m, "changes"); c != nil {
 		r.enter("changes")
 		e.Changes = MergeRequestChanges{
-			Labels:       r.labelsChange(c, "labels"),
-			Draft:        r.boolChange(c, "draft"),
-			Title:        r.stringChange(c, "title"),
-			Description:  r.stringChange(c, "description"),
-			TargetBranch: r.stringChange(c, "target_branch"),
-			UpdatedAt:    r.stringChange(c, "updated_at"),
-			StateID:      r.integerChange(c, "state_id"),
+			Labels:       readChange(&r, c, "labels", (*fieldReader).labels),
+			Draft:        readChange(&r, c, "draft", (*fieldReader).boolean),
+			Title:        readChange(&r, c, "title", (*fieldReader).str),
+			Description:  readChange(&r, c, "description", (*fieldReader).str),
+			TargetBranch: readChange(&r, c, "target_branch", (*fieldReader).str),
+			UpdatedAt:    readChange(&r, c, "updated_at", (*fieldReader).str),
+			StateID:      readChange(&r, c, "state_id", (*fieldReader).integer),
 		}
 		r.leave()
 	}
@@ -395,47 +389,14 @@ func (r *fieldReader) integers(m map[string]any, key string) []int64 {
 	return out
 }
 
-// change returns the {"previous", "current"} object at key, or nil.
-func (r *fieldReader) change(m map[string]any, key string) map[string]any {
-	return r.object(m, key)
-}
-
-func (r *fieldReader) labelsChange(m map[string]any, key string) *LabelsChange {
-	c := r.change(m, key)
+// readChange reads the {"previous", "current"} object at key with read,
+// or returns nil when there is none.
+func readChange[T any](r *fieldReader, m map[string]any, key string, read func(*fieldReader, map[string]any, string) T) *Change[T] {
+	c := r.object(m, key)
 	if c == nil {
 		return nil
 	}
 	r.enter(key)
 	defer r.leave()
-	return &LabelsChange{Previous: r.labels(c, "previous"), Current: r.labels(c, "current")}
-}
-
-func (r *fieldReader) boolChange(m map[string]any, key string) *BoolChange {
-	c := r.change(m, key)
-	if c == nil {
-		return nil
-	}
-	r.enter(key)
-	defer r.leave()
-	return &BoolChange{Previous: r.boolean(c, "previous"), Current: r.boolean(c, "current")}
-}
-
-func (r *fieldReader) stringChange(m map[string]any, key string) *StringChange {
-	c := r.change(m, key)
-	if c == nil {
-		return nil
-	}
-	r.enter(key)
-	defer r.leave()
-	return &StringChange{Previous: r.str(c, "previous"), Current: r.str(c, "current")}
-}
-
-func (r *fieldReader) integerChange(m map[string]any, key string) *IntegerChange {
-	c := r.change(m, key)
-	if c == nil {
-		return nil
-	}
-	r.enter(key)
-	defer r.leave()
-	return &IntegerChange{Previous: r.integer(c, "previous"), Current: r.integer(c, "current")}
+	return &Change[T]{Previous: read(r, c, "previous"), Current: read(r, c, "current")}
 }
