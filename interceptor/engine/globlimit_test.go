@@ -25,41 +25,32 @@ var hostileFilters = []string{
 	`size([body.path].filterPaths([body.pattern])) > 0`,
 }
 
-// TestHostileGlobStopsAtCostLimit: with the default cost limit, the call is
-// refused before it matches.
-func TestHostileGlobStopsAtCostLimit(t *testing.T) {
+// TestHostileGlobStops: with the default cost limit, the call is refused
+// before it matches; with no effective cost limit, the evaluation deadline
+// cuts the matching loop (the match would otherwise end true after
+// seconds).
+func TestHostileGlobStops(t *testing.T) {
 	path, pattern := hostileGlob()
 	body, _ := json.Marshal(map[string]any{"object_kind": "note", "path": path, "pattern": pattern})
-	e := newEngine(t)
-	for _, filter := range hostileFilters {
-		t.Run(filter, func(t *testing.T) {
-			p := mustCompile(t, e, Rules{Filter: filter})
-			start := time.Now()
-			_, err := e.Evaluate(context.Background(), p, Input{Body: body, Header: pushHeader("Note Hook")})
-			t.Logf("stopped after %s: %v", time.Since(start).Round(time.Millisecond), err)
-			if KindOf(err) != KindLimit || !strings.Contains(err.Error(), "cost limit") {
-				t.Errorf("error %v (kind %v), want the cost limit", err, KindOf(err))
-			}
-		})
-	}
-}
-
-// TestHostileGlobStopsAtDeadline: with no effective cost limit, the
-// evaluation deadline cuts the matching loop (the match would otherwise end
-// true after seconds).
-func TestHostileGlobStopsAtDeadline(t *testing.T) {
-	path, pattern := hostileGlob()
-	body, _ := json.Marshal(map[string]any{"object_kind": "note", "path": path, "pattern": pattern})
-	e := newEngine(t, WithCostLimit(math.MaxUint64/2), WithTimeout(200*time.Millisecond))
-	for _, filter := range hostileFilters {
-		t.Run(filter, func(t *testing.T) {
-			p := mustCompile(t, e, Rules{Filter: filter})
-			start := time.Now()
-			_, err := e.Evaluate(context.Background(), p, Input{Body: body, Header: pushHeader("Note Hook")})
-			t.Logf("stopped after %s: %v", time.Since(start).Round(time.Millisecond), err)
-			if KindOf(err) != KindLimit || !strings.Contains(err.Error(), "deadline") {
-				t.Errorf("error %v (kind %v), want the deadline", err, KindOf(err))
-			}
-		})
+	for _, tc := range []struct {
+		name string
+		opts []Option
+		want string
+	}{
+		{"at the cost limit", nil, "cost limit"},
+		{"at the deadline", []Option{WithCostLimit(math.MaxUint64 / 2), WithTimeout(200 * time.Millisecond)}, "deadline"},
+	} {
+		e := newEngine(t, tc.opts...)
+		for _, filter := range hostileFilters {
+			t.Run(tc.name+"/"+filter, func(t *testing.T) {
+				p := mustCompile(t, e, Rules{Filter: filter})
+				start := time.Now()
+				_, err := e.Evaluate(context.Background(), p, Input{Body: body, Header: pushHeader("Note Hook")})
+				t.Logf("stopped after %s: %v", time.Since(start).Round(time.Millisecond), err)
+				if KindOf(err) != KindLimit || !strings.Contains(err.Error(), tc.want) {
+					t.Errorf("error %v (kind %v), want the %s", err, KindOf(err), tc.want)
+				}
+			})
+		}
 	}
 }
