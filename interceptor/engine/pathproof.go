@@ -299,37 +299,38 @@ func (w *pathWalk) wildcard(v any, seg string, rest []string) (uint64, bool) {
 		}
 		return m, true
 	case map[string]any:
-		switch seg {
-		case "@keys":
-			for k := range v {
-				m = max(m, stringAt(k, rest))
-			}
-			return m, true
-		case "@values":
-			for _, x := range v {
-				if !add(w.measure(x, rest)) {
-					return 0, false
-				}
-			}
-			return m, true
+		if n, ok, done := entries(v, seg, rest, w.measure); done {
+			return n, ok
 		}
 	case http.Header:
-		switch seg {
-		case "@keys":
-			for k := range v {
-				m = max(m, stringAt(k, rest))
-			}
-			return m, true
-		case "@values":
-			for _, x := range v {
-				if !add(w.strings(x, rest)) {
-					return 0, false
-				}
-			}
-			return m, true
+		if n, ok, done := entries(v, seg, rest, w.strings); done {
+			return n, ok
 		}
 	}
 	return w.below(v, rest)
+}
+
+// entries is wildcard on a map at @keys (the largest key at rest) or
+// @values (the largest value, each measured at rest by value); done is false
+// for another segment.
+func entries[V any](m map[string]V, seg string, rest []string, value func(V, []string) (uint64, bool)) (n uint64, ok, done bool) {
+	switch seg {
+	case "@keys":
+		for k := range m {
+			n = max(n, stringAt(k, rest))
+		}
+		return n, true, true
+	case "@values":
+		for _, x := range m {
+			size, ok := value(x, rest)
+			if !ok {
+				return 0, false, true
+			}
+			n = max(n, size)
+		}
+		return n, true, true
+	}
+	return 0, false, false
 }
 
 // below returns the largest size at rest among every value nested in v,
