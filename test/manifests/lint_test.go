@@ -44,11 +44,18 @@ func (l linter) at(where string) linter { return linter{where: l.where + " " + w
 // on every Task.
 func TestLintTasks(t *testing.T) {
 	o := decodeAll(t)
-	if len(o.tasks) == 0 {
-		t.Fatal("no Tasks found")
+	lintEach(t, o, "Task", o.tasks, lintTask)
+}
+
+// lintEach lints every object of a kind (there must be some) with lint,
+// given the file it is defined in.
+func lintEach[T any](t *testing.T, o *objects, kind string, objs map[string]T, lint func(T, string) []string) {
+	t.Helper()
+	if len(objs) == 0 {
+		t.Fatalf("no %ss found", kind)
 	}
-	for _, name := range sortedKeys(o.tasks) {
-		for _, f := range lintTask(o.tasks[name], o.paths["Task/"+name]) {
+	for _, name := range sortedKeys(objs) {
+		for _, f := range lint(objs[name], o.paths[kind+"/"+name]) {
 			t.Error(f)
 		}
 	}
@@ -253,14 +260,7 @@ func TestPinned(t *testing.T) {
 // TestLintPipelines enforces the catalog conventions on every Pipeline.
 func TestLintPipelines(t *testing.T) {
 	o := decodeAll(t)
-	if len(o.pipelines) == 0 {
-		t.Fatal("no Pipelines found")
-	}
-	for _, name := range sortedKeys(o.pipelines) {
-		for _, f := range lintPipeline(o.pipelines[name], o.paths["Pipeline/"+name]) {
-			t.Error(f)
-		}
-	}
+	lintEach(t, o, "Pipeline", o.pipelines, lintPipeline)
 }
 
 func lintPipeline(p *pipelinev1.Pipeline, file string) []string {
@@ -361,25 +361,38 @@ func taskText(task *pipelinev1.Task) string {
 // TestLintFindsViolations runs the Task lint on a Task that breaks every
 // rule, so that a lint which silently passes everything cannot go unnoticed.
 func TestLintFindsViolations(t *testing.T) {
-	raw, err := os.ReadFile("testdata/bad-task.yaml")
+	task := &pipelinev1.Task{}
+	decodeFile(t, "testdata/bad-task.yaml", task)
+	goldenFindings(t, "testdata/bad-task.lint", lintTask(task, "tasks/elsewhere.yaml"))
+}
+
+// decodeFile decodes a YAML file strictly into v.
+func decodeFile(t *testing.T, file string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	task := &pipelinev1.Task{}
-	if err := strict(raw, task); err != nil {
+	if err := strict(raw, v); err != nil {
 		t.Fatal(err)
 	}
-	got := strings.Join(lintTask(task, "tasks/elsewhere.yaml"), "\n") + "\n"
+}
+
+// goldenFindings compares findings, one a line, with the golden file
+// (rewritten with -update).
+func goldenFindings(t *testing.T, file string, findings []string) {
+	t.Helper()
+	got := strings.Join(findings, "\n") + "\n"
 	if *update {
-		if err := os.WriteFile("testdata/bad-task.lint", []byte(got), 0o644); err != nil {
+		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want, err := os.ReadFile("testdata/bad-task.lint")
+	want, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("lint findings (-want +got):\n%s", diff)
+		t.Errorf("findings of %s (-want +got):\n%s", file, diff)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/config"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+	"github.com/tektoncd/triggers/pkg/template"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -61,25 +63,18 @@ func loadDocs(t *testing.T, dirs ...string) []doc {
 				return err
 			}
 			defer f.Close()
-			r := utilyaml.NewYAMLReader(bufio.NewReader(f))
-			for i := 0; ; i++ {
-				raw, err := r.Read()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					return fmt.Errorf("%s: %w", rel, err)
-				}
-				if len(bytes.TrimSpace(stripComments(raw))) == 0 {
-					continue
-				}
+			raws, err := splitDocs(f)
+			if err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
+			for _, r := range raws {
 				var meta struct {
 					Kind string `json:"kind"`
 				}
-				if err := yaml.Unmarshal(raw, &meta); err != nil {
-					return fmt.Errorf("%s#%d: %w", rel, i, err)
+				if err := yaml.Unmarshal(r.raw, &meta); err != nil {
+					return fmt.Errorf("%s#%d: %w", rel, r.index, err)
 				}
-				docs = append(docs, doc{path: filepath.ToSlash(rel), index: i, raw: raw, kind: meta.Kind})
+				docs = append(docs, doc{path: filepath.ToSlash(rel), index: r.index, raw: r.raw, kind: meta.Kind})
 			}
 			return nil
 		})
@@ -91,6 +86,31 @@ func loadDocs(t *testing.T, dirs ...string) []doc {
 		t.Fatalf("no YAML found under %v", dirs)
 	}
 	return docs
+}
+
+// rawDoc is one non-empty document of a YAML stream and its position.
+type rawDoc struct {
+	index int
+	raw   []byte
+}
+
+// splitDocs splits a multi-document YAML stream, skipping the documents
+// that hold nothing but comments.
+func splitDocs(r io.Reader) ([]rawDoc, error) {
+	yr := utilyaml.NewYAMLReader(bufio.NewReader(r))
+	var docs []rawDoc
+	for i := 0; ; i++ {
+		raw, err := yr.Read()
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(bytes.TrimSpace(stripComments(raw))) > 0 {
+			docs = append(docs, rawDoc{index: i, raw: raw})
+		}
+	}
 }
 
 func isYAML(path string) bool {
@@ -113,10 +133,21 @@ func strict(raw []byte, v any) error {
 	return yaml.UnmarshalStrict(raw, v)
 }
 
-// decodeNamed decodes raw strictly into v and returns its name.
-func decodeNamed(raw []byte, v interface{ GetName() string }) (string, error) {
-	err := strict(raw, v)
-	return v.GetName(), err
+// decodeInto returns a decoder of one kind: it decodes a document
+// strictly into a new T, files it by name in into (unless into is nil) and
+// returns the name.
+func decodeInto[T any, P interface {
+	*T
+	GetName() string
+}](into map[string]P) func([]byte) (string, error) {
+	return func(raw []byte) (string, error) {
+		v := P(new(T))
+		err := strict(raw, v)
+		if into != nil {
+			into[v.GetName()] = v
+		}
+		return v.GetName(), err
+	}
 }
 
 // objects are the decoded manifests, by kind and name.
@@ -143,45 +174,23 @@ func decodeAll(t *testing.T) *objects {
 		paths:     map[string]string{},
 		docs:      loadDocs(t, manifestDirs...),
 	}
+	decoders := map[string]func([]byte) (string, error){
+		"Task":               decodeInto(o.tasks),
+		"Pipeline":           decodeInto(o.pipelines),
+		"EventListener":      decodeInto(o.listeners),
+		"TriggerBinding":     decodeInto(o.bindings),
+		"TriggerTemplate":    decodeInto(o.templates),
+		"ServiceAccount":     decodeInto[corev1.ServiceAccount](nil),
+		"RoleBinding":        decodeInto[rbacv1.RoleBinding](nil),
+		"ClusterRoleBinding": decodeInto[rbacv1.ClusterRoleBinding](nil),
+	}
 	for _, d := range o.docs {
-		var (
-			name string
-			err  error
-		)
-		switch d.kind {
-		case "Task":
-			v := &pipelinev1.Task{}
-			name, err = decodeNamed(d.raw, v)
-			o.tasks[v.Name] = v
-		case "Pipeline":
-			v := &pipelinev1.Pipeline{}
-			name, err = decodeNamed(d.raw, v)
-			o.pipelines[v.Name] = v
-		case "EventListener":
-			v := &triggersv1.EventListener{}
-			name, err = decodeNamed(d.raw, v)
-			o.listeners[v.Name] = v
-		case "TriggerBinding":
-			v := &triggersv1.TriggerBinding{}
-			name, err = decodeNamed(d.raw, v)
-			o.bindings[v.Name] = v
-		case "TriggerTemplate":
-			v := &triggersv1.TriggerTemplate{}
-			name, err = decodeNamed(d.raw, v)
-			o.templates[v.Name] = v
-		case "ServiceAccount":
-			v := &corev1.ServiceAccount{}
-			name, err = decodeNamed(d.raw, v)
-		case "RoleBinding":
-			v := &rbacv1.RoleBinding{}
-			name, err = decodeNamed(d.raw, v)
-		case "ClusterRoleBinding":
-			v := &rbacv1.ClusterRoleBinding{}
-			name, err = decodeNamed(d.raw, v)
-		default:
+		decode, ok := decoders[d.kind]
+		if !ok {
 			t.Errorf("%s: no Go type known for kind %q", d, d.kind)
 			continue
 		}
+		name, err := decode(d.raw)
 		if err != nil {
 			t.Errorf("%s: strict decoding: %v", d, err)
 			continue
@@ -213,6 +222,16 @@ func validationContext(t *testing.T) context.Context {
 	cfg := config.FromContextOrDefaults(context.Background())
 	cfg.FeatureFlags = ff
 	return apis.WithinCreate(config.ToContext(context.Background(), cfg))
+}
+
+// placeholderResources renders a TriggerTemplate's resource templates with
+// Triggers' own code, every param set to "placeholder".
+func placeholderResources(tt *triggersv1.TriggerTemplate) []json.RawMessage {
+	var params []triggersv1.Param
+	for _, p := range tt.Spec.Params {
+		params = append(params, triggersv1.Param{Name: p.Name, Value: "placeholder"})
+	}
+	return template.ResolveResources(tt, params)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

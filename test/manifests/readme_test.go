@@ -9,8 +9,6 @@ import (
 	"testing"
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
-	"github.com/tektoncd/triggers/pkg/template"
 )
 
 var yamlBlock = regexp.MustCompile("(?s)```yaml\n(.*?)```")
@@ -183,11 +181,7 @@ func TestTriggersREADME(t *testing.T) {
 	used := map[string]bool{}
 	for _, name := range sortedKeys(o.templates) {
 		tt := o.templates[name]
-		var params []triggersv1.Param
-		for _, p := range tt.Spec.Params {
-			params = append(params, triggersv1.Param{Name: p.Name, Value: "placeholder"})
-		}
-		for _, raw := range template.ResolveResources(tt, params) {
+		for _, raw := range placeholderResources(tt) {
 			pr := &pipelinev1.PipelineRun{}
 			if err := strict(raw, pr); err != nil {
 				t.Fatal(err)

@@ -2,7 +2,6 @@ package manifests
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -33,7 +32,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
 
@@ -280,20 +278,15 @@ func readDocs(t *testing.T, file string) [][]byte {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	r := utilyaml.NewYAMLReader(bufio.NewReader(f))
-	var docs [][]byte
-	for {
-		raw, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return docs
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		if len(bytes.TrimSpace(stripComments(raw))) > 0 {
-			docs = append(docs, raw)
-		}
+	raws, err := splitDocs(f)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
 	}
+	var docs [][]byte
+	for _, r := range raws {
+		docs = append(docs, r.raw)
+	}
+	return docs
 }
 
 // imageParam names a param whose value is an image: CIEL_IMAGE,

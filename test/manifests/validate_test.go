@@ -6,8 +6,6 @@ import (
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/triggers/pkg/apis/triggers/contexts"
-	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
-	"github.com/tektoncd/triggers/pkg/template"
 )
 
 // TestValidate decodes every manifest strictly and validates it as Tekton's
@@ -47,11 +45,7 @@ func TestValidate(t *testing.T) {
 			t.Errorf("TriggerTemplate %s: %v", name, err)
 		}
 		// The embedded PipelineRuns, rendered with Triggers' own code.
-		var params []triggersv1.Param
-		for _, p := range tt.Spec.Params {
-			params = append(params, triggersv1.Param{Name: p.Name, Value: "placeholder"})
-		}
-		for i, raw := range template.ResolveResources(tt, params) {
+		for i, raw := range placeholderResources(tt) {
 			pr := &pipelinev1.PipelineRun{}
 			if err := strict(raw, pr); err != nil {
 				t.Errorf("TriggerTemplate %s resourcetemplates[%d]: strict decoding: %v", name, i, err)

@@ -2,13 +2,11 @@ package manifests
 
 import (
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 )
 
@@ -35,27 +33,9 @@ func TestPipelinesMatchTasks(t *testing.T) {
 // kind of mistake they look for.
 func TestWiringFindsMistakes(t *testing.T) {
 	o := decodeAll(t)
-	raw, err := os.ReadFile("testdata/bad-pipeline.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := &pipelinev1.Pipeline{}
-	if err := strict(raw, p); err != nil {
-		t.Fatal(err)
-	}
-	got := strings.Join(wiringFindings(p, defaultedTasks(t, o)), "\n") + "\n"
-	if *update {
-		if err := os.WriteFile("testdata/bad-pipeline.wiring", []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile("testdata/bad-pipeline.wiring")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("findings (-want +got):\n%s", diff)
-	}
+	decodeFile(t, "testdata/bad-pipeline.yaml", p)
+	goldenFindings(t, "testdata/bad-pipeline.wiring", wiringFindings(p, defaultedTasks(t, o)))
 }
 
 // defaultedTasks returns the Tasks with Tekton's defaults applied (param
