@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"context"
 	"os"
 	"path"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
+	"knative.dev/pkg/apis"
 )
 
 var yamlBlock = regexp.MustCompile("(?s)```yaml\n(.*?)```")
@@ -67,22 +69,7 @@ func TestTaskREADMEs(t *testing.T) {
 		}
 		r.mentions(t, "workspace", ws)
 
-		found := 0
-		for _, ex := range r.examples {
-			if !strings.Contains(string(ex), "kind: TaskRun") {
-				continue
-			}
-			found++
-			tr := &pipelinev1.TaskRun{}
-			if err := strict(ex, tr); err != nil {
-				t.Errorf("%s: example TaskRun: strict decoding: %v", r.path, err)
-				continue
-			}
-			named(&tr.ObjectMeta.Name, tr.GenerateName)
-			tr.SetDefaults(ctx)
-			if err := tr.Validate(ctx); err != nil {
-				t.Errorf("%s: example TaskRun: %v", r.path, err)
-			}
+		for _, tr := range exampleRuns[pipelinev1.TaskRun](t, ctx, r, "TaskRun") {
 			if tr.Spec.TaskRef == nil || tr.Spec.TaskRef.Name != name {
 				t.Errorf("%s: example TaskRun does not reference Task %s", r.path, name)
 				continue
@@ -100,9 +87,6 @@ func TestTaskREADMEs(t *testing.T) {
 					t.Errorf("%s: example TaskRun does not bind the required workspace %s", r.path, d.Name)
 				}
 			}
-		}
-		if found == 0 {
-			t.Errorf("%s: no example TaskRun (a ```yaml block with kind: TaskRun)", r.path)
 		}
 	}
 }
@@ -130,22 +114,7 @@ func TestPipelineREADMEs(t *testing.T) {
 		}
 		r.mentions(t, "result", results)
 		r.mentions(t, "workspace", ws)
-		found := 0
-		for _, ex := range r.examples {
-			if !strings.Contains(string(ex), "kind: PipelineRun") {
-				continue
-			}
-			found++
-			pr := &pipelinev1.PipelineRun{}
-			if err := strict(ex, pr); err != nil {
-				t.Errorf("%s: example PipelineRun: strict decoding: %v", r.path, err)
-				continue
-			}
-			named(&pr.ObjectMeta.Name, pr.GenerateName)
-			pr.SetDefaults(ctx)
-			if err := pr.Validate(ctx); err != nil {
-				t.Errorf("%s: example PipelineRun: %v", r.path, err)
-			}
+		for _, pr := range exampleRuns[pipelinev1.PipelineRun](t, ctx, r, "PipelineRun") {
 			if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != name {
 				t.Errorf("%s: example PipelineRun does not reference Pipeline %s", r.path, name)
 				continue
@@ -162,9 +131,6 @@ func TestPipelineREADMEs(t *testing.T) {
 					t.Errorf("%s: example PipelineRun does not place the matrixed task %s with taskRunSpecs nodeSelector kubernetes.io/arch: %s", r.path, pt.Name, want)
 				}
 			}
-		}
-		if found == 0 {
-			t.Errorf("%s: no example PipelineRun", r.path)
 		}
 	}
 }
@@ -232,11 +198,44 @@ func checkRunParams(t *testing.T, where string, given pipelinev1.Params, specs p
 	}
 }
 
-// named gives an object the name the API server generates.
-func named(name *string, generate string) {
-	if *name == "" {
-		*name = generate + "x7k2q"
+// exampleRuns returns the README's examples of kind (there must be one),
+// each decoded strictly into a new R, named as the API server names it,
+// defaulted and validated; one that does not decode is an error and left
+// out.
+func exampleRuns[R any, P interface {
+	*R
+	SetDefaults(context.Context)
+	Validate(context.Context) *apis.FieldError
+	GetName() string
+	GetGenerateName() string
+	SetName(string)
+}](t *testing.T, ctx context.Context, r readme, kind string) []P {
+	t.Helper()
+	var out []P
+	found := 0
+	for _, ex := range r.examples {
+		if !strings.Contains(string(ex), "kind: "+kind) {
+			continue
+		}
+		found++
+		run := P(new(R))
+		if err := strict(ex, run); err != nil {
+			t.Errorf("%s: example %s: strict decoding: %v", r.path, kind, err)
+			continue
+		}
+		if run.GetName() == "" {
+			run.SetName(run.GetGenerateName() + "x7k2q") // as the API server does before admission
+		}
+		run.SetDefaults(ctx)
+		if err := run.Validate(ctx); err != nil {
+			t.Errorf("%s: example %s: %v", r.path, kind, err)
+		}
+		out = append(out, run)
 	}
+	if found == 0 {
+		t.Errorf("%s: no example %s (a ```yaml block with kind: %s)", r.path, kind, kind)
+	}
+	return out
 }
 
 func paramNames(specs pipelinev1.ParamSpecs) []string {
