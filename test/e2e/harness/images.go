@@ -21,6 +21,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ciel-ci/ciel/test/e2e/baseimage"
+
+	"github.com/ciel-ci/ciel/internal/imagefs"
 )
 
 // The repositories and tags BuildImages pushes under
@@ -226,11 +228,11 @@ func (b *imageBuilder) pauseIndex(context.Context) (remote.Taggable, error) {
 		if err != nil {
 			return nil, err
 		}
-		l, err := baseimage.Layer([]baseimage.File{{Path: "pause", Mode: 0o755, Source: bin}})
+		l, err := imagefs.Layer([]imagefs.File{{Path: "pause", Mode: 0o755, Source: bin}})
 		if err != nil {
 			return nil, err
 		}
-		return baseimage.Image(p, v1.Config{Entrypoint: []string{"/pause"}, User: "65535:65535"}, l)
+		return imagefs.Image(p, v1.Config{Entrypoint: []string{"/pause"}, User: "65535:65535"}, l)
 	})
 }
 
@@ -258,7 +260,7 @@ func (b *imageBuilder) kanikoIndex(context.Context) (remote.Taggable, error) {
 		if err != nil {
 			return nil, err
 		}
-		l, err := baseimage.Layer([]baseimage.File{
+		l, err := imagefs.Layer([]imagefs.File{
 			{Path: "etc", Mode: fs.ModeDir | 0o755},
 			{Path: "etc/imageNsswitch.conf", Mode: 0o644, Body: []byte(imageNsswitch)},
 			{Path: "kaniko", Mode: fs.ModeDir | 0o777},
@@ -273,7 +275,7 @@ func (b *imageBuilder) kanikoIndex(context.Context) (remote.Taggable, error) {
 		if err != nil {
 			return nil, err
 		}
-		return baseimage.Image(p, v1.Config{
+		return imagefs.Image(p, v1.Config{
 			Env:        KanikoExecutorEnv,
 			Entrypoint: []string{"/kaniko/executor"},
 			WorkingDir: "/workspace",
@@ -286,8 +288,8 @@ const NonrootUID = 65532
 
 // staticFiles is the static base's root filesystem (like distroless
 // static's, without /home/nonroot: every layer's files belong to root).
-func staticFiles() []baseimage.File {
-	return []baseimage.File{
+func staticFiles() []imagefs.File {
+	return []imagefs.File{
 		{Path: "etc", Mode: fs.ModeDir | 0o755},
 		{Path: "etc/passwd", Mode: 0o644, Body: []byte(fmt.Sprintf(
 			"root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%d:%d:nonroot:/home/nonroot:/sbin/nologin\n", NonrootUID, NonrootUID))},
@@ -307,12 +309,12 @@ var staticEnv = []string{
 }
 
 func (b *imageBuilder) staticIndex(context.Context) (remote.Taggable, error) {
-	l, err := baseimage.Layer(staticFiles())
+	l, err := imagefs.Layer(staticFiles())
 	if err != nil {
 		return nil, err
 	}
 	return platformIndex(func(p v1.Platform) (v1.Image, error) {
-		return baseimage.Image(p, v1.Config{Env: staticEnv}, l)
+		return imagefs.Image(p, v1.Config{Env: staticEnv}, l)
 	})
 }
 
@@ -342,11 +344,11 @@ func (b *imageBuilder) gitIndex(context.Context) (remote.Taggable, error) {
 			}
 			files = append(files, f)
 		}
-		l, err := baseimage.Layer(files)
+		l, err := imagefs.Layer(files)
 		if err != nil {
 			return nil, err
 		}
-		return baseimage.Image(p, v1.Config{
+		return imagefs.Image(p, v1.Config{
 			Env:        []string{"PATH=" + baseimage.DefaultPath},
 			Entrypoint: []string{"/usr/bin/git"},
 			User:       fmt.Sprint(NonrootUID),
@@ -364,8 +366,8 @@ var gitSkip = map[string]bool{
 // treeFiles lists the directory tree at root, but for the directories
 // skip names (relative, slash-separated), as layer entries (hard links
 // become copies).
-func treeFiles(root string, skip map[string]bool) ([]baseimage.File, error) {
-	var files []baseimage.File
+func treeFiles(root string, skip map[string]bool) ([]imagefs.File, error) {
+	var files []imagefs.File
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -387,15 +389,15 @@ func treeFiles(root string, skip map[string]bool) ([]baseimage.File, error) {
 		}
 		switch m := st.Mode(); {
 		case m.IsDir():
-			files = append(files, baseimage.File{Path: rel, Mode: fs.ModeDir | m.Perm()})
+			files = append(files, imagefs.File{Path: rel, Mode: fs.ModeDir | m.Perm()})
 		case m&fs.ModeSymlink != 0:
 			t, err := os.Readlink(p)
 			if err != nil {
 				return err
 			}
-			files = append(files, baseimage.File{Path: rel, Mode: fs.ModeSymlink, Link: t})
+			files = append(files, imagefs.File{Path: rel, Mode: fs.ModeSymlink, Link: t})
 		case m.IsRegular():
-			files = append(files, baseimage.File{Path: rel, Mode: m.Perm(), Source: p})
+			files = append(files, imagefs.File{Path: rel, Mode: m.Perm(), Source: p})
 		default:
 			return fmt.Errorf("%s: unsupported file type %s", p, m.Type())
 		}

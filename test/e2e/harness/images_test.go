@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/pem"
-	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/cgi"
@@ -20,11 +20,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ciel-ci/ciel/internal/registrytest"
-	"github.com/ciel-ci/ciel/test/e2e/baseimage"
+
+	"github.com/ciel-ci/ciel/internal/imagefs"
 )
 
 func TestParseAptClosure(t *testing.T) {
@@ -388,21 +388,12 @@ func platformImage(t *testing.T, ctx context.Context, d name.Digest, arch string
 func unpack(t *testing.T, img v1.Image) string {
 	t.Helper()
 	root := t.TempDir()
-	rc := mutate.Extract(img)
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	err := imagefs.Walk(img, func(h *tar.Header, r io.Reader) error {
 		p := filepath.Join(root, filepath.FromSlash(h.Name))
 		if !strings.HasPrefix(p, root+string(filepath.Separator)) {
-			t.Fatalf("layer entry %q escapes the root", h.Name)
+			return fmt.Errorf("layer entry %q escapes the root", h.Name)
 		}
+		var err error
 		switch h.Typeflag {
 		case tar.TypeDir:
 			err = os.MkdirAll(p, os.FileMode(h.Mode).Perm())
@@ -410,25 +401,24 @@ func unpack(t *testing.T, img v1.Image) string {
 			err = os.Symlink(h.Linkname, p)
 		case tar.TypeReg:
 			var b []byte
-			if b, err = io.ReadAll(tr); err == nil {
+			if b, err = io.ReadAll(r); err == nil {
 				err = os.WriteFile(p, b, os.FileMode(h.Mode).Perm())
 			}
 		default:
-			t.Fatalf("layer entry %q: unexpected type %c", h.Name, h.Typeflag)
+			return fmt.Errorf("layer entry %q: unexpected type %c", h.Name, h.Typeflag)
 		}
-		if err != nil {
-			t.Fatal(err)
+		if err != nil || h.Typeflag == tar.TypeSymlink {
+			return err
 		}
-		if h.Typeflag != tar.TypeSymlink {
-			// Modes as in the layer, setgid/sticky included (umask aside).
-			mode := os.FileMode(h.Mode).Perm()
-			if h.Mode&0o1000 != 0 {
-				mode |= os.ModeSticky
-			}
-			if err := os.Chmod(p, mode); err != nil {
-				t.Fatal(err)
-			}
+		// Modes as in the layer, setgid/sticky included (umask aside).
+		mode := os.FileMode(h.Mode).Perm()
+		if h.Mode&0o1000 != 0 {
+			mode |= os.ModeSticky
 		}
+		return os.Chmod(p, mode)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return root
 }
@@ -533,11 +523,11 @@ func TestVerifyImagesAgainstRegistry(t *testing.T) {
 	reg := registrytest.Start(t)
 	ctx := context.Background()
 	idx, err := platformIndex(func(p v1.Platform) (v1.Image, error) {
-		l, err := baseimage.Layer([]baseimage.File{{Path: "x", Mode: 0o644, Body: []byte(p.Architecture)}})
+		l, err := imagefs.Layer([]imagefs.File{{Path: "x", Mode: 0o644, Body: []byte(p.Architecture)}})
 		if err != nil {
 			return nil, err
 		}
-		return baseimage.Image(p, v1.Config{}, l)
+		return imagefs.Image(p, v1.Config{}, l)
 	})
 	if err != nil {
 		t.Fatal(err)
