@@ -68,20 +68,7 @@ func lintTask(task *pipelinev1.Task, file string) []string {
 	l := linter{"Task " + name, &found}
 	lintLayout(l, file, "tasks", name)
 	lintCatalogMetadata(l, task.Labels, task.Annotations)
-	if strings.TrimSpace(task.Spec.Description) == "" {
-		l.errorf("no description")
-	}
-	lintParamSpecs(l, task.Spec.Params)
-	for _, r := range task.Spec.Results {
-		if strings.TrimSpace(r.Description) == "" {
-			l.errorf("result %s has no description", r.Name)
-		}
-	}
-	for _, w := range task.Spec.Workspaces {
-		if strings.TrimSpace(w.Description) == "" {
-			l.errorf("workspace %s has no description", w.Name)
-		}
-	}
+	lintDocumented(l, taskDocs(task))
 	if task.Spec.StepTemplate != nil && task.Spec.StepTemplate.Image != "" {
 		l.errorf("stepTemplate sets an image; give every step its own")
 	}
@@ -268,20 +255,7 @@ func lintPipeline(p *pipelinev1.Pipeline, file string) []string {
 	l := linter{"Pipeline " + p.Name, &found}
 	lintLayout(l, file, "pipelines", p.Name)
 	lintCatalogMetadata(l, p.Labels, p.Annotations)
-	if strings.TrimSpace(p.Spec.Description) == "" {
-		l.errorf("no description")
-	}
-	lintParamSpecs(l, p.Spec.Params)
-	for _, r := range p.Spec.Results {
-		if strings.TrimSpace(r.Description) == "" {
-			l.errorf("result %s has no description", r.Name)
-		}
-	}
-	for _, w := range p.Spec.Workspaces {
-		if strings.TrimSpace(w.Description) == "" {
-			l.errorf("workspace %s has no description", w.Name)
-		}
-	}
+	lintDocumented(l, pipelineDocs(p))
 	for _, pt := range p.Spec.Tasks {
 		if pt.TaskSpec != nil {
 			l.errorf("task %s embeds a taskSpec; reference a Task of tasks/", pt.Name)
@@ -297,6 +271,69 @@ func TestLintTriggerTemplates(t *testing.T) {
 		for _, p := range o.templates[name].Spec.Params {
 			if strings.TrimSpace(p.Description) == "" {
 				t.Errorf("TriggerTemplate %s: param %s has no description", name, p.Name)
+			}
+		}
+	}
+}
+
+// docs is what a Task or a Pipeline documents: its description, its
+// params, and its results and workspaces, each with a description.
+type docs struct {
+	description         string
+	params              pipelinev1.ParamSpecs
+	results, workspaces []described
+}
+
+type described struct{ name, description string }
+
+func describe[T any](items []T, f func(T) described) []described {
+	var out []described
+	for _, it := range items {
+		out = append(out, f(it))
+	}
+	return out
+}
+
+func taskDocs(task *pipelinev1.Task) docs {
+	return docs{description: task.Spec.Description, params: task.Spec.Params,
+		results: describe(task.Spec.Results, func(r pipelinev1.TaskResult) described { return described{r.Name, r.Description} }),
+		workspaces: describe(task.Spec.Workspaces, func(w pipelinev1.WorkspaceDeclaration) described {
+			return described{w.Name, w.Description}
+		}),
+	}
+}
+
+func pipelineDocs(p *pipelinev1.Pipeline) docs {
+	return docs{description: p.Spec.Description, params: p.Spec.Params,
+		results: describe(p.Spec.Results, func(r pipelinev1.PipelineResult) described { return described{r.Name, r.Description} }),
+		workspaces: describe(p.Spec.Workspaces, func(w pipelinev1.PipelineWorkspaceDeclaration) described {
+			return described{w.Name, w.Description}
+		}),
+	}
+}
+
+func names(items []described) []string {
+	var out []string
+	for _, it := range items {
+		out = append(out, it.name)
+	}
+	return out
+}
+
+// lintDocumented: the description, and every param's, result's and
+// workspace's, are given (and the params are well-formed).
+func lintDocumented(l linter, d docs) {
+	if strings.TrimSpace(d.description) == "" {
+		l.errorf("no description")
+	}
+	lintParamSpecs(l, d.params)
+	for _, kind := range []struct {
+		what  string
+		items []described
+	}{{"result", d.results}, {"workspace", d.workspaces}} {
+		for _, it := range kind.items {
+			if strings.TrimSpace(it.description) == "" {
+				l.errorf("%s %s has no description", kind.what, it.name)
 			}
 		}
 	}

@@ -234,6 +234,21 @@ func placeholderResources(tt *triggersv1.TriggerTemplate) []json.RawMessage {
 	return template.ResolveResources(tt, params)
 }
 
+// defaulted returns copies of objs with Tekton's defaults applied (param
+// and result types, ...), as the admission webhook applies them.
+func defaulted[T interface {
+	DeepCopy() T
+	SetDefaults(context.Context)
+}](ctx context.Context, objs map[string]T) map[string]T {
+	out := make(map[string]T, len(objs))
+	for name, v := range objs {
+		v = v.DeepCopy()
+		v.SetDefaults(ctx)
+		out[name] = v
+	}
+	return out
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {

@@ -47,6 +47,15 @@ func (r readme) mentions(t *testing.T, what string, names []string) {
 	}
 }
 
+// mentionsAll checks that the README names each param, result and
+// workspace.
+func (r readme) mentionsAll(t *testing.T, d docs) {
+	t.Helper()
+	r.mentions(t, "param", paramNames(d.params))
+	r.mentions(t, "result", names(d.results))
+	r.mentions(t, "workspace", names(d.workspaces))
+}
+
 // TestTaskREADMEs: every Task has a README documenting each param, result
 // and workspace by name, with an example TaskRun that decodes strictly,
 // validates, references the Task, passes only declared params of the right
@@ -54,20 +63,14 @@ func (r readme) mentions(t *testing.T, what string, names []string) {
 func TestTaskREADMEs(t *testing.T) {
 	o := decodeAll(t)
 	ctx := validationContext(t)
-	tasks := defaultedTasks(t, o)
+	tasks := defaulted(ctx, o.tasks)
 	for _, name := range sortedKeys(tasks) {
 		task := tasks[name]
 		r := readREADME(t, o.paths["Task/"+name])
 		if r.text == "" {
 			continue
 		}
-		r.mentions(t, "param", paramNames(task.Spec.Params))
-		r.mentions(t, "result", resultNames(task.Spec.Results))
-		var ws []string
-		for _, w := range task.Spec.Workspaces {
-			ws = append(ws, w.Name)
-		}
-		r.mentions(t, "workspace", ws)
+		r.mentionsAll(t, taskDocs(task))
 
 		for _, tr := range exampleRuns[pipelinev1.TaskRun](t, ctx, r, "TaskRun") {
 			if tr.Spec.TaskRef == nil || tr.Spec.TaskRef.Name != name {
@@ -97,23 +100,14 @@ func TestTaskREADMEs(t *testing.T) {
 func TestPipelineREADMEs(t *testing.T) {
 	o := decodeAll(t)
 	ctx := validationContext(t)
-	for _, name := range sortedKeys(o.pipelines) {
-		p := o.pipelines[name].DeepCopy()
-		p.SetDefaults(ctx)
+	pipelines := defaulted(ctx, o.pipelines)
+	for _, name := range sortedKeys(pipelines) {
+		p := pipelines[name]
 		r := readREADME(t, o.paths["Pipeline/"+name])
 		if r.text == "" {
 			continue
 		}
-		r.mentions(t, "param", paramNames(p.Spec.Params))
-		var results, ws []string
-		for _, res := range p.Spec.Results {
-			results = append(results, res.Name)
-		}
-		for _, w := range p.Spec.Workspaces {
-			ws = append(ws, w.Name)
-		}
-		r.mentions(t, "result", results)
-		r.mentions(t, "workspace", ws)
+		r.mentionsAll(t, pipelineDocs(p))
 		for _, pr := range exampleRuns[pipelinev1.PipelineRun](t, ctx, r, "PipelineRun") {
 			if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != name {
 				t.Errorf("%s: example PipelineRun does not reference Pipeline %s", r.path, name)
@@ -242,14 +236,6 @@ func paramNames(specs pipelinev1.ParamSpecs) []string {
 	var out []string
 	for _, s := range specs {
 		out = append(out, s.Name)
-	}
-	return out
-}
-
-func resultNames(results []pipelinev1.TaskResult) []string {
-	var out []string
-	for _, r := range results {
-		out = append(out, r.Name)
 	}
 	return out
 }

@@ -13,17 +13,14 @@ import (
 func TestValidate(t *testing.T) {
 	o := decodeAll(t)
 	ctx := validationContext(t)
-	for _, name := range sortedKeys(o.tasks) {
-		task := o.tasks[name].DeepCopy()
-		task.SetDefaults(ctx)
-		if err := task.Validate(ctx); err != nil {
+	tasks, pipelines := defaulted(ctx, o.tasks), defaulted(ctx, o.pipelines)
+	for _, name := range sortedKeys(tasks) {
+		if err := tasks[name].Validate(ctx); err != nil {
 			t.Errorf("Task %s (%s): %v", name, o.paths["Task/"+name], err)
 		}
 	}
-	for _, name := range sortedKeys(o.pipelines) {
-		p := o.pipelines[name].DeepCopy()
-		p.SetDefaults(ctx)
-		if err := p.Validate(ctx); err != nil {
+	for _, name := range sortedKeys(pipelines) {
+		if err := pipelines[name].Validate(ctx); err != nil {
 			t.Errorf("Pipeline %s: %v", name, err)
 		}
 	}

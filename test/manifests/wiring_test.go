@@ -21,7 +21,7 @@ var taskResultRef = regexp.MustCompile(`\$\(tasks\.([a-z0-9-]+)\.results\.([A-Za
 // string results of a matrixed task (which arrive as an array).
 func TestPipelinesMatchTasks(t *testing.T) {
 	o := decodeAll(t)
-	tasks := defaultedTasks(t, o)
+	tasks := defaulted(validationContext(t), o.tasks)
 	for _, pname := range sortedKeys(o.pipelines) {
 		for _, f := range wiringFindings(o.pipelines[pname], tasks) {
 			t.Error(f)
@@ -35,20 +35,7 @@ func TestWiringFindsMistakes(t *testing.T) {
 	o := decodeAll(t)
 	p := &pipelinev1.Pipeline{}
 	decodeFile(t, "testdata/bad-pipeline.yaml", p)
-	goldenFindings(t, "testdata/bad-pipeline.wiring", wiringFindings(p, defaultedTasks(t, o)))
-}
-
-// defaultedTasks returns the Tasks with Tekton's defaults applied (param
-// and result types).
-func defaultedTasks(t *testing.T, o *objects) map[string]*pipelinev1.Task {
-	ctx := validationContext(t)
-	out := map[string]*pipelinev1.Task{}
-	for name, task := range o.tasks {
-		task = task.DeepCopy()
-		task.SetDefaults(ctx)
-		out[name] = task
-	}
-	return out
+	goldenFindings(t, "testdata/bad-pipeline.wiring", wiringFindings(p, defaulted(validationContext(t), o.tasks)))
 }
 
 type findings []string
