@@ -91,30 +91,37 @@ func StartControlPlane(ctx context.Context, cfg ControlPlaneConfig) (_ *ControlP
 			cp.Stop()
 		}
 	}()
-	phase := func(name string, f func(context.Context) error) error {
-		start := time.Now()
-		if err := f(ctx); err != nil {
-			return fmt.Errorf("starting the control plane: %s: %w", name, err)
-		}
-		cp.Phases = append(cp.Phases, Phase{Name: name, Duration: time.Since(start)})
-		logger.Info("control plane phase done", "phase", name, "took", time.Since(start).Round(time.Millisecond))
-		return nil
-	}
-	steps := []struct {
-		name string
-		f    func(context.Context) error
-	}{
+	err = runPhases(ctx, logger, "control plane", &cp.Phases, []phase{
 		{"pki", cp.makePKI},
 		{"etcd", cp.startEtcd},
 		{"kube-apiserver", cp.startAPIServer},
 		{"kube-controller-manager", cp.startControllerManager},
-	}
-	for _, s := range steps {
-		if err := phase(s.name, s.f); err != nil {
-			return nil, err
-		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the control plane: %w", err)
 	}
 	return cp, nil
+}
+
+// phase is one named step of a start-up.
+type phase struct {
+	name string
+	run  func(context.Context) error
+}
+
+// runPhases runs steps in order, records how long each took in phases and
+// logs it as a phase of what; the first failure stops them, named by its
+// step.
+func runPhases(ctx context.Context, logger *slog.Logger, what string, phases *[]Phase, steps []phase) error {
+	for _, s := range steps {
+		start := time.Now()
+		if err := s.run(ctx); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		*phases = append(*phases, Phase{Name: s.name, Duration: time.Since(start)})
+		logger.Info(what+" phase done", "phase", s.name, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
 }
 
 // Stop stops every process of the control plane (and any other process

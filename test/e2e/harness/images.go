@@ -520,3 +520,35 @@ func downloadGit(ctx context.Context, cacheDir, arch string) error {
 	}
 	return nil
 }
+
+// Child is one image of an index: its platform as its config states it
+// ("linux/arm64") and its digest.
+type Child struct {
+	Platform string
+	Digest   v1.Hash
+}
+
+// IndexChildren reads every image of idx, in the index's order; a child
+// whose descriptor names another platform than its config is an error.
+func IndexChildren(idx v1.ImageIndex) ([]Child, error) {
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var out []Child
+	for _, d := range m.Manifests {
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			return nil, err
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, err
+		}
+		if d.Platform == nil || d.Platform.OS != cf.OS || d.Platform.Architecture != cf.Architecture {
+			return nil, fmt.Errorf("child %s: the index says %v, its config %s/%s", d.Digest, d.Platform, cf.OS, cf.Architecture)
+		}
+		out = append(out, Child{Platform: cf.OS + "/" + cf.Architecture, Digest: d.Digest})
+	}
+	return out, nil
+}

@@ -230,22 +230,14 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 			err = fmt.Errorf("%w (logs in %s)", err, cp.Supervisor.LogDir())
 		}
 	}()
-	steps := []struct {
-		name string
-		f    func(context.Context) error
-	}{
+	err = runPhases(ctx, logger, "cluster", &cp.Phases, []phase{
 		{"kube-scheduler", c.startScheduler},
 		{"nodes", c.startNodes},
 		{"kube-proxy", c.startKubeProxy},
 		{"coredns", c.startCoreDNS},
-	}
-	for _, s := range steps {
-		t := time.Now()
-		if err := s.f(ctx); err != nil {
-			return nil, fmt.Errorf("starting the cluster: %s: %w", s.name, err)
-		}
-		cp.Phases = append(cp.Phases, Phase{Name: s.name, Duration: time.Since(t)})
-		logger.Info("cluster phase done", "phase", s.name, "took", time.Since(t).Round(time.Millisecond))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the cluster: %w", err)
 	}
 	logger.Info("cluster up", "took", time.Since(start).Round(time.Millisecond), "kubeconfig", cp.Kubeconfig)
 	return c, nil
