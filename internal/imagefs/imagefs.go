@@ -119,6 +119,20 @@ func Image(plat v1.Platform, cfg v1.Config, layers ...v1.Layer) (v1.Image, error
 	return img, nil
 }
 
+// Index makes an OCI index of one image per platform, made by one.
+func Index(platforms []v1.Platform, one func(v1.Platform) (v1.Image, error)) (v1.ImageIndex, error) {
+	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	for _, p := range platforms {
+		img, err := one(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		plat := p
+		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &plat}})
+	}
+	return idx, nil
+}
+
 // Walk calls fn for each entry of img's flattened filesystem, in order,
 // with a reader of a regular file's content; an error from fn stops the
 // walk and is returned.

@@ -150,6 +150,40 @@ func TestImage(t *testing.T) {
 	}
 }
 
+// TestIndex makes an index of two platforms: an OCI index whose
+// descriptors name the platforms, in order; an error names its platform.
+func TestIndex(t *testing.T) {
+	plats := []v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm", Variant: "v7"}}
+	idx, err := Index(plats, func(p v1.Platform) (v1.Image, error) {
+		l, err := Layer([]File{{Path: "arch", Mode: 0o644, Body: []byte(p.Architecture)}})
+		if err != nil {
+			return nil, err
+		}
+		return Image(p, v1.Config{}, l)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mt, _ := idx.MediaType(); mt != types.OCIImageIndex {
+		t.Errorf("index media type %s", mt)
+	}
+	m, err := idx.IndexManifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range m.Manifests {
+		got = append(got, d.Platform.String())
+	}
+	if diff := cmp.Diff([]string{"linux/amd64", "linux/arm/v7"}, got); diff != "" {
+		t.Errorf("platforms (-want +got):\n%s", diff)
+	}
+	_, err = Index(plats, func(p v1.Platform) (v1.Image, error) { return nil, errors.New("no image") })
+	if err == nil || !strings.Contains(err.Error(), "linux/amd64: no image") {
+		t.Errorf("error %v, want one naming linux/amd64", err)
+	}
+}
+
 // TestReadFiles reads regular files back from a two-layer image: the
 // upper layer's content wins, and directories, symlinks and paths not
 // asked for are left out; Walk stops at fn's error.

@@ -4,19 +4,18 @@ import (
 	"context"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -237,10 +236,15 @@ func pushIndex(ctx context.Context, t *testing.T, ref string, layers map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
-	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	for arch, layer := range layers {
-		img := archImage(t, arch, layer, entrypoint)
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	var plats []v1.Platform
+	for _, arch := range slices.Sorted(maps.Keys(layers)) {
+		plats = append(plats, v1.Platform{OS: "linux", Architecture: arch})
+	}
+	idx, err := imagefs.Index(plats, func(p v1.Platform) (v1.Image, error) {
+		return archImage(t, p.Architecture, layers[p.Architecture], entrypoint), nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	if err := remote.WriteIndex(r, idx, remote.WithContext(ctx)); err != nil {
 		t.Fatalf("pushing %s: %v", ref, err)

@@ -15,10 +15,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ciel-ci/ciel/test/e2e/baseimage"
 
@@ -206,24 +203,10 @@ func (b *imageBuilder) binary(key string) (string, error) {
 	return p, nil
 }
 
-// platformIndex makes an OCI index of one image per ImagePlatforms entry.
-func platformIndex(one func(v1.Platform) (v1.Image, error)) (v1.ImageIndex, error) {
-	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	for _, p := range ImagePlatforms {
-		img, err := one(p)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		plat := p
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &plat}})
-	}
-	return idx, nil
-}
-
 // pauseIndex is the sandbox image: /pause, run as 65535 like Kubernetes'
 // own pause image.
 func (b *imageBuilder) pauseIndex(context.Context) (remote.Taggable, error) {
-	return platformIndex(func(p v1.Platform) (v1.Image, error) {
+	return imagefs.Index(ImagePlatforms, func(p v1.Platform) (v1.Image, error) {
 		bin, err := b.binary("pause-" + p.Architecture)
 		if err != nil {
 			return nil, err
@@ -255,7 +238,7 @@ const imageNsswitch = "hosts: files dns\n"
 // host's CA bundle in /kaniko/ssl/certs, an empty Docker config, and
 // /workspace as working directory.
 func (b *imageBuilder) kanikoIndex(context.Context) (remote.Taggable, error) {
-	return platformIndex(func(p v1.Platform) (v1.Image, error) {
+	return imagefs.Index(ImagePlatforms, func(p v1.Platform) (v1.Image, error) {
 		bin, err := b.binary("kaniko-executor-" + p.Architecture)
 		if err != nil {
 			return nil, err
@@ -313,7 +296,7 @@ func (b *imageBuilder) staticIndex(context.Context) (remote.Taggable, error) {
 	if err != nil {
 		return nil, err
 	}
-	return platformIndex(func(p v1.Platform) (v1.Image, error) {
+	return imagefs.Index(ImagePlatforms, func(p v1.Platform) (v1.Image, error) {
 		return imagefs.Image(p, v1.Config{Env: staticEnv}, l)
 	})
 }
@@ -322,7 +305,7 @@ func (b *imageBuilder) staticIndex(context.Context) (remote.Taggable, error) {
 // static base's files, as nonroot by default. Git writes only under the
 // repository it is given and $HOME; nothing in the image needs writing.
 func (b *imageBuilder) gitIndex(context.Context) (remote.Taggable, error) {
-	return platformIndex(func(p v1.Platform) (v1.Image, error) {
+	return imagefs.Index(ImagePlatforms, func(p v1.Platform) (v1.Image, error) {
 		root, err := GitRoot(b.cfg.Prepared.CacheDir, p.Architecture)
 		if err != nil {
 			return nil, err

@@ -511,7 +511,7 @@ id=$(stat -c %u "$WS/out/Dockerfile"); echo "owner=$id"
 func TestVerifyImagesAgainstRegistry(t *testing.T) {
 	reg := registrytest.Start(t)
 	ctx := context.Background()
-	idx, err := platformIndex(func(p v1.Platform) (v1.Image, error) {
+	idx, err := imagefs.Index(ImagePlatforms, func(p v1.Platform) (v1.Image, error) {
 		l, err := imagefs.Layer([]imagefs.File{{Path: "x", Mode: 0o644, Body: []byte(p.Architecture)}})
 		if err != nil {
 			return nil, err
