@@ -47,13 +47,21 @@ func (r readme) mentions(t *testing.T, what string, names []string) {
 	}
 }
 
-// mentionsAll checks that the README names each param, result and
-// workspace.
-func (r readme) mentionsAll(t *testing.T, d docs) {
+// eachREADME reads the README of every object of kind, checks that it
+// names each param, result and workspace, and hands it to examples.
+func eachREADME[T any](t *testing.T, o *objects, kind string, objs map[string]T, docsOf func(T) docs, examples func(r readme, name string, obj T)) {
 	t.Helper()
-	r.mentions(t, "param", paramNames(d.params))
-	r.mentions(t, "result", names(d.results))
-	r.mentions(t, "workspace", names(d.workspaces))
+	for _, name := range sortedKeys(objs) {
+		r := readREADME(t, o.paths[kind+"/"+name])
+		if r.text == "" {
+			continue
+		}
+		d := docsOf(objs[name])
+		r.mentions(t, "param", paramNames(d.params))
+		r.mentions(t, "result", names(d.results))
+		r.mentions(t, "workspace", names(d.workspaces))
+		examples(r, name, objs[name])
+	}
 }
 
 // TestTaskREADMEs: every Task has a README documenting each param, result
@@ -63,15 +71,7 @@ func (r readme) mentionsAll(t *testing.T, d docs) {
 func TestTaskREADMEs(t *testing.T) {
 	o := decodeAll(t)
 	ctx := validationContext(t)
-	tasks := defaulted(ctx, o.tasks)
-	for _, name := range sortedKeys(tasks) {
-		task := tasks[name]
-		r := readREADME(t, o.paths["Task/"+name])
-		if r.text == "" {
-			continue
-		}
-		r.mentionsAll(t, taskDocs(task))
-
+	eachREADME(t, o, "Task", defaulted(ctx, o.tasks), taskDocs, func(r readme, name string, task *pipelinev1.Task) {
 		for _, tr := range exampleRuns[pipelinev1.TaskRun](t, ctx, r, "TaskRun") {
 			if tr.Spec.TaskRef == nil || tr.Spec.TaskRef.Name != name {
 				t.Errorf("%s: example TaskRun does not reference Task %s", r.path, name)
@@ -91,7 +91,7 @@ func TestTaskREADMEs(t *testing.T) {
 				}
 			}
 		}
-	}
+	})
 }
 
 // TestPipelineREADMEs: the same for Pipelines and example PipelineRuns,
@@ -100,14 +100,7 @@ func TestTaskREADMEs(t *testing.T) {
 func TestPipelineREADMEs(t *testing.T) {
 	o := decodeAll(t)
 	ctx := validationContext(t)
-	pipelines := defaulted(ctx, o.pipelines)
-	for _, name := range sortedKeys(pipelines) {
-		p := pipelines[name]
-		r := readREADME(t, o.paths["Pipeline/"+name])
-		if r.text == "" {
-			continue
-		}
-		r.mentionsAll(t, pipelineDocs(p))
+	eachREADME(t, o, "Pipeline", defaulted(ctx, o.pipelines), pipelineDocs, func(r readme, name string, p *pipelinev1.Pipeline) {
 		for _, pr := range exampleRuns[pipelinev1.PipelineRun](t, ctx, r, "PipelineRun") {
 			if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != name {
 				t.Errorf("%s: example PipelineRun does not reference Pipeline %s", r.path, name)
@@ -126,7 +119,7 @@ func TestPipelineREADMEs(t *testing.T) {
 				}
 			}
 		}
-	}
+	})
 }
 
 // TestTriggersREADME: config/triggers/README.md documents every ciel.dev/
