@@ -1,19 +1,14 @@
 package manifests
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/tektoncd/pipeline/pkg/apis/config"
@@ -22,9 +17,10 @@ import (
 	"github.com/tektoncd/triggers/pkg/template"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ciel-ci/ciel/internal/yamldoc"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -63,7 +59,7 @@ func loadDocs(t *testing.T, dirs ...string) []doc {
 				return err
 			}
 			defer f.Close()
-			raws, err := splitDocs(f)
+			raws, err := yamldoc.Split(f)
 			if err != nil {
 				return fmt.Errorf("%s: %w", rel, err)
 			}
@@ -71,10 +67,10 @@ func loadDocs(t *testing.T, dirs ...string) []doc {
 				var meta struct {
 					Kind string `json:"kind"`
 				}
-				if err := yaml.Unmarshal(r.raw, &meta); err != nil {
-					return fmt.Errorf("%s#%d: %w", rel, r.index, err)
+				if err := yaml.Unmarshal(r.Raw, &meta); err != nil {
+					return fmt.Errorf("%s#%d: %w", rel, r.Index, err)
 				}
-				docs = append(docs, doc{path: filepath.ToSlash(rel), index: r.index, raw: r.raw, kind: meta.Kind})
+				docs = append(docs, doc{path: filepath.ToSlash(rel), index: r.Index, raw: r.Raw, kind: meta.Kind})
 			}
 			return nil
 		})
@@ -88,44 +84,9 @@ func loadDocs(t *testing.T, dirs ...string) []doc {
 	return docs
 }
 
-// rawDoc is one non-empty document of a YAML stream and its position.
-type rawDoc struct {
-	index int
-	raw   []byte
-}
-
-// splitDocs splits a multi-document YAML stream, skipping the documents
-// that hold nothing but comments.
-func splitDocs(r io.Reader) ([]rawDoc, error) {
-	yr := utilyaml.NewYAMLReader(bufio.NewReader(r))
-	var docs []rawDoc
-	for i := 0; ; i++ {
-		raw, err := yr.Read()
-		if errors.Is(err, io.EOF) {
-			return docs, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		if len(bytes.TrimSpace(stripComments(raw))) > 0 {
-			docs = append(docs, rawDoc{index: i, raw: raw})
-		}
-	}
-}
-
 func isYAML(path string) bool {
 	ext := filepath.Ext(path)
 	return ext == ".yaml" || ext == ".yml"
-}
-
-func stripComments(raw []byte) []byte {
-	var out []byte
-	for _, line := range strings.SplitAfter(string(raw), "\n") {
-		if !strings.HasPrefix(strings.TrimSpace(line), "#") {
-			out = append(out, line...)
-		}
-	}
-	return out
 }
 
 // strict decodes YAML into v, failing on unknown or duplicated fields.

@@ -31,6 +31,7 @@ import (
 	"github.com/ciel-ci/ciel/internal/registrytest"
 
 	"github.com/ciel-ci/ciel/internal/imagefs"
+	"github.com/ciel-ci/ciel/internal/yamldoc"
 )
 
 // koVersion is the ko the Makefile installs into bin/.
@@ -241,13 +242,13 @@ func readDocs(t *testing.T, file string) [][]byte {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	raws, err := splitDocs(f)
+	raws, err := yamldoc.Split(f)
 	if err != nil {
 		t.Fatalf("%s: %v", file, err)
 	}
 	var docs [][]byte
 	for _, r := range raws {
-		docs = append(docs, r.raw)
+		docs = append(docs, r.Raw)
 	}
 	return docs
 }
