@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ciel-ci/ciel/internal/yamldoc"
 )
 
 // renderConfig runs `kubectl kustomize config/`, what `kubectl apply -k
@@ -45,15 +47,19 @@ func renderPath(t *testing.T, dir string) map[string][][]byte {
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", cmd, err, out)
 	}
+	docs, err := yamldoc.Split(bytes.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
 	byKind := map[string][][]byte{}
-	for _, d := range bytes.Split(out, []byte("\n---\n")) {
+	for _, d := range docs {
 		var meta struct {
 			Kind string `json:"kind"`
 		}
-		if err := yaml.Unmarshal(d, &meta); err != nil {
+		if err := yaml.Unmarshal(d.Raw, &meta); err != nil {
 			t.Fatal(err)
 		}
-		byKind[meta.Kind] = append(byKind[meta.Kind], d)
+		byKind[meta.Kind] = append(byKind[meta.Kind], d.Raw)
 	}
 	return byKind
 }

@@ -13,8 +13,6 @@ import (
 	"strings"
 	"testing"
 
-	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
-	"github.com/tektoncd/triggers/pkg/template"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/kube-openapi/pkg/validation/spec"
@@ -100,11 +98,7 @@ func TestCRDSchemas(t *testing.T) {
 	}
 	for _, name := range sortedKeys(o.templates) {
 		tt := o.templates[name]
-		var params []triggersv1.Param
-		for _, p := range tt.Spec.Params {
-			params = append(params, triggersv1.Param{Name: p.Name, Value: "placeholder"})
-		}
-		for i, raw := range template.ResolveResources(tt, params) {
+		for i, raw := range placeholderResources(tt) {
 			check(fmt.Sprintf("TriggerTemplate %s resourcetemplates[%d]", name, i), raw)
 		}
 	}

@@ -19,12 +19,10 @@ import (
 func TestCredentialsReachOnlyTheStepsThatNeedThem(t *testing.T) {
 	o := decodeAll(t)
 	ctx := validationContext(t)
-	task, ok := o.tasks["kaniko-build"]
+	task, ok := defaulted(ctx, o.tasks)["kaniko-build"]
 	if !ok {
 		t.Fatal("no Task kaniko-build")
 	}
-	task = task.DeepCopy()
-	task.SetDefaults(ctx)
 	if err := task.Validate(ctx); err != nil {
 		t.Fatalf("kaniko-build: %v", err)
 	}

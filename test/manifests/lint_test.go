@@ -44,11 +44,18 @@ func (l linter) at(where string) linter { return linter{where: l.where + " " + w
 // on every Task.
 func TestLintTasks(t *testing.T) {
 	o := decodeAll(t)
-	if len(o.tasks) == 0 {
-		t.Fatal("no Tasks found")
+	lintEach(t, o, "Task", o.tasks, lintTask)
+}
+
+// lintEach lints every object of a kind (there must be some) with lint,
+// given the file it is defined in.
+func lintEach[T any](t *testing.T, o *objects, kind string, objs map[string]T, lint func(T, string) []string) {
+	t.Helper()
+	if len(objs) == 0 {
+		t.Fatalf("no %ss found", kind)
 	}
-	for _, name := range sortedKeys(o.tasks) {
-		for _, f := range lintTask(o.tasks[name], o.paths["Task/"+name]) {
+	for _, name := range sortedKeys(objs) {
+		for _, f := range lint(objs[name], o.paths[kind+"/"+name]) {
 			t.Error(f)
 		}
 	}
@@ -61,20 +68,7 @@ func lintTask(task *pipelinev1.Task, file string) []string {
 	l := linter{"Task " + name, &found}
 	lintLayout(l, file, "tasks", name)
 	lintCatalogMetadata(l, task.Labels, task.Annotations)
-	if strings.TrimSpace(task.Spec.Description) == "" {
-		l.errorf("no description")
-	}
-	lintParamSpecs(l, task.Spec.Params)
-	for _, r := range task.Spec.Results {
-		if strings.TrimSpace(r.Description) == "" {
-			l.errorf("result %s has no description", r.Name)
-		}
-	}
-	for _, w := range task.Spec.Workspaces {
-		if strings.TrimSpace(w.Description) == "" {
-			l.errorf("workspace %s has no description", w.Name)
-		}
-	}
+	lintDocumented(l, taskDocs(task))
 	if task.Spec.StepTemplate != nil && task.Spec.StepTemplate.Image != "" {
 		l.errorf("stepTemplate sets an image; give every step its own")
 	}
@@ -253,14 +247,7 @@ func TestPinned(t *testing.T) {
 // TestLintPipelines enforces the catalog conventions on every Pipeline.
 func TestLintPipelines(t *testing.T) {
 	o := decodeAll(t)
-	if len(o.pipelines) == 0 {
-		t.Fatal("no Pipelines found")
-	}
-	for _, name := range sortedKeys(o.pipelines) {
-		for _, f := range lintPipeline(o.pipelines[name], o.paths["Pipeline/"+name]) {
-			t.Error(f)
-		}
-	}
+	lintEach(t, o, "Pipeline", o.pipelines, lintPipeline)
 }
 
 func lintPipeline(p *pipelinev1.Pipeline, file string) []string {
@@ -268,20 +255,7 @@ func lintPipeline(p *pipelinev1.Pipeline, file string) []string {
 	l := linter{"Pipeline " + p.Name, &found}
 	lintLayout(l, file, "pipelines", p.Name)
 	lintCatalogMetadata(l, p.Labels, p.Annotations)
-	if strings.TrimSpace(p.Spec.Description) == "" {
-		l.errorf("no description")
-	}
-	lintParamSpecs(l, p.Spec.Params)
-	for _, r := range p.Spec.Results {
-		if strings.TrimSpace(r.Description) == "" {
-			l.errorf("result %s has no description", r.Name)
-		}
-	}
-	for _, w := range p.Spec.Workspaces {
-		if strings.TrimSpace(w.Description) == "" {
-			l.errorf("workspace %s has no description", w.Name)
-		}
-	}
+	lintDocumented(l, pipelineDocs(p))
 	for _, pt := range p.Spec.Tasks {
 		if pt.TaskSpec != nil {
 			l.errorf("task %s embeds a taskSpec; reference a Task of tasks/", pt.Name)
@@ -297,6 +271,69 @@ func TestLintTriggerTemplates(t *testing.T) {
 		for _, p := range o.templates[name].Spec.Params {
 			if strings.TrimSpace(p.Description) == "" {
 				t.Errorf("TriggerTemplate %s: param %s has no description", name, p.Name)
+			}
+		}
+	}
+}
+
+// docs is what a Task or a Pipeline documents: its description, its
+// params, and its results and workspaces, each with a description.
+type docs struct {
+	description         string
+	params              pipelinev1.ParamSpecs
+	results, workspaces []described
+}
+
+type described struct{ name, description string }
+
+func describe[T any](items []T, f func(T) described) []described {
+	var out []described
+	for _, it := range items {
+		out = append(out, f(it))
+	}
+	return out
+}
+
+func taskDocs(task *pipelinev1.Task) docs {
+	return docs{description: task.Spec.Description, params: task.Spec.Params,
+		results: describe(task.Spec.Results, func(r pipelinev1.TaskResult) described { return described{r.Name, r.Description} }),
+		workspaces: describe(task.Spec.Workspaces, func(w pipelinev1.WorkspaceDeclaration) described {
+			return described{w.Name, w.Description}
+		}),
+	}
+}
+
+func pipelineDocs(p *pipelinev1.Pipeline) docs {
+	return docs{description: p.Spec.Description, params: p.Spec.Params,
+		results: describe(p.Spec.Results, func(r pipelinev1.PipelineResult) described { return described{r.Name, r.Description} }),
+		workspaces: describe(p.Spec.Workspaces, func(w pipelinev1.PipelineWorkspaceDeclaration) described {
+			return described{w.Name, w.Description}
+		}),
+	}
+}
+
+func names(items []described) []string {
+	var out []string
+	for _, it := range items {
+		out = append(out, it.name)
+	}
+	return out
+}
+
+// lintDocumented: the description, and every param's, result's and
+// workspace's, are given (and the params are well-formed).
+func lintDocumented(l linter, d docs) {
+	if strings.TrimSpace(d.description) == "" {
+		l.errorf("no description")
+	}
+	lintParamSpecs(l, d.params)
+	for _, kind := range []struct {
+		what  string
+		items []described
+	}{{"result", d.results}, {"workspace", d.workspaces}} {
+		for _, it := range kind.items {
+			if strings.TrimSpace(it.description) == "" {
+				l.errorf("%s %s has no description", kind.what, it.name)
 			}
 		}
 	}
@@ -361,25 +398,38 @@ func taskText(task *pipelinev1.Task) string {
 // TestLintFindsViolations runs the Task lint on a Task that breaks every
 // rule, so that a lint which silently passes everything cannot go unnoticed.
 func TestLintFindsViolations(t *testing.T) {
-	raw, err := os.ReadFile("testdata/bad-task.yaml")
+	task := &pipelinev1.Task{}
+	decodeFile(t, "testdata/bad-task.yaml", task)
+	goldenFindings(t, "testdata/bad-task.lint", lintTask(task, "tasks/elsewhere.yaml"))
+}
+
+// decodeFile decodes a YAML file strictly into v.
+func decodeFile(t *testing.T, file string, v any) {
+	t.Helper()
+	raw, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
-	task := &pipelinev1.Task{}
-	if err := strict(raw, task); err != nil {
+	if err := strict(raw, v); err != nil {
 		t.Fatal(err)
 	}
-	got := strings.Join(lintTask(task, "tasks/elsewhere.yaml"), "\n") + "\n"
+}
+
+// goldenFindings compares findings, one a line, with the golden file
+// (rewritten with -update).
+func goldenFindings(t *testing.T, file string, findings []string) {
+	t.Helper()
+	got := strings.Join(findings, "\n") + "\n"
 	if *update {
-		if err := os.WriteFile("testdata/bad-task.lint", []byte(got), 0o644); err != nil {
+		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	want, err := os.ReadFile("testdata/bad-task.lint")
+	want, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("lint findings (-want +got):\n%s", diff)
+		t.Errorf("findings of %s (-want +got):\n%s", file, diff)
 	}
 }

@@ -1,28 +1,26 @@
 package manifests
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
+	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/tektoncd/pipeline/pkg/apis/config"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
+	"github.com/tektoncd/triggers/pkg/template"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ciel-ci/ciel/internal/yamldoc"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -61,25 +59,18 @@ func loadDocs(t *testing.T, dirs ...string) []doc {
 				return err
 			}
 			defer f.Close()
-			r := utilyaml.NewYAMLReader(bufio.NewReader(f))
-			for i := 0; ; i++ {
-				raw, err := r.Read()
-				if errors.Is(err, io.EOF) {
-					break
-				}
-				if err != nil {
-					return fmt.Errorf("%s: %w", rel, err)
-				}
-				if len(bytes.TrimSpace(stripComments(raw))) == 0 {
-					continue
-				}
+			raws, err := yamldoc.Split(f)
+			if err != nil {
+				return fmt.Errorf("%s: %w", rel, err)
+			}
+			for _, r := range raws {
 				var meta struct {
 					Kind string `json:"kind"`
 				}
-				if err := yaml.Unmarshal(raw, &meta); err != nil {
-					return fmt.Errorf("%s#%d: %w", rel, i, err)
+				if err := yaml.Unmarshal(r.Raw, &meta); err != nil {
+					return fmt.Errorf("%s#%d: %w", rel, r.Index, err)
 				}
-				docs = append(docs, doc{path: filepath.ToSlash(rel), index: i, raw: raw, kind: meta.Kind})
+				docs = append(docs, doc{path: filepath.ToSlash(rel), index: r.Index, raw: r.Raw, kind: meta.Kind})
 			}
 			return nil
 		})
@@ -98,25 +89,26 @@ func isYAML(path string) bool {
 	return ext == ".yaml" || ext == ".yml"
 }
 
-func stripComments(raw []byte) []byte {
-	var out []byte
-	for _, line := range strings.SplitAfter(string(raw), "\n") {
-		if !strings.HasPrefix(strings.TrimSpace(line), "#") {
-			out = append(out, line...)
-		}
-	}
-	return out
-}
-
 // strict decodes YAML into v, failing on unknown or duplicated fields.
 func strict(raw []byte, v any) error {
 	return yaml.UnmarshalStrict(raw, v)
 }
 
-// decodeNamed decodes raw strictly into v and returns its name.
-func decodeNamed(raw []byte, v interface{ GetName() string }) (string, error) {
-	err := strict(raw, v)
-	return v.GetName(), err
+// decodeInto returns a decoder of one kind: it decodes a document
+// strictly into a new T, files it by name in into (unless into is nil) and
+// returns the name.
+func decodeInto[T any, P interface {
+	*T
+	GetName() string
+}](into map[string]P) func([]byte) (string, error) {
+	return func(raw []byte) (string, error) {
+		v := P(new(T))
+		err := strict(raw, v)
+		if into != nil {
+			into[v.GetName()] = v
+		}
+		return v.GetName(), err
+	}
 }
 
 // objects are the decoded manifests, by kind and name.
@@ -143,45 +135,23 @@ func decodeAll(t *testing.T) *objects {
 		paths:     map[string]string{},
 		docs:      loadDocs(t, manifestDirs...),
 	}
+	decoders := map[string]func([]byte) (string, error){
+		"Task":               decodeInto(o.tasks),
+		"Pipeline":           decodeInto(o.pipelines),
+		"EventListener":      decodeInto(o.listeners),
+		"TriggerBinding":     decodeInto(o.bindings),
+		"TriggerTemplate":    decodeInto(o.templates),
+		"ServiceAccount":     decodeInto[corev1.ServiceAccount](nil),
+		"RoleBinding":        decodeInto[rbacv1.RoleBinding](nil),
+		"ClusterRoleBinding": decodeInto[rbacv1.ClusterRoleBinding](nil),
+	}
 	for _, d := range o.docs {
-		var (
-			name string
-			err  error
-		)
-		switch d.kind {
-		case "Task":
-			v := &pipelinev1.Task{}
-			name, err = decodeNamed(d.raw, v)
-			o.tasks[v.Name] = v
-		case "Pipeline":
-			v := &pipelinev1.Pipeline{}
-			name, err = decodeNamed(d.raw, v)
-			o.pipelines[v.Name] = v
-		case "EventListener":
-			v := &triggersv1.EventListener{}
-			name, err = decodeNamed(d.raw, v)
-			o.listeners[v.Name] = v
-		case "TriggerBinding":
-			v := &triggersv1.TriggerBinding{}
-			name, err = decodeNamed(d.raw, v)
-			o.bindings[v.Name] = v
-		case "TriggerTemplate":
-			v := &triggersv1.TriggerTemplate{}
-			name, err = decodeNamed(d.raw, v)
-			o.templates[v.Name] = v
-		case "ServiceAccount":
-			v := &corev1.ServiceAccount{}
-			name, err = decodeNamed(d.raw, v)
-		case "RoleBinding":
-			v := &rbacv1.RoleBinding{}
-			name, err = decodeNamed(d.raw, v)
-		case "ClusterRoleBinding":
-			v := &rbacv1.ClusterRoleBinding{}
-			name, err = decodeNamed(d.raw, v)
-		default:
+		decode, ok := decoders[d.kind]
+		if !ok {
 			t.Errorf("%s: no Go type known for kind %q", d, d.kind)
 			continue
 		}
+		name, err := decode(d.raw)
 		if err != nil {
 			t.Errorf("%s: strict decoding: %v", d, err)
 			continue
@@ -213,6 +183,31 @@ func validationContext(t *testing.T) context.Context {
 	cfg := config.FromContextOrDefaults(context.Background())
 	cfg.FeatureFlags = ff
 	return apis.WithinCreate(config.ToContext(context.Background(), cfg))
+}
+
+// placeholderResources renders a TriggerTemplate's resource templates with
+// Triggers' own code, every param set to "placeholder".
+func placeholderResources(tt *triggersv1.TriggerTemplate) []json.RawMessage {
+	var params []triggersv1.Param
+	for _, p := range tt.Spec.Params {
+		params = append(params, triggersv1.Param{Name: p.Name, Value: "placeholder"})
+	}
+	return template.ResolveResources(tt, params)
+}
+
+// defaulted returns copies of objs with Tekton's defaults applied (param
+// and result types, ...), as the admission webhook applies them.
+func defaulted[T interface {
+	DeepCopy() T
+	SetDefaults(context.Context)
+}](ctx context.Context, objs map[string]T) map[string]T {
+	out := make(map[string]T, len(objs))
+	for name, v := range objs {
+		v = v.DeepCopy()
+		v.SetDefaults(ctx)
+		out[name] = v
+	}
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {

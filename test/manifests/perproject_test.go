@@ -143,10 +143,8 @@ func TestPerProjectTriggers(t *testing.T) {
 			if bound["dockerconfig"] != "ciel-registry-"+slug || bound["git-auth"] != "ciel-git-"+slug {
 				t.Errorf("Secrets bound %v, want the project's own ciel-registry-%s and ciel-git-%s", bound, slug, slug)
 			}
-			for _, p := range pr.Spec.Params {
-				if p.Name == "image" && p.Value.StringVal != registryFromBinding+"/"+project {
-					t.Errorf("image %q, want %s/%s", p.Value.StringVal, registryFromBinding, project)
-				}
+			if image := runParam(pr, "image").StringVal; image != registryFromBinding+"/"+project {
+				t.Errorf("image %q, want %s/%s", image, registryFromBinding, project)
 			}
 		})
 	}

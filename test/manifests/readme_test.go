@@ -1,6 +1,7 @@
 package manifests
 
 import (
+	"context"
 	"os"
 	"path"
 	"regexp"
@@ -9,8 +10,7 @@ import (
 	"testing"
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
-	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
-	"github.com/tektoncd/triggers/pkg/template"
+	"knative.dev/pkg/apis"
 )
 
 var yamlBlock = regexp.MustCompile("(?s)```yaml\n(.*?)```")
@@ -47,6 +47,23 @@ func (r readme) mentions(t *testing.T, what string, names []string) {
 	}
 }
 
+// eachREADME reads the README of every object of kind, checks that it
+// names each param, result and workspace, and hands it to examples.
+func eachREADME[T any](t *testing.T, o *objects, kind string, objs map[string]T, docsOf func(T) docs, examples func(r readme, name string, obj T)) {
+	t.Helper()
+	for _, name := range sortedKeys(objs) {
+		r := readREADME(t, o.paths[kind+"/"+name])
+		if r.text == "" {
+			continue
+		}
+		d := docsOf(objs[name])
+		r.mentions(t, "param", paramNames(d.params))
+		r.mentions(t, "result", names(d.results))
+		r.mentions(t, "workspace", names(d.workspaces))
+		examples(r, name, objs[name])
+	}
+}
+
 // TestTaskREADMEs: every Task has a README documenting each param, result
 // and workspace by name, with an example TaskRun that decodes strictly,
 // validates, references the Task, passes only declared params of the right
@@ -54,37 +71,8 @@ func (r readme) mentions(t *testing.T, what string, names []string) {
 func TestTaskREADMEs(t *testing.T) {
 	o := decodeAll(t)
 	ctx := validationContext(t)
-	tasks := defaultedTasks(t, o)
-	for _, name := range sortedKeys(tasks) {
-		task := tasks[name]
-		r := readREADME(t, o.paths["Task/"+name])
-		if r.text == "" {
-			continue
-		}
-		r.mentions(t, "param", paramNames(task.Spec.Params))
-		r.mentions(t, "result", resultNames(task.Spec.Results))
-		var ws []string
-		for _, w := range task.Spec.Workspaces {
-			ws = append(ws, w.Name)
-		}
-		r.mentions(t, "workspace", ws)
-
-		found := 0
-		for _, ex := range r.examples {
-			if !strings.Contains(string(ex), "kind: TaskRun") {
-				continue
-			}
-			found++
-			tr := &pipelinev1.TaskRun{}
-			if err := strict(ex, tr); err != nil {
-				t.Errorf("%s: example TaskRun: strict decoding: %v", r.path, err)
-				continue
-			}
-			named(&tr.ObjectMeta.Name, tr.GenerateName)
-			tr.SetDefaults(ctx)
-			if err := tr.Validate(ctx); err != nil {
-				t.Errorf("%s: example TaskRun: %v", r.path, err)
-			}
+	eachREADME(t, o, "Task", defaulted(ctx, o.tasks), taskDocs, func(r readme, name string, task *pipelinev1.Task) {
+		for _, tr := range exampleRuns[pipelinev1.TaskRun](t, ctx, r, "TaskRun") {
 			if tr.Spec.TaskRef == nil || tr.Spec.TaskRef.Name != name {
 				t.Errorf("%s: example TaskRun does not reference Task %s", r.path, name)
 				continue
@@ -103,10 +91,7 @@ func TestTaskREADMEs(t *testing.T) {
 				}
 			}
 		}
-		if found == 0 {
-			t.Errorf("%s: no example TaskRun (a ```yaml block with kind: TaskRun)", r.path)
-		}
-	}
+	})
 }
 
 // TestPipelineREADMEs: the same for Pipelines and example PipelineRuns,
@@ -115,39 +100,8 @@ func TestTaskREADMEs(t *testing.T) {
 func TestPipelineREADMEs(t *testing.T) {
 	o := decodeAll(t)
 	ctx := validationContext(t)
-	for _, name := range sortedKeys(o.pipelines) {
-		p := o.pipelines[name].DeepCopy()
-		p.SetDefaults(ctx)
-		r := readREADME(t, o.paths["Pipeline/"+name])
-		if r.text == "" {
-			continue
-		}
-		r.mentions(t, "param", paramNames(p.Spec.Params))
-		var results, ws []string
-		for _, res := range p.Spec.Results {
-			results = append(results, res.Name)
-		}
-		for _, w := range p.Spec.Workspaces {
-			ws = append(ws, w.Name)
-		}
-		r.mentions(t, "result", results)
-		r.mentions(t, "workspace", ws)
-		found := 0
-		for _, ex := range r.examples {
-			if !strings.Contains(string(ex), "kind: PipelineRun") {
-				continue
-			}
-			found++
-			pr := &pipelinev1.PipelineRun{}
-			if err := strict(ex, pr); err != nil {
-				t.Errorf("%s: example PipelineRun: strict decoding: %v", r.path, err)
-				continue
-			}
-			named(&pr.ObjectMeta.Name, pr.GenerateName)
-			pr.SetDefaults(ctx)
-			if err := pr.Validate(ctx); err != nil {
-				t.Errorf("%s: example PipelineRun: %v", r.path, err)
-			}
+	eachREADME(t, o, "Pipeline", defaulted(ctx, o.pipelines), pipelineDocs, func(r readme, name string, p *pipelinev1.Pipeline) {
+		for _, pr := range exampleRuns[pipelinev1.PipelineRun](t, ctx, r, "PipelineRun") {
 			if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != name {
 				t.Errorf("%s: example PipelineRun does not reference Pipeline %s", r.path, name)
 				continue
@@ -165,10 +119,7 @@ func TestPipelineREADMEs(t *testing.T) {
 				}
 			}
 		}
-		if found == 0 {
-			t.Errorf("%s: no example PipelineRun", r.path)
-		}
-	}
+	})
 }
 
 // TestTriggersREADME: config/triggers/README.md documents every ciel.dev/
@@ -183,11 +134,7 @@ func TestTriggersREADME(t *testing.T) {
 	used := map[string]bool{}
 	for _, name := range sortedKeys(o.templates) {
 		tt := o.templates[name]
-		var params []triggersv1.Param
-		for _, p := range tt.Spec.Params {
-			params = append(params, triggersv1.Param{Name: p.Name, Value: "placeholder"})
-		}
-		for _, raw := range template.ResolveResources(tt, params) {
+		for _, raw := range placeholderResources(tt) {
 			pr := &pipelinev1.PipelineRun{}
 			if err := strict(raw, pr); err != nil {
 				t.Fatal(err)
@@ -238,25 +185,50 @@ func checkRunParams(t *testing.T, where string, given pipelinev1.Params, specs p
 	}
 }
 
-// named gives an object the name the API server generates.
-func named(name *string, generate string) {
-	if *name == "" {
-		*name = generate + "x7k2q"
+// exampleRuns returns the README's examples of kind (there must be one),
+// each decoded strictly into a new R, named as the API server names it,
+// defaulted and validated; one that does not decode is an error and left
+// out.
+func exampleRuns[R any, P interface {
+	*R
+	SetDefaults(context.Context)
+	Validate(context.Context) *apis.FieldError
+	GetName() string
+	GetGenerateName() string
+	SetName(string)
+}](t *testing.T, ctx context.Context, r readme, kind string) []P {
+	t.Helper()
+	var out []P
+	found := 0
+	for _, ex := range r.examples {
+		if !strings.Contains(string(ex), "kind: "+kind) {
+			continue
+		}
+		found++
+		run := P(new(R))
+		if err := strict(ex, run); err != nil {
+			t.Errorf("%s: example %s: strict decoding: %v", r.path, kind, err)
+			continue
+		}
+		if run.GetName() == "" {
+			run.SetName(run.GetGenerateName() + "x7k2q") // as the API server does before admission
+		}
+		run.SetDefaults(ctx)
+		if err := run.Validate(ctx); err != nil {
+			t.Errorf("%s: example %s: %v", r.path, kind, err)
+		}
+		out = append(out, run)
 	}
+	if found == 0 {
+		t.Errorf("%s: no example %s (a ```yaml block with kind: %s)", r.path, kind, kind)
+	}
+	return out
 }
 
 func paramNames(specs pipelinev1.ParamSpecs) []string {
 	var out []string
 	for _, s := range specs {
 		out = append(out, s.Name)
-	}
-	return out
-}
-
-func resultNames(results []pipelinev1.TaskResult) []string {
-	var out []string
-	for _, r := range results {
-		out = append(out, r.Name)
 	}
 	return out
 }

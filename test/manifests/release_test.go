@@ -1,13 +1,9 @@
 package manifests
 
 import (
-	"archive/tar"
-	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,11 +16,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/triggers/pkg/apis/triggers/contexts"
 	triggersv1alpha1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1alpha1"
@@ -33,11 +25,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
 
 	"github.com/ciel-ci/ciel/internal/registrytest"
+
+	"github.com/ciel-ci/ciel/internal/imagefs"
+	"github.com/ciel-ci/ciel/internal/yamldoc"
 )
 
 // koVersion is the ko the Makefile installs into bin/.
@@ -198,39 +192,21 @@ func TestRelease(t *testing.T) {
 // and returns it pinned by digest.
 func pushBaseImage(t *testing.T, ref string) string {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
 	must := func(err error) {
 		if err != nil {
 			t.Fatal(err)
 		}
 	}
-	must(tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777}))
-	must(tw.WriteHeader(&tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755}))
-	passwd := []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")
-	must(tw.WriteHeader(&tar.Header{Name: "etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(passwd))}))
-	_, err := tw.Write(passwd)
+	layer, err := imagefs.Layer([]imagefs.File{
+		{Path: "tmp", Mode: fs.ModeDir | fs.ModeSticky | 0o777},
+		{Path: "etc", Mode: fs.ModeDir | 0o755},
+		{Path: "etc/passwd", Mode: 0o644, Body: []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")},
+	})
 	must(err)
-	must(tw.Close())
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil },
-		tarball.WithMediaType(types.OCILayer))
+	idx, err := imagefs.Index([]v1.Platform{{OS: "linux", Architecture: "amd64"}, {OS: "linux", Architecture: "arm64"}}, func(p v1.Platform) (v1.Image, error) {
+		return imagefs.Image(p, v1.Config{User: "65532", Env: []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}}, layer)
+	})
 	must(err)
-
-	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	for _, arch := range []string{"amd64", "arm64"} {
-		img := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-		img, err = mutate.AppendLayers(img, layer)
-		must(err)
-		cf, err := img.ConfigFile()
-		must(err)
-		cf = cf.DeepCopy()
-		cf.OS, cf.Architecture = "linux", arch
-		cf.Config.User = "65532"
-		cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-		img, err = mutate.ConfigFile(img, cf)
-		must(err)
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
-	}
 	tag, err := name.NewTag(ref)
 	must(err)
 	must(remote.WriteIndex(tag, idx))
@@ -243,33 +219,19 @@ func pushBaseImage(t *testing.T, ref string) string {
 // dir and returns its path.
 func extract(t *testing.T, img v1.Image, path, dir string) string {
 	t.Helper()
-	rc := mutate.Extract(img)
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			t.Fatalf("%s not in the image", path)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		if strings.TrimPrefix(h.Name, "/") != path {
-			continue
-		}
-		out := filepath.Join(dir, filepath.Base(path))
-		f, err := os.OpenFile(out, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := io.Copy(f, tr); err != nil {
-			t.Fatal(err)
-		}
-		if err := f.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return out
+	files, err := imagefs.ReadFiles(img, path)
+	if err != nil {
+		t.Fatal(err)
 	}
+	b, ok := files[path]
+	if !ok {
+		t.Fatalf("%s not in the image", path)
+	}
+	out := filepath.Join(dir, filepath.Base(path))
+	if err := os.WriteFile(out, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // readDocs splits a multi-document YAML file.
@@ -280,20 +242,15 @@ func readDocs(t *testing.T, file string) [][]byte {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	r := utilyaml.NewYAMLReader(bufio.NewReader(f))
-	var docs [][]byte
-	for {
-		raw, err := r.Read()
-		if errors.Is(err, io.EOF) {
-			return docs
-		}
-		if err != nil {
-			t.Fatalf("%s: %v", file, err)
-		}
-		if len(bytes.TrimSpace(stripComments(raw))) > 0 {
-			docs = append(docs, raw)
-		}
+	raws, err := yamldoc.Split(f)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
 	}
+	var docs [][]byte
+	for _, r := range raws {
+		docs = append(docs, r.Raw)
+	}
+	return docs
 }
 
 // imageParam names a param whose value is an image: CIEL_IMAGE,

@@ -3,6 +3,7 @@ package manifests
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -48,7 +49,6 @@ var sha40 = regexp.MustCompile(`^[0-9a-f]{40}$`)
 // substitution).
 func TestEventListenerCreatesPipelineRuns(t *testing.T) {
 	o := decodeAll(t)
-	ctx := validationContext(t)
 	el, ok := o.listeners["ciel-gitlab"]
 	if !ok {
 		t.Fatal("no EventListener ciel-gitlab")
@@ -90,86 +90,102 @@ func TestEventListenerCreatesPipelineRuns(t *testing.T) {
 			elt := findTrigger(t, el, tc.trigger)
 			checkInterceptor(t, elt, tc.header, tc.policy)
 			pr := resolvePipelineRun(t, o, elt, tc.header, body)
-			pr.SetDefaults(ctx)
-			if err := pr.Validate(ctx); err != nil {
-				t.Fatalf("PipelineRun: %v", err)
-			}
-			// A name per trigger and delivery (not generateName): the API
-			// server refuses a second PipelineRun for a redelivery.
-			if want := tc.pipeline + "-" + testNameSuffix; pr.Name != want || pr.GenerateName != "" {
-				t.Errorf("PipelineRun name %q (generateName %q), want %q", pr.Name, pr.GenerateName, want)
-			}
-
-			// The status reporter's contract.
-			if !sha40.MatchString(pr.Labels[labelSHA]) || pr.Labels[labelSHA] != facts.SHA {
+			if !sha40.MatchString(pr.Labels[labelSHA]) {
 				t.Errorf("label %s = %q, want the 40-hex commit %s", labelSHA, pr.Labels[labelSHA], facts.SHA)
 			}
-			wantLabels := map[string]string{
-				labelProjectID: fmt.Sprint(facts.ProjectID), labelSHA: facts.SHA, labelPipeline: tc.pipeline,
-			}
-			for k, v := range wantLabels {
-				if pr.Labels[k] != v {
-					t.Errorf("label %s = %q, want %q", k, pr.Labels[k], v)
-				}
-			}
-			wantAnnotations := map[string]string{
-				annotationProject: facts.ProjectPath, annotationRef: facts.Ref, annotationURL: facts.ProjectURL, annotationEvent: facts.Event,
-			}
-			for k, v := range wantAnnotations {
-				if v == "" || pr.Annotations[k] != v {
-					t.Errorf("annotation %s = %q, want %q", k, pr.Annotations[k], v)
-				}
-			}
-
-			// The params, against what the Pipeline declares.
-			if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != tc.pipeline {
-				t.Fatalf("pipelineRef = %+v, want %s", pr.Spec.PipelineRef, tc.pipeline)
-			}
-			p, ok := o.pipelines[tc.pipeline]
-			if !ok {
-				t.Fatalf("Pipeline %s is not in pipelines/", tc.pipeline)
-			}
-			got := map[string]string{}
-			for _, prm := range pr.Spec.Params {
-				if findParamSpec(p.Spec.Params, prm.Name) == nil {
-					t.Errorf("param %s is not declared by Pipeline %s", prm.Name, p.Name)
-				}
-				got[prm.Name] = prm.Value.StringVal
-				if prm.Value.Type == pipelinev1.ParamTypeArray {
-					b, _ := json.Marshal(prm.Value.ArrayVal)
-					got[prm.Name] = string(b)
-				}
-			}
-			for _, spec := range p.Spec.Params {
-				if spec.Default == nil && got[spec.Name] == "" {
-					t.Errorf("required param %s of Pipeline %s is not set", spec.Name, p.Name)
-				}
-			}
-			want := tc.params(facts)
-			// The images: the TriggerTemplate passes its defaults, which
-			// are the Pipeline's own (TestImageDefaultsAgree).
-			for _, n := range []string{"ciel-image", "builder-image", "git-image"} {
-				if spec := findParamSpec(p.Spec.Params, n); spec != nil && spec.Default != nil {
-					want[n] = spec.Default.StringVal
-				}
-			}
-			if diff := cmp.Diff(want, got); diff != "" {
-				t.Errorf("PipelineRun params (-want +got):\n%s", diff)
-			}
-			checkWorkspaceBindings(t, pr, p, true)
-			checkMatrixScheduling(t, o, pr, p)
-			// The build pods get no ServiceAccount token: the Dockerfile's
-			// RUN lines could read it.
-			templates := []*pod.PodTemplate{pr.Spec.TaskRunTemplate.PodTemplate}
-			for _, s := range pr.Spec.TaskRunSpecs {
-				templates = append(templates, s.PodTemplate)
-			}
-			for _, tpl := range templates {
-				if tpl == nil || tpl.AutomountServiceAccountToken == nil || *tpl.AutomountServiceAccountToken {
-					t.Errorf("pod template %+v mounts the ServiceAccount token", tpl)
-				}
-			}
+			checkTriggeredRun(t, o, pr, triggeredRun{
+				name: tc.pipeline + "-" + testNameSuffix, pipeline: tc.pipeline,
+				labels:      map[string]string{labelProjectID: fmt.Sprint(facts.ProjectID), labelSHA: facts.SHA, labelPipeline: tc.pipeline},
+				annotations: map[string]string{annotationProject: facts.ProjectPath, annotationRef: facts.Ref, annotationURL: facts.ProjectURL, annotationEvent: facts.Event},
+				params:      tc.params(facts),
+			})
 		})
+	}
+}
+
+// triggeredRun is what a PipelineRun created by a trigger must be.
+type triggeredRun struct {
+	name, pipeline      string
+	labels, annotations map[string]string // the status reporter's contract
+	params              map[string]string // array params as JSON; the images are the Pipeline's defaults
+}
+
+// checkTriggeredRun checks a PipelineRun a trigger created: it validates;
+// it has a name per trigger and delivery (not generateName: the API server
+// refuses a second PipelineRun for a redelivery); it carries the status
+// reporter's labels and annotations; it runs the Pipeline with params the
+// Pipeline declares, every required one set, to the values wanted; its
+// workspaces are bound as a shipped template must bind them; each matrix
+// combination of the build runs on a node of its architecture; and no pod
+// gets a ServiceAccount token.
+func checkTriggeredRun(t *testing.T, o *objects, pr *pipelinev1.PipelineRun, want triggeredRun) {
+	t.Helper()
+	ctx := validationContext(t)
+	pr.SetDefaults(ctx)
+	if err := pr.Validate(ctx); err != nil {
+		t.Fatalf("PipelineRun: %v", err)
+	}
+	if pr.Name != want.name || pr.GenerateName != "" {
+		t.Errorf("PipelineRun name %q (generateName %q), want %q", pr.Name, pr.GenerateName, want.name)
+	}
+	for k, v := range want.labels {
+		if pr.Labels[k] != v {
+			t.Errorf("label %s = %q, want %q", k, pr.Labels[k], v)
+		}
+	}
+	for k, v := range want.annotations {
+		if v == "" || pr.Annotations[k] != v {
+			t.Errorf("annotation %s = %q, want %q", k, pr.Annotations[k], v)
+		}
+	}
+
+	// The params, against what the Pipeline declares.
+	if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != want.pipeline {
+		t.Fatalf("pipelineRef = %+v, want %s", pr.Spec.PipelineRef, want.pipeline)
+	}
+	p, ok := o.pipelines[want.pipeline]
+	if !ok {
+		t.Fatalf("Pipeline %s is not in pipelines/", want.pipeline)
+	}
+	got := map[string]string{}
+	for _, prm := range pr.Spec.Params {
+		if findParamSpec(p.Spec.Params, prm.Name) == nil {
+			t.Errorf("param %s is not declared by Pipeline %s", prm.Name, p.Name)
+		}
+		got[prm.Name] = prm.Value.StringVal
+		if prm.Value.Type == pipelinev1.ParamTypeArray {
+			b, _ := json.Marshal(prm.Value.ArrayVal)
+			got[prm.Name] = string(b)
+		}
+	}
+	for _, spec := range p.Spec.Params {
+		if spec.Default == nil && got[spec.Name] == "" {
+			t.Errorf("required param %s of Pipeline %s is not set", spec.Name, p.Name)
+		}
+	}
+	wantParams := maps.Clone(want.params)
+	// The images: the TriggerTemplate passes its defaults, which are the
+	// Pipeline's own (TestImageDefaultsAgree).
+	for _, n := range []string{"ciel-image", "builder-image", "git-image"} {
+		if spec := findParamSpec(p.Spec.Params, n); spec != nil && spec.Default != nil {
+			wantParams[n] = spec.Default.StringVal
+		}
+	}
+	if diff := cmp.Diff(wantParams, got); diff != "" {
+		t.Errorf("PipelineRun params (-want +got):\n%s", diff)
+	}
+	checkWorkspaceBindings(t, pr, p, true)
+	checkMatrixScheduling(t, o, pr, p)
+	// The build pods get no ServiceAccount token: the Dockerfile's RUN
+	// lines could read it.
+	templates := []*pod.PodTemplate{pr.Spec.TaskRunTemplate.PodTemplate}
+	for _, s := range pr.Spec.TaskRunSpecs {
+		templates = append(templates, s.PodTemplate)
+	}
+	for _, tpl := range templates {
+		if tpl == nil || tpl.AutomountServiceAccountToken == nil || *tpl.AutomountServiceAccountToken {
+			t.Errorf("pod template %+v mounts the ServiceAccount token", tpl)
+		}
 	}
 }
 
@@ -242,6 +258,31 @@ func interceptorExtensions(t *testing.T, push *gitlab.PushEvent) map[string]any 
 	var out map[string]any
 	roundTrip(t, ext, &out)
 	return out
+}
+
+// fixtureJSON decodes a GitLab webhook fixture into a map, to be edited.
+func fixtureJSON(t *testing.T, name string) map[string]any {
+	t.Helper()
+	body, err := os.ReadFile(filepath.Join(gitlabFixtures, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var payload map[string]any
+	if err := json.Unmarshal(body, &payload); err != nil {
+		t.Fatal(err)
+	}
+	return payload
+}
+
+// runParam returns the value of a PipelineRun's param (the zero value if
+// it has none).
+func runParam(pr *pipelinev1.PipelineRun, name string) pipelinev1.ParamValue {
+	for _, p := range pr.Spec.Params {
+		if p.Name == name {
+			return p.Value
+		}
+	}
+	return pipelinev1.ParamValue{}
 }
 
 func roundTrip(t *testing.T, in, out any) {
@@ -341,12 +382,7 @@ func checkMatrixScheduling(t *testing.T, o *objects, pr *pipelinev1.PipelineRun,
 	if build == nil || !build.IsMatrixed() {
 		t.Fatalf("Pipeline %s has no matrixed task build", p.Name)
 	}
-	var platforms []string
-	for _, prm := range pr.Spec.Params {
-		if prm.Name == "platforms" {
-			platforms = prm.Value.ArrayVal
-		}
-	}
+	platforms := runParam(pr, "platforms").ArrayVal
 	plan, err := platform.NewPlan(platforms...)
 	if err != nil {
 		t.Fatal(err)
@@ -404,14 +440,7 @@ func checkMatrixScheduling(t *testing.T, o *objects, pr *pipelinev1.PipelineRun,
 func TestBranchTagsCannotNameReleaseOrCommitTags(t *testing.T) {
 	o := decodeAll(t)
 	tr := findTrigger(t, o.listeners["ciel-gitlab"], "build-on-push")
-	body, err := os.ReadFile(filepath.Join(gitlabFixtures, "push.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var payload map[string]any
-	if err := json.Unmarshal(body, &payload); err != nil {
-		t.Fatal(err)
-	}
+	payload := fixtureJSON(t, "push.json")
 	sha := payload["checkout_sha"].(string)
 	for _, branch := range []string{
 		"latest", "LATEST", "v1", "v1.2", "v1.2.3", "1.2.3", "v2.0.0-rc.1", sha[:8], sha, "sha-" + sha, "SHA-" + sha[:12],
@@ -421,16 +450,7 @@ func TestBranchTagsCannotNameReleaseOrCommitTags(t *testing.T) {
 			payload["ref"] = "refs/heads/" + branch
 			b, _ := json.Marshal(payload)
 			pr := resolvePipelineRun(t, o, tr, "Push Hook", b)
-			var tag string
-			var extra []string
-			for _, p := range pr.Spec.Params {
-				switch p.Name {
-				case "tag":
-					tag = p.Value.StringVal
-				case "extra-tags":
-					extra = p.Value.ArrayVal
-				}
-			}
+			tag, extra := runParam(pr, "tag").StringVal, runParam(pr, "extra-tags").ArrayVal
 			if tag != "sha-"+sha {
 				t.Errorf("commit tag %q, want sha-%s", tag, sha)
 			}
@@ -455,14 +475,7 @@ func TestBranchTagsCannotNameReleaseOrCommitTags(t *testing.T) {
 func TestImageRepositoryIgnoresPayloadURLs(t *testing.T) {
 	o := decodeAll(t)
 	tr := findTrigger(t, o.listeners["ciel-gitlab"], "build-on-push")
-	body, err := os.ReadFile(filepath.Join(gitlabFixtures, "push.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var payload map[string]any
-	if err := json.Unmarshal(body, &payload); err != nil {
-		t.Fatal(err)
-	}
+	payload := fixtureJSON(t, "push.json")
 	const evil = "https://evil.example.com/victim/app.git"
 	for _, obj := range []string{"project", "repository"} {
 		m := payload[obj].(map[string]any)
@@ -472,12 +485,7 @@ func TestImageRepositoryIgnoresPayloadURLs(t *testing.T) {
 	}
 	b, _ := json.Marshal(payload)
 	pr := resolvePipelineRun(t, o, tr, "Push Hook", b)
-	image := ""
-	for _, p := range pr.Spec.Params {
-		if p.Name == "image" {
-			image = p.Value.StringVal
-		}
-	}
+	image := runParam(pr, "image").StringVal
 	if want := registryFromBinding + "/acme/payments-api"; image != want {
 		t.Errorf("image %q; want %s, from the project path only", image, want)
 	}

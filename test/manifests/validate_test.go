@@ -6,8 +6,6 @@ import (
 
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/triggers/pkg/apis/triggers/contexts"
-	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
-	"github.com/tektoncd/triggers/pkg/template"
 )
 
 // TestValidate decodes every manifest strictly and validates it as Tekton's
@@ -15,17 +13,14 @@ import (
 func TestValidate(t *testing.T) {
 	o := decodeAll(t)
 	ctx := validationContext(t)
-	for _, name := range sortedKeys(o.tasks) {
-		task := o.tasks[name].DeepCopy()
-		task.SetDefaults(ctx)
-		if err := task.Validate(ctx); err != nil {
+	tasks, pipelines := defaulted(ctx, o.tasks), defaulted(ctx, o.pipelines)
+	for _, name := range sortedKeys(tasks) {
+		if err := tasks[name].Validate(ctx); err != nil {
 			t.Errorf("Task %s (%s): %v", name, o.paths["Task/"+name], err)
 		}
 	}
-	for _, name := range sortedKeys(o.pipelines) {
-		p := o.pipelines[name].DeepCopy()
-		p.SetDefaults(ctx)
-		if err := p.Validate(ctx); err != nil {
+	for _, name := range sortedKeys(pipelines) {
+		if err := pipelines[name].Validate(ctx); err != nil {
 			t.Errorf("Pipeline %s: %v", name, err)
 		}
 	}
@@ -47,11 +42,7 @@ func TestValidate(t *testing.T) {
 			t.Errorf("TriggerTemplate %s: %v", name, err)
 		}
 		// The embedded PipelineRuns, rendered with Triggers' own code.
-		var params []triggersv1.Param
-		for _, p := range tt.Spec.Params {
-			params = append(params, triggersv1.Param{Name: p.Name, Value: "placeholder"})
-		}
-		for i, raw := range template.ResolveResources(tt, params) {
+		for i, raw := range placeholderResources(tt) {
 			pr := &pipelinev1.PipelineRun{}
 			if err := strict(raw, pr); err != nil {
 				t.Errorf("TriggerTemplate %s resourcetemplates[%d]: strict decoding: %v", name, i, err)

@@ -2,13 +2,11 @@ package manifests
 
 import (
 	"fmt"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 )
 
@@ -23,7 +21,7 @@ var taskResultRef = regexp.MustCompile(`\$\(tasks\.([a-z0-9-]+)\.results\.([A-Za
 // string results of a matrixed task (which arrive as an array).
 func TestPipelinesMatchTasks(t *testing.T) {
 	o := decodeAll(t)
-	tasks := defaultedTasks(t, o)
+	tasks := defaulted(validationContext(t), o.tasks)
 	for _, pname := range sortedKeys(o.pipelines) {
 		for _, f := range wiringFindings(o.pipelines[pname], tasks) {
 			t.Error(f)
@@ -35,40 +33,9 @@ func TestPipelinesMatchTasks(t *testing.T) {
 // kind of mistake they look for.
 func TestWiringFindsMistakes(t *testing.T) {
 	o := decodeAll(t)
-	raw, err := os.ReadFile("testdata/bad-pipeline.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	p := &pipelinev1.Pipeline{}
-	if err := strict(raw, p); err != nil {
-		t.Fatal(err)
-	}
-	got := strings.Join(wiringFindings(p, defaultedTasks(t, o)), "\n") + "\n"
-	if *update {
-		if err := os.WriteFile("testdata/bad-pipeline.wiring", []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile("testdata/bad-pipeline.wiring")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(string(want), got); diff != "" {
-		t.Errorf("findings (-want +got):\n%s", diff)
-	}
-}
-
-// defaultedTasks returns the Tasks with Tekton's defaults applied (param
-// and result types).
-func defaultedTasks(t *testing.T, o *objects) map[string]*pipelinev1.Task {
-	ctx := validationContext(t)
-	out := map[string]*pipelinev1.Task{}
-	for name, task := range o.tasks {
-		task = task.DeepCopy()
-		task.SetDefaults(ctx)
-		out[name] = task
-	}
-	return out
+	decodeFile(t, "testdata/bad-pipeline.yaml", p)
+	goldenFindings(t, "testdata/bad-pipeline.wiring", wiringFindings(p, defaulted(validationContext(t), o.tasks)))
 }
 
 type findings []string

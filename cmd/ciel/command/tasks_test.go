@@ -1,9 +1,7 @@
 package command
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -16,22 +14,20 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/spf13/cobra"
 	pipelinev1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	"github.com/tektoncd/pipeline/pkg/substitution"
 	"sigs.k8s.io/yaml"
-
-	"github.com/ciel-ci/ciel/internal/registrytest"
 )
 
-// This file runs the steps of the Tasks in tasks/ the way a Tekton pod
-// runs them, in-process: params, results and workspaces substituted with
-// Tekton's own substitution functions, step `when` expressions and step
-// results resolved as Tekton's entrypoint does at run time, the ciel steps
-// executed by the real command tree, git steps by the real git, and the
-// Kaniko step by a stand-in that pushes an image of the platform it was
-// asked for (a real Kaniko runs in the end-to-end suite). It proves that
-// the YAML and the CLI agree on every flag, and walks build-multiarch and
-// release over a registry.
+// This file holds what a unit test needs of the Tasks in tasks/: each step
+// rendered as Tekton's controller renders it (params, results and
+// workspaces substituted with Tekton's own substitution functions, step
+// `when` expressions evaluated), each ciel step's command line parsed by
+// the real command tree, and the clone steps run with the real git. Running
+// the Tasks — pods, Kaniko, results passed between Tasks, a registry — is
+// the end-to-end suite's job (test/e2e/scenarios); Tekton's type
+// validation and the Pipelines' wiring are test/manifests'.
 
 const tasksDir = "../../../tasks"
 
@@ -57,7 +53,6 @@ type taskRun struct {
 	workspaces map[string]string // name -> path; unbound optional ones absent
 	results    string
 	steps      string
-	log        bytes.Buffer
 }
 
 func newTaskRun(t *testing.T, task *pipelinev1.Task, params map[string]any, workspaces map[string]string) *taskRun {
@@ -122,36 +117,14 @@ func (tr *taskRun) replacements(step string) (map[string]string, map[string][]st
 
 var stepResultRef = regexp.MustCompile(`\$\(steps\.([a-z0-9-]+)\.results\.([a-z0-9-]+)(\[\*\])?\)`)
 
-// render returns a step's command line and environment as its container
-// runs them: controller substitution, then the entrypoint's step results.
-func (tr *taskRun) render(t *testing.T, s pipelinev1.Step) ([]string, map[string]string) {
-	t.Helper()
+// render returns a step's command line and environment as the controller
+// renders them; references to step results, which Tekton's entrypoint
+// resolves at run time, are left as written.
+func (tr *taskRun) render(s pipelinev1.Step) ([]string, map[string]string) {
 	str, arr := tr.replacements(s.Name)
 	var argv []string
 	for _, a := range append(append([]string{}, s.Command...), s.Args...) {
-		for _, a := range substitution.ApplyArrayReplacements(a, str, arr) {
-			m := stepResultRef.FindStringSubmatch(a)
-			if m == nil {
-				argv = append(argv, a)
-				continue
-			}
-			raw, err := os.ReadFile(filepath.Join(tr.steps, m[1], m[2]))
-			if err != nil {
-				t.Fatalf("step %s: step result %s of %s: %v", s.Name, m[2], m[1], err)
-			}
-			if m[3] != "" {
-				if a != m[0] {
-					t.Fatalf("step %s: an array step result must be a whole argument: %q", s.Name, a)
-				}
-				var vals []string
-				if err := json.Unmarshal(raw, &vals); err != nil {
-					t.Fatalf("step %s: array step result %s: %v", s.Name, m[2], err)
-				}
-				argv = append(argv, vals...)
-				continue
-			}
-			argv = append(argv, strings.ReplaceAll(a, m[0], string(raw)))
-		}
+		argv = append(argv, substitution.ApplyArrayReplacements(a, str, arr)...)
 	}
 	env := map[string]string{}
 	for _, e := range s.Env {
@@ -160,239 +133,264 @@ func (tr *taskRun) render(t *testing.T, s pipelinev1.Step) ([]string, map[string
 	return argv, env
 }
 
-// skipped evaluates a step's when expressions (input in/notin values).
-func (tr *taskRun) skipped(s pipelinev1.Step) bool {
+// runs evaluates a step's when expressions (input in/notin values).
+func (tr *taskRun) runs(s pipelinev1.Step) bool {
 	str, _ := tr.replacements(s.Name)
 	for _, w := range s.When {
 		in := slices.Contains(w.Values, substitution.ApplyReplacements(w.Input, str))
 		if (w.Operator == "in") != in {
-			return true
+			return false
 		}
 	}
-	return false
+	return true
 }
 
-// executor runs one rendered step.
-type executor func(t *testing.T, argv []string, env map[string]string) error
-
-// run executes the steps in order, stopping at the first failure.
-func (tr *taskRun) run(t *testing.T, executors map[string]executor) error {
+func (tr *taskRun) step(t *testing.T, name string) pipelinev1.Step {
 	t.Helper()
-	for _, s := range tr.task.Spec.Steps {
-		if tr.skipped(s) {
-			fmt.Fprintf(&tr.log, "step %s: skipped\n", s.Name)
+	i := slices.IndexFunc(tr.task.Spec.Steps, func(s pipelinev1.Step) bool { return s.Name == name })
+	if i < 0 {
+		t.Fatalf("Task %s has no step %s", tr.task.Name, name)
+	}
+	return tr.task.Spec.Steps[i]
+}
+
+// stepResultArgs checks each step result a step's args refer to: a whole
+// argument, naming an array result declared by an earlier step (what the
+// entrypoint expands into several arguments). It returns the args without
+// those references.
+func (tr *taskRun) stepResultArgs(t *testing.T, s pipelinev1.Step, argv []string) []string {
+	t.Helper()
+	var out []string
+	for _, a := range argv {
+		m := stepResultRef.FindStringSubmatch(a)
+		if m == nil {
+			out = append(out, a)
 			continue
 		}
-		if err := os.MkdirAll(filepath.Join(tr.steps, s.Name), 0o755); err != nil {
-			t.Fatal(err)
+		if a != m[0] || m[3] == "" {
+			t.Errorf("step %s: step result %q must be a whole [*] argument", s.Name, a)
 		}
-		argv, env := tr.render(t, s)
-		exec, ok := executors[argv[0]]
-		if !ok {
-			t.Fatalf("step %s: no executor for %q", s.Name, argv[0])
+		i := slices.IndexFunc(tr.task.Spec.Steps, func(p pipelinev1.Step) bool { return p.Name == m[1] })
+		self := slices.IndexFunc(tr.task.Spec.Steps, func(p pipelinev1.Step) bool { return p.Name == s.Name })
+		if i < 0 || i >= self {
+			t.Errorf("step %s: %s names no earlier step", s.Name, a)
+			continue
 		}
-		fmt.Fprintf(&tr.log, "step %s: %q\n", s.Name, argv)
-		if err := exec(t, argv, env); err != nil {
-			return fmt.Errorf("step %s: %w\n%s", s.Name, err, tr.log.String())
+		j := slices.IndexFunc(tr.task.Spec.Steps[i].Results, func(r pipelinev1.StepResult) bool { return r.Name == m[2] })
+		if j < 0 || tr.task.Spec.Steps[i].Results[j].Type != pipelinev1.ResultsTypeArray {
+			t.Errorf("step %s: %s is not an array result of step %s", s.Name, a, m[1])
 		}
 	}
-	return nil
+	return out
 }
 
-func (tr *taskRun) result(t *testing.T, name string) string {
+// parseCiel parses a rendered ciel command line with the real command
+// tree, as the binary would before running it, and returns the command
+// with its flags set and the positional arguments.
+func parseCiel(t *testing.T, argv []string) (*cobra.Command, []string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(tr.results, name))
-	if err != nil {
-		t.Fatalf("result %s: %v\n%s", name, err, tr.log.String())
+	if len(argv) == 0 || argv[0] != "ciel" {
+		t.Fatalf("not a ciel command line: %q", argv)
 	}
-	return string(b)
+	root := newRootCmd(func(string) string { return "" })
+	cmd, rest, err := root.Find(argv[1:])
+	if err != nil || cmd == root || !cmd.Runnable() {
+		t.Fatalf("%q names no ciel command (%v)", argv, err)
+	}
+	if err := cmd.ParseFlags(rest); err != nil {
+		t.Fatalf("%q: %v", argv, err)
+	}
+	args := cmd.Flags().Args()
+	if cmd.Args != nil {
+		if err := cmd.Args(cmd, args); err != nil {
+			t.Fatalf("%q: %v", argv, err)
+		}
+	}
+	return cmd, args
 }
 
-// cielExecutor runs the real command tree; /tekton/results (Tekton's
-// documented results directory) maps to the run's results directory.
-func cielExecutor(tr *taskRun) executor {
-	return func(t *testing.T, argv []string, env map[string]string) error {
-		args := slices.Clone(argv[1:])
-		for i, a := range args {
-			args[i] = strings.ReplaceAll(a, "/tekton/results", tr.results)
+// kanikoFlags maps the --key=value arguments of the Kaniko command line to
+// their values; a key given twice fails.
+func kanikoFlags(t *testing.T, argv []string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, a := range argv[1:] {
+		k, v, _ := strings.Cut(a, "=")
+		if _, dup := out[k]; dup {
+			t.Errorf("kaniko: %s given twice in %q", k, argv)
 		}
-		var r result
-		if args[0] == "tekton" {
-			r = runTekton(t, env, args[1:]...)
-		} else {
-			r = run(t, env, args...)
-		}
-		fmt.Fprintf(&tr.log, "%s%s", r.stdout, r.stderr)
-		return r.err
+		out[k] = v
 	}
+	return out
 }
 
-// kanikoStandIn pushes, to --destination, an image of --custom-platform
-// and writes its digest to --digest-file, after checking the flags a build
-// of that platform must have.
-func kanikoStandIn(seed string) executor {
-	return func(t *testing.T, argv []string, env map[string]string) error {
-		flags := map[string][]string{}
-		for _, a := range argv[1:] {
-			k, v, _ := strings.Cut(a, "=")
-			flags[k] = append(flags[k], v)
-		}
-		one := func(k string) string {
-			if len(flags[k]) != 1 {
-				t.Fatalf("kaniko: want one %s, got %q", k, flags[k])
+// TestTaskSteps renders each step of the Tasks with a run's params and
+// checks its command line: ciel steps parse with the real command tree (the
+// YAML and the CLI agree on every subcommand and flag), and the flags that
+// carry a defence or a Pipeline's wiring hold the params' values. Every
+// ciel step of every Task is a row.
+func TestTaskSteps(t *testing.T) {
+	const (
+		image = "registry.example.com/group/app"
+		sha   = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
+		tag   = "sha-" + sha
+	)
+	index := "sha256:" + strings.Repeat("0c", 32)
+	src := "/workspace/source"
+	build := map[string]any{"IMAGE": image, "TAG": tag, "PLATFORM": "arm64", "PLATFORMS": "linux/amd64,linux/arm64",
+		"REVISION": sha, "GIT_URL": "https://gitlab.example.com/group/app.git", "BUILD_ARGS": []string{"GO_VERSION=1.26"}}
+	rows := []struct {
+		task, step string
+		params     map[string]any
+		workspaces map[string]string
+		flags      map[string]string // flag -> value, for the flags checked
+		args       []string          // positional arguments, when checked
+		env        map[string]string
+	}{
+		{task: "platform-plan", step: "plan", params: map[string]any{"PLATFORMS": []string{"linux/amd64", "aarch64"}},
+			args: []string{"linux/amd64", "aarch64"}},
+		{task: "kaniko-build", step: "prepare", params: build, workspaces: map[string]string{"source": src},
+			flags: map[string]string{"image": image, "tag": tag, "platform": "arm64", "platforms": "linux/amd64,linux/arm64",
+				"revision": sha, "source": "https://gitlab.example.com/group/app.git", "ca-dir": ""},
+			args: []string{"GO_VERSION=1.26"}},
+		{task: "kaniko-build", step: "build", params: build, workspaces: map[string]string{"source": src},
+			flags: map[string]string{"--cache": "true", "--reproducible": "true", "--context": "dir://" + src + "/."},
+			env:   map[string]string{"DOCKER_CONFIG": "/kaniko/.docker"}},
+		{task: "kaniko-build", step: "results", params: build, workspaces: map[string]string{"source": src},
+			flags: map[string]string{"image": image}},
+		{task: "merge-index", step: "tags",
+			params: map[string]any{"IMAGE": image, "TAG": tag, "EXTRA_TAGS": []string{"branch-main", ""}, "IMAGES": []string{image + "@" + index}},
+			flags:  map[string]string{"image": image}, args: []string{tag, "branch-main", ""}},
+		{task: "merge-index", step: "create",
+			params: map[string]any{"IMAGE": image, "TAG": tag, "IMAGES": []string{image + "@" + index}, "PLATFORMS": "linux/amd64,linux/arm64", "REVISION": sha},
+			flags:  map[string]string{"require-platforms": "linux/amd64,linux/arm64", "revision": sha}, args: []string{image + "@" + index}},
+		{task: "find-index", step: "find",
+			params: map[string]any{"IMAGE": image, "TAG": tag, "PLATFORMS": "linux/amd64,linux/arm64", "REVISION": sha, "REQUIRED": "true"},
+			flags:  map[string]string{"image": image, "tag": tag, "revision": sha, "required": "true", "require-platforms": "linux/amd64,linux/arm64"}},
+		{task: "release-promote", step: "promote",
+			params: map[string]any{"FROM": image + "@" + index, "IMAGE": image, "VERSION": "v1.4.2", "REVISION": sha},
+			flags:  map[string]string{"from": image + "@" + index, "repo": image, "version": "v1.4.2", "revision": sha}},
+	}
+	covered := map[string]bool{}
+	for _, r := range rows {
+		covered[r.task+"/"+r.step] = true
+		t.Run(r.task+"/"+r.step, func(t *testing.T) {
+			tr := newTaskRun(t, loadTask(t, r.task), r.params, r.workspaces)
+			s := tr.step(t, r.step)
+			argv, env := tr.render(s)
+			argv = tr.stepResultArgs(t, s, argv)
+			var flag func(name string) (string, bool)
+			var args []string
+			if argv[0] == "ciel" {
+				var cmd *cobra.Command
+				cmd, args = parseCiel(t, argv)
+				flag = func(name string) (string, bool) {
+					f := cmd.Flags().Lookup(name)
+					if f == nil || !f.Changed {
+						return "", false
+					}
+					return f.Value.String(), true
+				}
+			} else {
+				flags := kanikoFlags(t, argv)
+				flag = func(name string) (string, bool) { v, ok := flags[name]; return v, ok }
 			}
-			return flags[k][0]
+			for k, want := range r.flags {
+				if got, ok := flag(k); !ok || got != want {
+					t.Errorf("flag %s = %q (given: %v), want %q in %q", k, got, ok, want, argv)
+				}
+			}
+			if r.args != nil {
+				if diff := cmp.Diff(r.args, args); diff != "" {
+					t.Errorf("arguments (-want +got):\n%s", diff)
+				}
+			}
+			for k, want := range r.env {
+				if env[k] != want {
+					t.Errorf("env %s = %q, want %q", k, env[k], want)
+				}
+			}
+		})
+	}
+	entries, err := os.ReadDir(tasksDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
 		}
-		p := one("--custom-platform")
-		arch := strings.Split(p, "/")[1]
-		for _, want := range []string{"TARGETPLATFORM=" + p, "TARGETOS=linux", "TARGETARCH=" + arch} {
-			if !slices.Contains(flags["--build-arg"], want) {
-				t.Errorf("kaniko: no --build-arg=%s in %q", want, argv)
+		for _, s := range loadTask(t, e.Name()).Spec.Steps {
+			if slices.Equal(s.Command, []string{"ciel"}) && !covered[e.Name()+"/"+s.Name] {
+				t.Errorf("ciel step %s of Task %s has no row here", s.Name, e.Name())
 			}
 		}
-		if c := one("--cache-repo"); !strings.HasSuffix(c, "/cache-"+strings.ReplaceAll(p, "/", "-")) {
-			t.Errorf("kaniko: cache repository %s is not per platform", c)
-		}
-		if one("--reproducible") != "true" || one("--cache") != "true" || !strings.HasPrefix(one("--context"), "dir://") {
-			t.Errorf("kaniko: flags %q", argv)
-		}
-		if env["DOCKER_CONFIG"] != "/kaniko/.docker" {
-			t.Errorf("kaniko: DOCKER_CONFIG = %q", env["DOCKER_CONFIG"])
-		}
-		dest := push(t, one("--destination"), platformImage(t, p, seed))
-		digest := dest[strings.Index(dest, "@")+1:]
-		return os.WriteFile(one("--digest-file"), []byte(digest), 0o644)
 	}
 }
 
-// gitExecutor runs the real git with the step's environment.
-func gitExecutor(t *testing.T, argv []string, env map[string]string) error {
-	cmd := exec.Command("git", argv[1:]...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+// TestKanikoBuildStepsRun evaluates kaniko-build's step when expressions:
+// the clone steps run only with GIT_URL, and the fetch that may use http
+// only with GIT_ALLOW_HTTP "true".
+func TestKanikoBuildStepsRun(t *testing.T) {
+	task := loadTask(t, "kaniko-build")
+	base := map[string]any{"IMAGE": "registry.example.com/group/app", "TAG": "t", "PLATFORM": "linux/amd64"}
+	with := func(kv ...string) map[string]any {
+		p := map[string]any{}
+		for k, v := range base {
+			p[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			p[kv[i]] = kv[i+1]
+		}
+		return p
 	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("%q: %w\n%s", argv, err, out)
+	for _, tc := range []struct {
+		name   string
+		params map[string]any
+		want   []string
+	}{
+		{"no GIT_URL: the workspace as it is", base, []string{"prepare", "build", "results"}},
+		{"GIT_URL: the https-only fetch", with("GIT_URL", "https://gitlab.example.com/g/app.git", "REVISION", "abc"),
+			[]string{"prepare", "clone-init", "clone-fetch", "clone-checkout", "build", "results"}},
+		{"GIT_ALLOW_HTTP true: the fetch that may use http", with("GIT_URL", "http://gitlab.example.com/g/app.git", "REVISION", "abc", "GIT_ALLOW_HTTP", "true"),
+			[]string{"prepare", "clone-init", "clone-fetch-http", "clone-checkout", "build", "results"}},
+		{"GIT_ALLOW_HTTP not exactly true", with("GIT_URL", "http://gitlab.example.com/g/app.git", "REVISION", "abc", "GIT_ALLOW_HTTP", "True"),
+			[]string{"prepare", "clone-init", "clone-fetch", "clone-checkout", "build", "results"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := newTaskRun(t, task, tc.params, map[string]string{"source": t.TempDir()})
+			var got []string
+			for _, s := range task.Spec.Steps {
+				if tr.runs(s) {
+					got = append(got, s.Name)
+				}
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("steps run (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// runGit runs, in order, the git steps the run's params select, with the
+// real git and each step's rendered environment.
+func (tr *taskRun) runGit(t *testing.T) error {
+	t.Helper()
+	for _, s := range tr.task.Spec.Steps {
+		if !tr.runs(s) || !slices.Equal(s.Command, []string{"git"}) {
+			continue
+		}
+		argv, env := tr.render(s)
+		cmd := exec.Command("git", argv[1:]...)
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		for k, v := range env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("step %s: %q: %w\n%s", s.Name, argv, err, out)
+		}
 	}
 	return nil
-}
-
-// TestTasksBuildAndRelease walks build-multiarch (plan, one kaniko-build
-// per node architecture, merge-index) and then release (plan, find-index,
-// release-promote) over a registry, passing results between Tasks as the
-// Pipelines do.
-func TestTasksBuildAndRelease(t *testing.T) {
-	host := registrytest.Memory(t)
-	image := host + "/group/app"
-	const sha = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
-	const short = "sha-" + sha // the commit tag config/triggers gives
-
-	plan := newTaskRun(t, loadTask(t, "platform-plan"), map[string]any{"PLATFORMS": []string{"linux/amd64", "aarch64"}}, nil)
-	if err := plan.run(t, map[string]executor{"ciel": cielExecutor(plan)}); err != nil {
-		t.Fatal(err)
-	}
-	var arches []string
-	if err := json.Unmarshal([]byte(plan.result(t, "ARCHES")), &arches); err != nil {
-		t.Fatal(err)
-	}
-	platforms := plan.result(t, "PLATFORMS")
-	if diff := cmp.Diff([]string{"amd64", "arm64"}, arches); diff != "" {
-		t.Fatalf("ARCHES (-want +got):\n%s", diff)
-	}
-
-	// The matrix: one build per node architecture, given as a bare arch.
-	var urls []string
-	for _, arch := range arches {
-		b := newTaskRun(t, loadTask(t, "kaniko-build"), map[string]any{
-			"IMAGE": image, "TAG": short, "PLATFORM": arch, "PLATFORMS": platforms, "REVISION": sha,
-			"BUILD_ARGS": []string{"GO_VERSION=1.26"},
-		}, map[string]string{"source": t.TempDir()})
-		err := b.run(t, map[string]executor{"ciel": cielExecutor(b), "/kaniko/executor": kanikoStandIn(short), "git": gitExecutor})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(b.log.String(), "step clone-fetch: skipped") {
-			t.Errorf("the clone ran without GIT_URL:\n%s", b.log.String())
-		}
-		url, digest := b.result(t, "IMAGE_URL"), b.result(t, "IMAGE_DIGEST")
-		if url != image+"@"+digest || headDigest(t, image+":"+short+"-linux-"+arch) != digest {
-			t.Errorf("build %s: IMAGE_URL %s, IMAGE_DIGEST %s, tag %s", arch, url, digest, headDigest(t, image+":"+short+"-linux-"+arch))
-		}
-		if got := b.result(t, "PLATFORM"); got != "linux/"+arch {
-			t.Errorf("build %s: PLATFORM = %s", arch, got)
-		}
-		urls = append(urls, url)
-	}
-	slices.Reverse(urls) // matrix results arrive in no guaranteed order
-
-	merge := newTaskRun(t, loadTask(t, "merge-index"), map[string]any{
-		"IMAGE": image, "TAG": short, "EXTRA_TAGS": []string{"branch-main", ""}, "IMAGES": urls, "PLATFORMS": platforms, "REVISION": sha,
-	}, nil)
-	if err := merge.run(t, map[string]executor{"ciel": cielExecutor(merge)}); err != nil {
-		t.Fatal(err)
-	}
-	index := merge.result(t, "IMAGE_DIGEST")
-	if got := merge.result(t, "IMAGE_URL"); got != image+"@"+index {
-		t.Errorf("merge IMAGE_URL = %s, want %s@%s", got, image, index)
-	}
-	for _, tag := range []string{short, "branch-main"} {
-		if got := headDigest(t, image+":"+tag); got != index {
-			t.Errorf("%s:%s = %q, want the index %s", image, tag, got, index)
-		}
-	}
-
-	// release: the index exists, built from the tagged commit, so it is
-	// promoted as is, by the digest resolve found (as pipelines/release).
-	find := newTaskRun(t, loadTask(t, "find-index"), map[string]any{
-		"IMAGE": image, "TAG": short, "PLATFORMS": platforms, "REVISION": sha, "REQUIRED": "true"}, nil)
-	if err := find.run(t, map[string]executor{"ciel": cielExecutor(find)}); err != nil {
-		t.Fatal(err)
-	}
-	if find.result(t, "FOUND") != "true" || find.result(t, "IMAGE_DIGEST") != index {
-		t.Fatalf("find-index: FOUND %s, IMAGE_DIGEST %s\n%s", find.result(t, "FOUND"), find.result(t, "IMAGE_DIGEST"), find.log.String())
-	}
-	promote := newTaskRun(t, loadTask(t, "release-promote"), map[string]any{
-		"FROM": find.result(t, "IMAGE_URL"), "IMAGE": image, "VERSION": "v1.4.2", "PLATFORMS": platforms, "REVISION": sha,
-	}, nil)
-	if err := promote.run(t, map[string]executor{"ciel": cielExecutor(promote)}); err != nil {
-		t.Fatal(err)
-	}
-	if promote.result(t, "digest") != index || promote.result(t, "url") != image+":v1.4.2" {
-		t.Errorf("promote: digest %s, url %s", promote.result(t, "digest"), promote.result(t, "url"))
-	}
-	for _, tag := range []string{"v1.4.2", "v1.4", "v1", "latest"} {
-		if got := headDigest(t, image+":"+tag); got != index {
-			t.Errorf("%s:%s = %q, want the index", image, tag, got)
-		}
-	}
-
-	// A commit without an index is reported as not found.
-	miss := newTaskRun(t, loadTask(t, "find-index"), map[string]any{"IMAGE": image, "TAG": "ffffffff", "PLATFORMS": platforms}, nil)
-	if err := miss.run(t, map[string]executor{"ciel": cielExecutor(miss)}); err != nil {
-		t.Fatal(err)
-	}
-	if got := miss.result(t, "FOUND"); got != "false" {
-		t.Errorf("FOUND for a missing index = %s", got)
-	}
-
-	// The index of another commit under this commit's tag is refused by
-	// find-index and by release-promote, before any write.
-	other := strings.Repeat("9", 40)
-	forged := newTaskRun(t, loadTask(t, "find-index"), map[string]any{"IMAGE": image, "TAG": short, "REVISION": other}, nil)
-	if err := forged.run(t, map[string]executor{"ciel": cielExecutor(forged)}); err == nil || !strings.Contains(err.Error(), "not the commit "+other) {
-		t.Errorf("find-index of another commit: %v", err)
-	}
-	refused := newTaskRun(t, loadTask(t, "release-promote"), map[string]any{
-		"FROM": image + "@" + index, "IMAGE": image, "VERSION": "v9.0.0", "REVISION": other,
-	}, nil)
-	if err := refused.run(t, map[string]executor{"ciel": cielExecutor(refused)}); err == nil || !strings.Contains(err.Error(), "not the commit "+other) {
-		t.Errorf("release-promote of another commit's index: %v", err)
-	}
-	if got := headDigest(t, image+":v9.0.0"); got != "" {
-		t.Errorf("a refused promotion wrote v9.0.0: %s", got)
-	}
 }
 
 // TestKanikoBuildClonesTheRevision runs kaniko-build's clone steps with the
@@ -433,15 +431,14 @@ func TestKanikoBuildClonesTheRevision(t *testing.T) {
 	// Served over plain HTTP by git's own smart HTTP server on loopback:
 	// the Task lets git use http only with GIT_ALLOW_HTTP "true".
 	url := gitHTTPServer(t, repo)
-	host := registrytest.Memory(t)
+	task := loadTask(t, "kaniko-build")
 	clone := func(gitURL string, params map[string]any) (string, error) {
 		src := t.TempDir()
-		p := map[string]any{"IMAGE": host + "/group/app", "TAG": "t", "PLATFORM": "linux/amd64", "GIT_URL": gitURL, "REVISION": want}
+		p := map[string]any{"IMAGE": "registry.example.com/group/app", "TAG": "t", "PLATFORM": "linux/amd64", "GIT_URL": gitURL, "REVISION": want}
 		for k, v := range params {
 			p[k] = v
 		}
-		b := newTaskRun(t, loadTask(t, "kaniko-build"), p, map[string]string{"source": src})
-		return src, b.run(t, map[string]executor{"ciel": cielExecutor(b), "/kaniko/executor": kanikoStandIn("clone"), "git": gitExecutor})
+		return src, newTaskRun(t, task, p, map[string]string{"source": src}).runGit(t)
 	}
 	for _, tc := range []struct {
 		name, url string

@@ -6,13 +6,9 @@
 package baseimage
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -21,115 +17,21 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+
+	"github.com/ciel-ci/ciel/internal/imagefs"
 )
 
 // DefaultPath is the PATH of the busybox images.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-// epoch is the modification time of every file in the layers.
-var epoch = time.Unix(0, 0).UTC()
-
-// File is one entry of a layer.
-type File struct {
-	// Path is relative to the root ("bin/busybox").
-	Path string
-	// Mode holds the permission bits and the type: 0 or fs.ModeDir or
-	// fs.ModeSymlink.
-	Mode fs.FileMode
-	// Body is a regular file's content; Source names a host file to copy
-	// instead; Link is a symlink's target.
-	Body   []byte
-	Source string
-	Link   string
-}
-
-// Layer tars files (sorted by path, owned by root, at the epoch) into a
-// gzip-compressed layer. Parent directories must be listed before their
-// children's paths sort, which sorting guarantees.
-func Layer(files []File) (v1.Layer, error) {
-	files = append([]File(nil), files...)
-	sort.Slice(files, func(i, j int) bool { return files[i].Path < files[j].Path })
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	seen := map[string]bool{}
-	for _, f := range files {
-		p := strings.TrimPrefix(path.Clean("/"+f.Path), "/")
-		if p == "" || seen[p] {
-			return nil, fmt.Errorf("layer: empty or duplicate path %q", f.Path)
-		}
-		seen[p] = true
-		hdr := &tar.Header{Name: p, Mode: int64(f.Mode.Perm()), ModTime: epoch, Format: tar.FormatPAX}
-		if f.Mode&fs.ModeSticky != 0 {
-			hdr.Mode |= 0o1000
-		}
-		body := f.Body
-		switch {
-		case f.Mode&fs.ModeDir != 0:
-			hdr.Typeflag, hdr.Name = tar.TypeDir, p+"/"
-		case f.Mode&fs.ModeSymlink != 0:
-			hdr.Typeflag, hdr.Linkname, hdr.Mode = tar.TypeSymlink, f.Link, 0o777
-		default:
-			hdr.Typeflag = tar.TypeReg
-			if f.Source != "" {
-				b, err := os.ReadFile(f.Source)
-				if err != nil {
-					return nil, fmt.Errorf("layer: %w", err)
-				}
-				body = b
-			}
-			hdr.Size = int64(len(body))
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return nil, fmt.Errorf("layer: %s: %w", p, err)
-		}
-		if _, err := tw.Write(body); err != nil {
-			return nil, fmt.Errorf("layer: %s: %w", p, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, fmt.Errorf("layer: %w", err)
-	}
-	b := buf.Bytes()
-	return tarball.LayerFromOpener(func() (io.ReadCloser, error) {
-		return io.NopCloser(bytes.NewReader(b)), nil
-	}, tarball.WithCompressionLevel(gzip.BestSpeed), tarball.WithMediaType(types.OCILayer))
-}
-
-// Image makes a single-platform image of layers with the given config.
-func Image(plat v1.Platform, cfg v1.Config, layers ...v1.Layer) (v1.Image, error) {
-	base := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	img, err := mutate.AppendLayers(base, layers...)
-	if err != nil {
-		return nil, fmt.Errorf("image: %w", err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		return nil, fmt.Errorf("image: %w", err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture, cf.Variant = plat.OS, plat.Architecture, plat.Variant
-	cf.Created = v1.Time{Time: epoch}
-	cf.Config = cfg
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		return nil, fmt.Errorf("image: %w", err)
-	}
-	return img, nil
-}
-
 // BusyboxFiles is the root filesystem of a busybox image: the binary at
 // /bin/busybox, a symlink per applet at its usual place (applets as
 // "busybox --list-full" prints them: "bin/sh", "usr/bin/env"), root's
 // passwd and group entries and nobody's, and /tmp, /root, /var/tmp.
-func BusyboxFiles(busybox string, applets []string) []File {
-	files := []File{
+func BusyboxFiles(busybox string, applets []string) []imagefs.File {
+	files := []imagefs.File{
 		{Path: "bin", Mode: fs.ModeDir | 0o755},
 		{Path: "bin/busybox", Mode: 0o755, Source: busybox},
 		{Path: "etc", Mode: fs.ModeDir | 0o755},
@@ -157,7 +59,7 @@ func BusyboxFiles(busybox string, applets []string) []File {
 			continue // busybox itself, duplicates, unusual directories
 		}
 		have[a] = true
-		files = append(files, File{Path: a, Mode: fs.ModeSymlink, Link: "/bin/busybox"})
+		files = append(files, imagefs.File{Path: a, Mode: fs.ModeSymlink, Link: "/bin/busybox"})
 	}
 	return files
 }
@@ -174,11 +76,11 @@ func Applets(ctx context.Context, busybox string) ([]string, error) {
 
 // Busybox makes the busybox image of one platform from its busybox binary.
 func Busybox(busybox string, applets []string, plat v1.Platform) (v1.Image, error) {
-	l, err := Layer(BusyboxFiles(busybox, applets))
+	l, err := imagefs.Layer(BusyboxFiles(busybox, applets))
 	if err != nil {
 		return nil, err
 	}
-	return Image(plat, v1.Config{Env: []string{"PATH=" + DefaultPath}, Cmd: []string{"sh"}}, l)
+	return imagefs.Image(plat, v1.Config{Env: []string{"PATH=" + DefaultPath}, Cmd: []string{"sh"}}, l)
 }
 
 var aptMu sync.Mutex
@@ -246,7 +148,7 @@ func DebianBusybox(ctx context.Context, cacheDir, arch string) (string, error) {
 // assembler headers, and the sources (no tests, no testdata) of the
 // standard packages pkgs depend on. The go command runs on the host's
 // platform, so the image it goes in must be of that platform.
-func GoToolchainFiles(ctx context.Context, goroot, moduleDir string, platforms []v1.Platform, pkgs ...string) ([]File, error) {
+func GoToolchainFiles(ctx context.Context, goroot, moduleDir string, platforms []v1.Platform, pkgs ...string) ([]imagefs.File, error) {
 	hostTools := filepath.Join(goroot, "pkg", "tool")
 	entries, err := os.ReadDir(hostTools)
 	if err != nil || len(entries) != 1 {
@@ -272,9 +174,9 @@ func GoToolchainFiles(ctx context.Context, goroot, moduleDir string, platforms [
 		}
 	}
 	const prefix = "usr/local/go"
-	var files []File
+	var files []imagefs.File
 	addDir := func(rel string) {
-		files = append(files, File{Path: path.Join(prefix, rel), Mode: fs.ModeDir | 0o755})
+		files = append(files, imagefs.File{Path: path.Join(prefix, rel), Mode: fs.ModeDir | 0o755})
 	}
 	added := map[string]bool{}
 	addFile := func(rel string, mode fs.FileMode) {
@@ -282,7 +184,7 @@ func GoToolchainFiles(ctx context.Context, goroot, moduleDir string, platforms [
 			return
 		}
 		added[rel] = true
-		files = append(files, File{Path: path.Join(prefix, rel), Mode: mode, Source: filepath.Join(goroot, filepath.FromSlash(rel))})
+		files = append(files, imagefs.File{Path: path.Join(prefix, rel), Mode: mode, Source: filepath.Join(goroot, filepath.FromSlash(rel))})
 	}
 	madeDirs := map[string]bool{}
 	var mkdirs func(rel string)
@@ -295,9 +197,9 @@ func GoToolchainFiles(ctx context.Context, goroot, moduleDir string, platforms [
 		addDir(rel)
 	}
 	for _, d := range []string{"usr", "usr/local"} {
-		files = append(files, File{Path: d, Mode: fs.ModeDir | 0o755})
+		files = append(files, imagefs.File{Path: d, Mode: fs.ModeDir | 0o755})
 	}
-	files = append(files, File{Path: prefix, Mode: fs.ModeDir | 0o755})
+	files = append(files, imagefs.File{Path: prefix, Mode: fs.ModeDir | 0o755})
 	for _, f := range []string{"VERSION", "go.env", "bin/go", "src/go.mod", "src/go.sum", "src/vendor/modules.txt",
 		"pkg/tool/" + toolDir + "/compile", "pkg/tool/" + toolDir + "/asm", "pkg/tool/" + toolDir + "/link"} {
 		st, err := os.Stat(filepath.Join(goroot, filepath.FromSlash(f)))
@@ -374,14 +276,14 @@ var GoToolchainEnv = []string{
 
 // GoToolchain makes the Go toolchain image for the host's platform: the
 // busybox root filesystem under the Go layer (GoToolchainFiles).
-func GoToolchain(busybox string, applets []string, goFiles []File, plat v1.Platform) (v1.Image, error) {
-	bl, err := Layer(BusyboxFiles(busybox, applets))
+func GoToolchain(busybox string, applets []string, goFiles []imagefs.File, plat v1.Platform) (v1.Image, error) {
+	bl, err := imagefs.Layer(BusyboxFiles(busybox, applets))
 	if err != nil {
 		return nil, err
 	}
-	gl, err := Layer(goFiles)
+	gl, err := imagefs.Layer(goFiles)
 	if err != nil {
 		return nil, err
 	}
-	return Image(plat, v1.Config{Env: GoToolchainEnv, Cmd: []string{"sh"}, WorkingDir: "/"}, bl, gl)
+	return imagefs.Image(plat, v1.Config{Env: GoToolchainEnv, Cmd: []string{"sh"}, WorkingDir: "/"}, bl, gl)
 }

@@ -10,11 +10,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/ciel-ci/ciel/internal/imagefs"
 	"github.com/ciel-ci/ciel/test/e2e/baseimage"
 )
 
@@ -100,15 +98,11 @@ func makeBaseImages(ctx context.Context, cacheDir, moduleRoot string) (*baseImag
 	if err != nil {
 		return nil, err
 	}
-	idx := v1.ImageIndex(empty.Index)
-	idx = mutate.IndexMediaType(idx, types.OCIImageIndex)
-	for _, p := range BasePlatforms {
-		img, err := baseimage.Busybox(busybox[p.Architecture], applets, p)
-		if err != nil {
-			return nil, err
-		}
-		plat := p
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &plat}})
+	idx, err := imagefs.Index(BasePlatforms, func(p v1.Platform) (v1.Image, error) {
+		return baseimage.Busybox(busybox[p.Architecture], applets, p)
+	})
+	if err != nil {
+		return nil, err
 	}
 	goroot, err := goEnv(ctx, "GOROOT")
 	if err != nil {

@@ -164,16 +164,7 @@ func (e *Env) EventListenerURL(t testing.TB, ns, name string) string {
 	// kube-proxy's rules follow the pod's readiness.
 	hc := &http.Client{Timeout: 2 * time.Second}
 	Eventually(t, 60*time.Second, "the EventListener answering at "+url, func(ctx context.Context) (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/live", nil)
-		if err != nil {
-			return false, err
-		}
-		resp, err := hc.Do(req)
-		if err != nil {
-			return false, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, fmt.Errorf("GET /live: %s", resp.Status)
+		return httpOK(ctx, hc, url+"/live")
 	})
 	return url
 }

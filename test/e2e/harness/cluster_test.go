@@ -1,27 +1,25 @@
 package harness
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
-	"io"
+	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/ciel-ci/ciel/internal/imagefs"
 )
 
 // TestClusterSmoke starts the sealed cluster with real kubelets (run it
@@ -192,33 +190,20 @@ func waitFor(ctx context.Context, t *testing.T, what string, f func() bool) {
 }
 
 // fileLayer makes a layer of files (path in image -> host file) and
-// symlinks (path -> target), plus /tmp.
+// symlinks (path -> target), plus /tmp and /bin.
 func fileLayer(t *testing.T, files, links map[string]string) v1.Layer {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	mt := time.Unix(0, 0)
-	must := func(err error) {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	must(tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777, ModTime: mt}))
-	must(tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "bin/", Mode: 0o755, ModTime: mt}))
+	fl := []imagefs.File{{Path: "tmp", Mode: fs.ModeDir | fs.ModeSticky | 0o777}, {Path: "bin", Mode: fs.ModeDir | 0o755}}
 	for dst, src := range files {
-		b, err := os.ReadFile(src)
-		must(err)
-		must(tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: dst, Mode: 0o755, Size: int64(len(b)), ModTime: mt}))
-		_, err = tw.Write(b)
-		must(err)
+		fl = append(fl, imagefs.File{Path: dst, Mode: 0o755, Source: src})
 	}
 	for l, target := range links {
-		must(tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: l, Linkname: target, Mode: 0o777, ModTime: mt}))
+		fl = append(fl, imagefs.File{Path: l, Mode: fs.ModeSymlink, Link: target})
 	}
-	must(tw.Close())
-	data := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
-	must(err)
+	layer, err := imagefs.Layer(fl)
+	if err != nil {
+		t.Fatal(err)
+	}
 	return layer
 }
 
@@ -236,19 +221,8 @@ func pushImage(ctx context.Context, t *testing.T, ref, arch string, layer v1.Lay
 
 func archImage(t *testing.T, arch string, layer v1.Layer, entrypoint []string) v1.Image {
 	t.Helper()
-	img, err := mutate.AppendLayers(empty.Image, layer)
+	img, err := imagefs.Image(v1.Platform{OS: "linux", Architecture: arch}, v1.Config{Entrypoint: entrypoint, Env: []string{"PATH=/bin"}}, layer)
 	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", arch
-	cf.Config.Entrypoint = entrypoint
-	cf.Config.Env = []string{"PATH=/bin"}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
 		t.Fatal(err)
 	}
 	return img
@@ -262,10 +236,15 @@ func pushIndex(ctx context.Context, t *testing.T, ref string, layers map[string]
 	if err != nil {
 		t.Fatal(err)
 	}
-	var idx v1.ImageIndex = mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	for arch, layer := range layers {
-		img := archImage(t, arch, layer, entrypoint)
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	var plats []v1.Platform
+	for _, arch := range slices.Sorted(maps.Keys(layers)) {
+		plats = append(plats, v1.Platform{OS: "linux", Architecture: arch})
+	}
+	idx, err := imagefs.Index(plats, func(p v1.Platform) (v1.Image, error) {
+		return archImage(t, p.Architecture, layers[p.Architecture], entrypoint), nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	if err := remote.WriteIndex(r, idx, remote.WithContext(ctx)); err != nil {
 		t.Fatalf("pushing %s: %v", ref, err)

@@ -91,30 +91,37 @@ func StartControlPlane(ctx context.Context, cfg ControlPlaneConfig) (_ *ControlP
 			cp.Stop()
 		}
 	}()
-	phase := func(name string, f func(context.Context) error) error {
-		start := time.Now()
-		if err := f(ctx); err != nil {
-			return fmt.Errorf("starting the control plane: %s: %w", name, err)
-		}
-		cp.Phases = append(cp.Phases, Phase{Name: name, Duration: time.Since(start)})
-		logger.Info("control plane phase done", "phase", name, "took", time.Since(start).Round(time.Millisecond))
-		return nil
-	}
-	steps := []struct {
-		name string
-		f    func(context.Context) error
-	}{
+	err = runPhases(ctx, logger, "control plane", &cp.Phases, []phase{
 		{"pki", cp.makePKI},
 		{"etcd", cp.startEtcd},
 		{"kube-apiserver", cp.startAPIServer},
 		{"kube-controller-manager", cp.startControllerManager},
-	}
-	for _, s := range steps {
-		if err := phase(s.name, s.f); err != nil {
-			return nil, err
-		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the control plane: %w", err)
 	}
 	return cp, nil
+}
+
+// phase is one named step of a start-up.
+type phase struct {
+	name string
+	run  func(context.Context) error
+}
+
+// runPhases runs steps in order, records how long each took in phases and
+// logs it as a phase of what; the first failure stops them, named by its
+// step.
+func runPhases(ctx context.Context, logger *slog.Logger, what string, phases *[]Phase, steps []phase) error {
+	for _, s := range steps {
+		start := time.Now()
+		if err := s.run(ctx); err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		*phases = append(*phases, Phase{Name: s.name, Duration: time.Since(start)})
+		logger.Info(what+" phase done", "phase", s.name, "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
 }
 
 // Stop stops every process of the control plane (and any other process
@@ -182,12 +189,7 @@ func (cp *ControlPlane) startEtcd(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	hc := &http.Client{Timeout: 2 * time.Second}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	return waitUntil(wctx, 100*time.Millisecond, "etcd /health", func(ctx context.Context) (bool, error) {
-		return httpOK(ctx, hc, cp.EtcdURL+"/health")
-	}, p)
+	return waitHealthy(ctx, p, 30*time.Second, 100*time.Millisecond, "etcd /health", cp.EtcdURL+"/health")
 }
 
 func (cp *ControlPlane) startAPIServer(ctx context.Context) error {
@@ -267,33 +269,51 @@ func (cp *ControlPlane) startControllerManager(ctx context.Context) error {
 	p, err := cp.Supervisor.Start(ProcessSpec{
 		Name: "kube-controller-manager",
 		Path: cp.cfg.Binaries["kube-controller-manager"],
-		Args: []string{
-			"--kubeconfig=" + cp.Kubeconfig,
-			"--authentication-kubeconfig=" + cp.Kubeconfig,
-			"--authorization-kubeconfig=" + cp.Kubeconfig,
-			"--bind-address=127.0.0.1",
-			"--secure-port=" + strconv.Itoa(port),
-			"--cert-dir=" + filepath.Join(cp.cfg.RunDir, "kcm-certs"),
-			"--leader-elect=false",
+		Args: append(componentFlags(cp.Kubeconfig, port, filepath.Join(cp.cfg.RunDir, "kcm-certs")),
 			"--use-service-account-credentials=false",
-			"--service-account-private-key-file=" + cp.PKI.ServiceAccountKey,
-			"--root-ca-file=" + cp.PKI.CACert,
-			"--service-cluster-ip-range=" + ServiceCIDR,
+			"--service-account-private-key-file="+cp.PKI.ServiceAccountKey,
+			"--root-ca-file="+cp.PKI.CACert,
+			"--service-cluster-ip-range="+ServiceCIDR,
 			"--profiling=false",
 			"--v=1",
-		},
+		),
 	})
 	if err != nil {
 		return err
 	}
 	// The controller manager serves /healthz with a self-signed certificate.
-	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback health probe of a self-signed server
-	}}
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	return waitHealthy(ctx, p, 60*time.Second, 200*time.Millisecond, "kube-controller-manager /healthz", "https://127.0.0.1:"+strconv.Itoa(port)+"/healthz")
+}
+
+// componentFlags are the flags kube-controller-manager and kube-scheduler
+// share: the admin kubeconfig for everything, a self-signed /healthz on
+// loopback at port with its certificate in certDir, one instance.
+func componentFlags(kubeconfig string, port int, certDir string) []string {
+	return []string{
+		"--kubeconfig=" + kubeconfig,
+		"--authentication-kubeconfig=" + kubeconfig,
+		"--authorization-kubeconfig=" + kubeconfig,
+		"--bind-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + certDir,
+		"--leader-elect=false",
+	}
+}
+
+// healthClient probes the components' health endpoints on loopback: plain
+// HTTP, or HTTPS with the self-signed certificates the kube components
+// make for themselves.
+var healthClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback health probe of a self-signed server
+}}
+
+// waitHealthy polls url every interval until it answers 200 OK, for at
+// most timeout, and fails early if p exits.
+func waitHealthy(ctx context.Context, p *Process, timeout, interval time.Duration, what, url string) error {
+	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	return waitUntil(wctx, 200*time.Millisecond, "kube-controller-manager /healthz", func(ctx context.Context) (bool, error) {
-		return httpOK(ctx, hc, "https://127.0.0.1:"+strconv.Itoa(port)+"/healthz")
+	return waitUntil(wctx, interval, what, func(ctx context.Context) (bool, error) {
+		return httpOK(ctx, healthClient, url)
 	}, p)
 }
 

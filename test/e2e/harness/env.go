@@ -159,29 +159,17 @@ func Start(ctx context.Context, logger *slog.Logger) (_ *Env, err error) {
 	if e.sup, err = NewSupervisor(e.RunDir, pidDir, logger); err != nil {
 		return nil, err
 	}
-	phase := func(name string, f func() error) error {
-		s := time.Now()
-		if err := f(); err != nil {
-			return fmt.Errorf("%s: %w (logs in %s)", name, err, filepath.Join(e.RunDir, "logs"))
-		}
-		e.Phases = append(e.Phases, Phase{Name: name, Duration: time.Since(s)})
-		logger.Info("e2e phase done", "phase", name, "took", time.Since(s).Round(time.Millisecond))
-		return nil
-	}
-	steps := []struct {
-		name string
-		f    func() error
-	}{
-		{"registry", func() (err error) {
+	err = runPhases(ctx, logger, "e2e", &e.Phases, []phase{
+		{"registry", func(context.Context) (err error) {
 			p, err := StartRegistry(ctx, e.sup, filepath.Join(e.CacheDir, "registry"))
 			e.Registry = &NodeRegistry{Host: RegistryHost, Process: p}
 			return err
 		}},
-		{"images", func() (err error) {
+		{"images", func(context.Context) (err error) {
 			e.Images, err = BuildImages(ctx, ImagesConfig{Registry: e.Registry.Host, Prepared: prep, ModuleRoot: root, Logger: logger})
 			return err
 		}},
-		{"cluster", func() (err error) {
+		{"cluster", func(context.Context) (err error) {
 			cfg := ClusterConfigFromPrepared(prep, e.Images.Pause.String())
 			cfg.Logger = logger
 			e.Cluster, err = StartCluster(ctx, cfg)
@@ -195,12 +183,12 @@ func Start(ctx context.Context, logger *slog.Logger) (_ *Env, err error) {
 			e.Triggers, err = triggersclient.NewForConfig(e.RESTConfig)
 			return err
 		}},
-		{"tekton", func() error { return e.installTekton(ctx) }},
-		{"make release", func() (err error) {
+		{"tekton", e.installTekton},
+		{"make release", func(context.Context) (err error) {
 			e.Release, err = MakeRelease(ctx, e.RepoRoot, e.Registry.Host+"/ciel", e.Images.Static.String(), ReleaseVersion, filepath.Join(e.RunDir, "dist"))
 			return err
 		}},
-		{"gitlab", func() (err error) {
+		{"gitlab", func(context.Context) (err error) {
 			reposDir := filepath.Join(e.RunDir, "repos")
 			if err := os.MkdirAll(reposDir, 0o755); err != nil {
 				return err
@@ -208,12 +196,10 @@ func Start(ctx context.Context, logger *slog.Logger) (_ *Env, err error) {
 			e.GitLab, err = StartGitLab(e, NodeIP, reposDir)
 			return err
 		}},
-		{"install ciel", func() error { return e.installCiel(ctx) }},
-	}
-	for _, s := range steps {
-		if err := phase(s.name, s.f); err != nil {
-			return nil, err
-		}
+		{"install ciel", e.installCiel},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w (logs in %s)", err, filepath.Join(e.RunDir, "logs"))
 	}
 	e.StartupTime = time.Since(start)
 	logger.Info("e2e environment up", "took", e.StartupTime.Round(time.Millisecond), "kubeconfig", e.Kubeconfig)

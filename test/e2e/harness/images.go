@@ -15,12 +15,11 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/ciel-ci/ciel/test/e2e/baseimage"
+
+	"github.com/ciel-ci/ciel/internal/imagefs"
 )
 
 // The repositories and tags BuildImages pushes under
@@ -204,33 +203,19 @@ func (b *imageBuilder) binary(key string) (string, error) {
 	return p, nil
 }
 
-// platformIndex makes an OCI index of one image per ImagePlatforms entry.
-func platformIndex(one func(v1.Platform) (v1.Image, error)) (v1.ImageIndex, error) {
-	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-	for _, p := range ImagePlatforms {
-		img, err := one(p)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", p, err)
-		}
-		plat := p
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &plat}})
-	}
-	return idx, nil
-}
-
 // pauseIndex is the sandbox image: /pause, run as 65535 like Kubernetes'
 // own pause image.
 func (b *imageBuilder) pauseIndex(context.Context) (remote.Taggable, error) {
-	return platformIndex(func(p v1.Platform) (v1.Image, error) {
+	return imagefs.Index(ImagePlatforms, func(p v1.Platform) (v1.Image, error) {
 		bin, err := b.binary("pause-" + p.Architecture)
 		if err != nil {
 			return nil, err
 		}
-		l, err := baseimage.Layer([]baseimage.File{{Path: "pause", Mode: 0o755, Source: bin}})
+		l, err := imagefs.Layer([]imagefs.File{{Path: "pause", Mode: 0o755, Source: bin}})
 		if err != nil {
 			return nil, err
 		}
-		return baseimage.Image(p, v1.Config{Entrypoint: []string{"/pause"}, User: "65535:65535"}, l)
+		return imagefs.Image(p, v1.Config{Entrypoint: []string{"/pause"}, User: "65535:65535"}, l)
 	})
 }
 
@@ -253,12 +238,12 @@ const imageNsswitch = "hosts: files dns\n"
 // host's CA bundle in /kaniko/ssl/certs, an empty Docker config, and
 // /workspace as working directory.
 func (b *imageBuilder) kanikoIndex(context.Context) (remote.Taggable, error) {
-	return platformIndex(func(p v1.Platform) (v1.Image, error) {
+	return imagefs.Index(ImagePlatforms, func(p v1.Platform) (v1.Image, error) {
 		bin, err := b.binary("kaniko-executor-" + p.Architecture)
 		if err != nil {
 			return nil, err
 		}
-		l, err := baseimage.Layer([]baseimage.File{
+		l, err := imagefs.Layer([]imagefs.File{
 			{Path: "etc", Mode: fs.ModeDir | 0o755},
 			{Path: "etc/imageNsswitch.conf", Mode: 0o644, Body: []byte(imageNsswitch)},
 			{Path: "kaniko", Mode: fs.ModeDir | 0o777},
@@ -273,7 +258,7 @@ func (b *imageBuilder) kanikoIndex(context.Context) (remote.Taggable, error) {
 		if err != nil {
 			return nil, err
 		}
-		return baseimage.Image(p, v1.Config{
+		return imagefs.Image(p, v1.Config{
 			Env:        KanikoExecutorEnv,
 			Entrypoint: []string{"/kaniko/executor"},
 			WorkingDir: "/workspace",
@@ -286,8 +271,8 @@ const NonrootUID = 65532
 
 // staticFiles is the static base's root filesystem (like distroless
 // static's, without /home/nonroot: every layer's files belong to root).
-func staticFiles() []baseimage.File {
-	return []baseimage.File{
+func staticFiles() []imagefs.File {
+	return []imagefs.File{
 		{Path: "etc", Mode: fs.ModeDir | 0o755},
 		{Path: "etc/passwd", Mode: 0o644, Body: []byte(fmt.Sprintf(
 			"root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:%d:%d:nonroot:/home/nonroot:/sbin/nologin\n", NonrootUID, NonrootUID))},
@@ -307,12 +292,12 @@ var staticEnv = []string{
 }
 
 func (b *imageBuilder) staticIndex(context.Context) (remote.Taggable, error) {
-	l, err := baseimage.Layer(staticFiles())
+	l, err := imagefs.Layer(staticFiles())
 	if err != nil {
 		return nil, err
 	}
-	return platformIndex(func(p v1.Platform) (v1.Image, error) {
-		return baseimage.Image(p, v1.Config{Env: staticEnv}, l)
+	return imagefs.Index(ImagePlatforms, func(p v1.Platform) (v1.Image, error) {
+		return imagefs.Image(p, v1.Config{Env: staticEnv}, l)
 	})
 }
 
@@ -320,7 +305,7 @@ func (b *imageBuilder) staticIndex(context.Context) (remote.Taggable, error) {
 // static base's files, as nonroot by default. Git writes only under the
 // repository it is given and $HOME; nothing in the image needs writing.
 func (b *imageBuilder) gitIndex(context.Context) (remote.Taggable, error) {
-	return platformIndex(func(p v1.Platform) (v1.Image, error) {
+	return imagefs.Index(ImagePlatforms, func(p v1.Platform) (v1.Image, error) {
 		root, err := GitRoot(b.cfg.Prepared.CacheDir, p.Architecture)
 		if err != nil {
 			return nil, err
@@ -342,11 +327,11 @@ func (b *imageBuilder) gitIndex(context.Context) (remote.Taggable, error) {
 			}
 			files = append(files, f)
 		}
-		l, err := baseimage.Layer(files)
+		l, err := imagefs.Layer(files)
 		if err != nil {
 			return nil, err
 		}
-		return baseimage.Image(p, v1.Config{
+		return imagefs.Image(p, v1.Config{
 			Env:        []string{"PATH=" + baseimage.DefaultPath},
 			Entrypoint: []string{"/usr/bin/git"},
 			User:       fmt.Sprint(NonrootUID),
@@ -364,8 +349,8 @@ var gitSkip = map[string]bool{
 // treeFiles lists the directory tree at root, but for the directories
 // skip names (relative, slash-separated), as layer entries (hard links
 // become copies).
-func treeFiles(root string, skip map[string]bool) ([]baseimage.File, error) {
-	var files []baseimage.File
+func treeFiles(root string, skip map[string]bool) ([]imagefs.File, error) {
+	var files []imagefs.File
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -387,15 +372,15 @@ func treeFiles(root string, skip map[string]bool) ([]baseimage.File, error) {
 		}
 		switch m := st.Mode(); {
 		case m.IsDir():
-			files = append(files, baseimage.File{Path: rel, Mode: fs.ModeDir | m.Perm()})
+			files = append(files, imagefs.File{Path: rel, Mode: fs.ModeDir | m.Perm()})
 		case m&fs.ModeSymlink != 0:
 			t, err := os.Readlink(p)
 			if err != nil {
 				return err
 			}
-			files = append(files, baseimage.File{Path: rel, Mode: fs.ModeSymlink, Link: t})
+			files = append(files, imagefs.File{Path: rel, Mode: fs.ModeSymlink, Link: t})
 		case m.IsRegular():
-			files = append(files, baseimage.File{Path: rel, Mode: m.Perm(), Source: p})
+			files = append(files, imagefs.File{Path: rel, Mode: m.Perm(), Source: p})
 		default:
 			return fmt.Errorf("%s: unsupported file type %s", p, m.Type())
 		}
@@ -517,4 +502,36 @@ func downloadGit(ctx context.Context, cacheDir, arch string) error {
 		}
 	}
 	return nil
+}
+
+// Child is one image of an index: its platform as its config states it
+// ("linux/arm64") and its digest.
+type Child struct {
+	Platform string
+	Digest   v1.Hash
+}
+
+// IndexChildren reads every image of idx, in the index's order; a child
+// whose descriptor names another platform than its config is an error.
+func IndexChildren(idx v1.ImageIndex) ([]Child, error) {
+	m, err := idx.IndexManifest()
+	if err != nil {
+		return nil, err
+	}
+	var out []Child
+	for _, d := range m.Manifests {
+		img, err := idx.Image(d.Digest)
+		if err != nil {
+			return nil, err
+		}
+		cf, err := img.ConfigFile()
+		if err != nil {
+			return nil, err
+		}
+		if d.Platform == nil || d.Platform.OS != cf.OS || d.Platform.Architecture != cf.Architecture {
+			return nil, fmt.Errorf("child %s: the index says %v, its config %s/%s", d.Digest, d.Platform, cf.OS, cf.Architecture)
+		}
+		out = append(out, Child{Platform: cf.OS + "/" + cf.Architecture, Digest: d.Digest})
+	}
+	return out, nil
 }

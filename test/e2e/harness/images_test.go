@@ -5,7 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/pem"
-	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/cgi"
@@ -20,11 +20,11 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ciel-ci/ciel/internal/registrytest"
-	"github.com/ciel-ci/ciel/test/e2e/baseimage"
+
+	"github.com/ciel-ci/ciel/internal/imagefs"
 )
 
 func TestParseAptClosure(t *testing.T) {
@@ -350,24 +350,13 @@ func checkPlatforms(t *testing.T, ctx context.Context, d name.Digest) {
 	if err != nil {
 		t.Fatalf("%s: %v", d, err)
 	}
-	m, err := idx.IndexManifest()
+	children, err := IndexChildren(idx)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", d, err)
 	}
 	var got []string
-	for _, desc := range m.Manifests {
-		img, err := idx.Image(desc.Digest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if desc.Platform == nil || desc.Platform.Architecture != cf.Architecture || cf.OS != "linux" {
-			t.Errorf("%s: descriptor platform %v, config %s/%s", d, desc.Platform, cf.OS, cf.Architecture)
-		}
-		got = append(got, cf.OS+"/"+cf.Architecture)
+	for _, c := range children {
+		got = append(got, c.Platform)
 	}
 	if diff := cmp.Diff([]string{"linux/amd64", "linux/arm64"}, got); diff != "" {
 		t.Errorf("%s platforms (-want +got):\n%s", d, diff)
@@ -388,21 +377,12 @@ func platformImage(t *testing.T, ctx context.Context, d name.Digest, arch string
 func unpack(t *testing.T, img v1.Image) string {
 	t.Helper()
 	root := t.TempDir()
-	rc := mutate.Extract(img)
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	err := imagefs.Walk(img, func(h *tar.Header, r io.Reader) error {
 		p := filepath.Join(root, filepath.FromSlash(h.Name))
 		if !strings.HasPrefix(p, root+string(filepath.Separator)) {
-			t.Fatalf("layer entry %q escapes the root", h.Name)
+			return fmt.Errorf("layer entry %q escapes the root", h.Name)
 		}
+		var err error
 		switch h.Typeflag {
 		case tar.TypeDir:
 			err = os.MkdirAll(p, os.FileMode(h.Mode).Perm())
@@ -410,25 +390,24 @@ func unpack(t *testing.T, img v1.Image) string {
 			err = os.Symlink(h.Linkname, p)
 		case tar.TypeReg:
 			var b []byte
-			if b, err = io.ReadAll(tr); err == nil {
+			if b, err = io.ReadAll(r); err == nil {
 				err = os.WriteFile(p, b, os.FileMode(h.Mode).Perm())
 			}
 		default:
-			t.Fatalf("layer entry %q: unexpected type %c", h.Name, h.Typeflag)
+			return fmt.Errorf("layer entry %q: unexpected type %c", h.Name, h.Typeflag)
 		}
-		if err != nil {
-			t.Fatal(err)
+		if err != nil || h.Typeflag == tar.TypeSymlink {
+			return err
 		}
-		if h.Typeflag != tar.TypeSymlink {
-			// Modes as in the layer, setgid/sticky included (umask aside).
-			mode := os.FileMode(h.Mode).Perm()
-			if h.Mode&0o1000 != 0 {
-				mode |= os.ModeSticky
-			}
-			if err := os.Chmod(p, mode); err != nil {
-				t.Fatal(err)
-			}
+		// Modes as in the layer, setgid/sticky included (umask aside).
+		mode := os.FileMode(h.Mode).Perm()
+		if h.Mode&0o1000 != 0 {
+			mode |= os.ModeSticky
 		}
+		return os.Chmod(p, mode)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	return root
 }
@@ -532,12 +511,12 @@ id=$(stat -c %u "$WS/out/Dockerfile"); echo "owner=$id"
 func TestVerifyImagesAgainstRegistry(t *testing.T) {
 	reg := registrytest.Start(t)
 	ctx := context.Background()
-	idx, err := platformIndex(func(p v1.Platform) (v1.Image, error) {
-		l, err := baseimage.Layer([]baseimage.File{{Path: "x", Mode: 0o644, Body: []byte(p.Architecture)}})
+	idx, err := imagefs.Index(ImagePlatforms, func(p v1.Platform) (v1.Image, error) {
+		l, err := imagefs.Layer([]imagefs.File{{Path: "x", Mode: 0o644, Body: []byte(p.Architecture)}})
 		if err != nil {
 			return nil, err
 		}
-		return baseimage.Image(p, v1.Config{}, l)
+		return imagefs.Image(p, v1.Config{}, l)
 	})
 	if err != nil {
 		t.Fatal(err)

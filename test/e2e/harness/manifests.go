@@ -1,10 +1,8 @@
 package harness
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,11 +13,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ciel-ci/ciel/internal/yamldoc"
 )
 
 // FieldManager is the server-side-apply field manager of the harness.
@@ -28,21 +27,14 @@ const FieldManager = "ciel-e2e"
 // DecodeYAML splits a multi-document YAML (or JSON) stream into objects,
 // skipping empty documents.
 func DecodeYAML(r io.Reader) ([]*unstructured.Unstructured, error) {
-	yr := utilyaml.NewYAMLReader(bufio.NewReader(r))
+	docs, err := yamldoc.Split(r)
+	if err != nil {
+		return nil, err
+	}
 	var objs []*unstructured.Unstructured
-	for {
-		doc, err := yr.Read()
-		if errors.Is(err, io.EOF) {
-			return objs, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reading YAML: %w", err)
-		}
-		if len(bytes.TrimSpace(doc)) == 0 {
-			continue
-		}
+	for _, doc := range docs {
 		var m map[string]any
-		if err := yaml.Unmarshal(doc, &m); err != nil {
+		if err := yaml.Unmarshal(doc.Raw, &m); err != nil {
 			return nil, fmt.Errorf("decoding YAML: %w", err)
 		}
 		if len(m) == 0 {
@@ -54,6 +46,7 @@ func DecodeYAML(r io.Reader) ([]*unstructured.Unstructured, error) {
 		}
 		objs = append(objs, u)
 	}
+	return objs, nil
 }
 
 // DecodeFiles decodes every file of paths (YAML or JSON, possibly multiple

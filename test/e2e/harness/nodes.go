@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -167,12 +165,7 @@ func StartRegistry(ctx context.Context, sup *Supervisor, storageDir string) (*Pr
 	if err != nil {
 		return nil, err
 	}
-	hc := &http.Client{Timeout: 2 * time.Second}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := waitUntil(wctx, 100*time.Millisecond, "registry", func(ctx context.Context) (bool, error) {
-		return httpOK(ctx, hc, "http://"+RegistryHost+"/v2/")
-	}, p); err != nil {
+	if err := waitHealthy(ctx, p, 30*time.Second, 100*time.Millisecond, "registry", "http://"+RegistryHost+"/v2/"); err != nil {
 		p.Stop(time.Second)
 		return nil, err
 	}
@@ -237,22 +230,14 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 			err = fmt.Errorf("%w (logs in %s)", err, cp.Supervisor.LogDir())
 		}
 	}()
-	steps := []struct {
-		name string
-		f    func(context.Context) error
-	}{
+	err = runPhases(ctx, logger, "cluster", &cp.Phases, []phase{
 		{"kube-scheduler", c.startScheduler},
 		{"nodes", c.startNodes},
 		{"kube-proxy", c.startKubeProxy},
 		{"coredns", c.startCoreDNS},
-	}
-	for _, s := range steps {
-		t := time.Now()
-		if err := s.f(ctx); err != nil {
-			return nil, fmt.Errorf("starting the cluster: %s: %w", s.name, err)
-		}
-		cp.Phases = append(cp.Phases, Phase{Name: s.name, Duration: time.Since(t)})
-		logger.Info("cluster phase done", "phase", s.name, "took", time.Since(t).Round(time.Millisecond))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("starting the cluster: %w", err)
 	}
 	logger.Info("cluster up", "took", time.Since(start).Round(time.Millisecond), "kubeconfig", cp.Kubeconfig)
 	return c, nil
@@ -265,34 +250,17 @@ func kubeletBinary(arch string) string {
 	return "kubelet-" + arch
 }
 
-// insecureHealth probes the components' self-signed /healthz on loopback.
-var insecureHealth = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback health probe of a self-signed server
-}}
-
 func (c *Cluster) startScheduler(ctx context.Context) error {
 	p, err := c.Supervisor.Start(ProcessSpec{
 		Name: "kube-scheduler",
 		Path: c.cfg.Binaries["kube-scheduler"],
-		Args: []string{
-			"--kubeconfig=" + c.Kubeconfig,
-			"--authentication-kubeconfig=" + c.Kubeconfig,
-			"--authorization-kubeconfig=" + c.Kubeconfig,
-			"--bind-address=127.0.0.1",
-			"--secure-port=" + strconv.Itoa(schedulerPort),
-			"--cert-dir=" + filepath.Join(c.cfg.RunDir, "scheduler-certs"),
-			"--leader-elect=false",
-			"--profiling=false",
-		},
+		Args: append(componentFlags(c.Kubeconfig, schedulerPort, filepath.Join(c.cfg.RunDir, "scheduler-certs")),
+			"--profiling=false"),
 	})
 	if err != nil {
 		return err
 	}
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	return waitUntil(wctx, 200*time.Millisecond, "kube-scheduler /healthz", func(ctx context.Context) (bool, error) {
-		return httpOK(ctx, insecureHealth, "https://127.0.0.1:"+strconv.Itoa(schedulerPort)+"/healthz")
-	}, p)
+	return waitHealthy(ctx, p, 60*time.Second, 200*time.Millisecond, "kube-scheduler /healthz", "https://127.0.0.1:"+strconv.Itoa(schedulerPort)+"/healthz")
 }
 
 // writeKubeconfigFile writes a kubeconfig for the apiserver with a client
@@ -680,12 +648,7 @@ conntrack: {maxPerCore: 0, min: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeou
 	if err != nil {
 		return err
 	}
-	hc := &http.Client{Timeout: 2 * time.Second}
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	return waitUntil(wctx, 200*time.Millisecond, "kube-proxy /healthz", func(ctx context.Context) (bool, error) {
-		return httpOK(ctx, hc, "http://127.0.0.1:"+strconv.Itoa(kubeProxyPort)+"/healthz")
-	}, p)
+	return waitHealthy(ctx, p, 60*time.Second, 200*time.Millisecond, "kube-proxy /healthz", "http://127.0.0.1:"+strconv.Itoa(kubeProxyPort)+"/healthz")
 }
 
 // startCoreDNS serves cluster.local on NodeIP:53 (the kubelets' clusterDNS)

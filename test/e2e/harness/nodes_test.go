@@ -101,7 +101,10 @@ func TestBuilderKeysByArch(t *testing.T) {
 	}
 }
 
-func TestNodeBinariesArchitectures(t *testing.T) {
+// nodeBinaries returns the binaries the nodes run, as this module lists
+// them.
+func nodeBinaries(t *testing.T) map[string]Binary {
+	t.Helper()
 	root, err := FindModuleRoot(".")
 	if err != nil {
 		t.Fatal(err)
@@ -110,6 +113,11 @@ func TestNodeBinariesArchitectures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return bins
+}
+
+func TestNodeBinariesArchitectures(t *testing.T) {
+	bins := nodeBinaries(t)
 	for name, arch := range map[string]string{"kubelet-arm64": "arm64", "kaniko-executor-arm64": "arm64", "pause-arm64": "arm64",
 		"kaniko-executor-amd64": "amd64", "pause-amd64": "amd64"} {
 		if bins[name].GOARCH != arch {
@@ -186,14 +194,7 @@ func TestCleanupRunDirAfterKilledRun(t *testing.T) {
 // TestPauseExitsOnTerm builds the sandbox program and checks it keeps
 // running until SIGTERM, then exits 0.
 func TestPauseExitsOnTerm(t *testing.T) {
-	root, err := FindModuleRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bins, err := NodeBinaries(root)
-	if err != nil {
-		t.Fatal(err)
-	}
+	bins := nodeBinaries(t)
 	bin := bins["pause-"+runtime.GOARCH]
 	if bin.Name == "" {
 		t.Skipf("no pause for %s", runtime.GOARCH)

@@ -96,26 +96,37 @@ func serial() (*big.Int, error) {
 	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 }
 
-func (p *PKI) makeCA() error {
+// sign makes a P-256 key and a certificate of tmpl for it, valid from an
+// hour ago for a week, signed by the CA, or by itself when self is set.
+func (p *PKI) sign(tmpl *x509.Certificate, self bool) ([]byte, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	sn, err := serial()
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          sn,
+	tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = sn, now.Add(-time.Hour), now.Add(7*24*time.Hour)
+	parent, parentKey := p.caCert, p.caKey
+	if self {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	return der, key, nil
+}
+
+func (p *PKI) makeCA() error {
+	der, key, err := p.sign(&x509.Certificate{
 		Subject:               pkix.Name{CommonName: "ciel-e2e-ca"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(7 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	}, true)
 	if err != nil {
 		return err
 	}
@@ -131,26 +142,13 @@ func (p *PKI) makeCA() error {
 }
 
 func (p *PKI) issue(certFile, keyFile string, subject pkix.Name, usage []x509.ExtKeyUsage, ips []net.IP, dns []string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	sn, err := serial()
-	if err != nil {
-		return err
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: sn,
-		Subject:      subject,
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(7 * 24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  usage,
-		IPAddresses:  ips,
-		DNSNames:     dns,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
+	der, key, err := p.sign(&x509.Certificate{
+		Subject:     subject,
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: usage,
+		IPAddresses: ips,
+		DNSNames:    dns,
+	}, false)
 	if err != nil {
 		return err
 	}

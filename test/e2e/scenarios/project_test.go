@@ -1,11 +1,8 @@
 package scenarios
 
 import (
-	"archive/tar"
 	"bytes"
 	"debug/elf"
-	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,9 +10,10 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 
 	"github.com/ciel-ci/ciel/test/e2e/harness"
+
+	"github.com/ciel-ci/ciel/internal/imagefs"
 )
 
 // projectPath is the test project's path on the suite's GitLab, as the
@@ -112,29 +110,11 @@ func (p *project) git(t *testing.T, args ...string) string {
 // paths (without the leading slash) are in want.
 func imageFiles(t *testing.T, img v1.Image, want ...string) map[string][]byte {
 	t.Helper()
-	rc := mutate.Extract(img)
-	defer rc.Close()
-	got := map[string][]byte{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return got
-		}
-		if err != nil {
-			t.Fatalf("reading the image's filesystem: %v", err)
-		}
-		p := strings.TrimPrefix(filepath.Clean("/"+h.Name), "/")
-		for _, w := range want {
-			if p == w && h.Typeflag == tar.TypeReg {
-				b, err := io.ReadAll(tr)
-				if err != nil {
-					t.Fatal(err)
-				}
-				got[p] = b
-			}
-		}
+	got, err := imagefs.ReadFiles(img, want...)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return got
 }
 
 // elfMachine names the architecture an ELF program was built for.

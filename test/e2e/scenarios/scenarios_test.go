@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -450,11 +451,11 @@ func TestSourcePushBuildsMultiArchIndex(t *testing.T) {
 		t.Errorf("the PipelineRun's IMAGE_DIGEST is %q, the tag points at %s", got, indexDigest)
 	}
 	children := indexChildren(t, idx)
-	if len(children) != 2 || children["linux/amd64"] == "" || children["linux/arm64"] == "" {
+	if got := slices.Sorted(maps.Keys(children)); !slices.Equal(got, []string{"linux/amd64", "linux/arm64"}) {
 		t.Fatalf("index children %v, want linux/amd64 and linux/arm64", children)
 	}
 	for _, arch := range []string{"amd64", "arm64"} {
-		img, err := idx.Image(mustHash(t, children["linux/"+arch]))
+		img, err := idx.Image(children["linux/"+arch])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -703,37 +704,17 @@ func setParam(pr *pipelinev1.PipelineRun, name, value string) {
 
 // indexChildren maps each child's platform (as its config states it,
 // checked against the index's descriptor) to its digest.
-func indexChildren(t *testing.T, idx v1.ImageIndex) map[string]string {
+func indexChildren(t *testing.T, idx v1.ImageIndex) map[string]v1.Hash {
 	t.Helper()
-	im, err := idx.IndexManifest()
+	children, err := harness.IndexChildren(idx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]string{}
-	for _, d := range im.Manifests {
-		img, err := idx.Image(d.Digest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cf, err := img.ConfigFile()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if d.Platform == nil || d.Platform.OS != cf.OS || d.Platform.Architecture != cf.Architecture {
-			t.Errorf("child %s: index says %v, config says %s/%s", d.Digest, d.Platform, cf.OS, cf.Architecture)
-		}
-		out[cf.OS+"/"+cf.Architecture] = d.Digest.String()
+	out := map[string]v1.Hash{}
+	for _, c := range children {
+		out[c.Platform] = c.Digest
 	}
 	return out
-}
-
-func mustHash(t *testing.T, s string) v1.Hash {
-	t.Helper()
-	h, err := v1.NewHash(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h
 }
 
 var (
