@@ -93,7 +93,7 @@ func BenchmarkDecisionParts(b *testing.B) {
 	if iss.Err() != nil {
 		b.Fatal(iss.Err())
 	}
-	act := map[string]any{"body": ev.Body}
+	act := map[string]any{"body": ev.Body()}
 	for _, tracked := range []bool{true, false} {
 		opts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
 		name := "cel-go-untracked"

@@ -145,7 +145,7 @@ func requestSize(limit uint64, ev *gitlab.Event, bodySize int, header http.Heade
 	if bodySize >= 0 {
 		w.count(bodySize)
 	} else {
-		w.value(ev.Body)
+		w.value(ev.Tree())
 	}
 	w.str(requestURL)
 	w.count(len(header))
@@ -208,6 +208,13 @@ func (w *sizeWalk) value(v any) {
 				return
 			}
 		}
+	case *gitlab.Object:
+		w.count(v.Len())
+		v.Range(func(k string, x any) bool {
+			w.str(k)
+			w.value(x)
+			return !w.over()
+		})
 	default:
 		w.max = sizeUnknown
 	}

@@ -388,7 +388,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 	if header == nil {
 		header = http.Header{}
 	}
-	req := &request{body: ev.Body, header: header, extensions: exts, requestURL: in.RequestURL, size: sizeUnknown}
+	req := &request{body: tree(ev), ev: ev, header: header, extensions: exts, requestURL: in.RequestURL, size: sizeUnknown}
 	if e.costProof {
 		if lim := e.maxProofSize(p); lim > 0 {
 			req.size = requestSize(lim, ev, bodySize, header, exts, in.RequestURL)
@@ -553,7 +553,10 @@ func renderForError(v ref.Val) string {
 func (r *request) ResolveName(name string) (any, bool) {
 	switch name {
 	case celenv.VarBody:
-		return r.body, true
+		if r.ev == nil {
+			return map[string]any(nil), true
+		}
+		return r.ev.Body(), true
 	case celenv.VarHeader:
 		return r.header, true
 	case celenv.VarExtensions:
@@ -567,3 +570,13 @@ func (r *request) ResolveName(name string) (any, bool) {
 func (r *request) Parent() interpreter.Activation { return nil }
 
 var _ interpreter.Activation = (*request)(nil)
+
+// tree is ev's body as the proofs and the fast path read it: its decoded
+// tree, without the maps Body builds (nil as a map when there is none, so
+// that "body" is a map either way).
+func tree(ev *gitlab.Event) any {
+	if t := ev.Tree(); t != nil {
+		return t
+	}
+	return ev.Body()
+}

@@ -12,10 +12,12 @@ import (
 	"github.com/google/cel-go/common/types"
 
 	"github.com/ciel-ci/ciel/interceptor/celenv"
+	"github.com/ciel-ci/ciel/interceptor/gitlab"
 )
 
 // The fast path evaluates a filter directly on the decoded body's Go values
-// (map[string]any, []any, string, bool, float64), without cel-go's
+// (its objects as decoded, gitlab.Object; []any, string, bool, float64) and
+// the extensions' maps, without cel-go's
 // interpreter: no ref.Val per value read, no frame per comprehension, the
 // map macro's accumulator appended in place. It exists because cel-go's
 // interpreter was the larger half of a decision once decoding and the cost
@@ -226,12 +228,8 @@ func (c *fastCompiler) selectNode(s celast.SelectExpr) fastNode {
 			if !ok {
 				return nil, false
 			}
-			m, ok := v.(map[string]any)
-			if !ok {
-				return nil, false
-			}
-			_, has := m[field]
-			return has, true
+			_, has, isObj := fastField(v, field)
+			return has, isObj
 		}
 	}
 	return func(f *fastFrame) (any, bool) {
@@ -239,16 +237,26 @@ func (c *fastCompiler) selectNode(s celast.SelectExpr) fastNode {
 		if !ok {
 			return nil, false
 		}
-		m, ok := v.(map[string]any)
-		if !ok {
-			return nil, false
-		}
-		out, ok := m[field]
-		if !ok || out == nil {
-			return nil, false // no such key, or null: cel-go's answer
+		out, has, _ := fastField(v, field)
+		if !has || out == nil {
+			return nil, false // not an object, no such key, or null: cel-go's answer
 		}
 		return out, true
 	}
+}
+
+// fastField reads key of a JSON object (a decoded *gitlab.Object or a map):
+// its value, whether it has it, and whether v is an object at all.
+func fastField(v any, key string) (val any, has, isObject bool) {
+	switch o := v.(type) {
+	case *gitlab.Object:
+		val, has = o.Get(key)
+		return val, has, true
+	case map[string]any:
+		val, has = o[key]
+		return val, has, true
+	}
+	return nil, false, false
 }
 
 func (c *fastCompiler) comprehension(cx celast.ComprehensionExpr) fastNode {
@@ -465,6 +473,8 @@ func (c *fastCompiler) call(id int64, call celast.CallExpr) fastNode {
 				return int64(len(x)), true
 			case map[string]any:
 				return int64(len(x)), true
+			case *gitlab.Object:
+				return int64(x.Len()), true
 			}
 			return nil, false
 		}
@@ -727,10 +737,8 @@ func fastIndexOp(l, r fastNode) fastNode {
 				}
 			}
 		case string:
-			if m, isMap := x.(map[string]any); isMap {
-				if v, has := m[k]; has && v != nil {
-					return v, true
-				}
+			if v, has, _ := fastField(x, k); has && v != nil {
+				return v, true
 			}
 		}
 		return nil, false

@@ -14,6 +14,8 @@ import (
 	"github.com/google/cel-go/common/overloads"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/interpreter"
+
+	"github.com/ciel-ci/ciel/interceptor/gitlab"
 )
 
 // The cost proof by paths.
@@ -266,6 +268,11 @@ func (w *pathWalk) measure(v any, path []string) (uint64, bool) {
 			return w.measure(x, rest)
 		}
 		return 0, true
+	case *gitlab.Object:
+		if x, ok := v.Get(seg); ok {
+			return w.measure(x, rest)
+		}
+		return 0, true
 	case http.Header:
 		// header.name reads the key as written (CEL map semantics).
 		if x, ok := v[seg]; ok {
@@ -302,12 +309,38 @@ func (w *pathWalk) wildcard(v any, seg string, rest []string) (uint64, bool) {
 		if n, ok, done := entries(v, seg, rest, w.measure); done {
 			return n, ok
 		}
+	case *gitlab.Object:
+		if n, ok, done := objectEntries(v, seg, rest, w.measure); done {
+			return n, ok
+		}
 	case http.Header:
 		if n, ok, done := entries(v, seg, rest, w.strings); done {
 			return n, ok
 		}
 	}
 	return w.below(v, rest)
+}
+
+// objectEntries is entries for a decoded object: every member counts, a
+// key given twice included (an upper bound of what CEL reads).
+func objectEntries(o *gitlab.Object, seg string, rest []string, value func(any, []string) (uint64, bool)) (n uint64, ok, done bool) {
+	if seg != "@keys" && seg != "@values" {
+		return 0, false, false
+	}
+	ok = true
+	o.Range(func(k string, x any) bool {
+		if seg == "@keys" {
+			n = max(n, stringAt(k, rest))
+			return true
+		}
+		size, good := value(x, rest)
+		n, ok = max(n, size), good
+		return good
+	})
+	if !ok {
+		return 0, false, true
+	}
+	return n, true, true
 }
 
 // entries is wildcard on a map at @keys (the largest key at rest) or
@@ -362,6 +395,16 @@ func (w *pathWalk) below(v any, rest []string) (uint64, bool) {
 			if !add(w.measure(x, rest)) || !add(w.below(x, rest)) {
 				return 0, false
 			}
+		}
+	case *gitlab.Object:
+		good := true
+		v.Range(func(k string, x any) bool {
+			m = max(m, stringAt(k, rest))
+			good = add(w.measure(x, rest)) && add(w.below(x, rest))
+			return good
+		})
+		if !good {
+			return 0, false
 		}
 	case http.Header:
 		for k, x := range v {
@@ -420,6 +463,8 @@ func valueSize(v any) (uint64, bool) {
 		return uint64(len(v)), true
 	case map[string]any:
 		return uint64(len(v)), true
+	case *gitlab.Object:
+		return uint64(v.Len()), true
 	case http.Header:
 		return uint64(len(v)), true
 	}
@@ -603,7 +648,10 @@ func (e *Engine) overloadResults() map[string]types.Kind {
 
 // request is what the cost proofs measure of one request.
 type request struct {
-	body       map[string]any
+	// body is the decoded body's tree (gitlab.Event.Tree): what the
+	// proofs and the fast path read; cel-go reads ev.Body().
+	body       any
+	ev         *gitlab.Event
 	header     http.Header
 	extensions map[string]any
 	requestURL string

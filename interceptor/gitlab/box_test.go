@@ -113,7 +113,7 @@ func TestSharedStrings(t *testing.T) {
 	if !reflect.DeepEqual(c.Added, paths) || !reflect.DeepEqual(c.Modified, short) {
 		t.Fatalf("added %v, modified %v", c.Added, c.Modified)
 	}
-	bodyAdded := ev.Body["commits"].([]any)[0].(map[string]any)["added"].([]any)
+	bodyAdded := ev.Body()["commits"].([]any)[0].(map[string]any)["added"].([]any)
 	if (*eface)(unsafe.Pointer(&bodyAdded[0])).data != unsafe.Pointer(&c.Added[0]) {
 		t.Error("a long path list was copied, want the parser's block shared")
 	}

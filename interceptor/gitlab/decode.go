@@ -3,6 +3,8 @@ package gitlab
 import (
 	"errors"
 	"fmt"
+	"reflect"
+	"sync"
 
 	"github.com/ciel-ci/ciel/internal/option"
 )
@@ -41,7 +43,7 @@ type Kind string
 
 // The kinds Decode distinguishes. Every event that is not a push, a tag
 // push or a merge request is KindOther; its body is still available,
-// untyped, in Event.Body.
+// untyped, in Event.Body().
 const (
 	KindPush         Kind = "push"          // object_kind "push": commits pushed to a branch, or a branch created or deleted
 	KindTagPush      Kind = "tag_push"      // object_kind "tag_push": a tag created or deleted
@@ -57,11 +59,6 @@ type Event struct {
 	Kind Kind
 	// ObjectKind is the payload's object_kind ("" when absent or null).
 	ObjectKind string
-	// Body is the JSON object exactly as encoding/json decodes it into a
-	// map[string]any (numbers are float64): CEL's body variable, the value
-	// Tekton Triggers' CEL interceptor sees. Its strings share memory with
-	// one copy of the request body.
-	Body map[string]any
 	// Push is the typed push or tag push event: non-nil exactly when Kind is
 	// KindPush or KindTagPush. It shares strings and slices with Body;
 	// treat both as read-only.
@@ -69,7 +66,42 @@ type Event struct {
 	// MergeRequest is the typed merge request event: non-nil exactly when
 	// Kind is KindMergeRequest. It shares strings with Body.
 	MergeRequest *MergeRequestEvent
+
+	// tree is the body as decoded: its objects are *Object (Tree).
+	tree     *Object
+	bodyOnce sync.Once
+	body     map[string]any
 }
+
+// Body is the JSON object exactly as encoding/json decodes it into a
+// map[string]any (numbers are float64): CEL's body variable, the value
+// Tekton Triggers' CEL interceptor sees. Its strings share memory with one
+// copy of the request body. The maps are built on the first call (Tree
+// reads the same values without them); treat them as read-only.
+func (e *Event) Body() map[string]any {
+	e.bodyOnce.Do(func() {
+		if e.tree != nil {
+			e.body = e.tree.Map()
+		}
+	})
+	return e.body
+}
+
+// Equal reports whether e and o are the same event: the same exported
+// fields and the same Body (go-cmp uses it).
+func (e *Event) Equal(o *Event) bool {
+	if e == nil || o == nil {
+		return e == o
+	}
+	return e.Type == o.Type && e.Kind == o.Kind && e.ObjectKind == o.ObjectKind &&
+		reflect.DeepEqual(e.Push, o.Push) && reflect.DeepEqual(e.MergeRequest, o.MergeRequest) &&
+		reflect.DeepEqual(e.Body(), o.Body())
+}
+
+// Tree is the body as the decoder read it, with its objects as *Object
+// rather than maps: what Body returns, without building the maps. nil for
+// an Event not made by a Decoder.
+func (e *Event) Tree() *Object { return e.tree }
 
 // DecodeOption configures Decode and NewDecoder.
 type DecodeOption func(*decodeOptions) error
@@ -171,12 +203,12 @@ func (d *Decoder) DecodeSized(eventType string, body []byte) (*Event, int, error
 	if err != nil {
 		return nil, 0, fmt.Errorf("decoding webhook body: %w", err)
 	}
-	obj, ok := v.(map[string]any)
+	obj, ok := v.(*Object)
 	if !ok {
 		return nil, 0, fmt.Errorf("decoding webhook body: got %s, want a JSON object", jsonTypeArticle(v))
 	}
-	ev := &Event{Type: eventType, Body: obj}
-	switch k := obj["object_kind"].(type) {
+	ev := &Event{Type: eventType, tree: obj}
+	switch k := obj.field("object_kind").(type) {
 	case nil:
 	case string:
 		ev.ObjectKind = k
@@ -286,7 +318,7 @@ func jsonType(v any) string {
 		return "boolean"
 	case []any:
 		return "array"
-	case map[string]any:
+	case map[string]any, *Object:
 		return "object"
 	default:
 		return fmt.Sprintf("%T", v)

@@ -63,7 +63,7 @@ func TestDecodeFixtures(t *testing.T) {
 			if err := json.Unmarshal(body, &wantBody); err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(wantBody, ev.Body); diff != "" {
+			if diff := cmp.Diff(wantBody, ev.Body()); diff != "" {
 				t.Errorf("Body differs from encoding/json (-want +got):\n%s", diff)
 			}
 			if ev.ObjectKind != wantBody["object_kind"] {
@@ -515,7 +515,7 @@ func TestDecodeMatchesEncodingJSON(t *testing.T) {
 			if err := json.Unmarshal([]byte(tt.body), &want); err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(want, ev.Body); diff != "" {
+			if diff := cmp.Diff(want, ev.Body()); diff != "" {
 				t.Errorf("Body (-encoding/json +ours):\n%s", diff)
 			}
 		})
@@ -536,7 +536,7 @@ func TestDecodeDoesNotAliasInput(t *testing.T) {
 	if got := ev.Push.Commits[0].Added[0]; got != "a.go" {
 		t.Errorf("after overwriting the input, Added[0] = %q", got)
 	}
-	if got := ev.Body["ref"]; got != "refs/heads/main" {
+	if got := ev.Body()["ref"]; got != "refs/heads/main" {
 		t.Errorf("after overwriting the input, Body[ref] = %q", got)
 	}
 }
@@ -571,9 +571,9 @@ func TestDecodeSharedBody(t *testing.T) {
 				if size != wantSize {
 					t.Errorf("size %d, want %d", size, wantSize)
 				}
-				kind, ok := got.Body["object_kind"].(string)
+				kind, ok := got.Body()["object_kind"].(string)
 				if !ok {
-					t.Fatalf("object_kind %v", got.Body["object_kind"])
+					t.Fatalf("object_kind %v", got.Body()["object_kind"])
 				}
 				if !within(kind, body) {
 					t.Errorf("object_kind %q does not point into the body", kind)

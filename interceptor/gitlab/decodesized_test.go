@@ -67,7 +67,7 @@ func TestDecodeSized(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := walkSize(ev.Body)
+			want := walkSize(ev.Body())
 			if got < want || (tt.exact && got != want) {
 				t.Errorf("DecodeSized: size %d; the largest value has size %d", got, want)
 			}

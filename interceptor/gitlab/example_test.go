@@ -20,7 +20,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Println("kind:", ev.Kind, "| body.ref:", ev.Body["ref"])
+	fmt.Println("kind:", ev.Kind, "| body.ref:", ev.Body()["ref"])
 
 	facts := ev.Push.Facts()
 	fmt.Println("branch:", facts.Branch, "| slug:", facts.RefSlug, "| short sha:", facts.ShortSHA)

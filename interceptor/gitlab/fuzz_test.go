@@ -72,16 +72,16 @@ func FuzzDecode(f *testing.F) {
 // encoding/json's reading of the same body.
 func checkEvent(t *testing.T, eventType string, ev *Event, std any) {
 	t.Helper()
-	if ev.Body == nil {
+	if ev.Body() == nil {
 		t.Fatal("nil Body without error")
 	}
-	if diff := cmp.Diff(std, any(ev.Body)); diff != "" {
+	if diff := cmp.Diff(std, any(ev.Body())); diff != "" {
 		t.Fatalf("Body differs from encoding/json (-std +ours):\n%s", diff)
 	}
 	if ev.Type != eventType {
 		t.Fatalf("Type = %q, want %q", ev.Type, eventType)
 	}
-	if ok, _ := ev.Body["object_kind"].(string); ok != ev.ObjectKind {
+	if ok, _ := ev.Body()["object_kind"].(string); ok != ev.ObjectKind {
 		t.Fatalf("ObjectKind = %q, body has %q", ev.ObjectKind, ok)
 	}
 	switch ev.Kind {

@@ -67,6 +67,8 @@ type jsonParser struct {
 	strs  strBlock
 	nums  numBlock  // the same for numbers
 	lists listBlock // and for arrays' slice headers
+	// objects holds the objects' members and the Objects (object.go).
+	objects objectArena
 
 	// maxSize is the largest string (bytes in the input, at least its
 	// characters), array (elements) or object (members) read so far.
@@ -110,10 +112,11 @@ var parserPool = sync.Pool{New: func() any { return new(jsonParser) }}
 // maxPooledItems bounds the scratch a pooled parser keeps.
 const maxPooledItems = 4096
 
-// parseJSON parses data as one JSON value followed only by whitespace.
+// parseJSON parses data as one JSON value followed only by whitespace,
+// into the values encoding/json gives (objects as maps).
 func parseJSON(data []byte, maxDepth int) (any, error) {
 	v, _, err := parseJSONSized(data, maxDepth, false)
-	return v, err
+	return Plain(v), err
 }
 
 // stringBlocks records the blocks long arrays of strings were boxed from
@@ -140,7 +143,7 @@ func parseJSONBlocks(data []byte, maxDepth int, shared bool) (any, int, stringBl
 		clear(p.members)
 		clear(p.elems)
 		clear(p.pend)
-		p.members, p.elems, p.pend, p.src, p.strs, p.nums, p.lists, p.blocks = p.members[:0], p.elems[:0], p.pend[:0], "", strBlock{}, numBlock{}, listBlock{}, nil
+		p.members, p.elems, p.pend, p.src, p.strs, p.nums, p.lists, p.objects, p.blocks = p.members[:0], p.elems[:0], p.pend[:0], "", strBlock{}, numBlock{}, listBlock{}, objectArena{}, nil
 		if cap(p.members) > maxPooledItems {
 			p.members = nil
 		}
@@ -161,7 +164,7 @@ func parseJSONBlocks(data []byte, maxDepth int, shared bool) (any, int, stringBl
 		p.src = string(data)
 	}
 	p.pos, p.depth, p.maxDepth, p.maxSize = 0, 0, maxDepth, 0
-	p.strs, p.nums, p.lists = strBlock{}, numBlock{}, listBlock{} // blocks belong to the values of the parse that filled them
+	p.strs, p.nums, p.lists, p.objects = strBlock{}, numBlock{}, listBlock{}, objectArena{} // blocks belong to the values of the parse that filled them
 
 	p.skipSpace()
 	if p.pos == len(p.src) {
@@ -273,7 +276,7 @@ func (p *jsonParser) object() (any, error) {
 	if p.pos < len(p.src) && p.src[p.pos] == '}' {
 		p.pos++
 		p.depth--
-		return map[string]any{}, nil
+		return p.objects.object(nil), nil
 	}
 	mark := len(p.members)
 	for {
@@ -303,14 +306,11 @@ func (p *jsonParser) object() (any, error) {
 	}
 	items := p.members[mark:]
 	p.noteSize(len(items))
-	m := make(map[string]any, len(items))
-	for _, kv := range items {
-		m[kv.key] = kv.val
-	}
+	o := p.objects.object(items)
 	clear(items)
 	p.members = p.members[:mark]
 	p.depth--
-	return m, nil
+	return o, nil
 }
 
 // next reads what follows a member or element of a container closed by

@@ -120,7 +120,7 @@ type IntegerChange = Change[int64]
 
 // mergeRequestFromBody builds the typed event from the decoded body,
 // checking every typed field's JSON type.
-func mergeRequestFromBody(m map[string]any) (*MergeRequestEvent, error) {
+func mergeRequestFromBody(m fields) (*MergeRequestEvent, error) {
 	r := fieldReader{path: make([]pathSeg, 0, 6)}
 	e := &MergeRequestEvent{
 		ObjectKind: r.str(m, "object_kind"),
@@ -242,7 +242,7 @@ func truncateForError(s string) string {
 	return s
 }
 
-func (r *fieldReader) project(m map[string]any, key string) Project {
+func (r *fieldReader) project(m fields, key string) Project {
 	p := r.object(m, key)
 	if p == nil {
 		return Project{}
@@ -269,7 +269,7 @@ func (r *fieldReader) project(m map[string]any, key string) Project {
 	}
 }
 
-func (r *fieldReader) repository(m map[string]any, key string) Repository {
+func (r *fieldReader) repository(m fields, key string) Repository {
 	p := r.object(m, key)
 	if p == nil {
 		return Repository{}
@@ -287,7 +287,7 @@ func (r *fieldReader) repository(m map[string]any, key string) Repository {
 	}
 }
 
-func (r *fieldReader) userAt(u map[string]any) User {
+func (r *fieldReader) userAt(u fields) User {
 	return User{
 		ID:        r.integer(u, "id"),
 		Name:      r.str(u, "name"),
@@ -297,7 +297,7 @@ func (r *fieldReader) userAt(u map[string]any) User {
 	}
 }
 
-func (r *fieldReader) user(m map[string]any, key string) User {
+func (r *fieldReader) user(m fields, key string) User {
 	u := r.object(m, key)
 	if u == nil {
 		return User{}
@@ -309,7 +309,7 @@ func (r *fieldReader) user(m map[string]any, key string) User {
 
 // each calls f with every element of the array at key, which must be an
 // object, with the path entered.
-func (r *fieldReader) each(m map[string]any, key string, f func(i int, obj map[string]any)) int {
+func (r *fieldReader) each(m fields, key string, f func(i int, obj fields)) int {
 	list := r.array(m, key)
 	if list == nil {
 		return -1
@@ -317,7 +317,7 @@ func (r *fieldReader) each(m map[string]any, key string, f func(i int, obj map[s
 	r.enter(key)
 	defer r.leave()
 	for i, item := range list {
-		obj, ok := item.(map[string]any)
+		obj, ok := asFields(item)
 		if !ok {
 			r.failIndex(i, "object", item)
 			return len(list)
@@ -332,22 +332,22 @@ func (r *fieldReader) each(m map[string]any, key string, f func(i int, obj map[s
 	return len(list)
 }
 
-func (r *fieldReader) users(m map[string]any, key string) []User {
+func (r *fieldReader) users(m fields, key string) []User {
 	var out []User
 	if n := len(r.array(m, key)); n > 0 {
 		out = make([]User, n)
 	}
-	r.each(m, key, func(i int, u map[string]any) { out[i] = r.userAt(u) })
+	r.each(m, key, func(i int, u fields) { out[i] = r.userAt(u) })
 	return out
 }
 
-func (r *fieldReader) labels(m map[string]any, key string) []Label {
+func (r *fieldReader) labels(m fields, key string) []Label {
 	list := r.array(m, key)
 	if list == nil {
 		return nil
 	}
 	out := make([]Label, len(list))
-	r.each(m, key, func(i int, l map[string]any) {
+	r.each(m, key, func(i int, l fields) {
 		out[i] = Label{
 			ID:          r.integer(l, "id"),
 			Title:       r.str(l, "title"),
@@ -364,7 +364,7 @@ func (r *fieldReader) labels(m map[string]any, key string) []Label {
 	return out
 }
 
-func (r *fieldReader) integers(m map[string]any, key string) []int64 {
+func (r *fieldReader) integers(m fields, key string) []int64 {
 	list := r.array(m, key)
 	if list == nil {
 		return nil
@@ -391,7 +391,7 @@ func (r *fieldReader) integers(m map[string]any, key string) []int64 {
 
 // readChange reads the {"previous", "current"} object at key with read,
 // or returns nil when there is none.
-func readChange[T any](r *fieldReader, m map[string]any, key string, read func(*fieldReader, map[string]any, string) T) *Change[T] {
+func readChange[T any](r *fieldReader, m fields, key string, read func(*fieldReader, fields, string) T) *Change[T] {
 	c := r.object(m, key)
 	if c == nil {
 		return nil

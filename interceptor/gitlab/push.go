@@ -99,7 +99,7 @@ const (
 
 // pushFromBody builds the typed event from the decoded body, checking every
 // documented field's type.
-func pushFromBody(m map[string]any, blocks stringBlocks) (*PushEvent, error) {
+func pushFromBody(m fields, blocks stringBlocks) (*PushEvent, error) {
 	r := fieldReader{path: make([]pathSeg, 0, 6), blocks: blocks}
 	e := &PushEvent{
 		ObjectKind:        r.str(m, "object_kind"),
@@ -117,7 +117,7 @@ func pushFromBody(m map[string]any, blocks stringBlocks) (*PushEvent, error) {
 		UserAvatar:        r.str(m, "user_avatar"),
 		ProjectID:         r.integer(m, "project_id"),
 		TotalCommitsCount: r.integer(m, "total_commits_count"),
-		PushOptions:       r.object(m, "push_options"),
+		PushOptions:       r.plainObject(m, "push_options"),
 	}
 	e.Project = r.project(m, "project")
 	e.Repository = r.repository(m, "repository")
@@ -125,7 +125,7 @@ func pushFromBody(m map[string]any, blocks stringBlocks) (*PushEvent, error) {
 		e.Commits = make([]Commit, len(list))
 		r.enter("commits")
 		for i, item := range list {
-			c, ok := item.(map[string]any)
+			c, ok := asFields(item)
 			if !ok {
 				r.failIndex(i, "object", item)
 				break
@@ -238,8 +238,8 @@ func (r *fieldReader) failHere(want, got string) {
 	r.err = &fieldError{Path: b.String(), Want: want, Got: got}
 }
 
-func (r *fieldReader) str(m map[string]any, key string) string {
-	switch v := m[key].(type) {
+func (r *fieldReader) str(m fields, key string) string {
+	switch v := m.field(key).(type) {
 	case string:
 		return v
 	case nil:
@@ -250,8 +250,8 @@ func (r *fieldReader) str(m map[string]any, key string) string {
 	}
 }
 
-func (r *fieldReader) boolean(m map[string]any, key string) bool {
-	switch v := m[key].(type) {
+func (r *fieldReader) boolean(m fields, key string) bool {
+	switch v := m.field(key).(type) {
 	case bool:
 		return v
 	case nil:
@@ -265,8 +265,8 @@ func (r *fieldReader) boolean(m map[string]any, key string) bool {
 // maxExactInt is 2^53: every integer up to it is exact in a float64.
 const maxExactInt = 1 << 53
 
-func (r *fieldReader) integer(m map[string]any, key string) int64 {
-	switch v := m[key].(type) {
+func (r *fieldReader) integer(m fields, key string) int64 {
+	switch v := m.field(key).(type) {
 	case float64:
 		if v != math.Trunc(v) || math.Abs(v) > maxExactInt {
 			r.enter(key)
@@ -283,20 +283,35 @@ func (r *fieldReader) integer(m map[string]any, key string) int64 {
 	}
 }
 
-func (r *fieldReader) object(m map[string]any, key string) map[string]any {
-	switch v := m[key].(type) {
-	case map[string]any:
-		return v
-	case nil:
-		return nil
-	default:
-		r.fail(key, "object", v)
+func (r *fieldReader) object(m fields, key string) fields {
+	v := m.field(key)
+	if v == nil {
 		return nil
 	}
+	if f, ok := asFields(v); ok {
+		return f
+	}
+	r.fail(key, "object", v)
+	return nil
 }
 
-func (r *fieldReader) array(m map[string]any, key string) []any {
-	switch v := m[key].(type) {
+// plainObject is object as a map[string]any (Plain), for the typed
+// events' untyped fields (push_options).
+func (r *fieldReader) plainObject(m fields, key string) map[string]any {
+	v := m.field(key)
+	if v == nil {
+		return nil
+	}
+	if _, ok := asFields(v); ok {
+		p, _ := Plain(v).(map[string]any)
+		return p
+	}
+	r.fail(key, "object", v)
+	return nil
+}
+
+func (r *fieldReader) array(m fields, key string) []any {
+	switch v := m.field(key).(type) {
 	case []any:
 		return v
 	case nil:
@@ -307,7 +322,7 @@ func (r *fieldReader) array(m map[string]any, key string) []any {
 	}
 }
 
-func (r *fieldReader) strings(m map[string]any, key string) []string {
+func (r *fieldReader) strings(m fields, key string) []string {
 	list := r.array(m, key)
 	if list == nil {
 		return nil
