@@ -491,12 +491,16 @@ func (c *fastCompiler) call(id int64, call celast.CallExpr) fastNode {
 		if err != nil {
 			return c.fail() // cel-go reports it
 		}
+		pre := requiredPrefixes(string(s)) // regexprefix.go
 		a := args[0]
 		return func(f *fastFrame) (any, bool) {
 			v, ok := a(f)
 			str, isStr := v.(string)
 			if !ok || !isStr {
 				return nil, false
+			}
+			if pre != nil && !hasPrefix(str, pre) {
+				return false, true
 			}
 			return re.MatchString(str), true
 		}
