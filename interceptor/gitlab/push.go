@@ -189,7 +189,7 @@ func (r *fieldReader) stringSlice(n int) []string {
 		return []string{} // empty, not nil, as encoding/json decodes []
 	}
 	if n > cap(r.strs)-len(r.strs) {
-		r.strs = make([]string, 0, max(n, 64))
+		r.strs = make([]string, 0, max(n, 16))
 	}
 	i := len(r.strs)
 	r.strs = r.strs[:i+n]
