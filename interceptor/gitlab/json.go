@@ -1,6 +1,7 @@
 package gitlab
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -410,9 +411,9 @@ func (p *jsonParser) array() (any, error) {
 // messages.
 func plainRun(s string, i int) int {
 	const lsb, msb = 0x0101010101010101, 0x8080808080808080
-	for ; i+8 <= len(s); i += 8 {
-		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+	b := unsafe.Slice(unsafe.StringData(s), len(s)) // read only
+	for ; i+8 <= len(b); i += 8 {
+		x := binary.LittleEndian.Uint64(b[i:])
 		quote, backslash := x^(lsb*'"'), x^(lsb*'\\')
 		// A byte that is 0 in quote or backslash, below 0x20, or 0x80 and
 		// over (the high bit, which also covers the borrows of the
