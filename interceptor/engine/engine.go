@@ -381,14 +381,13 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 		own = in.mr.extensions(exts, d)
 	}
 
-	ctx = celenv.WithCostLimit(celenv.WithNamespace(ctx, in.Namespace), e.costLimit)
-	ctx, cancel := context.WithTimeout(ctx, e.timeout)
-	defer cancel()
 	header := in.Header
 	if header == nil {
 		header = http.Header{}
 	}
-	req := &request{body: tree(ev), ev: ev, header: header, extensions: exts, requestURL: in.RequestURL, size: sizeUnknown}
+	req := &request{body: tree(ev), ev: ev, header: header, extensions: exts, requestURL: in.RequestURL, size: sizeUnknown,
+		parent: ctx, namespace: in.Namespace, costLimit: e.costLimit, deadline: time.Now().Add(e.timeout)}
+	defer req.stop()
 	if e.costProof {
 		if lim := e.maxProofSize(p); lim > 0 {
 			req.size = requestSize(lim, ev, bodySize, header, exts, in.RequestURL)
@@ -397,7 +396,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 
 	d.Continue = true
 	if p.filter != nil {
-		v, err := e.eval(ctx, p.filter, d, req)
+		v, err := e.eval(p.filter, d, req)
 		if err != nil {
 			return nil, &Error{Kind: KindOf(err), Where: "filter", Err: errors.Unwrap(err)}
 		}
@@ -425,7 +424,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 		d.Overlays = make([]OverlayValue, 0, len(p.overlays))
 		for _, o := range p.overlays {
 			where := "overlays[" + o.key + "]"
-			v, err := e.eval(ctx, o.prog, d, req)
+			v, err := e.eval(o.prog, d, req)
 			if err != nil {
 				return nil, &Error{Kind: KindOf(err), Where: where, Err: errors.Unwrap(err)}
 			}
@@ -452,7 +451,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *Program, in Input) (d *Decisio
 	}
 
 	if p.value != nil {
-		v, err := e.eval(ctx, p.value, d, req)
+		v, err := e.eval(p.value, d, req)
 		if err != nil {
 			return nil, &Error{Kind: KindOf(err), Where: "value", Err: errors.Unwrap(err)}
 		}
@@ -487,7 +486,7 @@ func pushExtensions(ctx context.Context, in Input, push *gitlab.PushEvent, exts 
 
 // eval runs one program and classifies its error. req is what the cost
 // proof measures of the request.
-func (e *Engine) eval(ctx context.Context, c *compiled, d *Decision, req *request) (ref.Val, error) {
+func (e *Engine) eval(c *compiled, d *Decision, req *request) (ref.Val, error) {
 	prog := c.prog
 	if free, est := e.untracked(c, req); free != nil {
 		prog = free
@@ -497,7 +496,7 @@ func (e *Engine) eval(ctx context.Context, c *compiled, d *Decision, req *reques
 		// Proven within the cost limit: the fast path may decide, or
 		// give the request back to cel-go (fastpath.go).
 		if c.fast != nil && !e.noFastPath {
-			b, ok := c.fast.eval(ctx, req)
+			b, ok := c.fast.eval(req)
 			if e.onFastPath != nil {
 				e.onFastPath(ok)
 			}
@@ -506,6 +505,7 @@ func (e *Engine) eval(ctx context.Context, c *compiled, d *Decision, req *reques
 			}
 		}
 	}
+	ctx := req.evalContext()
 	if req.act == nil {
 		act, err := celenv.NewActivation(ctx, req)
 		if err != nil {
@@ -579,4 +579,23 @@ func tree(ev *gitlab.Event) any {
 		return t
 	}
 	return ev.Body()
+}
+
+// evalContext is the context cel-go evaluates with: the caller's, with the
+// trigger's namespace and the cost limit for celenv's functions, and the
+// evaluation's deadline. Built by the first evaluation that needs cel-go:
+// the fast path checks the deadline itself (fastFrame.interrupted).
+func (r *request) evalContext() context.Context {
+	if r.ctx == nil {
+		ctx := celenv.WithCostLimit(celenv.WithNamespace(r.parent, r.namespace), r.costLimit)
+		r.ctx, r.cancel = context.WithDeadline(ctx, r.deadline)
+	}
+	return r.ctx
+}
+
+// stop releases the evaluation context's timer, if one was made.
+func (r *request) stop() {
+	if r.cancel != nil {
+		r.cancel()
+	}
 }

@@ -1,9 +1,9 @@
 package engine
 
 import (
-	"context"
 	"regexp"
 	"strings"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 
@@ -52,7 +52,6 @@ type fastProg struct {
 
 // fastFrame is one evaluation's state.
 type fastFrame struct {
-	ctx   context.Context
 	req   *request
 	slots []any
 	iters int
@@ -94,6 +93,12 @@ func (f *fastFrame) doneAcc(a *accList) any {
 	return items
 }
 
+// interrupted reports whether the caller cancelled the evaluation or its
+// deadline passed, as cel-go's interrupt check would.
+func (f *fastFrame) interrupted() bool {
+	return f.req.parent.Err() != nil || !time.Now().Before(f.req.deadline)
+}
+
 // accList is a comprehension's list accumulator, owned by the
 // comprehension: appended to in place, made a []any when the comprehension
 // ends. The accumulator's name is not one a user can write, so no other
@@ -101,8 +106,8 @@ func (f *fastFrame) doneAcc(a *accList) any {
 type accList struct{ items []any }
 
 // eval runs p on req. ok is false when the fast path gives up.
-func (p *fastProg) eval(ctx context.Context, req *request) (bool, bool) {
-	f := &fastFrame{ctx: ctx, req: req}
+func (p *fastProg) eval(req *request) (bool, bool) {
+	f := &fastFrame{req: req}
 	if p.slots <= len(f.inl) {
 		f.slots = f.inl[:p.slots]
 	} else {
@@ -309,7 +314,7 @@ func (c *fastCompiler) comprehension(cx celast.ComprehensionExpr) fastNode {
 		f.slots[accSlot] = acc
 		for i := 0; i < n; i++ {
 			f.slots[iterSlot] = fastIndex(r, i)
-			if f.iters++; f.iters%interruptCheckFrequency == 0 && f.ctx.Err() != nil {
+			if f.iters++; f.iters%interruptCheckFrequency == 0 && f.interrupted() {
 				return nil, false // cel-go reports the deadline
 			}
 			cv, ok := cond(f)

@@ -1,12 +1,14 @@
 package engine
 
 import (
+	"context"
 	"math"
 	"math/bits"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
@@ -661,6 +663,16 @@ type request struct {
 	// act is the activation cel-go evaluates with, built by the first
 	// evaluation that needs cel-go (the fast path reads the fields).
 	act interpreter.Activation
+
+	// The evaluation's context (evalContext): the caller's, the trigger's
+	// namespace, the cost limit and the deadline of filter, overlays and
+	// value together; ctx and cancel once built.
+	parent    context.Context
+	namespace string
+	costLimit uint64
+	deadline  time.Time
+	ctx       context.Context
+	cancel    context.CancelFunc
 }
 
 func (r *request) root(name string) any {
