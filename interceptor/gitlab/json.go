@@ -165,7 +165,8 @@ func parseJSONBlocks(data []byte, maxDepth int, shared bool) (any, int, stringBl
 		p.src = string(data)
 	}
 	p.pos, p.depth, p.maxDepth, p.maxSize = 0, 0, maxDepth, 0
-	p.strs, p.nums, p.lists, p.objects = strBlock{}, numBlock{}, listBlock{}, objectArena{} // blocks belong to the values of the parse that filled them
+	p.strs, p.nums, p.lists = strBlock{}, numBlock{}, listBlock{} // blocks belong to the values of the parse that filled them
+	p.objects = objectArena{hint: min(max(len(data)/40, 16), 1024)}
 
 	p.skipSpace()
 	if p.pos == len(p.src) {

@@ -137,12 +137,15 @@ func asFields(v any) (fields, bool) {
 type objectArena struct {
 	members []member
 	objects block[Object]
+	// hint is the size of a block of members: about one per 40 bytes of
+	// body, what GitLab's payloads hold.
+	hint int
 }
 
 // object returns an Object holding a copy of items.
 func (a *objectArena) object(items []member) *Object {
 	if len(items) > cap(a.members)-len(a.members) {
-		a.members = make([]member, 0, max(len(items), 64))
+		a.members = make([]member, 0, max(len(items), a.hint))
 	}
 	i := len(a.members)
 	a.members = append(a.members, items...)
