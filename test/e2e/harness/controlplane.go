@@ -20,7 +20,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // SystemNamespace is where Tekton's configuration lives.
@@ -253,15 +252,7 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context) error {
 
 func (cp *ControlPlane) writeKubeconfig() error {
 	cp.Kubeconfig = filepath.Join(cp.cfg.RunDir, "kubeconfig")
-	c := clientcmdapi.NewConfig()
-	c.Clusters["ciel-e2e"] = &clientcmdapi.Cluster{Server: cp.APIServerURL, CertificateAuthority: cp.PKI.CACert}
-	c.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificate: cp.PKI.AdminCert, ClientKey: cp.PKI.AdminKey}
-	c.Contexts["ciel-e2e"] = &clientcmdapi.Context{Cluster: "ciel-e2e", AuthInfo: "admin"}
-	c.CurrentContext = "ciel-e2e"
-	if err := clientcmd.WriteToFile(*c, cp.Kubeconfig); err != nil {
-		return fmt.Errorf("writing the kubeconfig: %w", err)
-	}
-	return nil
+	return writeKubeconfigFile(cp.Kubeconfig, "admin", cp.PKI.CACert, cp.PKI.AdminCert, cp.PKI.AdminKey)
 }
 
 func (cp *ControlPlane) startControllerManager(ctx context.Context) error {

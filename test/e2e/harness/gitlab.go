@@ -1,9 +1,6 @@
 package harness
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -75,25 +72,16 @@ func (g *GitLab) Client() *http.Client {
 // selfSignedServer makes a CA and a serving certificate for host (an IP
 // address or a DNS name) signed by it.
 func selfSignedServer(host string) (caPEM []byte, cert tls.Certificate, err error) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, cert, err
-	}
 	now := time.Now()
-	caTmpl := &x509.Certificate{
+	caDER, caKey, err := signCert(&x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ciel e2e GitLab CA"},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(48 * time.Hour),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	}, nil, nil)
 	if err != nil {
 		return nil, cert, err
 	}
 	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, cert, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, cert, err
 	}
@@ -107,17 +95,15 @@ func selfSignedServer(host string) (caPEM []byte, cert tls.Certificate, err erro
 	} else {
 		leaf.DNSNames = []string{host}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	der, key, err := signCert(leaf, ca, caKey)
 	if err != nil {
 		return nil, cert, err
 	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
+	keyPEM, err := ecKeyPEM(key)
 	if err != nil {
 		return nil, cert, err
 	}
-	cert, err = tls.X509KeyPair(
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
+	cert, err = tls.X509KeyPair(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM)
 	if err != nil {
 		return nil, cert, err
 	}

@@ -77,6 +77,30 @@ func TestPKIChainsAndNames(t *testing.T) {
 	}
 }
 
+// TestGitLabCertificateChains: the suite's GitLab certificate, for an
+// address or a name, verifies against the CA it returns, for serving.
+func TestGitLabCertificateChains(t *testing.T) {
+	for _, host := range []string{"10.255.255.1", "gitlab.e2e.invalid"} {
+		t.Run(host, func(t *testing.T) {
+			caPEM, cert, err := selfSignedServer(host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			roots := x509.NewCertPool()
+			if !roots.AppendCertsFromPEM(caPEM) {
+				t.Fatal("the CA PEM holds no certificate")
+			}
+			leaf, err := x509.ParseCertificate(cert.Certificate[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: host, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+				t.Errorf("verify: %v", err)
+			}
+		})
+	}
+}
+
 func TestFreePortListDistinctAndBindable(t *testing.T) {
 	ports, err := freePortList(8)
 	if err != nil {

@@ -263,13 +263,13 @@ func (c *Cluster) startScheduler(ctx context.Context) error {
 	return waitHealthy(ctx, p, 60*time.Second, 200*time.Millisecond, "kube-scheduler /healthz", "https://127.0.0.1:"+strconv.Itoa(schedulerPort)+"/healthz")
 }
 
-// writeKubeconfigFile writes a kubeconfig for the apiserver with a client
-// certificate.
-func writeKubeconfigFile(path, caCert, cert, key string) error {
+// writeKubeconfigFile writes a kubeconfig for the apiserver with the
+// client certificate of user.
+func writeKubeconfigFile(path, user, caCert, cert, key string) error {
 	c := clientcmdapi.NewConfig()
 	c.Clusters["ciel-e2e"] = &clientcmdapi.Cluster{Server: APIServerURL, CertificateAuthority: caCert}
-	c.AuthInfos["user"] = &clientcmdapi.AuthInfo{ClientCertificate: cert, ClientKey: key}
-	c.Contexts["ciel-e2e"] = &clientcmdapi.Context{Cluster: "ciel-e2e", AuthInfo: "user"}
+	c.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificate: cert, ClientKey: key}
+	c.Contexts["ciel-e2e"] = &clientcmdapi.Context{Cluster: "ciel-e2e", AuthInfo: user}
 	c.CurrentContext = "ciel-e2e"
 	if err := clientcmd.WriteToFile(*c, path); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
@@ -362,7 +362,7 @@ func (c *Cluster) startNode(ctx context.Context, i int, spec NodeSpec) (*Cluster
 		return nil, err
 	}
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := writeKubeconfigFile(kubeconfig, c.PKI.CACert, cert, key); err != nil {
+	if err := writeKubeconfigFile(kubeconfig, "user", c.PKI.CACert, cert, key); err != nil {
 		return nil, err
 	}
 	kcfg := filepath.Join(dir, "kubelet.yaml")
@@ -624,7 +624,7 @@ func (c *Cluster) startKubeProxy(ctx context.Context) error {
 		return err
 	}
 	kubeconfig := filepath.Join(c.cfg.RunDir, "kube-proxy.kubeconfig")
-	if err := writeKubeconfigFile(kubeconfig, c.PKI.CACert, cert, key); err != nil {
+	if err := writeKubeconfigFile(kubeconfig, "user", c.PKI.CACert, cert, key); err != nil {
 		return err
 	}
 	cfg := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1

@@ -99,18 +99,27 @@ func serial() (*big.Int, error) {
 // sign makes a P-256 key and a certificate of tmpl for it, valid from an
 // hour ago for a week, signed by the CA, or by itself when self is set.
 func (p *PKI) sign(tmpl *x509.Certificate, self bool) ([]byte, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
 	sn, err := serial()
 	if err != nil {
 		return nil, nil, err
 	}
 	now := time.Now()
 	tmpl.SerialNumber, tmpl.NotBefore, tmpl.NotAfter = sn, now.Add(-time.Hour), now.Add(7*24*time.Hour)
-	parent, parentKey := p.caCert, p.caKey
 	if self {
+		return signCert(tmpl, nil, nil)
+	}
+	return signCert(tmpl, p.caCert, p.caKey)
+}
+
+// signCert makes a P-256 key and a certificate of tmpl (serial and
+// validity set by the caller) for it, signed by parent with parentKey, or
+// by the new key itself when parent is nil.
+func signCert(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) ([]byte, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	if parent == nil {
 		parent, parentKey = tmpl, key
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
@@ -174,11 +183,20 @@ func (p *PKI) makeServiceAccountKeys() error {
 }
 
 func writeECKey(path string, key *ecdsa.PrivateKey) error {
-	der, err := x509.MarshalECPrivateKey(key)
+	b, err := ecKeyPEM(key)
 	if err != nil {
 		return err
 	}
-	return writePEMFile(path, "EC PRIVATE KEY", der, 0o600)
+	return os.WriteFile(path, b, 0o600)
+}
+
+// ecKeyPEM is key as an "EC PRIVATE KEY" PEM block.
+func ecKeyPEM(key *ecdsa.PrivateKey) ([]byte, error) {
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
 }
 
 func writePEMFile(path, typ string, der []byte, mode os.FileMode) error {

@@ -385,32 +385,35 @@ func param(pr *pipelinev1.PipelineRun, name string) string {
 // project's clone URL.
 func pushFor(t *testing.T, env *harness.Env, p *project, branch, sha string) []byte {
 	t.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(payload(t, env, "push.json"), &m); err != nil {
-		t.Fatal(err)
-	}
-	m["ref"] = "refs/heads/" + branch
-	m["after"], m["checkout_sha"] = sha, sha
-	m["project"].(map[string]any)["git_http_url"] = p.cloneURL
-	commits := m["commits"].([]any)
-	commits[len(commits)-1].(map[string]any)["id"] = sha
-	b, _ := json.Marshal(m)
-	return b
+	return fixtureFor(t, env, p, "push.json", "refs/heads/"+branch, sha, func(m map[string]any) {
+		m["after"] = sha
+		commits := m["commits"].([]any)
+		commits[len(commits)-1].(map[string]any)["id"] = sha
+	})
 }
 
 // tagPushFor rewrites the tag push fixture for a tag of a commit.
 func tagPushFor(t *testing.T, env *harness.Env, p *project, sha, tag string) []byte {
 	t.Helper()
+	return fixtureFor(t, env, p, "tag_push.json", "refs/tags/"+tag, sha, func(m map[string]any) {
+		if commits, ok := m["commits"].([]any); ok && len(commits) > 0 {
+			commits[0].(map[string]any)["id"] = sha
+		}
+	})
+}
+
+// fixtureFor rewrites the payload fixture file for ref, checkout_sha sha
+// and the project's clone URL, then applies edit.
+func fixtureFor(t *testing.T, env *harness.Env, p *project, file, ref, sha string, edit func(map[string]any)) []byte {
+	t.Helper()
 	var m map[string]any
-	if err := json.Unmarshal(payload(t, env, "tag_push.json"), &m); err != nil {
+	if err := json.Unmarshal(payload(t, env, file), &m); err != nil {
 		t.Fatal(err)
 	}
-	m["ref"] = "refs/tags/" + tag
+	m["ref"] = ref
 	m["checkout_sha"] = sha
 	m["project"].(map[string]any)["git_http_url"] = p.cloneURL
-	if commits, ok := m["commits"].([]any); ok && len(commits) > 0 {
-		commits[0].(map[string]any)["id"] = sha
-	}
+	edit(m)
 	b, _ := json.Marshal(m)
 	return b
 }
