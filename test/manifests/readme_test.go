@@ -48,8 +48,12 @@ func (r readme) mentions(t *testing.T, what string, names []string) {
 }
 
 // eachREADME reads the README of every object of kind, checks that it
-// names each param, result and workspace, and hands it to examples.
-func eachREADME[T any](t *testing.T, o *objects, kind string, objs map[string]T, docsOf func(T) docs, examples func(r readme, name string, obj T)) {
+// names each param, result and workspace, and that each of its example
+// runs (runKind, see exampleRuns) references the object by name and passes
+// its params as checkRunParams wants, then hands the run to check. runOf
+// gives a run's reference ("" if none) and params.
+func eachREADME[T any, R any, P runObject[R]](t *testing.T, ctx context.Context, o *objects, kind, runKind string, objs map[string]T,
+	docsOf func(T) docs, runOf func(P) (string, pipelinev1.Params), check func(r readme, name string, obj T, run P)) {
 	t.Helper()
 	for _, name := range sortedKeys(objs) {
 		r := readREADME(t, o.paths[kind+"/"+name])
@@ -60,7 +64,15 @@ func eachREADME[T any](t *testing.T, o *objects, kind string, objs map[string]T,
 		r.mentions(t, "param", paramNames(d.params))
 		r.mentions(t, "result", names(d.results))
 		r.mentions(t, "workspace", names(d.workspaces))
-		examples(r, name, objs[name])
+		for _, run := range exampleRuns[R, P](t, ctx, r, runKind) {
+			ref, params := runOf(run)
+			if ref != name {
+				t.Errorf("%s: example %s does not reference %s %s", r.path, runKind, kind, name)
+				continue
+			}
+			checkRunParams(t, r.path, params, d.params)
+			check(r, name, objs[name], run)
+		}
 	}
 }
 
@@ -71,24 +83,23 @@ func eachREADME[T any](t *testing.T, o *objects, kind string, objs map[string]T,
 func TestTaskREADMEs(t *testing.T) {
 	o := decodeAll(t)
 	ctx := validationContext(t)
-	eachREADME(t, o, "Task", defaulted(ctx, o.tasks), taskDocs, func(r readme, name string, task *pipelinev1.Task) {
-		for _, tr := range exampleRuns[pipelinev1.TaskRun](t, ctx, r, "TaskRun") {
-			if tr.Spec.TaskRef == nil || tr.Spec.TaskRef.Name != name {
-				t.Errorf("%s: example TaskRun does not reference Task %s", r.path, name)
-				continue
+	taskRunOf := func(tr *pipelinev1.TaskRun) (string, pipelinev1.Params) {
+		if tr.Spec.TaskRef == nil {
+			return "", tr.Spec.Params
+		}
+		return tr.Spec.TaskRef.Name, tr.Spec.Params
+	}
+	eachREADME(t, ctx, o, "Task", "TaskRun", defaulted(ctx, o.tasks), taskDocs, taskRunOf, func(r readme, name string, task *pipelinev1.Task, tr *pipelinev1.TaskRun) {
+		var bound []string
+		for _, w := range tr.Spec.Workspaces {
+			bound = append(bound, w.Name)
+			if !slices.ContainsFunc(task.Spec.Workspaces, func(d pipelinev1.WorkspaceDeclaration) bool { return d.Name == w.Name }) {
+				t.Errorf("%s: example TaskRun binds workspace %s, which Task %s does not declare", r.path, w.Name, name)
 			}
-			checkRunParams(t, r.path, tr.Spec.Params, task.Spec.Params)
-			var bound []string
-			for _, w := range tr.Spec.Workspaces {
-				bound = append(bound, w.Name)
-				if !slices.ContainsFunc(task.Spec.Workspaces, func(d pipelinev1.WorkspaceDeclaration) bool { return d.Name == w.Name }) {
-					t.Errorf("%s: example TaskRun binds workspace %s, which Task %s does not declare", r.path, w.Name, name)
-				}
-			}
-			for _, d := range task.Spec.Workspaces {
-				if !d.Optional && !slices.Contains(bound, d.Name) {
-					t.Errorf("%s: example TaskRun does not bind the required workspace %s", r.path, d.Name)
-				}
+		}
+		for _, d := range task.Spec.Workspaces {
+			if !d.Optional && !slices.Contains(bound, d.Name) {
+				t.Errorf("%s: example TaskRun does not bind the required workspace %s", r.path, d.Name)
 			}
 		}
 	})
@@ -100,23 +111,22 @@ func TestTaskREADMEs(t *testing.T) {
 func TestPipelineREADMEs(t *testing.T) {
 	o := decodeAll(t)
 	ctx := validationContext(t)
-	eachREADME(t, o, "Pipeline", defaulted(ctx, o.pipelines), pipelineDocs, func(r readme, name string, p *pipelinev1.Pipeline) {
-		for _, pr := range exampleRuns[pipelinev1.PipelineRun](t, ctx, r, "PipelineRun") {
-			if pr.Spec.PipelineRef == nil || pr.Spec.PipelineRef.Name != name {
-				t.Errorf("%s: example PipelineRun does not reference Pipeline %s", r.path, name)
+	pipelineRunOf := func(pr *pipelinev1.PipelineRun) (string, pipelinev1.Params) {
+		if pr.Spec.PipelineRef == nil {
+			return "", pr.Spec.Params
+		}
+		return pr.Spec.PipelineRef.Name, pr.Spec.Params
+	}
+	eachREADME(t, ctx, o, "Pipeline", "PipelineRun", defaulted(ctx, o.pipelines), pipelineDocs, pipelineRunOf, func(r readme, name string, p *pipelinev1.Pipeline, pr *pipelinev1.PipelineRun) {
+		checkWorkspaceBindings(t, pr, p, false)
+		for _, pt := range p.Spec.Tasks {
+			if !pt.IsMatrixed() {
 				continue
 			}
-			checkRunParams(t, r.path, pr.Spec.Params, p.Spec.Params)
-			checkWorkspaceBindings(t, pr, p, false)
-			for _, pt := range p.Spec.Tasks {
-				if !pt.IsMatrixed() {
-					continue
-				}
-				ns := pr.GetTaskRunSpec(pt.Name).PodTemplate
-				want := "$(params." + pt.Matrix.Params[0].Name + ")"
-				if ns == nil || ns.NodeSelector["kubernetes.io/arch"] != want {
-					t.Errorf("%s: example PipelineRun does not place the matrixed task %s with taskRunSpecs nodeSelector kubernetes.io/arch: %s", r.path, pt.Name, want)
-				}
+			ns := pr.GetTaskRunSpec(pt.Name).PodTemplate
+			want := "$(params." + pt.Matrix.Params[0].Name + ")"
+			if ns == nil || ns.NodeSelector["kubernetes.io/arch"] != want {
+				t.Errorf("%s: example PipelineRun does not place the matrixed task %s with taskRunSpecs nodeSelector kubernetes.io/arch: %s", r.path, pt.Name, want)
 			}
 		}
 	})
@@ -185,18 +195,21 @@ func checkRunParams(t *testing.T, where string, given pipelinev1.Params, specs p
 	}
 }
 
-// exampleRuns returns the README's examples of kind (there must be one),
-// each decoded strictly into a new R, named as the API server names it,
-// defaulted and validated; one that does not decode is an error and left
-// out.
-func exampleRuns[R any, P interface {
+// runObject is a pointer to a Tekton run type, R.
+type runObject[R any] interface {
 	*R
 	SetDefaults(context.Context)
 	Validate(context.Context) *apis.FieldError
 	GetName() string
 	GetGenerateName() string
 	SetName(string)
-}](t *testing.T, ctx context.Context, r readme, kind string) []P {
+}
+
+// exampleRuns returns the README's examples of kind (there must be one),
+// each decoded strictly into a new R, named as the API server names it,
+// defaulted and validated; one that does not decode is an error and left
+// out.
+func exampleRuns[R any, P runObject[R]](t *testing.T, ctx context.Context, r readme, kind string) []P {
 	t.Helper()
 	var out []P
 	found := 0
