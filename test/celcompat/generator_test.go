@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 )
 
 // kind is the type of a generated expression. Values read from the body
@@ -167,269 +168,144 @@ func (g *generator) leafOf(s *scope, k kind) string {
 	return "null"
 }
 
+// grammar holds, for each kind, the productions expr picks from with equal
+// chance (a production listed n times is n times as likely). In a
+// production, expanded left to right:
+//
+//	$S $I $D $B $L $N $O $A  an expression of kind kStr, kInt, kDbl, kBool,
+//	                         kStrList, kIntList, kObj, kObjList (kindLetters)
+//	$<XY>                    one of kind X or kind Y (pick2)
+//	${a|b|c}                 one of the words a, b, c
+//	$R                       a regular expression literal (regexLits)
+//	$c(XY)                   a comprehension over kind X giving kind Y
+//	$l                       a leaf of the production's kind (leafOf)
+//
+// hasField, objSubstrings and sortByReverse stand for productions written
+// in Go.
+var grammar = [numKinds][]string{
+	kStr: {
+		"$S.lowerAscii()", "$S.upperAscii()", "$S.trim()", "$S.reverse()", "$S.replace($S, $S)",
+		"$S.substring($I)", "$S.substring($I, $I)", "$S.charAt($I)", "$S.truncate($I)", "$S.translate($R, $S)",
+		"$L.join($S)", "$S + $S", "strings.quote($S)", "'%s-%d'.format([$S, $I])", "string($<ID>)",
+		"base64.encode(bytes($S))", "string(base64.decode($S))", "$L[$I]", "$<OL>.marshalJSON()",
+		"header.canonical(${'X-Gitlab-Event'|'x-gitlab-token'|'X-None'})", "$S.split($S).last()", "$L.first()",
+		"$B ? $S : $S", "requestURL.parseURL().path", "string(timestamp($S))", "$S.matches($S) ? 'y' : 'n'", "dyn($S)",
+	},
+	kInt: {
+		"size($<SL>)", "$S.size()", "$S.indexOf($S)", "$S.lastIndexOf($S)", "$S.indexOf($S, $I)", "int($D)",
+		"$I${ + | - | * | / | % }$I", "math.abs($I)", "math.greatest($I, $I)", "math.least($N)",
+		"math.${bitOr|bitAnd|bitXor|bitShiftLeft|bitShiftRight}($I, $I)", "-$I", "$N[$I]", "size($<AO>)",
+		"lists.range($I).size()", "int($D * 2.5)", "int($S)", "$L.size()",
+		"timestamp($S).${getFullYear|getHours|getDayOfWeek}()", "duration(${'90s'|'1h2m'|'-3ms'|'x'}).getSeconds()",
+	},
+	kDbl: {
+		"$D${ + | - | * | / }$D", "double($I)", "math.${ceil|floor|round|trunc|abs|sqrt}($D)", "math.greatest($D, $D)",
+		"double($S)", "$S.parseJSON().a", "$l", "$l", "$l",
+	},
+	kBool: {
+		"$S.${startsWith|endsWith|contains}($S)", "$S.matches($R)", "$S${ == | != | < | >= }$S", "$I${ == | < | > }$I",
+		"$D${ == | <= | > }$D", "$B && $B", "$B || $B", "!$B", "$S in $L", "sets.${contains|intersects|equivalent}($L, $L)",
+		"header.match(${'X-Gitlab-Event'|'x-gitlab-event'|'X-None'}, $S)", "$c(LB)", "$c(AB)", hasField,
+		"$S.compareSecret('token', 'gitlab-webhook')", "has($S.parseJSON().a)", "$L == $L", "$O == $O",
+		"$B ? $B : $B", "$B ? $B : $B", "$B ? $B : $B", "$B ? $B : $B",
+		"math.isNaN($D) || math.isInf($D)", "$S in $O", "matches($S, $R)",
+	},
+	kStrList: {
+		"$S.split($S)", "$S.split($S, $I)", "$L.slice($I, $I)", "$L.reverse()", "$L.distinct()", "$L.sort()",
+		"[$S, $S]", "$L + $L", "lists.range($I).map(i, string(i))", "$c(AL)", "$c(LL)", "$c(AS)", "[$L, $L].flatten()",
+		objSubstrings, "$c(LS)",
+		"$O.map(k, k).sort()", // a map's order is unspecified
+		sortByReverse, "[$L, [$S]].flatten().distinct()",
+	},
+	kIntList: {
+		"lists.range($I)", "[$I, $I]", "$N.sort()", "$L.map(x, x.size())", "lists.range(size($<AL>))", "$N.slice($I, $I)",
+	},
+	kObj: {
+		"$S.parseJSON()", "$S.parseYAML()", "$S.parseURL()", "{$S: $S}", "$A.first()", "$l",
+	},
+	kObjList: {
+		"$c(AA)", "$A.reverse()", "$l", "$l",
+	},
+}
+
+// The productions of grammar written in Go.
+const (
+	hasField      = "has(OBJECT.FIELD)"
+	objSubstrings = "lists.range(size(OBJLIST)).map(i, OBJLIST[i].FIELD.substring(0, $I))"
+	sortByReverse = "$L.sortBy(v, v.reverse())"
+)
+
+// kindLetters are the letters of the kinds in grammar's productions, in
+// kind order.
+const kindLetters = "SIDBLNOA"
+
+func letterKind(c byte) kind {
+	i := strings.IndexByte(kindLetters, c)
+	if i < 0 {
+		panic(fmt.Sprintf("grammar: no kind %q", c))
+	}
+	return kind(i)
+}
+
 // expr returns an expression of kind k, at most depth calls deep.
 func (g *generator) expr(s *scope, k kind, depth int) string {
 	if depth <= 0 || g.r.IntN(5) == 0 {
 		return g.leafOf(s, k)
 	}
 	d := depth - 1
-	e := func(k kind) string { return g.expr(s, k, d) }
-	switch k {
-	case kStr:
-		switch g.r.IntN(27) {
-		case 24:
-			return "string(timestamp(" + e(kStr) + "))"
-		case 25:
-			return e(kStr) + ".matches(" + e(kStr) + ") ? 'y' : 'n'"
-		case 26:
-			return "dyn(" + e(kStr) + ")"
-		case 0:
-			return e(kStr) + ".lowerAscii()"
-		case 1:
-			return e(kStr) + ".upperAscii()"
-		case 2:
-			return e(kStr) + ".trim()"
-		case 3:
-			return e(kStr) + ".reverse()"
-		case 4:
-			return e(kStr) + ".replace(" + e(kStr) + ", " + e(kStr) + ")"
-		case 5:
-			return e(kStr) + ".substring(" + e(kInt) + ")"
-		case 6:
-			return e(kStr) + ".substring(" + e(kInt) + ", " + e(kInt) + ")"
-		case 7:
-			return e(kStr) + ".charAt(" + e(kInt) + ")"
-		case 8:
-			return e(kStr) + ".truncate(" + e(kInt) + ")"
-		case 9:
-			return e(kStr) + ".translate(" + g.pick(regexLits) + ", " + e(kStr) + ")"
-		case 10:
-			return e(kStrList) + ".join(" + e(kStr) + ")"
-		case 11:
-			return e(kStr) + " + " + e(kStr)
-		case 12:
-			return "strings.quote(" + e(kStr) + ")"
-		case 13:
-			return "'%s-%d'.format([" + e(kStr) + ", " + e(kInt) + "])"
-		case 14:
-			return "string(" + e(g.pick2(kInt, kDbl)) + ")"
-		case 15:
-			return "base64.encode(bytes(" + e(kStr) + "))"
-		case 16:
-			return "string(base64.decode(" + e(kStr) + "))"
-		case 17:
-			return e(kStrList) + "[" + e(kInt) + "]"
-		case 18:
-			return e(g.pick2(kObj, kStrList)) + ".marshalJSON()"
-		case 19:
-			return "header.canonical(" + g.pick([]string{"'X-Gitlab-Event'", "'x-gitlab-token'", "'X-None'"}) + ")"
-		case 20:
-			return e(kStr) + ".split(" + e(kStr) + ").last()"
-		case 21:
-			return e(kStrList) + ".first()"
-		case 22:
-			return e(kBool) + " ? " + e(kStr) + " : " + e(kStr)
-		default:
-			return "requestURL.parseURL().path"
-		}
-	case kInt:
-		switch g.r.IntN(20) {
-		case 18:
-			return "timestamp(" + e(kStr) + ")." + g.pick([]string{"getFullYear", "getHours", "getDayOfWeek"}) + "()"
-		case 19:
-			return "duration(" + g.pick([]string{"'90s'", "'1h2m'", "'-3ms'", "'x'"}) + ").getSeconds()"
-		case 0:
-			return "size(" + e(g.pick2(kStr, kStrList)) + ")"
-		case 1:
-			return e(kStr) + ".size()"
-		case 2:
-			return e(kStr) + ".indexOf(" + e(kStr) + ")"
-		case 3:
-			return e(kStr) + ".lastIndexOf(" + e(kStr) + ")"
-		case 4:
-			return e(kStr) + ".indexOf(" + e(kStr) + ", " + e(kInt) + ")"
-		case 5:
-			return "int(" + e(kDbl) + ")"
-		case 6:
-			return e(kInt) + g.pick([]string{" + ", " - ", " * ", " / ", " % "}) + e(kInt)
-		case 7:
-			return "math.abs(" + e(kInt) + ")"
-		case 8:
-			return "math.greatest(" + e(kInt) + ", " + e(kInt) + ")"
-		case 9:
-			return "math.least(" + e(kIntList) + ")"
-		case 10:
-			return "math." + g.pick([]string{"bitOr", "bitAnd", "bitXor", "bitShiftLeft", "bitShiftRight"}) + "(" + e(kInt) + ", " + e(kInt) + ")"
-		case 11:
-			return "-" + e(kInt)
-		case 12:
-			return e(kIntList) + "[" + e(kInt) + "]"
-		case 13:
-			return "size(" + e(g.pick2(kObjList, kObj)) + ")"
-		case 14:
-			return "lists.range(" + e(kInt) + ").size()"
-		case 15:
-			return "int(" + e(kDbl) + " * 2.5)"
-		case 16:
-			return "int(" + e(kStr) + ")"
-		default:
-			return e(kStrList) + ".size()"
-		}
-	case kDbl:
-		switch g.r.IntN(9) {
-		case 0:
-			return e(kDbl) + g.pick([]string{" + ", " - ", " * ", " / "}) + e(kDbl)
-		case 1:
-			return "double(" + e(kInt) + ")"
-		case 2:
-			return "math." + g.pick([]string{"ceil", "floor", "round", "trunc", "abs", "sqrt"}) + "(" + e(kDbl) + ")"
-		case 3:
-			return "math.greatest(" + e(kDbl) + ", " + e(kDbl) + ")"
-		case 4:
-			return "double(" + e(kStr) + ")"
-		case 5:
-			return e(kStr) + ".parseJSON().a"
-		default:
-			return g.leafOf(s, kDbl)
-		}
-	case kBool:
-		switch g.r.IntN(25) {
-		case 22:
-			return "math.isNaN(" + e(kDbl) + ") || math.isInf(" + e(kDbl) + ")"
-		case 23:
-			return e(kStr) + " in " + e(kObj)
-		case 24:
-			return "matches(" + e(kStr) + ", " + g.pick(regexLits) + ")"
-		case 0:
-			return e(kStr) + "." + g.pick([]string{"startsWith", "endsWith", "contains"}) + "(" + e(kStr) + ")"
-		case 1:
-			return e(kStr) + ".matches(" + g.pick(regexLits) + ")"
-		case 2:
-			return e(kStr) + g.pick([]string{" == ", " != ", " < ", " >= "}) + e(kStr)
-		case 3:
-			return e(kInt) + g.pick([]string{" == ", " < ", " > "}) + e(kInt)
-		case 4:
-			return e(kDbl) + g.pick([]string{" == ", " <= ", " > "}) + e(kDbl)
-		case 5:
-			return e(kBool) + " && " + e(kBool)
-		case 6:
-			return e(kBool) + " || " + e(kBool)
-		case 7:
-			return "!" + e(kBool)
-		case 8:
-			return e(kStr) + " in " + e(kStrList)
-		case 9:
-			return "sets." + g.pick([]string{"contains", "intersects", "equivalent"}) + "(" + e(kStrList) + ", " + e(kStrList) + ")"
-		case 10:
-			return "header.match(" + g.pick([]string{"'X-Gitlab-Event'", "'x-gitlab-event'", "'X-None'"}) + ", " + e(kStr) + ")"
-		case 11:
-			return g.comprehension(s, kStrList, kBool, d)
-		case 12:
-			return g.comprehension(s, kObjList, kBool, d)
-		case 13:
-			if ls := s.leaves[kObj]; len(ls) > 0 {
-				l := ls[g.r.IntN(len(ls))]
-				if keys := objKeys(l.val); len(keys) > 0 && l.expr != "body" {
-					return "has(" + l.expr + "." + g.pick(keys) + ")"
-				}
+	switch p := grammar[k][g.r.IntN(len(grammar[k]))]; p {
+	case hasField:
+		if ls := s.leaves[kObj]; len(ls) > 0 {
+			l := ls[g.r.IntN(len(ls))]
+			if keys := objKeys(l.val); len(keys) > 0 && l.expr != "body" {
+				return "has(" + l.expr + "." + g.pick(keys) + ")"
 			}
-			return "has(body.object_kind)"
-		case 14:
-			return e(kStr) + ".compareSecret('token', 'gitlab-webhook')"
-		case 15:
-			return "has(" + e(kStr) + ".parseJSON().a)"
-		case 16:
-			return e(kStrList) + " == " + e(kStrList)
-		case 17:
-			return e(kObj) + " == " + e(kObj)
-		default:
-			return e(kBool) + " ? " + e(kBool) + " : " + e(kBool)
 		}
-	case kStrList:
-		switch g.r.IntN(18) {
-		case 16:
-			v := g.newVar()
-			return e(kStrList) + ".sortBy(" + v + ", " + v + ".reverse())"
-		case 17:
-			return "[" + e(kStrList) + ", [" + e(kStr) + "]].flatten().distinct()"
-		case 0:
-			return e(kStr) + ".split(" + e(kStr) + ")"
-		case 1:
-			return e(kStr) + ".split(" + e(kStr) + ", " + e(kInt) + ")"
-		case 2:
-			return e(kStrList) + ".slice(" + e(kInt) + ", " + e(kInt) + ")"
-		case 3:
-			return e(kStrList) + ".reverse()"
-		case 4:
-			return e(kStrList) + ".distinct()"
-		case 5:
-			return e(kStrList) + ".sort()"
-		case 6:
-			return "[" + e(kStr) + ", " + e(kStr) + "]"
-		case 7:
-			return e(kStrList) + " + " + e(kStrList)
-		case 8:
-			return "lists.range(" + e(kInt) + ").map(i, string(i))"
-		case 9:
-			return g.comprehension(s, kObjList, kStrList, d)
-		case 10:
-			return g.comprehension(s, kStrList, kStrList, d)
-		case 11:
-			return g.comprehension(s, kObjList, kStr, d)
-		case 12:
-			return "[" + e(kStrList) + ", " + e(kStrList) + "].flatten()"
-		case 13:
-			if ls := s.leaves[kObjList]; len(ls) > 0 {
-				l := ls[g.r.IntN(len(ls))]
-				return "lists.range(size(" + l.expr + ")).map(i, " + g.objField(l, "["+"i]", kStr) + ".substring(0, " + e(kInt) + "))"
-			}
-			return "lists.range(" + e(kInt) + ").map(i, 'x')"
-		case 14:
-			return g.comprehension(s, kStrList, kStr, d)
-		default:
-			return e(kObj) + ".map(k, k).sort()" // a map's order is unspecified
+		return "has(body.object_kind)"
+	case objSubstrings:
+		if ls := s.leaves[kObjList]; len(ls) > 0 {
+			l := ls[g.r.IntN(len(ls))]
+			return "lists.range(size(" + l.expr + ")).map(i, " + g.objField(l, "["+"i]", kStr) + ".substring(0, " + g.expr(s, kInt, d) + "))"
 		}
-	case kIntList:
-		switch g.r.IntN(6) {
-		case 0:
-			return "lists.range(" + e(kInt) + ")"
-		case 1:
-			return "[" + e(kInt) + ", " + e(kInt) + "]"
-		case 2:
-			return e(kIntList) + ".sort()"
-		case 3:
-			return e(kStrList) + ".map(x, x.size())"
-		case 4:
-			return "lists.range(size(" + e(g.pick2(kObjList, kStrList)) + "))"
-		default:
-			return e(kIntList) + ".slice(" + e(kInt) + ", " + e(kInt) + ")"
+		return "lists.range(" + g.expr(s, kInt, d) + ").map(i, 'x')"
+	case sortByReverse:
+		v := g.newVar() // named before the list's own variables
+		return g.expr(s, kStrList, d) + ".sortBy(" + v + ", " + v + ".reverse())"
+	default:
+		return g.expand(s, k, p, d)
+	}
+}
+
+// expand writes production p of kind k (see grammar), its expressions at
+// most depth calls deep.
+func (g *generator) expand(s *scope, k kind, p string, depth int) string {
+	var b strings.Builder
+	for i := 0; i < len(p); i++ {
+		if p[i] != '$' {
+			b.WriteByte(p[i])
+			continue
 		}
-	case kObj:
-		switch g.r.IntN(6) {
-		case 0:
-			return e(kStr) + ".parseJSON()"
-		case 1:
-			return e(kStr) + ".parseYAML()"
-		case 2:
-			return e(kStr) + ".parseURL()"
-		case 3:
-			return "{" + e(kStr) + ": " + e(kStr) + "}"
-		case 4:
-			return e(kObjList) + ".first()"
+		i++
+		switch c := p[i]; c {
+		case 'R':
+			b.WriteString(g.pick(regexLits))
+		case 'l':
+			b.WriteString(g.leafOf(s, k))
+		case '<': // $<XY>
+			b.WriteString(g.expr(s, g.pick2(letterKind(p[i+1]), letterKind(p[i+2])), depth))
+			i += 3
+		case 'c': // $c(XY)
+			b.WriteString(g.comprehension(s, letterKind(p[i+2]), letterKind(p[i+3]), depth))
+			i += 4
+		case '{': // ${a|b}
+			end := i + strings.IndexByte(p[i:], '}')
+			b.WriteString(g.pick(strings.Split(p[i+1:end], "|")))
+			i = end
 		default:
-			return g.leafOf(s, kObj)
-		}
-	case kObjList:
-		switch g.r.IntN(4) {
-		case 0:
-			return g.comprehension(s, kObjList, kObjList, d)
-		case 1:
-			return e(kObjList) + ".reverse()"
-		default:
-			return g.leafOf(s, kObjList)
+			b.WriteString(g.expr(s, letterKind(c), depth))
 		}
 	}
-	return g.leafOf(s, k)
+	return b.String()
 }
 
 func (g *generator) pick2(a, b kind) kind {
