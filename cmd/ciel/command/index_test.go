@@ -24,9 +24,7 @@ func TestIndexCreate(t *testing.T) {
 	r := run(t, nil, "index", "create", "--tag", repo+":abc", "--tag", repo+":main",
 		"--digest-file", digestFile, "--url-file", urlFile, "--ref-file", refFile,
 		arm+"=linux/arm64/v8", amd+"=linux/amd64")
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
+	r.exited(t, 0, "")
 	digest := headDigest(t, repo+":abc")
 	if want := digest + "\n" + repo + "@" + digest + "\n"; r.stdout != want {
 		t.Errorf("stdout = %q, want %q", r.stdout, want)
@@ -59,9 +57,7 @@ func TestIndexCreateTemplateJSON(t *testing.T) {
 	r := run(t, nil, "index", "create", "-o", "json", "--tag", repo+":abc",
 		"--platforms", "linux/amd64,linux/arm64", "--template", repo+":abc-ARCH",
 		"--require-platforms", "linux/amd64,linux/arm64")
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
+	r.exited(t, 0, "")
 	var rep createJSON
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
@@ -128,9 +124,7 @@ func TestIndexCreateAnnotations(t *testing.T) {
 			tag := repo + ":t" + string(rune('0'+i))
 			args := append([]string{"index", "create", "--tag", tag, amd}, tt.args...)
 			r := run(t, env, args...)
-			if r.code != 0 {
-				t.Fatalf("exit %d: %s", r.code, r.stderr)
-			}
+			r.exited(t, 0, "")
 			ref, _ := name.ParseReference(tag)
 			idx, err := remote.Index(ref)
 			if err != nil {
@@ -158,9 +152,7 @@ func TestIndexCreateDryRun(t *testing.T) {
 	repo := host + "/app"
 	amd := push(t, repo+":a", platformImage(t, "linux/amd64", "1"))
 	r := run(t, nil, "index", "create", "--dry-run", "--tag", repo+":v1", amd)
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
+	r.exited(t, 0, "")
 	var im map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &im); err != nil || im["mediaType"] != "application/vnd.oci.image.index.v1+json" {
 		t.Fatalf("stdout is not the index JSON (%v): %s", err, r.stdout)
@@ -192,15 +184,11 @@ func TestIndexInspect(t *testing.T) {
 	repo := host + "/app"
 	digest := pushIndex(t, repo+":multi", platformImage(t, "linux/amd64", "1"), platformImage(t, "linux/arm64/v8", "1"))
 	r := run(t, nil, "index", "inspect", repo+":multi")
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
+	r.exited(t, 0, "")
 	golden(t, "index-inspect.txt", r.stdout, host, "REGISTRY")
 
 	r = run(t, nil, "index", "inspect", "-o", "json", repo+":multi")
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
+	r.exited(t, 0, "")
 	var s struct {
 		Digest    string `json:"digest"`
 		Manifests []struct {

@@ -175,9 +175,7 @@ func TestTektonKanikoResults(t *testing.T) {
 	}
 	url := filepath.Join(dir, "IMAGE_URL")
 	r := runTekton(t, nil, "kaniko-results", "--image", "registry.example.com/g/app", "--kaniko-digest-file", kd, "--url-file", url)
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
+	r.exited(t, 0, "")
 	want := "registry.example.com/g/app@" + digest
 	if got := readFile(t, url); got != want {
 		t.Errorf("IMAGE_URL = %q, want %q", got, want)
