@@ -556,7 +556,9 @@ func fastLogical(l, r fastNode, or bool) fastNode {
 	}
 }
 
-func fastEquals(l, r fastNode, negate bool) fastNode {
+// binary evaluates both operands, then op on their values; an operand or
+// op giving up gives up.
+func binary(l, r fastNode, op func(x, y any) (any, bool)) fastNode {
 	return func(f *fastFrame) (any, bool) {
 		x, ok := l(f)
 		if !ok {
@@ -566,46 +568,35 @@ func fastEquals(l, r fastNode, negate bool) fastNode {
 		if !ok {
 			return nil, false
 		}
-		var eq bool
-		switch xv := x.(type) {
-		case string:
-			yv, same := y.(string)
-			if !same {
-				return nil, false
-			}
-			eq = xv == yv
-		case bool:
-			yv, same := y.(bool)
-			if !same {
-				return nil, false
-			}
-			eq = xv == yv
-		case int64:
-			yv, same := y.(int64)
-			if !same {
-				return nil, false
-			}
-			eq = xv == yv
-		default:
-			return nil, false
-		}
-		return eq != negate, true
+		return op(x, y)
 	}
 }
 
-func fastAdd(l, r fastNode) fastNode {
-	return func(f *fastFrame) (any, bool) {
-		x, ok := l(f)
-		if !ok {
-			return nil, false
-		}
-		y, ok := r(f)
-		if !ok {
-			return nil, false
-		}
-		return addValues(x, y)
+// scalarEqual is x == y for two strings, two bools or two ints; ok is false
+// for anything else (cel-go's heterogeneous equality).
+func scalarEqual(x, y any) (eq, ok bool) {
+	switch xv := x.(type) {
+	case string:
+		yv, same := y.(string)
+		return xv == yv, same
+	case bool:
+		yv, same := y.(bool)
+		return xv == yv, same
+	case int64:
+		yv, same := y.(int64)
+		return xv == yv, same
 	}
+	return false, false
 }
+
+func fastEquals(l, r fastNode, negate bool) fastNode {
+	return binary(l, r, func(x, y any) (any, bool) {
+		eq, ok := scalarEqual(x, y)
+		return eq != negate, ok
+	})
+}
+
+func fastAdd(l, r fastNode) fastNode { return binary(l, r, addValues) }
 
 // addValues is x + y for lists (an accumulator appended in place), strings
 // and ints; anything else, and an int overflow, is cel-go's.
@@ -652,62 +643,26 @@ func addValues(x, y any) (any, bool) {
 // fastIn is `x in list` for a string, bool or int x and a list whose
 // elements are all of x's type; anything else is cel-go's.
 func fastIn(l, r fastNode) fastNode {
-	return func(f *fastFrame) (any, bool) {
-		x, ok := l(f)
-		if !ok {
-			return nil, false
-		}
-		y, ok := r(f)
-		if !ok {
-			return nil, false
-		}
+	return binary(l, r, func(x, y any) (any, bool) {
 		n := fastLen(y)
 		if n < 0 {
 			return nil, false
 		}
 		for i := 0; i < n; i++ {
-			var found bool
-			el := fastIndex(y, i)
-			switch xv := x.(type) {
-			case string:
-				ev, same := el.(string)
-				if !same {
-					return nil, false
-				}
-				found = ev == xv
-			case bool:
-				ev, same := el.(bool)
-				if !same {
-					return nil, false
-				}
-				found = ev == xv
-			case int64:
-				ev, same := el.(int64)
-				if !same {
-					return nil, false
-				}
-				found = ev == xv
-			default:
+			eq, ok := scalarEqual(x, fastIndex(y, i))
+			if !ok {
 				return nil, false
 			}
-			if found {
+			if eq {
 				return true, true // cel-go stops at the first equal element too
 			}
 		}
 		return false, true
-	}
+	})
 }
 
 func fastCompareInts(fn string, l, r fastNode) fastNode {
-	return func(f *fastFrame) (any, bool) {
-		x, ok := l(f)
-		if !ok {
-			return nil, false
-		}
-		y, ok := r(f)
-		if !ok {
-			return nil, false
-		}
+	return binary(l, r, func(x, y any) (any, bool) {
 		xv, xok := x.(int64)
 		yv, yok := y.(int64)
 		if !xok || !yok {
@@ -722,22 +677,14 @@ func fastCompareInts(fn string, l, r fastNode) fastNode {
 			return xv > yv, true
 		}
 		return xv >= yv, true
-	}
+	})
 }
 
 // fastIndexOp is list[int] within bounds and object[string] of a present
 // key; anything else (out of range, a missing key, a double index) is
 // cel-go's.
 func fastIndexOp(l, r fastNode) fastNode {
-	return func(f *fastFrame) (any, bool) {
-		x, ok := l(f)
-		if !ok {
-			return nil, false
-		}
-		y, ok := r(f)
-		if !ok {
-			return nil, false
-		}
+	return binary(l, r, func(x, y any) (any, bool) {
 		switch k := y.(type) {
 		case int64:
 			if n := fastLen(x); k >= 0 && k < int64(n) {
@@ -751,7 +698,7 @@ func fastIndexOp(l, r fastNode) fastNode {
 			}
 		}
 		return nil, false
-	}
+	})
 }
 
 // fastAppend is l + [elems...]: appended in place when l is a
