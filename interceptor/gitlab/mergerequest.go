@@ -243,48 +243,40 @@ func truncateForError(s string) string {
 }
 
 func (r *fieldReader) project(m fields, key string) Project {
-	p := r.object(m, key)
-	if p == nil {
-		return Project{}
-	}
-	r.enter(key)
-	defer r.leave()
-	return Project{
-		ID:                r.integer(p, "id"),
-		Name:              r.str(p, "name"),
-		Description:       r.str(p, "description"),
-		WebURL:            r.str(p, "web_url"),
-		AvatarURL:         r.str(p, "avatar_url"),
-		GitSSHURL:         r.str(p, "git_ssh_url"),
-		GitHTTPURL:        r.str(p, "git_http_url"),
-		Namespace:         r.str(p, "namespace"),
-		VisibilityLevel:   r.integer(p, "visibility_level"),
-		PathWithNamespace: r.str(p, "path_with_namespace"),
-		DefaultBranch:     r.str(p, "default_branch"),
-		CIConfigPath:      r.str(p, "ci_config_path"),
-		Homepage:          r.str(p, "homepage"),
-		URL:               r.str(p, "url"),
-		SSHURL:            r.str(p, "ssh_url"),
-		HTTPURL:           r.str(p, "http_url"),
-	}
+	return nested(r, m, key, func(p fields) Project {
+		return Project{
+			ID:                r.integer(p, "id"),
+			Name:              r.str(p, "name"),
+			Description:       r.str(p, "description"),
+			WebURL:            r.str(p, "web_url"),
+			AvatarURL:         r.str(p, "avatar_url"),
+			GitSSHURL:         r.str(p, "git_ssh_url"),
+			GitHTTPURL:        r.str(p, "git_http_url"),
+			Namespace:         r.str(p, "namespace"),
+			VisibilityLevel:   r.integer(p, "visibility_level"),
+			PathWithNamespace: r.str(p, "path_with_namespace"),
+			DefaultBranch:     r.str(p, "default_branch"),
+			CIConfigPath:      r.str(p, "ci_config_path"),
+			Homepage:          r.str(p, "homepage"),
+			URL:               r.str(p, "url"),
+			SSHURL:            r.str(p, "ssh_url"),
+			HTTPURL:           r.str(p, "http_url"),
+		}
+	})
 }
 
 func (r *fieldReader) repository(m fields, key string) Repository {
-	p := r.object(m, key)
-	if p == nil {
-		return Repository{}
-	}
-	r.enter(key)
-	defer r.leave()
-	return Repository{
-		Name:            r.str(p, "name"),
-		URL:             r.str(p, "url"),
-		Description:     r.str(p, "description"),
-		Homepage:        r.str(p, "homepage"),
-		GitHTTPURL:      r.str(p, "git_http_url"),
-		GitSSHURL:       r.str(p, "git_ssh_url"),
-		VisibilityLevel: r.integer(p, "visibility_level"),
-	}
+	return nested(r, m, key, func(p fields) Repository {
+		return Repository{
+			Name:            r.str(p, "name"),
+			URL:             r.str(p, "url"),
+			Description:     r.str(p, "description"),
+			Homepage:        r.str(p, "homepage"),
+			GitHTTPURL:      r.str(p, "git_http_url"),
+			GitSSHURL:       r.str(p, "git_ssh_url"),
+			VisibilityLevel: r.integer(p, "visibility_level"),
+		}
+	})
 }
 
 func (r *fieldReader) userAt(u fields) User {
@@ -297,14 +289,19 @@ func (r *fieldReader) userAt(u fields) User {
 	}
 }
 
-func (r *fieldReader) user(m fields, key string) User {
-	u := r.object(m, key)
-	if u == nil {
-		return User{}
+func (r *fieldReader) user(m fields, key string) User { return nested(r, m, key, r.userAt) }
+
+// nested reads the object at key with read, naming errors under key; the
+// zero T when there is none.
+func nested[T any](r *fieldReader, m fields, key string, read func(fields) T) T {
+	o := r.object(m, key)
+	if o == nil {
+		var zero T
+		return zero
 	}
 	r.enter(key)
 	defer r.leave()
-	return r.userAt(u)
+	return read(o)
 }
 
 // each calls f with every element of the array at key, which must be an
@@ -392,11 +389,7 @@ func (r *fieldReader) integers(m fields, key string) []int64 {
 // readChange reads the {"previous", "current"} object at key with read,
 // or returns nil when there is none.
 func readChange[T any](r *fieldReader, m fields, key string, read func(*fieldReader, fields, string) T) *Change[T] {
-	c := r.object(m, key)
-	if c == nil {
-		return nil
-	}
-	r.enter(key)
-	defer r.leave()
-	return &Change[T]{Previous: read(r, c, "previous"), Current: read(r, c, "current")}
+	return nested(r, m, key, func(c fields) *Change[T] {
+		return &Change[T]{Previous: read(r, c, "previous"), Current: read(r, c, "current")}
+	})
 }

@@ -141,11 +141,9 @@ func pushFromBody(m fields, blocks stringBlocks) (*PushEvent, error) {
 				Modified:  r.strings(c, "modified"),
 				Removed:   r.strings(c, "removed"),
 			}
-			if a := r.object(c, "author"); a != nil {
-				r.enter("author")
-				e.Commits[i].Author = Author{Name: r.str(a, "name"), Email: r.str(a, "email")}
-				r.leave()
-			}
+			e.Commits[i].Author = nested(&r, c, "author", func(a fields) Author {
+				return Author{Name: r.str(a, "name"), Email: r.str(a, "email")}
+			})
 			r.leave()
 			if r.err != nil {
 				break
