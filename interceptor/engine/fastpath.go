@@ -181,18 +181,8 @@ func (c *fastCompiler) node(e celast.Expr) fastNode {
 			return nil
 		}
 		return func(f *fastFrame) (any, bool) {
-			out := make([]any, len(elems))
-			for i, el := range elems {
-				v, ok := el(f)
-				if !ok {
-					return nil, false
-				}
-				if _, acc := v.(*accList); acc {
-					return nil, false
-				}
-				out[i] = v
-			}
-			return out, true
+			out, ok := appendElems(f, make([]any, 0, len(elems)), elems)
+			return out, ok
 		}
 	case celast.ComprehensionKind:
 		return c.comprehension(e.AsComprehension())
@@ -714,18 +704,27 @@ func fastAppend(l, list fastNode, elems []fastNode) fastNode {
 		if !isAcc {
 			return general(f)
 		}
-		for _, el := range elems {
-			v, ok := el(f)
-			if !ok {
-				return nil, false
-			}
-			if _, nested := v.(*accList); nested {
-				return nil, false
-			}
-			acc.items = append(acc.items, v)
+		if acc.items, ok = appendElems(f, acc.items, elems); !ok {
+			return nil, false
 		}
 		return acc, true
 	}
+}
+
+// appendElems appends the values of elems to dst; an accumulator among
+// them (only a comprehension's own step may hold one) gives up.
+func appendElems(f *fastFrame, dst []any, elems []fastNode) ([]any, bool) {
+	for _, el := range elems {
+		v, ok := el(f)
+		if !ok {
+			return nil, false
+		}
+		if _, acc := v.(*accList); acc {
+			return nil, false
+		}
+		dst = append(dst, v)
+	}
+	return dst, true
 }
 
 // concat flattens a chain of list concatenations a + b + c (left-nested

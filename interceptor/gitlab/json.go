@@ -269,15 +269,27 @@ func (p *jsonParser) enter() error {
 	return nil
 }
 
-func (p *jsonParser) object() (any, error) {
+// open enters the container whose opening byte is at p.pos and reports
+// whether it closes at once with end (it is then left too).
+func (p *jsonParser) open(end byte) (empty bool, err error) {
 	if err := p.enter(); err != nil {
-		return nil, err
+		return false, err
 	}
-	p.pos++ // '{'
+	p.pos++ // '{' or '['
 	p.skipSpace()
-	if p.pos < len(p.src) && p.src[p.pos] == '}' {
+	if p.pos < len(p.src) && p.src[p.pos] == end {
 		p.pos++
 		p.depth--
+		return true, nil
+	}
+	return false, nil
+}
+
+func (p *jsonParser) object() (any, error) {
+	if empty, err := p.open('}'); err != nil || empty {
+		if err != nil {
+			return nil, err
+		}
 		return p.objects.object(nil), nil
 	}
 	mark := len(p.members)
@@ -334,14 +346,10 @@ func (p *jsonParser) next(end byte, after string) (more bool, err error) {
 }
 
 func (p *jsonParser) array() (any, error) {
-	if err := p.enter(); err != nil {
-		return nil, err
-	}
-	p.pos++ // '['
-	p.skipSpace()
-	if p.pos < len(p.src) && p.src[p.pos] == ']' {
-		p.pos++
-		p.depth--
+	if empty, err := p.open(']'); err != nil || empty {
+		if err != nil {
+			return nil, err
+		}
 		return p.lists.box([]any{}, listBlockSize), nil
 	}
 	mark, smark := len(p.elems), len(p.pend)
