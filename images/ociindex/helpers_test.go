@@ -32,6 +32,22 @@ func plat(t testing.TB, s string) v1.Platform {
 	return p
 }
 
+// randomImages returns a random image for each platform ("os/arch[/variant]").
+func randomImages(t testing.TB, platforms ...string) []v1.Image {
+	t.Helper()
+	var out []v1.Image
+	for _, p := range platforms {
+		out = append(out, registrytest.RandomImage(t, plat(t, p)))
+	}
+	return out
+}
+
+// pushRandom pushes a random image of the platform to repo.
+func pushRandom(t testing.TB, repo, platform string) name.Digest {
+	t.Helper()
+	return registrytest.Push(t, repo, randomImages(t, platform)[0])
+}
+
 // staticImage is a deterministic image for platform p whose single layer
 // holds seed; oci selects OCI media types instead of Docker ones.
 func staticImage(t testing.TB, p v1.Platform, seed string, oci bool) v1.Image {

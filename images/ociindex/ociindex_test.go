@@ -36,8 +36,8 @@ func platformsOf(im *v1.IndexManifest) []string {
 func TestCreateTwoArchesByDigest(t *testing.T) {
 	host := registrytest.Memory(t)
 	repo := host + "/app"
-	amd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
-	arm := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm64/v8")))
+	amd := pushRandom(t, repo, "linux/amd64")
+	arm := pushRandom(t, repo, "linux/arm64/v8")
 	tag := mustTag(t, repo+":abc123")
 
 	// The arm64 build comes first on the command line; the index is still
@@ -120,8 +120,8 @@ func golden(t *testing.T, file string, got []byte) {
 func TestDeclaredPlatformMismatchPushesNothing(t *testing.T) {
 	host := registrytest.Memory(t)
 	repo := host + "/app"
-	amd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
-	wrong := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64"))) // the "arm64" build ran on an amd64 node
+	amd := pushRandom(t, repo, "linux/amd64")
+	wrong := pushRandom(t, repo, "linux/amd64") // the "arm64" build ran on an amd64 node
 	tag := mustTag(t, repo+":abc123")
 
 	_, err := Create(bg, []name.Tag{tag}, []Source{src(t, amd.String()+"=linux/amd64"), src(t, wrong.String()+"=linux/arm64")})
@@ -141,10 +141,10 @@ func TestDeclaredPlatformMismatchPushesNothing(t *testing.T) {
 func TestDuplicatePlatforms(t *testing.T) {
 	host := registrytest.Memory(t)
 	repo := host + "/app"
-	a1 := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
-	a2 := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
-	arm := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm64")))
-	armV8 := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm64/v8")))
+	a1 := pushRandom(t, repo, "linux/amd64")
+	a2 := pushRandom(t, repo, "linux/amd64")
+	arm := pushRandom(t, repo, "linux/arm64")
+	armV8 := pushRandom(t, repo, "linux/arm64/v8")
 
 	tests := []struct {
 		name    string
@@ -198,7 +198,7 @@ func TestIndexSourceWithAttestations(t *testing.T) {
 	amd := registrytest.RandomImage(t, plat(t, "linux/amd64"))
 	arm := registrytest.RandomImage(t, plat(t, "linux/arm64"))
 	sourceIndex(t, repo+":buildx", true, arm, amd)
-	ppc := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/ppc64le")))
+	ppc := pushRandom(t, repo, "linux/ppc64le")
 	amdDigest, armDigest := digestOf(t, amd), digestOf(t, arm)
 
 	t.Run("flattened, attestations kept", func(t *testing.T) {
@@ -235,7 +235,7 @@ func TestIndexSourceWithAttestations(t *testing.T) {
 		}
 	})
 	t.Run("attestation of a replaced image is dropped", func(t *testing.T) {
-		newAmd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
+		newAmd := pushRandom(t, repo, "linux/amd64")
 		ix, err := Build(bg, []Source{src(t, repo+":buildx"), src(t, newAmd.String())}, WithReplace(true))
 		if err != nil {
 			t.Fatal(err)
@@ -330,8 +330,8 @@ func TestDockerFormat(t *testing.T) {
 func TestRequirePlatforms(t *testing.T) {
 	host := registrytest.Memory(t)
 	repo := host + "/app"
-	amd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
-	armV7 := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm/v7")))
+	amd := pushRandom(t, repo, "linux/amd64")
+	armV7 := pushRandom(t, repo, "linux/arm/v7")
 	tests := []struct {
 		require string
 		wantErr bool
@@ -360,8 +360,8 @@ func TestRequirePlatforms(t *testing.T) {
 func TestCreateIsIdempotent(t *testing.T) {
 	host := registrytest.Memory(t)
 	repo := host + "/app"
-	amd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
-	arm := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm64")))
+	amd := pushRandom(t, repo, "linux/amd64")
+	arm := pushRandom(t, repo, "linux/arm64")
 	tags := []name.Tag{mustTag(t, repo+":abc123"), mustTag(t, repo+":main")}
 	sources := []Source{src(t, amd.String()), src(t, arm.String())}
 	first, err := Create(bg, tags, sources)
@@ -381,7 +381,7 @@ func TestCreateIsIdempotent(t *testing.T) {
 		}
 	}
 	// Moving one tag elsewhere makes only that one change.
-	other := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/riscv64")))
+	other := pushRandom(t, repo, "linux/riscv64")
 	if err := remote.Tag(tags[1], mustDesc(t, other)); err != nil {
 		t.Fatal(err)
 	}
@@ -498,8 +498,8 @@ func TestInspect(t *testing.T) {
 
 func TestCreateAcrossRegistries(t *testing.T) {
 	from, dst := registrytest.Memory(t), registrytest.Memory(t)
-	amd := registrytest.Push(t, from+"/app", registrytest.RandomImage(t, plat(t, "linux/amd64")))
-	arm := registrytest.Push(t, from+"/app", registrytest.RandomImage(t, plat(t, "linux/arm64")))
+	amd := pushRandom(t, from+"/app", "linux/amd64")
+	arm := pushRandom(t, from+"/app", "linux/arm64")
 	tag := mustTag(t, dst+"/mirror/app:v1")
 	res, err := Create(bg, []name.Tag{tag}, []Source{src(t, amd.String()), src(t, arm.String())})
 	if err != nil {

@@ -1,16 +1,14 @@
 package release
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ciel-ci/ciel/images/ociindex"
-	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/ciel-ci/ciel/internal/registrytest"
+	"github.com/ciel-ci/ciel/internal/registrytest/realreg"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -23,24 +21,8 @@ type realEnv struct {
 
 func startReal(t *testing.T) *realEnv {
 	t.Helper()
-	reg := registrytest.Start(t)
-	proxy := registrytest.NewProxy(t, reg)
-	c, err := registryclient.New(registryclient.WithRetry(4, 5*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &realEnv{reg: reg, proxy: proxy, opt: WithRemoteOptions(c.RemoteOptions(context.Background())...)}
-}
-
-// writes lists the requests that change the registry.
-func writes(p *registrytest.Proxy) []string {
-	var out []string
-	for _, r := range p.Requests() {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			out = append(out, r.String())
-		}
-	}
-	return out
+	r := realreg.Start(t)
+	return &realEnv{reg: r.Registry, proxy: r.Proxy, opt: WithRemoteOptions(r.Remote...)}
 }
 
 func TestRealPromote(t *testing.T) {
@@ -85,7 +67,7 @@ func TestRealPromote(t *testing.T) {
 	if _, err := Promote(bg, ref(t, repo+"@"+d142), repoOf(t, repo), mustParse(t, "v1.4.2"), WithRules(Rules{Floating: true}), e.opt); err != nil {
 		t.Fatal(err)
 	}
-	if w := writes(e.proxy); len(w) != 0 {
+	if w := e.proxy.Writes(); len(w) != 0 {
 		t.Errorf("a re-run wrote: %v", w)
 	}
 
@@ -96,7 +78,7 @@ func TestRealPromote(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w := writes(e.proxy); len(w) != 0 {
+	if w := e.proxy.Writes(); len(w) != 0 {
 		t.Errorf("a dry run wrote: %v", w)
 	}
 	rep, err = Promote(bg, ref(t, repo+":9f8e7d6"), repoOf(t, repo), mustParse(t, "v1.3.9"), WithRules(Rules{Floating: true}), e.opt)
@@ -131,7 +113,7 @@ func TestRealPromoteRefusalWritesNothing(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "linux/arm64") {
 		t.Fatalf("err = %v, want a missing linux/arm64", err)
 	}
-	if w := writes(e.proxy); len(w) != 0 {
+	if w := e.proxy.Writes(); len(w) != 0 {
 		t.Errorf("refused promotions wrote: %v", w)
 	}
 }
@@ -192,7 +174,7 @@ func TestRealPromoteRefusesAnotherCommit(t *testing.T) {
 	if !errors.Is(err, ociindex.ErrRevision) {
 		t.Fatalf("err = %v, want ErrRevision", err)
 	}
-	if w := writes(e.proxy); len(w) != 0 {
+	if w := e.proxy.Writes(); len(w) != 0 {
 		t.Errorf("the refused promotion wrote: %v", w)
 	}
 	built := multiArchOf(t, direct+":sha-"+commit, commit, "linux/amd64", "linux/arm64")
