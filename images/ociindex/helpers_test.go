@@ -17,35 +17,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/ciel-ci/ciel/internal/registrytest"
 )
 
-// plat parses a platform or fails the test.
-func plat(t testing.TB, s string) v1.Platform {
-	t.Helper()
-	p, err := platform.ParseExact(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// randomImages returns a random image for each platform ("os/arch[/variant]").
-func randomImages(t testing.TB, platforms ...string) []v1.Image {
-	t.Helper()
-	var out []v1.Image
-	for _, p := range platforms {
-		out = append(out, registrytest.RandomImage(t, plat(t, p)))
-	}
-	return out
-}
-
 // pushRandom pushes a random image of the platform to repo.
 func pushRandom(t testing.TB, repo, platform string) name.Digest {
 	t.Helper()
-	return registrytest.Push(t, repo, randomImages(t, platform)[0])
+	return registrytest.Push(t, repo, registrytest.RandomImages(t, platform)[0])
 }
 
 // staticImage is a deterministic image for platform p whose single layer
@@ -132,15 +111,6 @@ func sourceIndex(t testing.TB, tag string, withAttestations bool, imgs ...v1.Ima
 	}
 	registrytest.Push(t, tag, idx)
 	return idx
-}
-
-func mustTag(t testing.TB, s string) name.Tag {
-	t.Helper()
-	tag, err := name.NewTag(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tag
 }
 
 // failedAs checks err against want, a part of the expected error message

@@ -49,11 +49,13 @@ func (e *realEnv) sources(t *testing.T, refs ...string) []Source {
 	return out
 }
 
-func (e *realEnv) tag(t *testing.T, s string) name.Tag { return mustTag(t, e.proxy.Host+"/"+s) }
+func (e *realEnv) tag(t *testing.T, s string) name.Tag {
+	return registrytest.Tag(t, e.proxy.Host+"/"+s)
+}
 
 func TestRealTwoArchesByDigest(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", randomImages(t, "linux/amd64", "linux/arm64/v8")...)
+	refs := e.seed(t, "team/app", registrytest.RandomImages(t, "linux/amd64", "linux/arm64/v8")...)
 	tag := e.tag(t, "team/app:abc123")
 	e.proxy.Reset()
 
@@ -83,7 +85,7 @@ func TestRealTwoArchesByDigest(t *testing.T) {
 
 func TestRealPlatformMismatchPushesNothing(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", randomImages(t, "linux/amd64", "linux/amd64")...)
+	refs := e.seed(t, "team/app", registrytest.RandomImages(t, "linux/amd64", "linux/amd64")...)
 	tag := e.tag(t, "team/app:abc123")
 	e.proxy.Reset()
 
@@ -101,7 +103,7 @@ func TestRealPlatformMismatchPushesNothing(t *testing.T) {
 
 func TestRealDuplicatePlatforms(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", randomImages(t, "linux/amd64", "linux/amd64")...)
+	refs := e.seed(t, "team/app", registrytest.RandomImages(t, "linux/amd64", "linux/amd64")...)
 	tag := e.tag(t, "team/app:dup")
 	_, err := Create(bg, []name.Tag{tag}, e.sources(t, refs...), e.opts...)
 	if !errors.Is(err, ErrDuplicatePlatform) {
@@ -118,10 +120,11 @@ func TestRealDuplicatePlatforms(t *testing.T) {
 
 func TestRealIndexSourceWithAttestation(t *testing.T) {
 	e := startReal(t)
-	amd, arm := registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64"))
+	imgs := registrytest.RandomImages(t, "linux/amd64", "linux/arm64")
+	amd, arm := imgs[0], imgs[1]
 	// A BuildKit-style index pushed straight to the registry.
 	sourceIndex(t, e.reg.Host+"/team/app:buildx", true, amd, arm)
-	ppc := e.seed(t, "team/app", randomImages(t, "linux/ppc64le")...)
+	ppc := e.seed(t, "team/app", registrytest.RandomImages(t, "linux/ppc64le")...)
 	tag := e.tag(t, "team/app:merged")
 
 	res, err := Create(bg, []name.Tag{tag}, e.sources(t, e.proxy.Host+"/team/app:buildx", ppc[0]), e.opts...)
@@ -142,8 +145,8 @@ func TestRealIndexSourceWithAttestation(t *testing.T) {
 
 func TestRealDockerFormat(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", staticImage(t, plat(t, "linux/amd64"), "d-amd", false), staticImage(t, plat(t, "linux/arm64"), "d-arm", false))
-	oci := e.seed(t, "team/app", staticImage(t, plat(t, "linux/arm64"), "c", true))
+	refs := e.seed(t, "team/app", staticImage(t, registrytest.Platform(t, "linux/amd64"), "d-amd", false), staticImage(t, registrytest.Platform(t, "linux/arm64"), "d-arm", false))
+	oci := e.seed(t, "team/app", staticImage(t, registrytest.Platform(t, "linux/arm64"), "c", true))
 	tag := e.tag(t, "team/app:docker")
 	res, err := Create(bg, []name.Tag{tag}, e.sources(t, refs...), append(e.opts, WithFormat(FormatDocker))...)
 	if err != nil {
@@ -168,7 +171,7 @@ func TestRealDockerFormat(t *testing.T) {
 
 func TestRealCrossRepositoryMount(t *testing.T) {
 	e := startReal(t)
-	imgs := randomImages(t, "linux/amd64", "linux/arm64")
+	imgs := registrytest.RandomImages(t, "linux/amd64", "linux/arm64")
 	refs := e.seed(t, "team/app-build", imgs...)
 	tag := e.tag(t, "team/app:abc123")
 	e.proxy.Reset()
@@ -207,7 +210,7 @@ func TestRealCrossRepositoryMount(t *testing.T) {
 
 func TestRealIdempotentRerun(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", randomImages(t, "linux/amd64", "linux/arm64")...)
+	refs := e.seed(t, "team/app", registrytest.RandomImages(t, "linux/amd64", "linux/arm64")...)
 	tags := []name.Tag{e.tag(t, "team/app:abc123"), e.tag(t, "team/app:main")}
 	first, err := Create(bg, tags, e.sources(t, refs...), e.opts...)
 	if err != nil {
@@ -249,7 +252,7 @@ func TestRealRetriesTransientFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := startReal(t)
-			refs := e.seed(t, "team/app", randomImages(t, "linux/amd64", "linux/arm64")...)
+			refs := e.seed(t, "team/app", registrytest.RandomImages(t, "linux/amd64", "linux/arm64")...)
 			tag := e.tag(t, "team/app:abc123")
 			e.proxy.Reset()
 			e.proxy.Inject(tt.fault)
@@ -269,7 +272,7 @@ func TestRealRetriesTransientFailures(t *testing.T) {
 
 func TestRealPersistentFailureLeavesNoIndex(t *testing.T) {
 	e := startReal(t)
-	imgs := randomImages(t, "linux/amd64", "linux/arm64")
+	imgs := registrytest.RandomImages(t, "linux/amd64", "linux/arm64")
 	refs := e.seed(t, "team/app-build", imgs...)
 	tag := e.tag(t, "team/app:abc123")
 	e.proxy.Reset()
@@ -295,7 +298,7 @@ func TestRealPersistentFailureLeavesNoIndex(t *testing.T) {
 // second.
 func TestRealPartialTagFailureRerunConverges(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", randomImages(t, "linux/amd64", "linux/arm64")...)
+	refs := e.seed(t, "team/app", registrytest.RandomImages(t, "linux/amd64", "linux/arm64")...)
 	first, second := e.tag(t, "team/app:sha-abc"), e.tag(t, "team/app:branch-main")
 	e.proxy.Reset()
 	e.proxy.Inject(registrytest.Fault{Method: http.MethodPut, Kind: registrytest.KindManifest,

@@ -38,7 +38,7 @@ func TestCreateTwoArchesByDigest(t *testing.T) {
 	repo := host + "/app"
 	amd := pushRandom(t, repo, "linux/amd64")
 	arm := pushRandom(t, repo, "linux/arm64/v8")
-	tag := mustTag(t, repo+":abc123")
+	tag := registrytest.Tag(t, repo+":abc123")
 
 	// The arm64 build comes first on the command line; the index is still
 	// ordered by platform.
@@ -74,7 +74,7 @@ func TestBuildIsDeterministic(t *testing.T) {
 	repo := host + "/app"
 	var refs []string
 	for _, p := range []string{"linux/s390x", "linux/arm/v7", "linux/amd64", "linux/arm64/v8", "windows/amd64:10.0.17763.1879", "linux/arm/v6"} {
-		refs = append(refs, registrytest.Push(t, repo, staticImage(t, plat(t, p), p, true)).String())
+		refs = append(refs, registrytest.Push(t, repo, staticImage(t, registrytest.Platform(t, p), p, true)).String())
 	}
 	var digests []string
 	var raw []byte
@@ -122,7 +122,7 @@ func TestDeclaredPlatformMismatchPushesNothing(t *testing.T) {
 	repo := host + "/app"
 	amd := pushRandom(t, repo, "linux/amd64")
 	wrong := pushRandom(t, repo, "linux/amd64") // the "arm64" build ran on an amd64 node
-	tag := mustTag(t, repo+":abc123")
+	tag := registrytest.Tag(t, repo+":abc123")
 
 	_, err := Create(bg, []name.Tag{tag}, []Source{src(t, amd.String()+"=linux/amd64"), src(t, wrong.String()+"=linux/arm64")})
 	if !errors.Is(err, ErrPlatformMismatch) {
@@ -195,14 +195,14 @@ func TestDuplicatePlatforms(t *testing.T) {
 func TestIndexSourceWithAttestations(t *testing.T) {
 	host := registrytest.Memory(t)
 	repo := host + "/app"
-	amd := registrytest.RandomImage(t, plat(t, "linux/amd64"))
-	arm := registrytest.RandomImage(t, plat(t, "linux/arm64"))
+	imgs := registrytest.RandomImages(t, "linux/amd64", "linux/arm64")
+	amd, arm := imgs[0], imgs[1]
 	sourceIndex(t, repo+":buildx", true, arm, amd)
 	ppc := pushRandom(t, repo, "linux/ppc64le")
 	amdDigest, armDigest := digestOf(t, amd), digestOf(t, arm)
 
 	t.Run("flattened, attestations kept", func(t *testing.T) {
-		tag := mustTag(t, repo+":merged")
+		tag := registrytest.Tag(t, repo+":merged")
 		res, err := Create(bg, []name.Tag{tag}, []Source{src(t, repo+":buildx"), src(t, ppc.String())})
 		if err != nil {
 			t.Fatal(err)
@@ -253,7 +253,7 @@ func TestIndexSourceWithAttestations(t *testing.T) {
 func TestIndexListsWrongPlatform(t *testing.T) {
 	host := registrytest.Memory(t)
 	repo := host + "/app"
-	amd := registrytest.RandomImage(t, plat(t, "linux/amd64"))
+	amd := registrytest.RandomImages(t, "linux/amd64")[0]
 	// An index that claims the amd64 image is arm64.
 	idx := sourceIndex(t, repo+":liar", false, amd)
 	im, _ := idx.IndexManifest()
@@ -261,7 +261,7 @@ func TestIndexListsWrongPlatform(t *testing.T) {
 		t.Fatal("fixture: unexpected platform")
 	}
 	bad := []byte(strings.Replace(string(mustRaw(t, idx)), `"architecture":"amd64"`, `"architecture":"arm64"`, 1))
-	if err := remote.Put(mustTag(t, repo+":liar"), rawIndex(bad)); err != nil {
+	if err := remote.Put(registrytest.Tag(t, repo+":liar"), rawIndex(bad)); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Build(bg, []Source{src(t, repo+":liar")})
@@ -287,12 +287,12 @@ func mustRaw(t testing.TB, m interface{ RawManifest() ([]byte, error) }) []byte 
 func TestDockerFormat(t *testing.T) {
 	host := registrytest.Memory(t)
 	repo := host + "/app"
-	dAmd := registrytest.Push(t, repo, staticImage(t, plat(t, "linux/amd64"), "d-amd", false))
-	dArm := registrytest.Push(t, repo, staticImage(t, plat(t, "linux/arm64"), "d-arm", false))
-	oArm := registrytest.Push(t, repo, staticImage(t, plat(t, "linux/arm64"), "o-arm", true))
+	dAmd := registrytest.Push(t, repo, staticImage(t, registrytest.Platform(t, "linux/amd64"), "d-amd", false))
+	dArm := registrytest.Push(t, repo, staticImage(t, registrytest.Platform(t, "linux/arm64"), "d-arm", false))
+	oArm := registrytest.Push(t, repo, staticImage(t, registrytest.Platform(t, "linux/arm64"), "o-arm", true))
 
 	t.Run("docker children", func(t *testing.T) {
-		tag := mustTag(t, repo+":docker")
+		tag := registrytest.Tag(t, repo+":docker")
 		res, err := Create(bg, []name.Tag{tag}, []Source{src(t, dAmd.String()), src(t, dArm.String())}, WithFormat(FormatDocker))
 		if err != nil {
 			t.Fatal(err)
@@ -362,7 +362,7 @@ func TestCreateIsIdempotent(t *testing.T) {
 	repo := host + "/app"
 	amd := pushRandom(t, repo, "linux/amd64")
 	arm := pushRandom(t, repo, "linux/arm64")
-	tags := []name.Tag{mustTag(t, repo+":abc123"), mustTag(t, repo+":main")}
+	tags := []name.Tag{registrytest.Tag(t, repo+":abc123"), registrytest.Tag(t, repo+":main")}
 	sources := []Source{src(t, amd.String()), src(t, arm.String())}
 	first, err := Create(bg, tags, sources)
 	if err != nil {
@@ -408,9 +408,9 @@ func TestSourceErrors(t *testing.T) {
 	repo := host + "/app"
 	noPlatform := registrytest.RandomImage(t, v1.Platform{})
 	np := registrytest.Push(t, repo, noPlatform)
-	amd := registrytest.RandomImage(t, plat(t, "linux/amd64"))
+	amd := registrytest.RandomImages(t, "linux/amd64")[0]
 	nested := sourceIndex(t, repo+":inner", false, amd)
-	outer := mustTag(t, repo+":outer")
+	outer := registrytest.Tag(t, repo+":outer")
 	if err := remote.WriteIndex(outer, mutateIndexOf(t, nested)); err != nil {
 		t.Fatal(err)
 	}
@@ -465,10 +465,10 @@ func TestOptionsValidate(t *testing.T) {
 func TestInspect(t *testing.T) {
 	host := registrytest.Memory(t)
 	repo := host + "/app"
-	amd := registrytest.RandomImage(t, plat(t, "linux/amd64"))
-	arm := registrytest.RandomImage(t, plat(t, "linux/arm64/v8"))
+	imgs := registrytest.RandomImages(t, "linux/amd64", "linux/arm64/v8")
+	amd, arm := imgs[0], imgs[1]
 	idx := sourceIndex(t, repo+":multi", true, amd, arm)
-	s, err := Inspect(bg, mustTag(t, repo+":multi"))
+	s, err := Inspect(bg, registrytest.Tag(t, repo+":multi"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,7 +500,7 @@ func TestCreateAcrossRegistries(t *testing.T) {
 	from, dst := registrytest.Memory(t), registrytest.Memory(t)
 	amd := pushRandom(t, from+"/app", "linux/amd64")
 	arm := pushRandom(t, from+"/app", "linux/arm64")
-	tag := mustTag(t, dst+"/mirror/app:v1")
+	tag := registrytest.Tag(t, dst+"/mirror/app:v1")
 	res, err := Create(bg, []name.Tag{tag}, []Source{src(t, amd.String()), src(t, arm.String())})
 	if err != nil {
 		t.Fatal(err)

@@ -32,7 +32,7 @@ func TestRealPromote(t *testing.T) {
 	d142 := multiArch(t, direct+":1a2b3c4", "linux/amd64", "linux/arm64")
 	e.proxy.Reset()
 
-	rep, err := Promote(bg, ref(t, repo+":1a2b3c4"), repoOf(t, repo), mustParse(t, "v1.4.2"),
+	rep, err := Promote(bg, registrytest.Ref(t, repo+":1a2b3c4"), registrytest.Repo(t, repo), mustParse(t, "v1.4.2"),
 		WithRules(Rules{Floating: true}), e.opt)
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +53,7 @@ func TestRealPromote(t *testing.T) {
 	// Registry 2.8 serves the OCI index (right Accept header) with the
 	// promoted digest under every tag.
 	for _, tag := range []string{"v1.4.2", "v1.4", "v1", "latest"} {
-		idx, err := remote.Index(ref(t, direct+":"+tag))
+		idx, err := remote.Index(registrytest.Ref(t, direct+":"+tag))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func TestRealPromote(t *testing.T) {
 
 	// Re-running reads only.
 	e.proxy.Reset()
-	if _, err := Promote(bg, ref(t, repo+"@"+d142), repoOf(t, repo), mustParse(t, "v1.4.2"), WithRules(Rules{Floating: true}), e.opt); err != nil {
+	if _, err := Promote(bg, registrytest.Ref(t, repo+"@"+d142), registrytest.Repo(t, repo), mustParse(t, "v1.4.2"), WithRules(Rules{Floating: true}), e.opt); err != nil {
 		t.Fatal(err)
 	}
 	if w := e.proxy.Writes(); len(w) != 0 {
@@ -74,14 +74,14 @@ func TestRealPromote(t *testing.T) {
 	// A backport moves v1.3 only; a dry run of it writes nothing.
 	d139 := multiArch(t, direct+":9f8e7d6", "linux/amd64", "linux/arm64")
 	e.proxy.Reset()
-	dry, err := Promote(bg, ref(t, repo+":9f8e7d6"), repoOf(t, repo), mustParse(t, "v1.3.9"), WithRules(Rules{Floating: true}), WithDryRun(true), e.opt)
+	dry, err := Promote(bg, registrytest.Ref(t, repo+":9f8e7d6"), registrytest.Repo(t, repo), mustParse(t, "v1.3.9"), WithRules(Rules{Floating: true}), WithDryRun(true), e.opt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if w := e.proxy.Writes(); len(w) != 0 {
 		t.Errorf("a dry run wrote: %v", w)
 	}
-	rep, err = Promote(bg, ref(t, repo+":9f8e7d6"), repoOf(t, repo), mustParse(t, "v1.3.9"), WithRules(Rules{Floating: true}), e.opt)
+	rep, err = Promote(bg, registrytest.Ref(t, repo+":9f8e7d6"), registrytest.Repo(t, repo), mustParse(t, "v1.3.9"), WithRules(Rules{Floating: true}), e.opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,16 +100,16 @@ func TestRealPromoteRefusalWritesNothing(t *testing.T) {
 	multiArch(t, direct+":a", "linux/amd64", "linux/arm64")
 	multiArch(t, direct+":b", "linux/amd64", "linux/arm64")
 	amd := multiArch(t, direct+":amd", "linux/amd64")
-	if _, err := Promote(bg, ref(t, repo+":a"), repoOf(t, repo), mustParse(t, "v1.0.0"), e.opt); err != nil {
+	if _, err := Promote(bg, registrytest.Ref(t, repo+":a"), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"), e.opt); err != nil {
 		t.Fatal(err)
 	}
 	e.proxy.Reset()
-	_, err := Promote(bg, ref(t, repo+":b"), repoOf(t, repo), mustParse(t, "v1.0.0"), WithRules(Rules{Floating: true}), e.opt)
+	_, err := Promote(bg, registrytest.Ref(t, repo+":b"), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"), WithRules(Rules{Floating: true}), e.opt)
 	if !errors.Is(err, ErrImmutable) {
 		t.Fatalf("err = %v, want ErrImmutable", err)
 	}
-	_, err = Promote(bg, ref(t, repo+"@"+amd), repoOf(t, repo), mustParse(t, "v2.0.0"), e.opt,
-		WithRequirePlatforms(mustPlatform(t, "linux/amd64"), mustPlatform(t, "linux/arm64")))
+	_, err = Promote(bg, registrytest.Ref(t, repo+"@"+amd), registrytest.Repo(t, repo), mustParse(t, "v2.0.0"), e.opt,
+		WithRequirePlatforms(registrytest.Platform(t, "linux/amd64"), registrytest.Platform(t, "linux/arm64")))
 	if err == nil || !strings.Contains(err.Error(), "linux/arm64") {
 		t.Fatalf("err = %v, want a missing linux/arm64", err)
 	}
@@ -122,7 +122,7 @@ func TestRealPromoteAcrossRepositoriesMountsOnly(t *testing.T) {
 	e := startReal(t)
 	d := multiArch(t, e.reg.Host+"/team/app-ci:1a2b3c4", "linux/amd64", "linux/arm64")
 	e.proxy.Reset()
-	rep, err := Promote(bg, ref(t, e.proxy.Host+"/team/app-ci:1a2b3c4"), repoOf(t, e.proxy.Host+"/team/app"), mustParse(t, "v1.0.0"), e.opt)
+	rep, err := Promote(bg, registrytest.Ref(t, e.proxy.Host+"/team/app-ci:1a2b3c4"), registrytest.Repo(t, e.proxy.Host+"/team/app"), mustParse(t, "v1.0.0"), e.opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestRealPromoteAcrossRepositoriesMountsOnly(t *testing.T) {
 	if counts["POST mount"] != 6 || counts["GET blob"] != 0 || counts["PATCH upload"]+counts["PUT upload"]+counts["POST upload"] != 0 {
 		t.Errorf("blob traffic: %s\n%s", e.proxy.SortedCounts(), e.proxy.Log())
 	}
-	idx := registrytest.ValidIndex(t, ref(t, e.reg.Host+"/team/app:v1.0.0"))
+	idx := registrytest.ValidIndex(t, registrytest.Ref(t, e.reg.Host+"/team/app:v1.0.0"))
 	if h, _ := idx.Digest(); h.String() != d {
 		t.Errorf("digest %s, want %s", h, d)
 	}
@@ -147,7 +147,7 @@ func TestRealPromoteRetries500(t *testing.T) {
 	d := multiArch(t, e.reg.Host+"/team/app:1a2b3c4", "linux/amd64")
 	e.proxy.Reset()
 	e.proxy.Inject(registrytest.Fault{Method: http.MethodPut, Kind: registrytest.KindManifest, Status: 500, Times: 2})
-	if _, err := Promote(bg, ref(t, repo+":1a2b3c4"), repoOf(t, repo), mustParse(t, "v1.0.0"), e.opt); err != nil {
+	if _, err := Promote(bg, registrytest.Ref(t, repo+":1a2b3c4"), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"), e.opt); err != nil {
 		t.Fatalf("Promote: %v\n%s", err, e.proxy.Log())
 	}
 	if n := e.proxy.Count(http.MethodPut, registrytest.KindManifest); n != 3 {
@@ -169,7 +169,7 @@ func TestRealPromoteRefusesAnotherCommit(t *testing.T) {
 	commit := strings.Repeat("c3", 20)
 	rewritten := multiArchOf(t, direct+":sha-"+commit, strings.Repeat("d4", 20), "linux/amd64", "linux/arm64")
 	e.proxy.Reset()
-	_, err := Promote(bg, ref(t, repo+"@"+rewritten), repoOf(t, repo), mustParse(t, "v1.0.0"),
+	_, err := Promote(bg, registrytest.Ref(t, repo+"@"+rewritten), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"),
 		WithRules(Rules{Floating: true}), WithRevision(commit), e.opt)
 	if !errors.Is(err, ociindex.ErrRevision) {
 		t.Fatalf("err = %v, want ErrRevision", err)
@@ -178,7 +178,7 @@ func TestRealPromoteRefusesAnotherCommit(t *testing.T) {
 		t.Errorf("the refused promotion wrote: %v", w)
 	}
 	built := multiArchOf(t, direct+":sha-"+commit, commit, "linux/amd64", "linux/arm64")
-	rep, err := Promote(bg, ref(t, repo+"@"+built), repoOf(t, repo), mustParse(t, "v1.0.0"),
+	rep, err := Promote(bg, registrytest.Ref(t, repo+"@"+built), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"),
 		WithRules(Rules{Floating: true}), WithRevision(commit), e.opt)
 	if err != nil {
 		t.Fatal(err)

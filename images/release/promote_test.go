@@ -7,11 +7,9 @@ import (
 	"testing"
 
 	"github.com/ciel-ci/ciel/images/ociindex"
-	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/ciel-ci/ciel/internal/registrytest"
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -30,33 +28,11 @@ func multiArch(t testing.TB, ref string, platforms ...string) string {
 // commit revision ("" adds no annotation).
 func multiArchOf(t testing.TB, ref, revision string, platforms ...string) string {
 	t.Helper()
-	var imgs []v1.Image
-	for _, s := range platforms {
-		imgs = append(imgs, registrytest.RandomImage(t, mustPlatform(t, s)))
-	}
-	idx := registrytest.IndexOf(t, imgs...)
+	idx := registrytest.IndexOf(t, registrytest.RandomImages(t, platforms...)...)
 	if revision != "" {
 		idx = mutate.Annotations(idx, map[string]string{ociindex.AnnotationRevision: revision}).(v1.ImageIndex)
 	}
 	return registrytest.Push(t, ref, idx).DigestStr()
-}
-
-func ref(t testing.TB, s string) name.Reference {
-	t.Helper()
-	r, err := name.ParseReference(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-func repoOf(t testing.TB, s string) name.Repository {
-	t.Helper()
-	r, err := name.NewRepository(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
 }
 
 func head(t testing.TB, s string) string {
@@ -65,7 +41,7 @@ func head(t testing.TB, s string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := registryclient.Digest(bg, puller, ref(t, s))
+	d, err := registryclient.Digest(bg, puller, registrytest.Ref(t, s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +63,7 @@ func TestPromote(t *testing.T) {
 	d142 := multiArch(t, repo+":1a2b3c4", "linux/amd64", "linux/arm64")
 	floating := WithRules(Rules{Floating: true})
 
-	rep, err := Promote(bg, ref(t, repo+":1a2b3c4"), repoOf(t, repo), mustParse(t, "v1.4.2"), floating,
+	rep, err := Promote(bg, registrytest.Ref(t, repo+":1a2b3c4"), registrytest.Repo(t, repo), mustParse(t, "v1.4.2"), floating,
 		WithRequirePlatforms(v1.Platform{OS: "linux", Architecture: "amd64"}, v1.Platform{OS: "linux", Architecture: "arm64"}))
 	if err != nil {
 		t.Fatal(err)
@@ -106,7 +82,7 @@ func TestPromote(t *testing.T) {
 	}
 
 	// Re-running the release is a no-op.
-	rep, err = Promote(bg, ref(t, repo+"@"+d142), repoOf(t, repo), mustParse(t, "v1.4.2"), floating)
+	rep, err = Promote(bg, registrytest.Ref(t, repo+"@"+d142), registrytest.Repo(t, repo), mustParse(t, "v1.4.2"), floating)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +95,7 @@ func TestPromote(t *testing.T) {
 
 	// A backport moves only its minor tag.
 	d139 := multiArch(t, repo+":9f8e7d6", "linux/amd64", "linux/arm64")
-	rep, err = Promote(bg, ref(t, repo+":9f8e7d6"), repoOf(t, repo), mustParse(t, "v1.3.9"), floating)
+	rep, err = Promote(bg, registrytest.Ref(t, repo+":9f8e7d6"), registrytest.Repo(t, repo), mustParse(t, "v1.3.9"), floating)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +114,7 @@ func TestPromote(t *testing.T) {
 
 	// A patch release moves every floating tag.
 	d143 := multiArch(t, repo+":5e6f7a8", "linux/amd64", "linux/arm64")
-	rep, err = Promote(bg, ref(t, repo+":5e6f7a8"), repoOf(t, repo), mustParse(t, "v1.4.3"), floating)
+	rep, err = Promote(bg, registrytest.Ref(t, repo+":5e6f7a8"), registrytest.Repo(t, repo), mustParse(t, "v1.4.3"), floating)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,11 +133,11 @@ func TestPromoteRefusals(t *testing.T) {
 	good := multiArch(t, repo+":good", "linux/amd64", "linux/arm64")
 	other := multiArch(t, repo+":other", "linux/amd64", "linux/arm64")
 	multiArch(t, repo+":amdonly", "linux/amd64")
-	registrytest.Push(t, repo+":single", registrytest.RandomImage(t, mustPlatform(t, "linux/amd64")))
-	if _, err := Promote(bg, ref(t, repo+":good"), repoOf(t, repo), mustParse(t, "v1.0.0")); err != nil {
+	registrytest.Push(t, repo+":single", registrytest.RandomImages(t, "linux/amd64")[0])
+	if _, err := Promote(bg, registrytest.Ref(t, repo+":good"), registrytest.Repo(t, repo), mustParse(t, "v1.0.0")); err != nil {
 		t.Fatal(err)
 	}
-	if err := remote.Tag(ref(t, repo+":other").Context().Tag("2.0.0"), mustGet(t, repo+":other")); err != nil {
+	if err := remote.Tag(registrytest.Ref(t, repo+":other").Context().Tag("2.0.0"), mustGet(t, repo+":other")); err != nil {
 		t.Fatal(err)
 	}
 	armRequired := WithRequirePlatforms(v1.Platform{OS: "linux", Architecture: "arm64"})
@@ -183,7 +159,7 @@ func TestPromoteRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := head(t, repo+":v9.0.0")
-			_, err := Promote(bg, ref(t, tt.from), repoOf(t, repo), mustParse(t, tt.version), tt.opts...)
+			_, err := Promote(bg, registrytest.Ref(t, tt.from), registrytest.Repo(t, repo), mustParse(t, tt.version), tt.opts...)
 			if err == nil || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %v containing %q", err, tt.wantErr, tt.want)
 			}
@@ -197,7 +173,7 @@ func TestPromoteRefusals(t *testing.T) {
 	}
 
 	// --force overrides immutability.
-	rep, err := Promote(bg, ref(t, repo+":other"), repoOf(t, repo), mustParse(t, "v1.0.0"), WithForce(true))
+	rep, err := Promote(bg, registrytest.Ref(t, repo+":other"), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"), WithForce(true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +184,7 @@ func TestPromoteRefusals(t *testing.T) {
 
 func mustGet(t testing.TB, s string) *remote.Descriptor {
 	t.Helper()
-	d, err := remote.Get(ref(t, s))
+	d, err := remote.Get(registrytest.Ref(t, s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,11 +195,11 @@ func TestPromoteDryRun(t *testing.T) {
 	host := registrytest.Memory(t)
 	repo := host + "/app"
 	d1 := multiArch(t, repo+":a", "linux/amd64")
-	if _, err := Promote(bg, ref(t, repo+":a"), repoOf(t, repo), mustParse(t, "1.0.0"), WithRules(Rules{Floating: true})); err != nil {
+	if _, err := Promote(bg, registrytest.Ref(t, repo+":a"), registrytest.Repo(t, repo), mustParse(t, "1.0.0"), WithRules(Rules{Floating: true})); err != nil {
 		t.Fatal(err)
 	}
 	multiArch(t, repo+":b", "linux/amd64")
-	rep, err := Promote(bg, ref(t, repo+":b"), repoOf(t, repo), mustParse(t, "1.1.0"), WithRules(Rules{Floating: true}), WithDryRun(true))
+	rep, err := Promote(bg, registrytest.Ref(t, repo+":b"), registrytest.Repo(t, repo), mustParse(t, "1.1.0"), WithRules(Rules{Floating: true}), WithDryRun(true))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,14 +215,14 @@ func TestPromoteDryRun(t *testing.T) {
 func TestPromoteAcrossRepositories(t *testing.T) {
 	host := registrytest.Memory(t)
 	d := multiArch(t, host+"/team/app-ci:1a2b3c4", "linux/amd64", "linux/arm64")
-	rep, err := Promote(bg, ref(t, host+"/team/app-ci:1a2b3c4"), repoOf(t, host+"/team/app"), mustParse(t, "v1.0.0"))
+	rep, err := Promote(bg, registrytest.Ref(t, host+"/team/app-ci:1a2b3c4"), registrytest.Repo(t, host+"/team/app"), mustParse(t, "v1.0.0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !rep.Linked || head(t, host+"/team/app:v1.0.0") != d {
 		t.Errorf("report %+v; v1.0.0 -> %s, want %s", rep, head(t, host+"/team/app:v1.0.0"), d)
 	}
-	idx, err := remote.Index(ref(t, host+"/team/app:v1.0.0"))
+	idx, err := remote.Index(registrytest.Ref(t, host+"/team/app:v1.0.0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,19 +240,10 @@ func TestPromoteOptionsValidate(t *testing.T) {
 		WithRequirePlatforms(v1.Platform{Architecture: "amd64"}),
 		WithLogger(nil),
 	} {
-		if _, err := Promote(bg, ref(t, "reg.invalid/app:x"), repoOf(t, "reg.invalid/app"), mustParse(t, "v1.0.0"), opt); err == nil {
+		if _, err := Promote(bg, registrytest.Ref(t, "reg.invalid/app:x"), registrytest.Repo(t, "reg.invalid/app"), mustParse(t, "v1.0.0"), opt); err == nil {
 			t.Error("an invalid option was accepted")
 		}
 	}
-}
-
-func mustPlatform(t testing.TB, s string) v1.Platform {
-	t.Helper()
-	p, err := platform.ParseExact(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 func TestPromoteRevision(t *testing.T) {
@@ -298,7 +265,7 @@ func TestPromoteRevision(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Promote(bg, ref(t, tt.from), repoOf(t, repo), mustParse(t, "v1.0.0"), WithRevision(commit))
+			_, err := Promote(bg, registrytest.Ref(t, tt.from), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"), WithRevision(commit))
 			if !errors.Is(err, ociindex.ErrRevision) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want ErrRevision containing %q", err, tt.want)
 			}
@@ -307,7 +274,7 @@ func TestPromoteRevision(t *testing.T) {
 			}
 		})
 	}
-	rep, err := Promote(bg, ref(t, repo+"@"+built), repoOf(t, repo), mustParse(t, "v1.0.0"), WithRevision(commit))
+	rep, err := Promote(bg, registrytest.Ref(t, repo+"@"+built), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"), WithRevision(commit))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +282,7 @@ func TestPromoteRevision(t *testing.T) {
 		t.Errorf("released %s (v1.0.0 at %s), want %s", rep.Digest, head(t, repo+":v1.0.0"), built)
 	}
 	for _, bad := range []string{commit[:12], strings.ToUpper(commit), "sha-" + commit, commit + "\n"} {
-		if _, err := Promote(bg, ref(t, repo+"@"+built), repoOf(t, repo), mustParse(t, "v1.0.1"), WithRevision(bad)); err == nil ||
+		if _, err := Promote(bg, registrytest.Ref(t, repo+"@"+built), registrytest.Repo(t, repo), mustParse(t, "v1.0.1"), WithRevision(bad)); err == nil ||
 			!strings.Contains(err.Error(), "not a full commit SHA") {
 			t.Errorf("WithRevision(%q): err = %v, want a refusal", bad, err)
 		}
