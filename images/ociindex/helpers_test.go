@@ -12,12 +12,10 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/ciel-ci/ciel/internal/registrytest"
 )
 
@@ -134,20 +132,6 @@ func src(t testing.TB, s string) Source {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// headDigest returns what ref points at, "" if nothing.
-func headDigest(t testing.TB, ref name.Reference, opts ...remote.Option) string {
-	t.Helper()
-	puller, err := remote.NewPuller(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := registryclient.Digest(bg, puller, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 func digestOf(t testing.TB, img interface{ Digest() (v1.Hash, error) }) string {

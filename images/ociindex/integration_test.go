@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/ciel-ci/ciel/internal/registrytest"
-	"github.com/ciel-ci/ciel/internal/registrytest/realreg"
+	"github.com/ciel-ci/ciel/internal/registrytest/clienttest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -24,7 +24,7 @@ type realEnv struct {
 
 func startReal(t *testing.T) *realEnv {
 	t.Helper()
-	r := realreg.Start(t)
+	r := clienttest.Start(t)
 	return &realEnv{reg: r.Registry, proxy: r.Proxy, opts: []Option{WithRemoteOptions(r.Remote...)}}
 }
 
@@ -96,7 +96,7 @@ func TestRealPlatformMismatchPushesNothing(t *testing.T) {
 	for _, r := range e.proxy.Writes() {
 		t.Errorf("a write was attempted: %s", r)
 	}
-	if d := headDigest(t, tag); d != "" {
+	if d := clienttest.Head(t, tag.String()); d != "" {
 		t.Errorf("tag exists (%s)", d)
 	}
 }
@@ -263,7 +263,7 @@ func TestRealRetriesTransientFailures(t *testing.T) {
 			if injected := e.proxy.Injected(); injected != tt.fault.Times {
 				t.Errorf("%d faults injected, want %d\n%s", injected, tt.fault.Times, e.proxy.Log())
 			}
-			if got := headDigest(t, tag); got != res.Digest().String() {
+			if got := clienttest.Head(t, tag.String()); got != res.Digest().String() {
 				t.Errorf("tag points at %q, want %s", got, res.Digest())
 			}
 		})
@@ -307,11 +307,11 @@ func TestRealPartialTagFailureRerunConverges(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "branch-main") {
 		t.Fatalf("err = %v, want a failure pushing branch-main", err)
 	}
-	pushed := headDigest(t, first)
+	pushed := clienttest.Head(t, first.String())
 	if pushed == "" {
 		t.Fatal("the first tag was not written before the failure")
 	}
-	if got := headDigest(t, second); got != "" {
+	if got := clienttest.Head(t, second.String()); got != "" {
 		t.Fatalf("branch-main = %s after its PUT failed", got)
 	}
 
@@ -327,7 +327,7 @@ func TestRealPartialTagFailureRerunConverges(t *testing.T) {
 		if wantUpdated := tr.Tag.TagStr() == "branch-main"; tr.Updated != wantUpdated {
 			t.Errorf("rerun: %s updated = %v, want %v", tr.Tag, tr.Updated, wantUpdated)
 		}
-		if got := headDigest(t, tr.Tag); got != pushed {
+		if got := clienttest.Head(t, tr.Tag.String()); got != pushed {
 			t.Errorf("after the rerun %s = %s, want %s", tr.Tag, got, pushed)
 		}
 	}

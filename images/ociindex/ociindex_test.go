@@ -16,6 +16,7 @@ import (
 
 	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/ciel-ci/ciel/internal/registrytest"
+	"github.com/ciel-ci/ciel/internal/registrytest/clienttest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -46,7 +47,7 @@ func TestCreateTwoArchesByDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := headDigest(t, tag), res.Digest().String(); got != want {
+	if got, want := clienttest.Head(t, tag.String()), res.Digest().String(); got != want {
 		t.Fatalf("tag points at %s, Create said %s", got, want)
 	}
 	idx := registrytest.ValidIndex(t, tag)
@@ -133,7 +134,7 @@ func TestDeclaredPlatformMismatchPushesNothing(t *testing.T) {
 			t.Errorf("error %q does not mention %q", err, s)
 		}
 	}
-	if got := headDigest(t, tag); got != "" {
+	if got := clienttest.Head(t, tag.String()); got != "" {
 		t.Errorf("tag was pushed (%s) despite the mismatch", got)
 	}
 }

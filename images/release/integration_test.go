@@ -8,7 +8,7 @@ import (
 
 	"github.com/ciel-ci/ciel/images/ociindex"
 	"github.com/ciel-ci/ciel/internal/registrytest"
-	"github.com/ciel-ci/ciel/internal/registrytest/realreg"
+	"github.com/ciel-ci/ciel/internal/registrytest/clienttest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -21,7 +21,7 @@ type realEnv struct {
 
 func startReal(t *testing.T) *realEnv {
 	t.Helper()
-	r := realreg.Start(t)
+	r := clienttest.Start(t)
 	return &realEnv{reg: r.Registry, proxy: r.Proxy, opt: WithRemoteOptions(r.Remote...)}
 }
 
@@ -88,7 +88,7 @@ func TestRealPromote(t *testing.T) {
 	if diff := cmp.Diff(actions(dry), actions(rep)); diff != "" {
 		t.Errorf("dry run and real run differ (-dry +real):\n%s", diff)
 	}
-	if got := map[string]string{"v1.3": head(t, direct+":v1.3"), "v1": head(t, direct+":v1"), "latest": head(t, direct+":latest")}; got["v1.3"] != d139 || got["v1"] != d142 || got["latest"] != d142 {
+	if got := map[string]string{"v1.3": clienttest.Head(t, direct+":v1.3"), "v1": clienttest.Head(t, direct+":v1"), "latest": clienttest.Head(t, direct+":latest")}; got["v1.3"] != d139 || got["v1"] != d142 || got["latest"] != d142 {
 		t.Errorf("after the backport: %v", got)
 	}
 }
@@ -153,7 +153,7 @@ func TestRealPromoteRetries500(t *testing.T) {
 	if n := e.proxy.Count(http.MethodPut, registrytest.KindManifest); n != 3 {
 		t.Errorf("%d PUTs, want 3 (two answered 500)\n%s", n, e.proxy.Log())
 	}
-	if head(t, e.reg.Host+"/team/app:v1.0.0") != d {
+	if clienttest.Head(t, e.reg.Host+"/team/app:v1.0.0") != d {
 		t.Error("v1.0.0 does not point at the index")
 	}
 }
@@ -184,7 +184,7 @@ func TestRealPromoteRefusesAnotherCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tag := range []string{"v1.0.0", "v1.0", "v1", "latest"} {
-		if got := head(t, direct+":"+tag); got != built {
+		if got := clienttest.Head(t, direct+":"+tag); got != built {
 			t.Errorf("%s = %s, want %s", tag, got, built)
 		}
 	}

@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	"github.com/ciel-ci/ciel/images/ociindex"
-	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/ciel-ci/ciel/internal/registrytest"
+	"github.com/ciel-ci/ciel/internal/registrytest/clienttest"
 	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -33,19 +33,6 @@ func multiArchOf(t testing.TB, ref, revision string, platforms ...string) string
 		idx = mutate.Annotations(idx, map[string]string{ociindex.AnnotationRevision: revision}).(v1.ImageIndex)
 	}
 	return registrytest.Push(t, ref, idx).DigestStr()
-}
-
-func head(t testing.TB, s string) string {
-	t.Helper()
-	puller, err := remote.NewPuller()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := registryclient.Digest(bg, puller, registrytest.Ref(t, s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 // actions summarises a report as tag -> action.
@@ -76,7 +63,7 @@ func TestPromote(t *testing.T) {
 		t.Errorf("report header = %+v", rep)
 	}
 	for _, tag := range []string{"v1.4.2", "v1.4", "v1", "latest"} {
-		if got := head(t, repo+":"+tag); got != d142 {
+		if got := clienttest.Head(t, repo+":"+tag); got != d142 {
 			t.Errorf("%s points at %q, want %s", tag, got, d142)
 		}
 	}
@@ -103,7 +90,7 @@ func TestPromote(t *testing.T) {
 	if diff := cmp.Diff(want, actions(rep)); diff != "" {
 		t.Errorf("backport actions (-want +got):\n%s", diff)
 	}
-	if head(t, repo+":v1") != d142 || head(t, repo+":latest") != d142 || head(t, repo+":v1.3") != d139 {
+	if clienttest.Head(t, repo+":v1") != d142 || clienttest.Head(t, repo+":latest") != d142 || clienttest.Head(t, repo+":v1.3") != d139 {
 		t.Error("the backport moved the wrong tags")
 	}
 	for _, tr := range rep.Tags {
@@ -122,7 +109,7 @@ func TestPromote(t *testing.T) {
 	if diff := cmp.Diff(want, actions(rep)); diff != "" {
 		t.Errorf("patch actions (-want +got):\n%s", diff)
 	}
-	if head(t, repo+":latest") != d143 {
+	if clienttest.Head(t, repo+":latest") != d143 {
 		t.Error("latest did not move to v1.4.3")
 	}
 }
@@ -158,17 +145,17 @@ func TestPromoteRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := head(t, repo+":v9.0.0")
+			before := clienttest.Head(t, repo+":v9.0.0")
 			_, err := Promote(bg, registrytest.Ref(t, tt.from), registrytest.Repo(t, repo), mustParse(t, tt.version), tt.opts...)
 			if err == nil || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %v containing %q", err, tt.wantErr, tt.want)
 			}
-			if head(t, repo+":v9.0.0") != before {
+			if clienttest.Head(t, repo+":v9.0.0") != before {
 				t.Error("a refused promotion wrote a tag")
 			}
 		})
 	}
-	if head(t, repo+":v1.0.0") != good {
+	if clienttest.Head(t, repo+":v1.0.0") != good {
 		t.Fatal("a refused promotion moved v1.0.0")
 	}
 
@@ -177,7 +164,7 @@ func TestPromoteRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Tags[0].Action != ActionMove || rep.Tags[0].Old != good || head(t, repo+":v1.0.0") != other {
+	if rep.Tags[0].Action != ActionMove || rep.Tags[0].Old != good || clienttest.Head(t, repo+":v1.0.0") != other {
 		t.Errorf("forced promotion: %+v", rep.Tags[0])
 	}
 }
@@ -207,7 +194,7 @@ func TestPromoteDryRun(t *testing.T) {
 	if diff := cmp.Diff(want, actions(rep)); diff != "" {
 		t.Errorf("dry-run actions (-want +got):\n%s", diff)
 	}
-	if !rep.DryRun || head(t, repo+":1.1.0") != "" || head(t, repo+":latest") != d1 {
+	if !rep.DryRun || clienttest.Head(t, repo+":1.1.0") != "" || clienttest.Head(t, repo+":latest") != d1 {
 		t.Error("a dry run changed the repository")
 	}
 }
@@ -219,8 +206,8 @@ func TestPromoteAcrossRepositories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !rep.Linked || head(t, host+"/team/app:v1.0.0") != d {
-		t.Errorf("report %+v; v1.0.0 -> %s, want %s", rep, head(t, host+"/team/app:v1.0.0"), d)
+	if !rep.Linked || clienttest.Head(t, host+"/team/app:v1.0.0") != d {
+		t.Errorf("report %+v; v1.0.0 -> %s, want %s", rep, clienttest.Head(t, host+"/team/app:v1.0.0"), d)
 	}
 	idx, err := remote.Index(registrytest.Ref(t, host+"/team/app:v1.0.0"))
 	if err != nil {
@@ -228,7 +215,7 @@ func TestPromoteAcrossRepositories(t *testing.T) {
 	}
 	im, _ := idx.IndexManifest()
 	for _, m := range im.Manifests {
-		if head(t, host+"/team/app@"+m.Digest.String()) == "" {
+		if clienttest.Head(t, host+"/team/app@"+m.Digest.String()) == "" {
 			t.Errorf("child %s is missing from the target repository", m.Digest)
 		}
 	}
@@ -269,7 +256,7 @@ func TestPromoteRevision(t *testing.T) {
 			if !errors.Is(err, ociindex.ErrRevision) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want ErrRevision containing %q", err, tt.want)
 			}
-			if head(t, repo+":v1.0.0") != "" {
+			if clienttest.Head(t, repo+":v1.0.0") != "" {
 				t.Fatal("a refused promotion wrote v1.0.0")
 			}
 		})
@@ -278,8 +265,8 @@ func TestPromoteRevision(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Digest != built || head(t, repo+":v1.0.0") != built {
-		t.Errorf("released %s (v1.0.0 at %s), want %s", rep.Digest, head(t, repo+":v1.0.0"), built)
+	if rep.Digest != built || clienttest.Head(t, repo+":v1.0.0") != built {
+		t.Errorf("released %s (v1.0.0 at %s), want %s", rep.Digest, clienttest.Head(t, repo+":v1.0.0"), built)
 	}
 	for _, bad := range []string{commit[:12], strings.ToUpper(commit), "sha-" + commit, commit + "\n"} {
 		if _, err := Promote(bg, registrytest.Ref(t, repo+"@"+built), registrytest.Repo(t, repo), mustParse(t, "v1.0.1"), WithRevision(bad)); err == nil ||

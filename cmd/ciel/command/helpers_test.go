@@ -12,14 +12,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/ciel-ci/ciel/internal/registrytest"
 )
 
@@ -91,24 +88,6 @@ func push(t *testing.T, ref string, img v1.Image) string {
 func pushIndex(t *testing.T, tag string, imgs ...v1.Image) string {
 	t.Helper()
 	return registrytest.Push(t, tag, registrytest.IndexOf(t, imgs...)).DigestStr()
-}
-
-// headDigest returns what ref points at, "" if nothing.
-func headDigest(t *testing.T, ref string) string {
-	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	puller, err := remote.NewPuller()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := registryclient.Digest(context.Background(), puller, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 // golden compares got with testdata/file after replacing each key of

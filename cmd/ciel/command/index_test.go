@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ciel-ci/ciel/internal/registrytest"
+	"github.com/ciel-ci/ciel/internal/registrytest/clienttest"
 )
 
 func TestIndexCreate(t *testing.T) {
@@ -27,11 +28,11 @@ func TestIndexCreate(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	digest := headDigest(t, repo+":abc")
+	digest := clienttest.Head(t, repo+":abc")
 	if want := digest + "\n" + repo + "@" + digest + "\n"; r.stdout != want {
 		t.Errorf("stdout = %q, want %q", r.stdout, want)
 	}
-	if headDigest(t, repo+":main") != digest {
+	if clienttest.Head(t, repo+":main") != digest {
 		t.Error("the second tag does not point at the index")
 	}
 	for file, want := range map[string]string{digestFile: digest, urlFile: repo + ":abc", refFile: repo + "@" + digest} {
@@ -66,7 +67,7 @@ func TestIndexCreateTemplateJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
 	}
-	if rep.Digest != headDigest(t, repo+":abc") || len(rep.References) != 1 || rep.References[0] != repo+"@"+rep.Digest {
+	if rep.Digest != clienttest.Head(t, repo+":abc") || len(rep.References) != 1 || rep.References[0] != repo+"@"+rep.Digest {
 		t.Errorf("report header = %+v", rep)
 	}
 	var platforms, sources []string
@@ -165,7 +166,7 @@ func TestIndexCreateDryRun(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &im); err != nil || im["mediaType"] != "application/vnd.oci.image.index.v1+json" {
 		t.Fatalf("stdout is not the index JSON (%v): %s", err, r.stdout)
 	}
-	if d := headDigest(t, repo+":v1"); d != "" {
+	if d := clienttest.Head(t, repo+":v1"); d != "" {
 		t.Errorf("dry run pushed the tag (%s)", d)
 	}
 }
@@ -182,7 +183,7 @@ func TestIndexCreatePlatformMismatch(t *testing.T) {
 	if !strings.Contains(r.stderr, "declared linux/arm64") || !strings.Contains(r.stderr, "says linux/amd64") {
 		t.Errorf("stderr does not name both platforms: %s", r.stderr)
 	}
-	if r.stdout != "" || headDigest(t, repo+":v1") != "" {
+	if r.stdout != "" || clienttest.Head(t, repo+":v1") != "" {
 		t.Errorf("something was pushed or printed: %q", r.stdout)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ciel-ci/ciel/images/release"
 	"github.com/ciel-ci/ciel/internal/registrytest"
+	"github.com/ciel-ci/ciel/internal/registrytest/clienttest"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -64,11 +65,11 @@ func TestReleasePromote(t *testing.T) {
 	// Another digest for an existing version is refused, unless --force.
 	r = run(t, nil, "release", "promote", "--from", repo+":9f8e7d6", "--version", "v1.4.2")
 	r.exited(t, ExitFailed, "immutable")
-	if headDigest(t, repo+":v1.4.2") != d1 {
+	if clienttest.Head(t, repo+":v1.4.2") != d1 {
 		t.Fatal("a refused promotion moved v1.4.2")
 	}
 	r = run(t, nil, "release", "promote", "--from", repo+":9f8e7d6", "--version", "v1.4.2", "--force")
-	if r.code != 0 || headDigest(t, repo+":v1.4.2") != d2 {
+	if r.code != 0 || clienttest.Head(t, repo+":v1.4.2") != d2 {
 		t.Errorf("forced: exit %d: %s", r.code, r.stderr)
 	}
 }
@@ -86,7 +87,7 @@ func TestReleasePromoteDryRun(t *testing.T) {
 		t.Errorf("stdout does not say it is a dry run:\n%s", r.stdout)
 	}
 	for _, tag := range []string{"2.0.0", "2.0", "2", "latest"} {
-		if d := headDigest(t, repo+":"+tag); d != "" {
+		if d := clienttest.Head(t, repo+":"+tag); d != "" {
 			t.Errorf("dry run created %s", tag)
 		}
 	}

@@ -1,4 +1,4 @@
-package realreg
+package clienttest
 
 import (
 	"context"
@@ -29,5 +29,11 @@ func TestStartReachesTheRegistryThroughTheProxy(t *testing.T) {
 	}
 	if n := e.Proxy.Count("HEAD", registrytest.KindManifest); n != 1 {
 		t.Errorf("the proxy saw %d manifest HEADs, want 1\n%s", n, e.Proxy.Log())
+	}
+	if got := Head(t, e.Proxy.Host+"/team/app:v1", e.Remote...); got != d.DigestStr() {
+		t.Errorf("Head = %q, want %s", got, d.DigestStr())
+	}
+	if got := Head(t, e.Proxy.Host+"/team/app:missing", e.Remote...); got != "" {
+		t.Errorf("Head of a missing tag = %q, want \"\"", got)
 	}
 }

@@ -1,10 +1,10 @@
-// Package realreg starts what the integration tests of images/ociindex and
-// images/release run against: the real docker-registry behind registrytest's
-// counting proxy, and the remote options of a registryclient that reaches it
-// with quick retries. It is a package of its own, not part of registrytest,
-// because registryclient's tests import registrytest: registrytest cannot
-// import registryclient.
-package realreg
+// Package clienttest holds the registry test helpers built on
+// registryclient, which registrytest cannot hold because registryclient's
+// own tests import registrytest: Start, the real docker-registry behind
+// registrytest's counting proxy with the remote options of a registryclient
+// that reaches it (what the integration tests of images/ociindex and
+// images/release run against), and Head, what a reference points at.
+package clienttest
 
 import (
 	"context"
@@ -38,4 +38,19 @@ func Start(t *testing.T) *Env {
 		t.Fatal(err)
 	}
 	return &Env{Registry: reg, Proxy: registrytest.NewProxy(t, reg), Remote: c.RemoteOptions(context.Background())}
+}
+
+// Head returns the digest ref points at, "" when nothing (read as the
+// commands read it, with registryclient.Digest), or fails the test.
+func Head(t testing.TB, ref string, opts ...remote.Option) string {
+	t.Helper()
+	puller, err := remote.NewPuller(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := registryclient.Digest(context.Background(), puller, registrytest.Ref(t, ref))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
