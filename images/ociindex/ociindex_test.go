@@ -35,8 +35,7 @@ func platformsOf(im *v1.IndexManifest) []string {
 }
 
 func TestCreateTwoArchesByDigest(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	amd := pushRandom(t, repo, "linux/amd64")
 	arm := pushRandom(t, repo, "linux/arm64/v8")
 	tag := registrytest.Tag(t, repo+":abc123")
@@ -71,8 +70,7 @@ func TestCreateTwoArchesByDigest(t *testing.T) {
 }
 
 func TestBuildIsDeterministic(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	var refs []string
 	for _, p := range []string{"linux/s390x", "linux/arm/v7", "linux/amd64", "linux/arm64/v8", "windows/amd64:10.0.17763.1879", "linux/arm/v6"} {
 		refs = append(refs, registrytest.Push(t, repo, staticImage(t, registrytest.Platform(t, p), p, true)).String())
@@ -119,8 +117,7 @@ func golden(t *testing.T, file string, got []byte) {
 }
 
 func TestDeclaredPlatformMismatchPushesNothing(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	amd := pushRandom(t, repo, "linux/amd64")
 	wrong := pushRandom(t, repo, "linux/amd64") // the "arm64" build ran on an amd64 node
 	tag := registrytest.Tag(t, repo+":abc123")
@@ -140,8 +137,7 @@ func TestDeclaredPlatformMismatchPushesNothing(t *testing.T) {
 }
 
 func TestDuplicatePlatforms(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	a1 := pushRandom(t, repo, "linux/amd64")
 	a2 := pushRandom(t, repo, "linux/amd64")
 	arm := pushRandom(t, repo, "linux/arm64")
@@ -194,8 +190,7 @@ func TestDuplicatePlatforms(t *testing.T) {
 }
 
 func TestIndexSourceWithAttestations(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	imgs := registrytest.RandomImages(t, "linux/amd64", "linux/arm64")
 	amd, arm := imgs[0], imgs[1]
 	sourceIndex(t, repo+":buildx", true, arm, amd)
@@ -252,8 +247,7 @@ func TestIndexSourceWithAttestations(t *testing.T) {
 }
 
 func TestIndexListsWrongPlatform(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	amd := registrytest.RandomImages(t, "linux/amd64")[0]
 	// An index that claims the amd64 image is arm64.
 	idx := sourceIndex(t, repo+":liar", false, amd)
@@ -286,8 +280,7 @@ func mustRaw(t testing.TB, m interface{ RawManifest() ([]byte, error) }) []byte 
 }
 
 func TestDockerFormat(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	dAmd := registrytest.Push(t, repo, staticImage(t, registrytest.Platform(t, "linux/amd64"), "d-amd", false))
 	dArm := registrytest.Push(t, repo, staticImage(t, registrytest.Platform(t, "linux/arm64"), "d-arm", false))
 	oArm := registrytest.Push(t, repo, staticImage(t, registrytest.Platform(t, "linux/arm64"), "o-arm", true))
@@ -329,8 +322,7 @@ func TestDockerFormat(t *testing.T) {
 }
 
 func TestRequirePlatforms(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	amd := pushRandom(t, repo, "linux/amd64")
 	armV7 := pushRandom(t, repo, "linux/arm/v7")
 	tests := []struct {
@@ -359,8 +351,7 @@ func TestRequirePlatforms(t *testing.T) {
 }
 
 func TestCreateIsIdempotent(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	amd := pushRandom(t, repo, "linux/amd64")
 	arm := pushRandom(t, repo, "linux/arm64")
 	tags := []name.Tag{registrytest.Tag(t, repo+":abc123"), registrytest.Tag(t, repo+":main")}
@@ -405,8 +396,7 @@ func mustDesc(t testing.TB, ref name.Reference) *remote.Descriptor {
 }
 
 func TestSourceErrors(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	noPlatform := registrytest.RandomImage(t, v1.Platform{})
 	np := registrytest.Push(t, repo, noPlatform)
 	amd := registrytest.RandomImages(t, "linux/amd64")[0]
@@ -464,8 +454,7 @@ func TestOptionsValidate(t *testing.T) {
 }
 
 func TestInspect(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	imgs := registrytest.RandomImages(t, "linux/amd64", "linux/arm64/v8")
 	amd, arm := imgs[0], imgs[1]
 	idx := sourceIndex(t, repo+":multi", true, amd, arm)

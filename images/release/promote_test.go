@@ -45,8 +45,7 @@ func actions(r *Report) map[string]Action {
 }
 
 func TestPromote(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/team/app"
+	repo := registrytest.Memory(t) + "/team/app"
 	d142 := multiArch(t, repo+":1a2b3c4", "linux/amd64", "linux/arm64")
 	floating := WithRules(Rules{Floating: true})
 
@@ -115,8 +114,7 @@ func TestPromote(t *testing.T) {
 }
 
 func TestPromoteRefusals(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/team/app"
+	repo := registrytest.Memory(t) + "/team/app"
 	good := multiArch(t, repo+":good", "linux/amd64", "linux/arm64")
 	other := multiArch(t, repo+":other", "linux/amd64", "linux/arm64")
 	multiArch(t, repo+":amdonly", "linux/amd64")
@@ -179,8 +177,7 @@ func mustGet(t testing.TB, s string) *remote.Descriptor {
 }
 
 func TestPromoteDryRun(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	d1 := multiArch(t, repo+":a", "linux/amd64")
 	if _, err := Promote(bg, registrytest.Ref(t, repo+":a"), registrytest.Repo(t, repo), mustParse(t, "1.0.0"), WithRules(Rules{Floating: true})); err != nil {
 		t.Fatal(err)
@@ -234,8 +231,7 @@ func TestPromoteOptionsValidate(t *testing.T) {
 }
 
 func TestPromoteRevision(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/team/app"
+	repo := registrytest.Memory(t) + "/team/app"
 	commit := strings.Repeat("a1", 20)
 	other := strings.Repeat("b2", 20)
 	built := multiArchOf(t, repo+":sha-"+commit, commit, "linux/amd64", "linux/arm64")

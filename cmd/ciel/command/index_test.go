@@ -53,8 +53,7 @@ func TestIndexCreate(t *testing.T) {
 }
 
 func TestIndexCreateTemplateJSON(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/team/app"
+	repo := registrytest.Memory(t) + "/team/app"
 	push(t, repo+":abc-amd64", platformImage(t, "linux/amd64", "1"))
 	push(t, repo+":abc-arm64", platformImage(t, "linux/arm64", "1"))
 	r := run(t, nil, "index", "create", "-o", "json", "--tag", repo+":abc",
@@ -90,8 +89,7 @@ func TestIndexCreateTemplateJSON(t *testing.T) {
 }
 
 func TestIndexCreateAnnotations(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	amd := push(t, repo+":a", platformImage(t, "linux/amd64", "1"))
 	env := map[string]string{
 		"CI_PROJECT_URL":    "https://gitlab.example.com/team/app",
@@ -155,8 +153,7 @@ func TestIndexCreateAnnotations(t *testing.T) {
 }
 
 func TestIndexCreateDryRun(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	amd := push(t, repo+":a", platformImage(t, "linux/amd64", "1"))
 	r := run(t, nil, "index", "create", "--dry-run", "--tag", repo+":v1", amd)
 	if r.code != 0 {
@@ -172,8 +169,7 @@ func TestIndexCreateDryRun(t *testing.T) {
 }
 
 func TestIndexCreatePlatformMismatch(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	amd := push(t, repo+":a", platformImage(t, "linux/amd64", "1"))
 	wrong := push(t, repo+":b", platformImage(t, "linux/amd64", "2"))
 	r := run(t, nil, "index", "create", "--tag", repo+":v1", amd+"=linux/amd64", wrong+"=linux/arm64")

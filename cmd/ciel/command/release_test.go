@@ -75,8 +75,7 @@ func TestReleasePromote(t *testing.T) {
 }
 
 func TestReleasePromoteDryRun(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	pushIndex(t, repo+":abc", platformImage(t, "linux/amd64", "1"))
 	results := t.TempDir()
 	r := run(t, nil, "release", "promote", "--dry-run", "--from", repo+":abc", "--version", "2.0.0", "--floating", "--results-dir", results)
@@ -97,8 +96,7 @@ func TestReleasePromoteDryRun(t *testing.T) {
 }
 
 func TestReleasePromoteRefusesImages(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	single := push(t, repo+":abc", platformImage(t, "linux/amd64", "1"))
 	r := run(t, nil, "release", "promote", "--from", single, "--version", "v1.0.0")
 	r.exited(t, ExitFailed, "single image")
