@@ -32,11 +32,7 @@ func TestRealPromote(t *testing.T) {
 	d142 := multiArch(t, direct+":1a2b3c4", "linux/amd64", "linux/arm64")
 	e.proxy.Reset()
 
-	rep, err := Promote(bg, registrytest.Ref(t, repo+":1a2b3c4"), registrytest.Repo(t, repo), mustParse(t, "v1.4.2"),
-		WithRules(Rules{Floating: true}), e.opt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustPromote(t, repo+":1a2b3c4", repo, "v1.4.2", WithRules(Rules{Floating: true}), e.opt)
 	if len(rep.Changed()) != 4 {
 		t.Fatalf("changed %v, want 4 tags", rep.Changed())
 	}
@@ -64,9 +60,7 @@ func TestRealPromote(t *testing.T) {
 
 	// Re-running reads only.
 	e.proxy.Reset()
-	if _, err := Promote(bg, registrytest.Ref(t, repo+"@"+d142), registrytest.Repo(t, repo), mustParse(t, "v1.4.2"), WithRules(Rules{Floating: true}), e.opt); err != nil {
-		t.Fatal(err)
-	}
+	mustPromote(t, repo+"@"+d142, repo, "v1.4.2", WithRules(Rules{Floating: true}), e.opt)
 	if w := e.proxy.Writes(); len(w) != 0 {
 		t.Errorf("a re-run wrote: %v", w)
 	}
@@ -74,17 +68,11 @@ func TestRealPromote(t *testing.T) {
 	// A backport moves v1.3 only; a dry run of it writes nothing.
 	d139 := multiArch(t, direct+":9f8e7d6", "linux/amd64", "linux/arm64")
 	e.proxy.Reset()
-	dry, err := Promote(bg, registrytest.Ref(t, repo+":9f8e7d6"), registrytest.Repo(t, repo), mustParse(t, "v1.3.9"), WithRules(Rules{Floating: true}), WithDryRun(true), e.opt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	dry := mustPromote(t, repo+":9f8e7d6", repo, "v1.3.9", WithRules(Rules{Floating: true}), WithDryRun(true), e.opt)
 	if w := e.proxy.Writes(); len(w) != 0 {
 		t.Errorf("a dry run wrote: %v", w)
 	}
-	rep, err = Promote(bg, registrytest.Ref(t, repo+":9f8e7d6"), registrytest.Repo(t, repo), mustParse(t, "v1.3.9"), WithRules(Rules{Floating: true}), e.opt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = mustPromote(t, repo+":9f8e7d6", repo, "v1.3.9", WithRules(Rules{Floating: true}), e.opt)
 	if diff := cmp.Diff(actions(dry), actions(rep)); diff != "" {
 		t.Errorf("dry run and real run differ (-dry +real):\n%s", diff)
 	}
@@ -100,16 +88,13 @@ func TestRealPromoteRefusalWritesNothing(t *testing.T) {
 	multiArch(t, direct+":a", "linux/amd64", "linux/arm64")
 	multiArch(t, direct+":b", "linux/amd64", "linux/arm64")
 	amd := multiArch(t, direct+":amd", "linux/amd64")
-	if _, err := Promote(bg, registrytest.Ref(t, repo+":a"), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"), e.opt); err != nil {
-		t.Fatal(err)
-	}
+	mustPromote(t, repo+":a", repo, "v1.0.0", e.opt)
 	e.proxy.Reset()
-	_, err := Promote(bg, registrytest.Ref(t, repo+":b"), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"), WithRules(Rules{Floating: true}), e.opt)
+	_, err := promote(t, repo+":b", repo, "v1.0.0", WithRules(Rules{Floating: true}), e.opt)
 	if !errors.Is(err, ErrImmutable) {
 		t.Fatalf("err = %v, want ErrImmutable", err)
 	}
-	_, err = Promote(bg, registrytest.Ref(t, repo+"@"+amd), registrytest.Repo(t, repo), mustParse(t, "v2.0.0"), e.opt,
-		WithRequirePlatforms(registrytest.Platform(t, "linux/amd64"), registrytest.Platform(t, "linux/arm64")))
+	_, err = promote(t, repo+"@"+amd, repo, "v2.0.0", e.opt, WithRequirePlatforms(registrytest.Platform(t, "linux/amd64"), registrytest.Platform(t, "linux/arm64")))
 	if err == nil || !strings.Contains(err.Error(), "linux/arm64") {
 		t.Fatalf("err = %v, want a missing linux/arm64", err)
 	}
@@ -122,10 +107,7 @@ func TestRealPromoteAcrossRepositoriesMountsOnly(t *testing.T) {
 	e := startReal(t)
 	d := multiArch(t, e.reg.Host+"/team/app-ci:1a2b3c4", "linux/amd64", "linux/arm64")
 	e.proxy.Reset()
-	rep, err := Promote(bg, registrytest.Ref(t, e.proxy.Host+"/team/app-ci:1a2b3c4"), registrytest.Repo(t, e.proxy.Host+"/team/app"), mustParse(t, "v1.0.0"), e.opt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustPromote(t, e.proxy.Host+"/team/app-ci:1a2b3c4", e.proxy.Host+"/team/app", "v1.0.0", e.opt)
 	if !rep.Linked {
 		t.Error("report does not say the index was linked")
 	}
@@ -147,7 +129,7 @@ func TestRealPromoteRetries500(t *testing.T) {
 	d := multiArch(t, e.reg.Host+"/team/app:1a2b3c4", "linux/amd64")
 	e.proxy.Reset()
 	e.proxy.Inject(registrytest.Fault{Method: http.MethodPut, Kind: registrytest.KindManifest, Status: 500, Times: 2})
-	if _, err := Promote(bg, registrytest.Ref(t, repo+":1a2b3c4"), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"), e.opt); err != nil {
+	if _, err := promote(t, repo+":1a2b3c4", repo, "v1.0.0", e.opt); err != nil {
 		t.Fatalf("Promote: %v\n%s", err, e.proxy.Log())
 	}
 	if n := e.proxy.Count(http.MethodPut, registrytest.KindManifest); n != 3 {
@@ -169,8 +151,7 @@ func TestRealPromoteRefusesAnotherCommit(t *testing.T) {
 	commit := strings.Repeat("c3", 20)
 	rewritten := multiArchOf(t, direct+":sha-"+commit, strings.Repeat("d4", 20), "linux/amd64", "linux/arm64")
 	e.proxy.Reset()
-	_, err := Promote(bg, registrytest.Ref(t, repo+"@"+rewritten), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"),
-		WithRules(Rules{Floating: true}), WithRevision(commit), e.opt)
+	_, err := promote(t, repo+"@"+rewritten, repo, "v1.0.0", WithRules(Rules{Floating: true}), WithRevision(commit), e.opt)
 	if !errors.Is(err, ociindex.ErrRevision) {
 		t.Fatalf("err = %v, want ErrRevision", err)
 	}
@@ -178,11 +159,7 @@ func TestRealPromoteRefusesAnotherCommit(t *testing.T) {
 		t.Errorf("the refused promotion wrote: %v", w)
 	}
 	built := multiArchOf(t, direct+":sha-"+commit, commit, "linux/amd64", "linux/arm64")
-	rep, err := Promote(bg, registrytest.Ref(t, repo+"@"+built), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"),
-		WithRules(Rules{Floating: true}), WithRevision(commit), e.opt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustPromote(t, repo+"@"+built, repo, "v1.0.0", WithRules(Rules{Floating: true}), WithRevision(commit), e.opt)
 	for _, tag := range []string{"v1.0.0", "v1.0", "v1", "latest"} {
 		if got := clienttest.Head(t, direct+":"+tag); got != built {
 			t.Errorf("%s = %s, want %s", tag, got, built)

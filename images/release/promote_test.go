@@ -35,6 +35,23 @@ func multiArchOf(t testing.TB, ref, revision string, platforms ...string) string
 	return registrytest.Push(t, ref, idx).DigestStr()
 }
 
+// promote is Promote of the index from names (by tag or digest) to repo as
+// version, each parsed or the test failed.
+func promote(t testing.TB, from, repo, version string, opts ...Option) (*Report, error) {
+	t.Helper()
+	return Promote(bg, registrytest.Ref(t, from), registrytest.Repo(t, repo), mustParse(t, version), opts...)
+}
+
+// mustPromote is promote that fails the test on an error.
+func mustPromote(t testing.TB, from, repo, version string, opts ...Option) *Report {
+	t.Helper()
+	rep, err := promote(t, from, repo, version, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rep
+}
+
 // actions summarises a report as tag -> action.
 func actions(r *Report) map[string]Action {
 	m := map[string]Action{}
@@ -49,11 +66,7 @@ func TestPromote(t *testing.T) {
 	d142 := multiArch(t, repo+":1a2b3c4", "linux/amd64", "linux/arm64")
 	floating := WithRules(Rules{Floating: true})
 
-	rep, err := Promote(bg, registrytest.Ref(t, repo+":1a2b3c4"), registrytest.Repo(t, repo), mustParse(t, "v1.4.2"), floating,
-		WithRequirePlatforms(v1.Platform{OS: "linux", Architecture: "amd64"}, v1.Platform{OS: "linux", Architecture: "arm64"}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustPromote(t, repo+":1a2b3c4", repo, "v1.4.2", floating, WithRequirePlatforms(v1.Platform{OS: "linux", Architecture: "amd64"}, v1.Platform{OS: "linux", Architecture: "arm64"}))
 	want := map[string]Action{"v1.4.2": ActionCreate, "v1.4": ActionCreate, "v1": ActionCreate, "latest": ActionCreate}
 	if diff := cmp.Diff(want, actions(rep)); diff != "" {
 		t.Errorf("actions (-want +got):\n%s", diff)
@@ -68,10 +81,7 @@ func TestPromote(t *testing.T) {
 	}
 
 	// Re-running the release is a no-op.
-	rep, err = Promote(bg, registrytest.Ref(t, repo+"@"+d142), registrytest.Repo(t, repo), mustParse(t, "v1.4.2"), floating)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = mustPromote(t, repo+"@"+d142, repo, "v1.4.2", floating)
 	if len(rep.Changed()) != 0 {
 		t.Errorf("re-run changed %v", rep.Changed())
 	}
@@ -81,10 +91,7 @@ func TestPromote(t *testing.T) {
 
 	// A backport moves only its minor tag.
 	d139 := multiArch(t, repo+":9f8e7d6", "linux/amd64", "linux/arm64")
-	rep, err = Promote(bg, registrytest.Ref(t, repo+":9f8e7d6"), registrytest.Repo(t, repo), mustParse(t, "v1.3.9"), floating)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = mustPromote(t, repo+":9f8e7d6", repo, "v1.3.9", floating)
 	want = map[string]Action{"v1.3.9": ActionCreate, "v1.3": ActionCreate, "v1": ActionKeep, "latest": ActionKeep}
 	if diff := cmp.Diff(want, actions(rep)); diff != "" {
 		t.Errorf("backport actions (-want +got):\n%s", diff)
@@ -100,10 +107,7 @@ func TestPromote(t *testing.T) {
 
 	// A patch release moves every floating tag.
 	d143 := multiArch(t, repo+":5e6f7a8", "linux/amd64", "linux/arm64")
-	rep, err = Promote(bg, registrytest.Ref(t, repo+":5e6f7a8"), registrytest.Repo(t, repo), mustParse(t, "v1.4.3"), floating)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = mustPromote(t, repo+":5e6f7a8", repo, "v1.4.3", floating)
 	want = map[string]Action{"v1.4.3": ActionCreate, "v1.4": ActionMove, "v1": ActionMove, "latest": ActionMove}
 	if diff := cmp.Diff(want, actions(rep)); diff != "" {
 		t.Errorf("patch actions (-want +got):\n%s", diff)
@@ -119,9 +123,7 @@ func TestPromoteRefusals(t *testing.T) {
 	other := multiArch(t, repo+":other", "linux/amd64", "linux/arm64")
 	multiArch(t, repo+":amdonly", "linux/amd64")
 	registrytest.Push(t, repo+":single", registrytest.RandomImages(t, "linux/amd64")[0])
-	if _, err := Promote(bg, registrytest.Ref(t, repo+":good"), registrytest.Repo(t, repo), mustParse(t, "v1.0.0")); err != nil {
-		t.Fatal(err)
-	}
+	mustPromote(t, repo+":good", repo, "v1.0.0")
 	if err := remote.Tag(registrytest.Ref(t, repo+":other").Context().Tag("2.0.0"), mustGet(t, repo+":other")); err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +146,7 @@ func TestPromoteRefusals(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := clienttest.Head(t, repo+":v9.0.0")
-			_, err := Promote(bg, registrytest.Ref(t, tt.from), registrytest.Repo(t, repo), mustParse(t, tt.version), tt.opts...)
+			_, err := promote(t, tt.from, repo, tt.version, tt.opts...)
 			if err == nil || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %v containing %q", err, tt.wantErr, tt.want)
 			}
@@ -158,10 +160,7 @@ func TestPromoteRefusals(t *testing.T) {
 	}
 
 	// --force overrides immutability.
-	rep, err := Promote(bg, registrytest.Ref(t, repo+":other"), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"), WithForce(true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustPromote(t, repo+":other", repo, "v1.0.0", WithForce(true))
 	if rep.Tags[0].Action != ActionMove || rep.Tags[0].Old != good || clienttest.Head(t, repo+":v1.0.0") != other {
 		t.Errorf("forced promotion: %+v", rep.Tags[0])
 	}
@@ -179,14 +178,9 @@ func mustGet(t testing.TB, s string) *remote.Descriptor {
 func TestPromoteDryRun(t *testing.T) {
 	repo := registrytest.Memory(t) + "/app"
 	d1 := multiArch(t, repo+":a", "linux/amd64")
-	if _, err := Promote(bg, registrytest.Ref(t, repo+":a"), registrytest.Repo(t, repo), mustParse(t, "1.0.0"), WithRules(Rules{Floating: true})); err != nil {
-		t.Fatal(err)
-	}
+	mustPromote(t, repo+":a", repo, "1.0.0", WithRules(Rules{Floating: true}))
 	multiArch(t, repo+":b", "linux/amd64")
-	rep, err := Promote(bg, registrytest.Ref(t, repo+":b"), registrytest.Repo(t, repo), mustParse(t, "1.1.0"), WithRules(Rules{Floating: true}), WithDryRun(true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustPromote(t, repo+":b", repo, "1.1.0", WithRules(Rules{Floating: true}), WithDryRun(true))
 	want := map[string]Action{"1.1.0": ActionCreate, "1.1": ActionCreate, "1": ActionMove, "latest": ActionMove}
 	if diff := cmp.Diff(want, actions(rep)); diff != "" {
 		t.Errorf("dry-run actions (-want +got):\n%s", diff)
@@ -199,10 +193,7 @@ func TestPromoteDryRun(t *testing.T) {
 func TestPromoteAcrossRepositories(t *testing.T) {
 	host := registrytest.Memory(t)
 	d := multiArch(t, host+"/team/app-ci:1a2b3c4", "linux/amd64", "linux/arm64")
-	rep, err := Promote(bg, registrytest.Ref(t, host+"/team/app-ci:1a2b3c4"), registrytest.Repo(t, host+"/team/app"), mustParse(t, "v1.0.0"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustPromote(t, host+"/team/app-ci:1a2b3c4", host+"/team/app", "v1.0.0")
 	if !rep.Linked || clienttest.Head(t, host+"/team/app:v1.0.0") != d {
 		t.Errorf("report %+v; v1.0.0 -> %s, want %s", rep, clienttest.Head(t, host+"/team/app:v1.0.0"), d)
 	}
@@ -224,7 +215,7 @@ func TestPromoteOptionsValidate(t *testing.T) {
 		WithRequirePlatforms(v1.Platform{Architecture: "amd64"}),
 		WithLogger(nil),
 	} {
-		if _, err := Promote(bg, registrytest.Ref(t, "reg.invalid/app:x"), registrytest.Repo(t, "reg.invalid/app"), mustParse(t, "v1.0.0"), opt); err == nil {
+		if _, err := promote(t, "reg.invalid/app:x", "reg.invalid/app", "v1.0.0", opt); err == nil {
 			t.Error("an invalid option was accepted")
 		}
 	}
@@ -248,7 +239,7 @@ func TestPromoteRevision(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Promote(bg, registrytest.Ref(t, tt.from), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"), WithRevision(commit))
+			_, err := promote(t, tt.from, repo, "v1.0.0", WithRevision(commit))
 			if !errors.Is(err, ociindex.ErrRevision) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want ErrRevision containing %q", err, tt.want)
 			}
@@ -257,15 +248,12 @@ func TestPromoteRevision(t *testing.T) {
 			}
 		})
 	}
-	rep, err := Promote(bg, registrytest.Ref(t, repo+"@"+built), registrytest.Repo(t, repo), mustParse(t, "v1.0.0"), WithRevision(commit))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustPromote(t, repo+"@"+built, repo, "v1.0.0", WithRevision(commit))
 	if rep.Digest != built || clienttest.Head(t, repo+":v1.0.0") != built {
 		t.Errorf("released %s (v1.0.0 at %s), want %s", rep.Digest, clienttest.Head(t, repo+":v1.0.0"), built)
 	}
 	for _, bad := range []string{commit[:12], strings.ToUpper(commit), "sha-" + commit, commit + "\n"} {
-		if _, err := Promote(bg, registrytest.Ref(t, repo+"@"+built), registrytest.Repo(t, repo), mustParse(t, "v1.0.1"), WithRevision(bad)); err == nil ||
+		if _, err := promote(t, repo+"@"+built, repo, "v1.0.1", WithRevision(bad)); err == nil ||
 			!strings.Contains(err.Error(), "not a full commit SHA") {
 			t.Errorf("WithRevision(%q): err = %v, want a refusal", bad, err)
 		}
