@@ -45,6 +45,16 @@ func run(t *testing.T, env map[string]string, args ...string) result {
 	return result{stdout: out.String(), stderr: errb.String(), code: ExitCode(err), err: err}
 }
 
+// mustRun is run that fails the test unless the command succeeded.
+func mustRun(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	r := run(t, env, args...)
+	if r.code != 0 {
+		t.Fatalf("ciel %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r
+}
+
 // exited checks that r ended with code and, for a failure, that stderr
 // says want ("" checks nothing); it reports whether r succeeded, so that the
 // caller goes on to check what it wrote.

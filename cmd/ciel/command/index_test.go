@@ -22,12 +22,9 @@ func TestIndexCreate(t *testing.T) {
 	dir := t.TempDir()
 	digestFile, urlFile, refFile := filepath.Join(dir, "IMAGE_DIGEST"), filepath.Join(dir, "IMAGE_URL"), filepath.Join(dir, "REF")
 
-	r := run(t, nil, "index", "create", "--tag", repo+":abc", "--tag", repo+":main",
+	r := mustRun(t, nil, "index", "create", "--tag", repo+":abc", "--tag", repo+":main",
 		"--digest-file", digestFile, "--url-file", urlFile, "--ref-file", refFile,
 		arm+"=linux/arm64/v8", amd+"=linux/amd64")
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
 	digest := clienttest.Head(t, repo+":abc")
 	if want := digest + "\n" + repo + "@" + digest + "\n"; r.stdout != want {
 		t.Errorf("stdout = %q, want %q", r.stdout, want)
@@ -56,12 +53,9 @@ func TestIndexCreateTemplateJSON(t *testing.T) {
 	repo := registrytest.Memory(t) + "/team/app"
 	push(t, repo+":abc-amd64", platformImage(t, "linux/amd64", "1"))
 	push(t, repo+":abc-arm64", platformImage(t, "linux/arm64", "1"))
-	r := run(t, nil, "index", "create", "-o", "json", "--tag", repo+":abc",
+	r := mustRun(t, nil, "index", "create", "-o", "json", "--tag", repo+":abc",
 		"--platforms", "linux/amd64,linux/arm64", "--template", repo+":abc-ARCH",
 		"--require-platforms", "linux/amd64,linux/arm64")
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
 	var rep createJSON
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
@@ -126,10 +120,7 @@ func TestIndexCreateAnnotations(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tag := repo + ":t" + string(rune('0'+i))
 			args := append([]string{"index", "create", "--tag", tag, amd}, tt.args...)
-			r := run(t, env, args...)
-			if r.code != 0 {
-				t.Fatalf("exit %d: %s", r.code, r.stderr)
-			}
+			mustRun(t, env, args...)
 			ref, _ := name.ParseReference(tag)
 			idx, err := remote.Index(ref)
 			if err != nil {
@@ -155,10 +146,7 @@ func TestIndexCreateAnnotations(t *testing.T) {
 func TestIndexCreateDryRun(t *testing.T) {
 	repo := registrytest.Memory(t) + "/app"
 	amd := push(t, repo+":a", platformImage(t, "linux/amd64", "1"))
-	r := run(t, nil, "index", "create", "--dry-run", "--tag", repo+":v1", amd)
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
+	r := mustRun(t, nil, "index", "create", "--dry-run", "--tag", repo+":v1", amd)
 	var im map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &im); err != nil || im["mediaType"] != "application/vnd.oci.image.index.v1+json" {
 		t.Fatalf("stdout is not the index JSON (%v): %s", err, r.stdout)
@@ -188,16 +176,10 @@ func TestIndexInspect(t *testing.T) {
 	host := registrytest.Memory(t)
 	repo := host + "/app"
 	digest := pushIndex(t, repo+":multi", platformImage(t, "linux/amd64", "1"), platformImage(t, "linux/arm64/v8", "1"))
-	r := run(t, nil, "index", "inspect", repo+":multi")
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
+	r := mustRun(t, nil, "index", "inspect", repo+":multi")
 	golden(t, "index-inspect.txt", r.stdout, host, "REGISTRY")
 
-	r = run(t, nil, "index", "inspect", "-o", "json", repo+":multi")
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
+	r = mustRun(t, nil, "index", "inspect", "-o", "json", repo+":multi")
 	var s struct {
 		Digest    string `json:"digest"`
 		Manifests []struct {

@@ -19,11 +19,8 @@ func TestReleasePromote(t *testing.T) {
 	results := t.TempDir()
 
 	// The version comes from the GitLab tag pipeline.
-	r := run(t, map[string]string{"CI_COMMIT_TAG": "v1.4.2"}, "release", "promote", "--from", repo+":1a2b3c4",
+	r := mustRun(t, map[string]string{"CI_COMMIT_TAG": "v1.4.2"}, "release", "promote", "--from", repo+":1a2b3c4",
 		"--floating", "--require-platforms", "linux/amd64,linux/arm64", "--results-dir", results)
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
 	golden(t, "release-promote.txt", r.stdout, host, "REGISTRY", d1[7:19], "INDEXDIGEST1")
 	for file, want := range map[string]string{
 		"digest":       d1,
@@ -38,10 +35,7 @@ func TestReleasePromote(t *testing.T) {
 
 	// A backport, as JSON: v1.3 moves, v1 and latest are kept.
 	d2 := pushIndex(t, repo+":9f8e7d6", platformImage(t, "linux/amd64", "2"), platformImage(t, "linux/arm64", "2"))
-	r = run(t, nil, "release", "promote", "-o", "json", "--from", repo+":9f8e7d6", "--version", "v1.3.9", "--floating")
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
+	r = mustRun(t, nil, "release", "promote", "-o", "json", "--from", repo+":9f8e7d6", "--version", "v1.3.9", "--floating")
 	var rep release.Report
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
@@ -78,10 +72,7 @@ func TestReleasePromoteDryRun(t *testing.T) {
 	repo := registrytest.Memory(t) + "/app"
 	pushIndex(t, repo+":abc", platformImage(t, "linux/amd64", "1"))
 	results := t.TempDir()
-	r := run(t, nil, "release", "promote", "--dry-run", "--from", repo+":abc", "--version", "2.0.0", "--floating", "--results-dir", results)
-	if r.code != 0 {
-		t.Fatalf("exit %d: %s", r.code, r.stderr)
-	}
+	r := mustRun(t, nil, "release", "promote", "--dry-run", "--from", repo+":abc", "--version", "2.0.0", "--floating", "--results-dir", results)
 	if !strings.HasPrefix(r.stdout, "dry run: would promote") {
 		t.Errorf("stdout does not say it is a dry run:\n%s", r.stdout)
 	}
