@@ -12,36 +12,36 @@ import (
 // Ref parses a reference (by tag or digest) or fails the test.
 func Ref(t testing.TB, s string) name.Reference {
 	t.Helper()
-	r, err := name.ParseReference(s)
-	return parsed(t, r, err)
+	return must(name.ParseReference(s))(t)
 }
 
 // Tag parses a tag reference or fails the test.
 func Tag(t testing.TB, s string) name.Tag {
 	t.Helper()
-	tag, err := name.NewTag(s)
-	return parsed(t, tag, err)
+	return must(name.NewTag(s))(t)
 }
 
 // Repo parses a repository or fails the test.
 func Repo(t testing.TB, s string) name.Repository {
 	t.Helper()
-	r, err := name.NewRepository(s)
-	return parsed(t, r, err)
+	return must(name.NewRepository(s))(t)
 }
 
 // Platform parses a platform as written, "os/arch[/variant]"
 // (platform.ParseExact), or fails the test.
 func Platform(t testing.TB, s string) v1.Platform {
 	t.Helper()
-	p, err := platform.ParseExact(s)
-	return parsed(t, p, err)
+	return must(platform.ParseExact(s))(t)
 }
 
-func parsed[T any](t testing.TB, v T, err error) T {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
+// must hands a parser's result to the test that asked for it, or fails
+// that test with the parser's error.
+func must[T any](v T, err error) func(testing.TB) T {
+	return func(t testing.TB) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
 	}
-	return v
 }
