@@ -10,8 +10,24 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"path/filepath"
+	"testing"
 	"time"
 )
+
+// Certificates writes in dir a CA and a serving certificate signed by it
+// for 127.0.0.1, ::1 and localhost (ca.crt, tls.crt, and tls.key, an EC
+// key), for any test's HTTPS server, and returns the serving files and a
+// pool that trusts the CA.
+func Certificates(t testing.TB, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	pool, err := writeCertificates(filepath.Join(dir, "ca.crt"), certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, pool
+}
 
 // writeCertificates makes a CA and a server certificate for 127.0.0.1 and
 // localhost signed by it, writes them as PEM files, and returns a pool
