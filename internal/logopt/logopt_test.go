@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"log/slog"
 	"strings"
 	"testing"
@@ -58,6 +59,44 @@ func TestNew(t *testing.T) {
 			l.Warn("shown")
 			if got := b.String(); !strings.Contains(got, tt.want) || strings.Contains(got, "hidden") {
 				t.Errorf("logged %q, want %s at warn and above only", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFlags(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string // "" for an error
+	}{
+		{"defaults: json at info", nil, `"msg":"shown"`},
+		{"text at warn", []string{"-log-format", "text", "-log-level", "warn"}, "msg=shown"},
+		{"unknown format refused", []string{"-log-format", "yaml"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var f Flags
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			f.Register(fs)
+			if err := fs.Parse(tt.args); err != nil {
+				t.Fatal(err)
+			}
+			var b bytes.Buffer
+			l, err := f.Logger(&b)
+			if tt.want == "" {
+				if err == nil {
+					t.Fatalf("flags %v gave a logger, want an error", tt.args)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			l.Debug("hidden")
+			l.Warn("shown")
+			if got := b.String(); !strings.Contains(got, tt.want) || strings.Contains(got, "hidden") {
+				t.Errorf("logged %q, want %s and no debug record", got, tt.want)
 			}
 		})
 	}

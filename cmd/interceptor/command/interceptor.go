@@ -71,8 +71,7 @@ type options struct {
 	shutdownTimeout time.Duration
 	drainPeriod     time.Duration
 	allowedHosts    []string
-	logFormat       string
-	logLevel        string
+	log             logopt.Flags
 }
 
 // NewCommand returns the interceptor command.
@@ -126,8 +125,7 @@ Otherwise (or with --local): plain HTTP on --http-addr, Secrets from
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM")
 	f.DurationVar(&o.drainPeriod, "drain-period", 5*time.Second, "after SIGTERM, how long /readyz fails while the listener still serves, so that endpoints drop the pod before it stops accepting")
 	f.StringSliceVar(&o.allowedHosts, "allowed-git-hosts", nil, "GitLab hosts (host, host:port or host/path) a payload's clone and web URLs may name; default: the host of --gitlab-url; empty: any host (the path must still be the project's)")
-	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
-	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	o.log.Register(f)
 	return cmd
 }
 
@@ -193,7 +191,7 @@ func (o *options) gitlabToken() (string, error) {
 }
 
 func (o *options) run(ctx context.Context, stdout io.Writer) error {
-	log, err := logopt.New(os.Stderr, o.logFormat, o.logLevel)
+	log, err := o.log.Logger(os.Stderr)
 	if err != nil {
 		return err
 	}

@@ -71,8 +71,7 @@ type options struct {
 	backfill       time.Duration
 	record         bool
 	listen         string
-	logFormat      string
-	logLevel       string
+	log            logopt.Flags
 	maxRetryDelay  time.Duration
 	shutdownServer time.Duration
 
@@ -128,14 +127,13 @@ reason) or canceled, linked to the run.`,
 	f.DurationVar(&o.maxRetryDelay, "max-retry-delay", 5*time.Minute, "cap of the exponential backoff between retries of a status")
 	f.BoolVar(&o.record, "record", true, "record the posted state in the annotation ciel.dev/reported-state (needs patch on pipelineruns) so restarts do not repost")
 	f.StringVar(&o.listen, "listen", ":8080", "address of /healthz, /readyz and /metrics")
-	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
-	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	o.log.Register(f)
 	o.shutdownServer = 5 * time.Second
 	return cmd
 }
 
 func run(ctx context.Context, stderr io.Writer, o *options) error {
-	log, err := logopt.New(stderr, o.logFormat, o.logLevel)
+	log, err := o.log.Logger(stderr)
 	if err != nil {
 		return err
 	}
