@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -33,6 +34,8 @@ func TestLogopt(t *testing.T) {
 	}
 }
 
+// TestNew runs each case through New and through Flags given the same
+// values as --log-format and --log-level.
 func TestNew(t *testing.T) {
 	tests := []struct {
 		format, level, want, err string
@@ -42,62 +45,50 @@ func TestNew(t *testing.T) {
 		{format: "yaml", level: "warn", err: `--log-format "yaml": want json or text`},
 		{format: "json", level: "loud", err: `--log-level "loud": want debug, info, warn or error`},
 	}
-	for _, tt := range tests {
-		t.Run(tt.format+" "+tt.level, func(t *testing.T) {
-			var b bytes.Buffer
-			l, err := New(&b, tt.format, tt.level)
-			if tt.err != "" {
-				if err == nil || err.Error() != tt.err {
-					t.Fatalf("New = %v, want %q", err, tt.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			l.Info("hidden")
-			l.Warn("shown")
-			if got := b.String(); !strings.Contains(got, tt.want) || strings.Contains(got, "hidden") {
-				t.Errorf("logged %q, want %s at warn and above only", got, tt.want)
-			}
-		})
-	}
-}
-
-func TestFlags(t *testing.T) {
-	tests := []struct {
-		name string
-		args []string
-		want string // "" for an error
-	}{
-		{"defaults: json at info", nil, `"msg":"shown"`},
-		{"text at warn", []string{"-log-format", "text", "-log-level", "warn"}, "msg=shown"},
-		{"unknown format refused", []string{"-log-format", "yaml"}, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	builds := map[string]func(w io.Writer, format, level string) (*slog.Logger, error){
+		"New": New,
+		"Flags": func(w io.Writer, format, level string) (*slog.Logger, error) {
 			var f Flags
 			fs := flag.NewFlagSet("test", flag.ContinueOnError)
 			f.Register(fs)
-			if err := fs.Parse(tt.args); err != nil {
-				t.Fatal(err)
+			if err := fs.Parse([]string{"-log-format", format, "-log-level", level}); err != nil {
+				return nil, err
 			}
-			var b bytes.Buffer
-			l, err := f.Logger(&b)
-			if tt.want == "" {
-				if err == nil {
-					t.Fatalf("flags %v gave a logger, want an error", tt.args)
+			return f.Logger(w)
+		},
+	}
+	for _, tt := range tests {
+		for name, build := range builds {
+			t.Run(name+" "+tt.format+" "+tt.level, func(t *testing.T) {
+				var b bytes.Buffer
+				l, err := build(&b, tt.format, tt.level)
+				if tt.err != "" {
+					if err == nil || err.Error() != tt.err {
+						t.Fatalf("%s = %v, want %q", name, err, tt.err)
+					}
+					return
 				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			l.Debug("hidden")
-			l.Warn("shown")
-			if got := b.String(); !strings.Contains(got, tt.want) || strings.Contains(got, "hidden") {
-				t.Errorf("logged %q, want %s and no debug record", got, tt.want)
-			}
-		})
+				if err != nil {
+					t.Fatal(err)
+				}
+				l.Info("hidden")
+				l.Warn("shown")
+				if got := b.String(); !strings.Contains(got, tt.want) || strings.Contains(got, "hidden") {
+					t.Errorf("logged %q, want %s at warn and above only", got, tt.want)
+				}
+			})
+		}
+	}
+}
+
+func TestFlagsDefaults(t *testing.T) {
+	var f Flags
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	f.Register(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if f.Format != "json" || f.Level != "info" {
+		t.Errorf("defaults %+v, want json at info", f)
 	}
 }
