@@ -12,24 +12,17 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/ciel-ci/ciel/images/platform"
-	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/ciel-ci/ciel/internal/registrytest"
 )
 
-// plat parses a platform or fails the test.
-func plat(t testing.TB, s string) v1.Platform {
+// pushRandom pushes a random image of the platform to repo.
+func pushRandom(t testing.TB, repo, platform string) name.Digest {
 	t.Helper()
-	p, err := platform.ParseExact(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return registrytest.Push(t, repo, registrytest.RandomImages(t, platform)[0])
 }
 
 // staticImage is a deterministic image for platform p whose single layer
@@ -118,15 +111,6 @@ func sourceIndex(t testing.TB, tag string, withAttestations bool, imgs ...v1.Ima
 	return idx
 }
 
-func mustTag(t testing.TB, s string) name.Tag {
-	t.Helper()
-	tag, err := name.NewTag(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tag
-}
-
 // failedAs checks err against want, a part of the expected error message
 // ("" when no error is expected), and reports whether the case failed as
 // expected, leaving no result to check.
@@ -148,20 +132,6 @@ func src(t testing.TB, s string) Source {
 		t.Fatal(err)
 	}
 	return out
-}
-
-// headDigest returns what ref points at, "" if nothing.
-func headDigest(t testing.TB, ref name.Reference, opts ...remote.Option) string {
-	t.Helper()
-	puller, err := remote.NewPuller(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := registryclient.Digest(bg, puller, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 func digestOf(t testing.TB, img interface{ Digest() (v1.Hash, error) }) string {

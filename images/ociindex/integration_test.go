@@ -1,15 +1,13 @@
 package ociindex
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/ciel-ci/ciel/internal/registrytest"
+	"github.com/ciel-ci/ciel/internal/registrytest/clienttest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -26,13 +24,8 @@ type realEnv struct {
 
 func startReal(t *testing.T) *realEnv {
 	t.Helper()
-	reg := registrytest.Start(t)
-	proxy := registrytest.NewProxy(t, reg)
-	c, err := registryclient.New(registryclient.WithRetry(4, 5*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &realEnv{reg: reg, proxy: proxy, opts: []Option{WithRemoteOptions(c.RemoteOptions(context.Background())...)}}
+	r := clienttest.Start(t)
+	return &realEnv{reg: r.Registry, proxy: r.Proxy, opts: []Option{WithRemoteOptions(r.Remote...)}}
 }
 
 // seed pushes images straight to the registry (not through the proxy) and
@@ -56,11 +49,13 @@ func (e *realEnv) sources(t *testing.T, refs ...string) []Source {
 	return out
 }
 
-func (e *realEnv) tag(t *testing.T, s string) name.Tag { return mustTag(t, e.proxy.Host+"/"+s) }
+func (e *realEnv) tag(t *testing.T, s string) name.Tag {
+	return registrytest.Tag(t, e.proxy.Host+"/"+s)
+}
 
 func TestRealTwoArchesByDigest(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64/v8")))
+	refs := e.seed(t, "team/app", registrytest.RandomImages(t, "linux/amd64", "linux/arm64/v8")...)
 	tag := e.tag(t, "team/app:abc123")
 	e.proxy.Reset()
 
@@ -90,7 +85,7 @@ func TestRealTwoArchesByDigest(t *testing.T) {
 
 func TestRealPlatformMismatchPushesNothing(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/amd64")))
+	refs := e.seed(t, "team/app", registrytest.RandomImages(t, "linux/amd64", "linux/amd64")...)
 	tag := e.tag(t, "team/app:abc123")
 	e.proxy.Reset()
 
@@ -98,19 +93,17 @@ func TestRealPlatformMismatchPushesNothing(t *testing.T) {
 	if !errors.Is(err, ErrPlatformMismatch) || !strings.Contains(err.Error(), "declared linux/arm64") || !strings.Contains(err.Error(), "says linux/amd64") {
 		t.Fatalf("err = %v, want ErrPlatformMismatch naming both platforms", err)
 	}
-	for _, r := range e.proxy.Requests() {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			t.Errorf("a write was attempted: %s", r)
-		}
+	for _, r := range e.proxy.Writes() {
+		t.Errorf("a write was attempted: %s", r)
 	}
-	if d := headDigest(t, tag); d != "" {
+	if d := clienttest.Head(t, tag.String()); d != "" {
 		t.Errorf("tag exists (%s)", d)
 	}
 }
 
 func TestRealDuplicatePlatforms(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/amd64")))
+	refs := e.seed(t, "team/app", registrytest.RandomImages(t, "linux/amd64", "linux/amd64")...)
 	tag := e.tag(t, "team/app:dup")
 	_, err := Create(bg, []name.Tag{tag}, e.sources(t, refs...), e.opts...)
 	if !errors.Is(err, ErrDuplicatePlatform) {
@@ -127,10 +120,11 @@ func TestRealDuplicatePlatforms(t *testing.T) {
 
 func TestRealIndexSourceWithAttestation(t *testing.T) {
 	e := startReal(t)
-	amd, arm := registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64"))
+	imgs := registrytest.RandomImages(t, "linux/amd64", "linux/arm64")
+	amd, arm := imgs[0], imgs[1]
 	// A BuildKit-style index pushed straight to the registry.
 	sourceIndex(t, e.reg.Host+"/team/app:buildx", true, amd, arm)
-	ppc := e.seed(t, "team/app", registrytest.RandomImage(t, plat(t, "linux/ppc64le")))
+	ppc := e.seed(t, "team/app", registrytest.RandomImages(t, "linux/ppc64le")...)
 	tag := e.tag(t, "team/app:merged")
 
 	res, err := Create(bg, []name.Tag{tag}, e.sources(t, e.proxy.Host+"/team/app:buildx", ppc[0]), e.opts...)
@@ -151,8 +145,8 @@ func TestRealIndexSourceWithAttestation(t *testing.T) {
 
 func TestRealDockerFormat(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", staticImage(t, plat(t, "linux/amd64"), "d-amd", false), staticImage(t, plat(t, "linux/arm64"), "d-arm", false))
-	oci := e.seed(t, "team/app", staticImage(t, plat(t, "linux/arm64"), "c", true))
+	refs := e.seed(t, "team/app", staticImage(t, registrytest.Platform(t, "linux/amd64"), "d-amd", false), staticImage(t, registrytest.Platform(t, "linux/arm64"), "d-arm", false))
+	oci := e.seed(t, "team/app", staticImage(t, registrytest.Platform(t, "linux/arm64"), "c", true))
 	tag := e.tag(t, "team/app:docker")
 	res, err := Create(bg, []name.Tag{tag}, e.sources(t, refs...), append(e.opts, WithFormat(FormatDocker))...)
 	if err != nil {
@@ -177,7 +171,7 @@ func TestRealDockerFormat(t *testing.T) {
 
 func TestRealCrossRepositoryMount(t *testing.T) {
 	e := startReal(t)
-	imgs := []v1.Image{registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64"))}
+	imgs := registrytest.RandomImages(t, "linux/amd64", "linux/arm64")
 	refs := e.seed(t, "team/app-build", imgs...)
 	tag := e.tag(t, "team/app:abc123")
 	e.proxy.Reset()
@@ -216,7 +210,7 @@ func TestRealCrossRepositoryMount(t *testing.T) {
 
 func TestRealIdempotentRerun(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64")))
+	refs := e.seed(t, "team/app", registrytest.RandomImages(t, "linux/amd64", "linux/arm64")...)
 	tags := []name.Tag{e.tag(t, "team/app:abc123"), e.tag(t, "team/app:main")}
 	first, err := Create(bg, tags, e.sources(t, refs...), e.opts...)
 	if err != nil {
@@ -258,7 +252,7 @@ func TestRealRetriesTransientFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := startReal(t)
-			refs := e.seed(t, "team/app", registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64")))
+			refs := e.seed(t, "team/app", registrytest.RandomImages(t, "linux/amd64", "linux/arm64")...)
 			tag := e.tag(t, "team/app:abc123")
 			e.proxy.Reset()
 			e.proxy.Inject(tt.fault)
@@ -266,16 +260,10 @@ func TestRealRetriesTransientFailures(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Create: %v\n%s", err, e.proxy.Log())
 			}
-			injected := 0
-			for _, r := range e.proxy.Requests() {
-				if r.Injected {
-					injected++
-				}
-			}
-			if injected != tt.fault.Times {
+			if injected := e.proxy.Injected(); injected != tt.fault.Times {
 				t.Errorf("%d faults injected, want %d\n%s", injected, tt.fault.Times, e.proxy.Log())
 			}
-			if got := headDigest(t, tag); got != res.Digest().String() {
+			if got := clienttest.Head(t, tag.String()); got != res.Digest().String() {
 				t.Errorf("tag points at %q, want %s", got, res.Digest())
 			}
 		})
@@ -284,7 +272,7 @@ func TestRealRetriesTransientFailures(t *testing.T) {
 
 func TestRealPersistentFailureLeavesNoIndex(t *testing.T) {
 	e := startReal(t)
-	imgs := []v1.Image{registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64"))}
+	imgs := registrytest.RandomImages(t, "linux/amd64", "linux/arm64")
 	refs := e.seed(t, "team/app-build", imgs...)
 	tag := e.tag(t, "team/app:abc123")
 	e.proxy.Reset()
@@ -310,7 +298,7 @@ func TestRealPersistentFailureLeavesNoIndex(t *testing.T) {
 // second.
 func TestRealPartialTagFailureRerunConverges(t *testing.T) {
 	e := startReal(t)
-	refs := e.seed(t, "team/app", registrytest.RandomImage(t, plat(t, "linux/amd64")), registrytest.RandomImage(t, plat(t, "linux/arm64")))
+	refs := e.seed(t, "team/app", registrytest.RandomImages(t, "linux/amd64", "linux/arm64")...)
 	first, second := e.tag(t, "team/app:sha-abc"), e.tag(t, "team/app:branch-main")
 	e.proxy.Reset()
 	e.proxy.Inject(registrytest.Fault{Method: http.MethodPut, Kind: registrytest.KindManifest,
@@ -319,11 +307,11 @@ func TestRealPartialTagFailureRerunConverges(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "branch-main") {
 		t.Fatalf("err = %v, want a failure pushing branch-main", err)
 	}
-	pushed := headDigest(t, first)
+	pushed := clienttest.Head(t, first.String())
 	if pushed == "" {
 		t.Fatal("the first tag was not written before the failure")
 	}
-	if got := headDigest(t, second); got != "" {
+	if got := clienttest.Head(t, second.String()); got != "" {
 		t.Fatalf("branch-main = %s after its PUT failed", got)
 	}
 
@@ -339,7 +327,7 @@ func TestRealPartialTagFailureRerunConverges(t *testing.T) {
 		if wantUpdated := tr.Tag.TagStr() == "branch-main"; tr.Updated != wantUpdated {
 			t.Errorf("rerun: %s updated = %v, want %v", tr.Tag, tr.Updated, wantUpdated)
 		}
-		if got := headDigest(t, tr.Tag); got != pushed {
+		if got := clienttest.Head(t, tr.Tag.String()); got != pushed {
 			t.Errorf("after the rerun %s = %s, want %s", tr.Tag, got, pushed)
 		}
 	}

@@ -140,10 +140,7 @@ func WithReplace(replace bool) Option {
 // given platform is covered by an image in the index (a platform without a
 // variant matches any variant). Default: none required.
 func WithRequirePlatforms(ps ...v1.Platform) Option {
-	return func(o *options) error {
-		o.require = slices.Clone(ps)
-		return platform.CheckRequired(ps...)
-	}
+	return option.Err(platform.CheckRequired(ps...), func(o *options) { o.require = slices.Clone(ps) })
 }
 
 // WithJobs sets how many manifests are read or linked in parallel.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ciel-ci/ciel/images/platform"
 	"github.com/ciel-ci/ciel/internal/registrytest"
+	"github.com/ciel-ci/ciel/internal/registrytest/clienttest"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/")
@@ -34,11 +35,10 @@ func platformsOf(im *v1.IndexManifest) []string {
 }
 
 func TestCreateTwoArchesByDigest(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
-	amd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
-	arm := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm64/v8")))
-	tag := mustTag(t, repo+":abc123")
+	repo := registrytest.Memory(t) + "/app"
+	amd := pushRandom(t, repo, "linux/amd64")
+	arm := pushRandom(t, repo, "linux/arm64/v8")
+	tag := registrytest.Tag(t, repo+":abc123")
 
 	// The arm64 build comes first on the command line; the index is still
 	// ordered by platform.
@@ -46,7 +46,7 @@ func TestCreateTwoArchesByDigest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := headDigest(t, tag), res.Digest().String(); got != want {
+	if got, want := clienttest.Head(t, tag.String()), res.Digest().String(); got != want {
 		t.Fatalf("tag points at %s, Create said %s", got, want)
 	}
 	idx := registrytest.ValidIndex(t, tag)
@@ -70,11 +70,10 @@ func TestCreateTwoArchesByDigest(t *testing.T) {
 }
 
 func TestBuildIsDeterministic(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	var refs []string
 	for _, p := range []string{"linux/s390x", "linux/arm/v7", "linux/amd64", "linux/arm64/v8", "windows/amd64:10.0.17763.1879", "linux/arm/v6"} {
-		refs = append(refs, registrytest.Push(t, repo, staticImage(t, plat(t, p), p, true)).String())
+		refs = append(refs, registrytest.Push(t, repo, staticImage(t, registrytest.Platform(t, p), p, true)).String())
 	}
 	var digests []string
 	var raw []byte
@@ -118,11 +117,10 @@ func golden(t *testing.T, file string, got []byte) {
 }
 
 func TestDeclaredPlatformMismatchPushesNothing(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
-	amd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
-	wrong := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64"))) // the "arm64" build ran on an amd64 node
-	tag := mustTag(t, repo+":abc123")
+	repo := registrytest.Memory(t) + "/app"
+	amd := pushRandom(t, repo, "linux/amd64")
+	wrong := pushRandom(t, repo, "linux/amd64") // the "arm64" build ran on an amd64 node
+	tag := registrytest.Tag(t, repo+":abc123")
 
 	_, err := Create(bg, []name.Tag{tag}, []Source{src(t, amd.String()+"=linux/amd64"), src(t, wrong.String()+"=linux/arm64")})
 	if !errors.Is(err, ErrPlatformMismatch) {
@@ -133,18 +131,17 @@ func TestDeclaredPlatformMismatchPushesNothing(t *testing.T) {
 			t.Errorf("error %q does not mention %q", err, s)
 		}
 	}
-	if got := headDigest(t, tag); got != "" {
+	if got := clienttest.Head(t, tag.String()); got != "" {
 		t.Errorf("tag was pushed (%s) despite the mismatch", got)
 	}
 }
 
 func TestDuplicatePlatforms(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
-	a1 := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
-	a2 := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
-	arm := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm64")))
-	armV8 := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm64/v8")))
+	repo := registrytest.Memory(t) + "/app"
+	a1 := pushRandom(t, repo, "linux/amd64")
+	a2 := pushRandom(t, repo, "linux/amd64")
+	arm := pushRandom(t, repo, "linux/arm64")
+	armV8 := pushRandom(t, repo, "linux/arm64/v8")
 
 	tests := []struct {
 		name    string
@@ -193,16 +190,15 @@ func TestDuplicatePlatforms(t *testing.T) {
 }
 
 func TestIndexSourceWithAttestations(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
-	amd := registrytest.RandomImage(t, plat(t, "linux/amd64"))
-	arm := registrytest.RandomImage(t, plat(t, "linux/arm64"))
+	repo := registrytest.Memory(t) + "/app"
+	imgs := registrytest.RandomImages(t, "linux/amd64", "linux/arm64")
+	amd, arm := imgs[0], imgs[1]
 	sourceIndex(t, repo+":buildx", true, arm, amd)
-	ppc := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/ppc64le")))
+	ppc := pushRandom(t, repo, "linux/ppc64le")
 	amdDigest, armDigest := digestOf(t, amd), digestOf(t, arm)
 
 	t.Run("flattened, attestations kept", func(t *testing.T) {
-		tag := mustTag(t, repo+":merged")
+		tag := registrytest.Tag(t, repo+":merged")
 		res, err := Create(bg, []name.Tag{tag}, []Source{src(t, repo+":buildx"), src(t, ppc.String())})
 		if err != nil {
 			t.Fatal(err)
@@ -235,7 +231,7 @@ func TestIndexSourceWithAttestations(t *testing.T) {
 		}
 	})
 	t.Run("attestation of a replaced image is dropped", func(t *testing.T) {
-		newAmd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
+		newAmd := pushRandom(t, repo, "linux/amd64")
 		ix, err := Build(bg, []Source{src(t, repo+":buildx"), src(t, newAmd.String())}, WithReplace(true))
 		if err != nil {
 			t.Fatal(err)
@@ -251,9 +247,8 @@ func TestIndexSourceWithAttestations(t *testing.T) {
 }
 
 func TestIndexListsWrongPlatform(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
-	amd := registrytest.RandomImage(t, plat(t, "linux/amd64"))
+	repo := registrytest.Memory(t) + "/app"
+	amd := registrytest.RandomImages(t, "linux/amd64")[0]
 	// An index that claims the amd64 image is arm64.
 	idx := sourceIndex(t, repo+":liar", false, amd)
 	im, _ := idx.IndexManifest()
@@ -261,7 +256,7 @@ func TestIndexListsWrongPlatform(t *testing.T) {
 		t.Fatal("fixture: unexpected platform")
 	}
 	bad := []byte(strings.Replace(string(mustRaw(t, idx)), `"architecture":"amd64"`, `"architecture":"arm64"`, 1))
-	if err := remote.Put(mustTag(t, repo+":liar"), rawIndex(bad)); err != nil {
+	if err := remote.Put(registrytest.Tag(t, repo+":liar"), rawIndex(bad)); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Build(bg, []Source{src(t, repo+":liar")})
@@ -285,14 +280,13 @@ func mustRaw(t testing.TB, m interface{ RawManifest() ([]byte, error) }) []byte 
 }
 
 func TestDockerFormat(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
-	dAmd := registrytest.Push(t, repo, staticImage(t, plat(t, "linux/amd64"), "d-amd", false))
-	dArm := registrytest.Push(t, repo, staticImage(t, plat(t, "linux/arm64"), "d-arm", false))
-	oArm := registrytest.Push(t, repo, staticImage(t, plat(t, "linux/arm64"), "o-arm", true))
+	repo := registrytest.Memory(t) + "/app"
+	dAmd := registrytest.Push(t, repo, staticImage(t, registrytest.Platform(t, "linux/amd64"), "d-amd", false))
+	dArm := registrytest.Push(t, repo, staticImage(t, registrytest.Platform(t, "linux/arm64"), "d-arm", false))
+	oArm := registrytest.Push(t, repo, staticImage(t, registrytest.Platform(t, "linux/arm64"), "o-arm", true))
 
 	t.Run("docker children", func(t *testing.T) {
-		tag := mustTag(t, repo+":docker")
+		tag := registrytest.Tag(t, repo+":docker")
 		res, err := Create(bg, []name.Tag{tag}, []Source{src(t, dAmd.String()), src(t, dArm.String())}, WithFormat(FormatDocker))
 		if err != nil {
 			t.Fatal(err)
@@ -328,10 +322,9 @@ func TestDockerFormat(t *testing.T) {
 }
 
 func TestRequirePlatforms(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
-	amd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
-	armV7 := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm/v7")))
+	repo := registrytest.Memory(t) + "/app"
+	amd := pushRandom(t, repo, "linux/amd64")
+	armV7 := pushRandom(t, repo, "linux/arm/v7")
 	tests := []struct {
 		require string
 		wantErr bool
@@ -358,11 +351,10 @@ func TestRequirePlatforms(t *testing.T) {
 }
 
 func TestCreateIsIdempotent(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
-	amd := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/amd64")))
-	arm := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/arm64")))
-	tags := []name.Tag{mustTag(t, repo+":abc123"), mustTag(t, repo+":main")}
+	repo := registrytest.Memory(t) + "/app"
+	amd := pushRandom(t, repo, "linux/amd64")
+	arm := pushRandom(t, repo, "linux/arm64")
+	tags := []name.Tag{registrytest.Tag(t, repo+":abc123"), registrytest.Tag(t, repo+":main")}
 	sources := []Source{src(t, amd.String()), src(t, arm.String())}
 	first, err := Create(bg, tags, sources)
 	if err != nil {
@@ -381,7 +373,7 @@ func TestCreateIsIdempotent(t *testing.T) {
 		}
 	}
 	// Moving one tag elsewhere makes only that one change.
-	other := registrytest.Push(t, repo, registrytest.RandomImage(t, plat(t, "linux/riscv64")))
+	other := pushRandom(t, repo, "linux/riscv64")
 	if err := remote.Tag(tags[1], mustDesc(t, other)); err != nil {
 		t.Fatal(err)
 	}
@@ -404,13 +396,12 @@ func mustDesc(t testing.TB, ref name.Reference) *remote.Descriptor {
 }
 
 func TestSourceErrors(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	noPlatform := registrytest.RandomImage(t, v1.Platform{})
 	np := registrytest.Push(t, repo, noPlatform)
-	amd := registrytest.RandomImage(t, plat(t, "linux/amd64"))
+	amd := registrytest.RandomImages(t, "linux/amd64")[0]
 	nested := sourceIndex(t, repo+":inner", false, amd)
-	outer := mustTag(t, repo+":outer")
+	outer := registrytest.Tag(t, repo+":outer")
 	if err := remote.WriteIndex(outer, mutateIndexOf(t, nested)); err != nil {
 		t.Fatal(err)
 	}
@@ -463,12 +454,11 @@ func TestOptionsValidate(t *testing.T) {
 }
 
 func TestInspect(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
-	amd := registrytest.RandomImage(t, plat(t, "linux/amd64"))
-	arm := registrytest.RandomImage(t, plat(t, "linux/arm64/v8"))
+	repo := registrytest.Memory(t) + "/app"
+	imgs := registrytest.RandomImages(t, "linux/amd64", "linux/arm64/v8")
+	amd, arm := imgs[0], imgs[1]
 	idx := sourceIndex(t, repo+":multi", true, amd, arm)
-	s, err := Inspect(bg, mustTag(t, repo+":multi"))
+	s, err := Inspect(bg, registrytest.Tag(t, repo+":multi"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -498,9 +488,9 @@ func TestInspect(t *testing.T) {
 
 func TestCreateAcrossRegistries(t *testing.T) {
 	from, dst := registrytest.Memory(t), registrytest.Memory(t)
-	amd := registrytest.Push(t, from+"/app", registrytest.RandomImage(t, plat(t, "linux/amd64")))
-	arm := registrytest.Push(t, from+"/app", registrytest.RandomImage(t, plat(t, "linux/arm64")))
-	tag := mustTag(t, dst+"/mirror/app:v1")
+	amd := pushRandom(t, from+"/app", "linux/amd64")
+	arm := pushRandom(t, from+"/app", "linux/arm64")
+	tag := registrytest.Tag(t, dst+"/mirror/app:v1")
 	res, err := Create(bg, []name.Tag{tag}, []Source{src(t, amd.String()), src(t, arm.String())})
 	if err != nil {
 		t.Fatal(err)

@@ -1,16 +1,14 @@
 package release
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ciel-ci/ciel/images/ociindex"
-	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/ciel-ci/ciel/internal/registrytest"
+	"github.com/ciel-ci/ciel/internal/registrytest/clienttest"
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
@@ -23,24 +21,8 @@ type realEnv struct {
 
 func startReal(t *testing.T) *realEnv {
 	t.Helper()
-	reg := registrytest.Start(t)
-	proxy := registrytest.NewProxy(t, reg)
-	c, err := registryclient.New(registryclient.WithRetry(4, 5*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &realEnv{reg: reg, proxy: proxy, opt: WithRemoteOptions(c.RemoteOptions(context.Background())...)}
-}
-
-// writes lists the requests that change the registry.
-func writes(p *registrytest.Proxy) []string {
-	var out []string
-	for _, r := range p.Requests() {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			out = append(out, r.String())
-		}
-	}
-	return out
+	r := clienttest.Start(t)
+	return &realEnv{reg: r.Registry, proxy: r.Proxy, opt: WithRemoteOptions(r.Remote...)}
 }
 
 func TestRealPromote(t *testing.T) {
@@ -50,11 +32,7 @@ func TestRealPromote(t *testing.T) {
 	d142 := multiArch(t, direct+":1a2b3c4", "linux/amd64", "linux/arm64")
 	e.proxy.Reset()
 
-	rep, err := Promote(bg, ref(t, repo+":1a2b3c4"), repoOf(t, repo), mustParse(t, "v1.4.2"),
-		WithRules(Rules{Floating: true}), e.opt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustPromote(t, repo+":1a2b3c4", repo, "v1.4.2", WithRules(Rules{Floating: true}), e.opt)
 	if len(rep.Changed()) != 4 {
 		t.Fatalf("changed %v, want 4 tags", rep.Changed())
 	}
@@ -71,7 +49,7 @@ func TestRealPromote(t *testing.T) {
 	// Registry 2.8 serves the OCI index (right Accept header) with the
 	// promoted digest under every tag.
 	for _, tag := range []string{"v1.4.2", "v1.4", "v1", "latest"} {
-		idx, err := remote.Index(ref(t, direct+":"+tag))
+		idx, err := remote.Index(registrytest.Ref(t, direct+":"+tag))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,31 +60,23 @@ func TestRealPromote(t *testing.T) {
 
 	// Re-running reads only.
 	e.proxy.Reset()
-	if _, err := Promote(bg, ref(t, repo+"@"+d142), repoOf(t, repo), mustParse(t, "v1.4.2"), WithRules(Rules{Floating: true}), e.opt); err != nil {
-		t.Fatal(err)
-	}
-	if w := writes(e.proxy); len(w) != 0 {
+	mustPromote(t, repo+"@"+d142, repo, "v1.4.2", WithRules(Rules{Floating: true}), e.opt)
+	if w := e.proxy.Writes(); len(w) != 0 {
 		t.Errorf("a re-run wrote: %v", w)
 	}
 
 	// A backport moves v1.3 only; a dry run of it writes nothing.
 	d139 := multiArch(t, direct+":9f8e7d6", "linux/amd64", "linux/arm64")
 	e.proxy.Reset()
-	dry, err := Promote(bg, ref(t, repo+":9f8e7d6"), repoOf(t, repo), mustParse(t, "v1.3.9"), WithRules(Rules{Floating: true}), WithDryRun(true), e.opt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if w := writes(e.proxy); len(w) != 0 {
+	dry := mustPromote(t, repo+":9f8e7d6", repo, "v1.3.9", WithRules(Rules{Floating: true}), WithDryRun(true), e.opt)
+	if w := e.proxy.Writes(); len(w) != 0 {
 		t.Errorf("a dry run wrote: %v", w)
 	}
-	rep, err = Promote(bg, ref(t, repo+":9f8e7d6"), repoOf(t, repo), mustParse(t, "v1.3.9"), WithRules(Rules{Floating: true}), e.opt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = mustPromote(t, repo+":9f8e7d6", repo, "v1.3.9", WithRules(Rules{Floating: true}), e.opt)
 	if diff := cmp.Diff(actions(dry), actions(rep)); diff != "" {
 		t.Errorf("dry run and real run differ (-dry +real):\n%s", diff)
 	}
-	if got := map[string]string{"v1.3": head(t, direct+":v1.3"), "v1": head(t, direct+":v1"), "latest": head(t, direct+":latest")}; got["v1.3"] != d139 || got["v1"] != d142 || got["latest"] != d142 {
+	if got := map[string]string{"v1.3": clienttest.Head(t, direct+":v1.3"), "v1": clienttest.Head(t, direct+":v1"), "latest": clienttest.Head(t, direct+":latest")}; got["v1.3"] != d139 || got["v1"] != d142 || got["latest"] != d142 {
 		t.Errorf("after the backport: %v", got)
 	}
 }
@@ -118,20 +88,17 @@ func TestRealPromoteRefusalWritesNothing(t *testing.T) {
 	multiArch(t, direct+":a", "linux/amd64", "linux/arm64")
 	multiArch(t, direct+":b", "linux/amd64", "linux/arm64")
 	amd := multiArch(t, direct+":amd", "linux/amd64")
-	if _, err := Promote(bg, ref(t, repo+":a"), repoOf(t, repo), mustParse(t, "v1.0.0"), e.opt); err != nil {
-		t.Fatal(err)
-	}
+	mustPromote(t, repo+":a", repo, "v1.0.0", e.opt)
 	e.proxy.Reset()
-	_, err := Promote(bg, ref(t, repo+":b"), repoOf(t, repo), mustParse(t, "v1.0.0"), WithRules(Rules{Floating: true}), e.opt)
+	_, err := promote(t, repo+":b", repo, "v1.0.0", WithRules(Rules{Floating: true}), e.opt)
 	if !errors.Is(err, ErrImmutable) {
 		t.Fatalf("err = %v, want ErrImmutable", err)
 	}
-	_, err = Promote(bg, ref(t, repo+"@"+amd), repoOf(t, repo), mustParse(t, "v2.0.0"), e.opt,
-		WithRequirePlatforms(mustPlatform(t, "linux/amd64"), mustPlatform(t, "linux/arm64")))
+	_, err = promote(t, repo+"@"+amd, repo, "v2.0.0", e.opt, WithRequirePlatforms(registrytest.Platform(t, "linux/amd64"), registrytest.Platform(t, "linux/arm64")))
 	if err == nil || !strings.Contains(err.Error(), "linux/arm64") {
 		t.Fatalf("err = %v, want a missing linux/arm64", err)
 	}
-	if w := writes(e.proxy); len(w) != 0 {
+	if w := e.proxy.Writes(); len(w) != 0 {
 		t.Errorf("refused promotions wrote: %v", w)
 	}
 }
@@ -140,10 +107,7 @@ func TestRealPromoteAcrossRepositoriesMountsOnly(t *testing.T) {
 	e := startReal(t)
 	d := multiArch(t, e.reg.Host+"/team/app-ci:1a2b3c4", "linux/amd64", "linux/arm64")
 	e.proxy.Reset()
-	rep, err := Promote(bg, ref(t, e.proxy.Host+"/team/app-ci:1a2b3c4"), repoOf(t, e.proxy.Host+"/team/app"), mustParse(t, "v1.0.0"), e.opt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustPromote(t, e.proxy.Host+"/team/app-ci:1a2b3c4", e.proxy.Host+"/team/app", "v1.0.0", e.opt)
 	if !rep.Linked {
 		t.Error("report does not say the index was linked")
 	}
@@ -153,7 +117,7 @@ func TestRealPromoteAcrossRepositoriesMountsOnly(t *testing.T) {
 	if counts["POST mount"] != 6 || counts["GET blob"] != 0 || counts["PATCH upload"]+counts["PUT upload"]+counts["POST upload"] != 0 {
 		t.Errorf("blob traffic: %s\n%s", e.proxy.SortedCounts(), e.proxy.Log())
 	}
-	idx := registrytest.ValidIndex(t, ref(t, e.reg.Host+"/team/app:v1.0.0"))
+	idx := registrytest.ValidIndex(t, registrytest.Ref(t, e.reg.Host+"/team/app:v1.0.0"))
 	if h, _ := idx.Digest(); h.String() != d {
 		t.Errorf("digest %s, want %s", h, d)
 	}
@@ -165,13 +129,13 @@ func TestRealPromoteRetries500(t *testing.T) {
 	d := multiArch(t, e.reg.Host+"/team/app:1a2b3c4", "linux/amd64")
 	e.proxy.Reset()
 	e.proxy.Inject(registrytest.Fault{Method: http.MethodPut, Kind: registrytest.KindManifest, Status: 500, Times: 2})
-	if _, err := Promote(bg, ref(t, repo+":1a2b3c4"), repoOf(t, repo), mustParse(t, "v1.0.0"), e.opt); err != nil {
+	if _, err := promote(t, repo+":1a2b3c4", repo, "v1.0.0", e.opt); err != nil {
 		t.Fatalf("Promote: %v\n%s", err, e.proxy.Log())
 	}
 	if n := e.proxy.Count(http.MethodPut, registrytest.KindManifest); n != 3 {
 		t.Errorf("%d PUTs, want 3 (two answered 500)\n%s", n, e.proxy.Log())
 	}
-	if head(t, e.reg.Host+"/team/app:v1.0.0") != d {
+	if clienttest.Head(t, e.reg.Host+"/team/app:v1.0.0") != d {
 		t.Error("v1.0.0 does not point at the index")
 	}
 }
@@ -187,22 +151,17 @@ func TestRealPromoteRefusesAnotherCommit(t *testing.T) {
 	commit := strings.Repeat("c3", 20)
 	rewritten := multiArchOf(t, direct+":sha-"+commit, strings.Repeat("d4", 20), "linux/amd64", "linux/arm64")
 	e.proxy.Reset()
-	_, err := Promote(bg, ref(t, repo+"@"+rewritten), repoOf(t, repo), mustParse(t, "v1.0.0"),
-		WithRules(Rules{Floating: true}), WithRevision(commit), e.opt)
+	_, err := promote(t, repo+"@"+rewritten, repo, "v1.0.0", WithRules(Rules{Floating: true}), WithRevision(commit), e.opt)
 	if !errors.Is(err, ociindex.ErrRevision) {
 		t.Fatalf("err = %v, want ErrRevision", err)
 	}
-	if w := writes(e.proxy); len(w) != 0 {
+	if w := e.proxy.Writes(); len(w) != 0 {
 		t.Errorf("the refused promotion wrote: %v", w)
 	}
 	built := multiArchOf(t, direct+":sha-"+commit, commit, "linux/amd64", "linux/arm64")
-	rep, err := Promote(bg, ref(t, repo+"@"+built), repoOf(t, repo), mustParse(t, "v1.0.0"),
-		WithRules(Rules{Floating: true}), WithRevision(commit), e.opt)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustPromote(t, repo+"@"+built, repo, "v1.0.0", WithRules(Rules{Floating: true}), WithRevision(commit), e.opt)
 	for _, tag := range []string{"v1.0.0", "v1.0", "v1", "latest"} {
-		if got := head(t, direct+":"+tag); got != built {
+		if got := clienttest.Head(t, direct+":"+tag); got != built {
 			t.Errorf("%s = %s, want %s", tag, got, built)
 		}
 	}

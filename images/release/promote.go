@@ -110,19 +110,14 @@ type Option func(*options) error
 // WithRules sets which tags are written. Default: the zero Rules (the exact
 // version tag only).
 func WithRules(r Rules) Option {
-	return func(o *options) (err error) {
-		o.rules, err = r.withDefaults()
-		return err
-	}
+	r, err := r.withDefaults()
+	return option.Err(err, func(o *options) { o.rules = r })
 }
 
 // WithRequirePlatforms makes Promote refuse an index that lacks one of the
 // platforms (a platform without variant matches any variant). Default: none.
 func WithRequirePlatforms(ps ...v1.Platform) Option {
-	return func(o *options) error {
-		o.require = slices.Clone(ps)
-		return platform.CheckRequired(ps...)
-	}
+	return option.Err(platform.CheckRequired(ps...), func(o *options) { o.require = slices.Clone(ps) })
 }
 
 // WithRevision makes Promote refuse (ociindex.ErrRevision) an index whose
@@ -132,13 +127,11 @@ func WithRequirePlatforms(ps ...v1.Platform) Option {
 // found under, only an index built from that commit is released. Default: ""
 // (no check).
 func WithRevision(commit string) Option {
-	return func(o *options) error {
-		o.commit = commit
-		if commit == "" {
-			return nil
-		}
-		return ociindex.CheckCommit(commit)
+	var err error
+	if commit != "" {
+		err = ociindex.CheckCommit(commit)
 	}
+	return option.Err(err, func(o *options) { o.commit = commit })
 }
 
 // WithForce lets the exact version tag move to another digest. Default:

@@ -7,11 +7,9 @@ import (
 	"testing"
 
 	"github.com/ciel-ci/ciel/images/ociindex"
-	"github.com/ciel-ci/ciel/images/platform"
-	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/ciel-ci/ciel/internal/registrytest"
+	"github.com/ciel-ci/ciel/internal/registrytest/clienttest"
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -30,46 +28,28 @@ func multiArch(t testing.TB, ref string, platforms ...string) string {
 // commit revision ("" adds no annotation).
 func multiArchOf(t testing.TB, ref, revision string, platforms ...string) string {
 	t.Helper()
-	var imgs []v1.Image
-	for _, s := range platforms {
-		imgs = append(imgs, registrytest.RandomImage(t, mustPlatform(t, s)))
-	}
-	idx := registrytest.IndexOf(t, imgs...)
+	idx := registrytest.IndexOf(t, registrytest.RandomImages(t, platforms...)...)
 	if revision != "" {
 		idx = mutate.Annotations(idx, map[string]string{ociindex.AnnotationRevision: revision}).(v1.ImageIndex)
 	}
 	return registrytest.Push(t, ref, idx).DigestStr()
 }
 
-func ref(t testing.TB, s string) name.Reference {
+// promote is Promote of the index from names (by tag or digest) to repo as
+// version, each parsed or the test failed.
+func promote(t testing.TB, from, repo, version string, opts ...Option) (*Report, error) {
 	t.Helper()
-	r, err := name.ParseReference(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return Promote(bg, registrytest.Ref(t, from), registrytest.Repo(t, repo), mustParse(t, version), opts...)
 }
 
-func repoOf(t testing.TB, s string) name.Repository {
+// mustPromote is promote that fails the test on an error.
+func mustPromote(t testing.TB, from, repo, version string, opts ...Option) *Report {
 	t.Helper()
-	r, err := name.NewRepository(s)
+	rep, err := promote(t, from, repo, version, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
-}
-
-func head(t testing.TB, s string) string {
-	t.Helper()
-	puller, err := remote.NewPuller()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := registryclient.Digest(bg, puller, ref(t, s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
+	return rep
 }
 
 // actions summarises a report as tag -> action.
@@ -82,16 +62,11 @@ func actions(r *Report) map[string]Action {
 }
 
 func TestPromote(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/team/app"
+	repo := registrytest.Memory(t) + "/team/app"
 	d142 := multiArch(t, repo+":1a2b3c4", "linux/amd64", "linux/arm64")
 	floating := WithRules(Rules{Floating: true})
 
-	rep, err := Promote(bg, ref(t, repo+":1a2b3c4"), repoOf(t, repo), mustParse(t, "v1.4.2"), floating,
-		WithRequirePlatforms(v1.Platform{OS: "linux", Architecture: "amd64"}, v1.Platform{OS: "linux", Architecture: "arm64"}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustPromote(t, repo+":1a2b3c4", repo, "v1.4.2", floating, WithRequirePlatforms(v1.Platform{OS: "linux", Architecture: "amd64"}, v1.Platform{OS: "linux", Architecture: "arm64"}))
 	want := map[string]Action{"v1.4.2": ActionCreate, "v1.4": ActionCreate, "v1": ActionCreate, "latest": ActionCreate}
 	if diff := cmp.Diff(want, actions(rep)); diff != "" {
 		t.Errorf("actions (-want +got):\n%s", diff)
@@ -100,16 +75,13 @@ func TestPromote(t *testing.T) {
 		t.Errorf("report header = %+v", rep)
 	}
 	for _, tag := range []string{"v1.4.2", "v1.4", "v1", "latest"} {
-		if got := head(t, repo+":"+tag); got != d142 {
+		if got := clienttest.Head(t, repo+":"+tag); got != d142 {
 			t.Errorf("%s points at %q, want %s", tag, got, d142)
 		}
 	}
 
 	// Re-running the release is a no-op.
-	rep, err = Promote(bg, ref(t, repo+"@"+d142), repoOf(t, repo), mustParse(t, "v1.4.2"), floating)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = mustPromote(t, repo+"@"+d142, repo, "v1.4.2", floating)
 	if len(rep.Changed()) != 0 {
 		t.Errorf("re-run changed %v", rep.Changed())
 	}
@@ -119,15 +91,12 @@ func TestPromote(t *testing.T) {
 
 	// A backport moves only its minor tag.
 	d139 := multiArch(t, repo+":9f8e7d6", "linux/amd64", "linux/arm64")
-	rep, err = Promote(bg, ref(t, repo+":9f8e7d6"), repoOf(t, repo), mustParse(t, "v1.3.9"), floating)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = mustPromote(t, repo+":9f8e7d6", repo, "v1.3.9", floating)
 	want = map[string]Action{"v1.3.9": ActionCreate, "v1.3": ActionCreate, "v1": ActionKeep, "latest": ActionKeep}
 	if diff := cmp.Diff(want, actions(rep)); diff != "" {
 		t.Errorf("backport actions (-want +got):\n%s", diff)
 	}
-	if head(t, repo+":v1") != d142 || head(t, repo+":latest") != d142 || head(t, repo+":v1.3") != d139 {
+	if clienttest.Head(t, repo+":v1") != d142 || clienttest.Head(t, repo+":latest") != d142 || clienttest.Head(t, repo+":v1.3") != d139 {
 		t.Error("the backport moved the wrong tags")
 	}
 	for _, tr := range rep.Tags {
@@ -138,30 +107,24 @@ func TestPromote(t *testing.T) {
 
 	// A patch release moves every floating tag.
 	d143 := multiArch(t, repo+":5e6f7a8", "linux/amd64", "linux/arm64")
-	rep, err = Promote(bg, ref(t, repo+":5e6f7a8"), repoOf(t, repo), mustParse(t, "v1.4.3"), floating)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep = mustPromote(t, repo+":5e6f7a8", repo, "v1.4.3", floating)
 	want = map[string]Action{"v1.4.3": ActionCreate, "v1.4": ActionMove, "v1": ActionMove, "latest": ActionMove}
 	if diff := cmp.Diff(want, actions(rep)); diff != "" {
 		t.Errorf("patch actions (-want +got):\n%s", diff)
 	}
-	if head(t, repo+":latest") != d143 {
+	if clienttest.Head(t, repo+":latest") != d143 {
 		t.Error("latest did not move to v1.4.3")
 	}
 }
 
 func TestPromoteRefusals(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/team/app"
+	repo := registrytest.Memory(t) + "/team/app"
 	good := multiArch(t, repo+":good", "linux/amd64", "linux/arm64")
 	other := multiArch(t, repo+":other", "linux/amd64", "linux/arm64")
 	multiArch(t, repo+":amdonly", "linux/amd64")
-	registrytest.Push(t, repo+":single", registrytest.RandomImage(t, mustPlatform(t, "linux/amd64")))
-	if _, err := Promote(bg, ref(t, repo+":good"), repoOf(t, repo), mustParse(t, "v1.0.0")); err != nil {
-		t.Fatal(err)
-	}
-	if err := remote.Tag(ref(t, repo+":other").Context().Tag("2.0.0"), mustGet(t, repo+":other")); err != nil {
+	registrytest.Push(t, repo+":single", registrytest.RandomImages(t, "linux/amd64")[0])
+	mustPromote(t, repo+":good", repo, "v1.0.0")
+	if err := remote.Tag(registrytest.Ref(t, repo+":other").Context().Tag("2.0.0"), mustGet(t, repo+":other")); err != nil {
 		t.Fatal(err)
 	}
 	armRequired := WithRequirePlatforms(v1.Platform{OS: "linux", Architecture: "arm64"})
@@ -182,33 +145,30 @@ func TestPromoteRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := head(t, repo+":v9.0.0")
-			_, err := Promote(bg, ref(t, tt.from), repoOf(t, repo), mustParse(t, tt.version), tt.opts...)
+			before := clienttest.Head(t, repo+":v9.0.0")
+			_, err := promote(t, tt.from, repo, tt.version, tt.opts...)
 			if err == nil || (tt.wantErr != nil && !errors.Is(err, tt.wantErr)) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want %v containing %q", err, tt.wantErr, tt.want)
 			}
-			if head(t, repo+":v9.0.0") != before {
+			if clienttest.Head(t, repo+":v9.0.0") != before {
 				t.Error("a refused promotion wrote a tag")
 			}
 		})
 	}
-	if head(t, repo+":v1.0.0") != good {
+	if clienttest.Head(t, repo+":v1.0.0") != good {
 		t.Fatal("a refused promotion moved v1.0.0")
 	}
 
 	// --force overrides immutability.
-	rep, err := Promote(bg, ref(t, repo+":other"), repoOf(t, repo), mustParse(t, "v1.0.0"), WithForce(true))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Tags[0].Action != ActionMove || rep.Tags[0].Old != good || head(t, repo+":v1.0.0") != other {
+	rep := mustPromote(t, repo+":other", repo, "v1.0.0", WithForce(true))
+	if rep.Tags[0].Action != ActionMove || rep.Tags[0].Old != good || clienttest.Head(t, repo+":v1.0.0") != other {
 		t.Errorf("forced promotion: %+v", rep.Tags[0])
 	}
 }
 
 func mustGet(t testing.TB, s string) *remote.Descriptor {
 	t.Helper()
-	d, err := remote.Get(ref(t, s))
+	d, err := remote.Get(registrytest.Ref(t, s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,22 +176,16 @@ func mustGet(t testing.TB, s string) *remote.Descriptor {
 }
 
 func TestPromoteDryRun(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	d1 := multiArch(t, repo+":a", "linux/amd64")
-	if _, err := Promote(bg, ref(t, repo+":a"), repoOf(t, repo), mustParse(t, "1.0.0"), WithRules(Rules{Floating: true})); err != nil {
-		t.Fatal(err)
-	}
+	mustPromote(t, repo+":a", repo, "1.0.0", WithRules(Rules{Floating: true}))
 	multiArch(t, repo+":b", "linux/amd64")
-	rep, err := Promote(bg, ref(t, repo+":b"), repoOf(t, repo), mustParse(t, "1.1.0"), WithRules(Rules{Floating: true}), WithDryRun(true))
-	if err != nil {
-		t.Fatal(err)
-	}
+	rep := mustPromote(t, repo+":b", repo, "1.1.0", WithRules(Rules{Floating: true}), WithDryRun(true))
 	want := map[string]Action{"1.1.0": ActionCreate, "1.1": ActionCreate, "1": ActionMove, "latest": ActionMove}
 	if diff := cmp.Diff(want, actions(rep)); diff != "" {
 		t.Errorf("dry-run actions (-want +got):\n%s", diff)
 	}
-	if !rep.DryRun || head(t, repo+":1.1.0") != "" || head(t, repo+":latest") != d1 {
+	if !rep.DryRun || clienttest.Head(t, repo+":1.1.0") != "" || clienttest.Head(t, repo+":latest") != d1 {
 		t.Error("a dry run changed the repository")
 	}
 }
@@ -239,20 +193,17 @@ func TestPromoteDryRun(t *testing.T) {
 func TestPromoteAcrossRepositories(t *testing.T) {
 	host := registrytest.Memory(t)
 	d := multiArch(t, host+"/team/app-ci:1a2b3c4", "linux/amd64", "linux/arm64")
-	rep, err := Promote(bg, ref(t, host+"/team/app-ci:1a2b3c4"), repoOf(t, host+"/team/app"), mustParse(t, "v1.0.0"))
-	if err != nil {
-		t.Fatal(err)
+	rep := mustPromote(t, host+"/team/app-ci:1a2b3c4", host+"/team/app", "v1.0.0")
+	if !rep.Linked || clienttest.Head(t, host+"/team/app:v1.0.0") != d {
+		t.Errorf("report %+v; v1.0.0 -> %s, want %s", rep, clienttest.Head(t, host+"/team/app:v1.0.0"), d)
 	}
-	if !rep.Linked || head(t, host+"/team/app:v1.0.0") != d {
-		t.Errorf("report %+v; v1.0.0 -> %s, want %s", rep, head(t, host+"/team/app:v1.0.0"), d)
-	}
-	idx, err := remote.Index(ref(t, host+"/team/app:v1.0.0"))
+	idx, err := remote.Index(registrytest.Ref(t, host+"/team/app:v1.0.0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	im, _ := idx.IndexManifest()
 	for _, m := range im.Manifests {
-		if head(t, host+"/team/app@"+m.Digest.String()) == "" {
+		if clienttest.Head(t, host+"/team/app@"+m.Digest.String()) == "" {
 			t.Errorf("child %s is missing from the target repository", m.Digest)
 		}
 	}
@@ -264,24 +215,14 @@ func TestPromoteOptionsValidate(t *testing.T) {
 		WithRequirePlatforms(v1.Platform{Architecture: "amd64"}),
 		WithLogger(nil),
 	} {
-		if _, err := Promote(bg, ref(t, "reg.invalid/app:x"), repoOf(t, "reg.invalid/app"), mustParse(t, "v1.0.0"), opt); err == nil {
+		if _, err := promote(t, "reg.invalid/app:x", "reg.invalid/app", "v1.0.0", opt); err == nil {
 			t.Error("an invalid option was accepted")
 		}
 	}
 }
 
-func mustPlatform(t testing.TB, s string) v1.Platform {
-	t.Helper()
-	p, err := platform.ParseExact(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 func TestPromoteRevision(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/team/app"
+	repo := registrytest.Memory(t) + "/team/app"
 	commit := strings.Repeat("a1", 20)
 	other := strings.Repeat("b2", 20)
 	built := multiArchOf(t, repo+":sha-"+commit, commit, "linux/amd64", "linux/arm64")
@@ -298,24 +239,21 @@ func TestPromoteRevision(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Promote(bg, ref(t, tt.from), repoOf(t, repo), mustParse(t, "v1.0.0"), WithRevision(commit))
+			_, err := promote(t, tt.from, repo, "v1.0.0", WithRevision(commit))
 			if !errors.Is(err, ociindex.ErrRevision) || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want ErrRevision containing %q", err, tt.want)
 			}
-			if head(t, repo+":v1.0.0") != "" {
+			if clienttest.Head(t, repo+":v1.0.0") != "" {
 				t.Fatal("a refused promotion wrote v1.0.0")
 			}
 		})
 	}
-	rep, err := Promote(bg, ref(t, repo+"@"+built), repoOf(t, repo), mustParse(t, "v1.0.0"), WithRevision(commit))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep.Digest != built || head(t, repo+":v1.0.0") != built {
-		t.Errorf("released %s (v1.0.0 at %s), want %s", rep.Digest, head(t, repo+":v1.0.0"), built)
+	rep := mustPromote(t, repo+"@"+built, repo, "v1.0.0", WithRevision(commit))
+	if rep.Digest != built || clienttest.Head(t, repo+":v1.0.0") != built {
+		t.Errorf("released %s (v1.0.0 at %s), want %s", rep.Digest, clienttest.Head(t, repo+":v1.0.0"), built)
 	}
 	for _, bad := range []string{commit[:12], strings.ToUpper(commit), "sha-" + commit, commit + "\n"} {
-		if _, err := Promote(bg, ref(t, repo+"@"+built), repoOf(t, repo), mustParse(t, "v1.0.1"), WithRevision(bad)); err == nil ||
+		if _, err := promote(t, repo+"@"+built, repo, "v1.0.1", WithRevision(bad)); err == nil ||
 			!strings.Contains(err.Error(), "not a full commit SHA") {
 			t.Errorf("WithRevision(%q): err = %v, want a refusal", bad, err)
 		}

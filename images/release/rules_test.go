@@ -18,7 +18,7 @@ func moves(p Plan) map[string]bool {
 	return m
 }
 
-func mustParse(t *testing.T, s string) semver.Version {
+func mustParse(t testing.TB, s string) semver.Version {
 	t.Helper()
 	v, err := semver.Parse(s)
 	if err != nil {

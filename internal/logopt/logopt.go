@@ -58,3 +58,25 @@ func New(w io.Writer, format, level string) (*slog.Logger, error) {
 	}
 	return nil, fmt.Errorf("--log-format %q: want json or text", format)
 }
+
+// Flags are the --log-format and --log-level of a command that logs: the
+// one place their names, defaults and help are written.
+type Flags struct {
+	Format, Level string
+}
+
+// stringVarer is what Register needs of a flag set (pflag's, as cobra
+// gives it, and the standard library's both have it).
+type stringVarer interface {
+	StringVar(p *string, name, value, usage string)
+}
+
+// Register adds --log-format (default json) and --log-level (default info)
+// to fs.
+func (f *Flags) Register(fs stringVarer) {
+	fs.StringVar(&f.Format, "log-format", "json", "log format: json or text")
+	fs.StringVar(&f.Level, "log-level", "info", "log level: debug, info, warn or error")
+}
+
+// Logger is New of the flags' values, writing to w.
+func (f *Flags) Logger(w io.Writer) (*slog.Logger, error) { return New(w, f.Format, f.Level) }

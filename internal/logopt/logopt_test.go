@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
+	"io"
 	"log/slog"
 	"strings"
 	"testing"
@@ -32,6 +34,8 @@ func TestLogopt(t *testing.T) {
 	}
 }
 
+// TestNew runs each case through New and through Flags given the same
+// values as --log-format and --log-level.
 func TestNew(t *testing.T) {
 	tests := []struct {
 		format, level, want, err string
@@ -41,24 +45,50 @@ func TestNew(t *testing.T) {
 		{format: "yaml", level: "warn", err: `--log-format "yaml": want json or text`},
 		{format: "json", level: "loud", err: `--log-level "loud": want debug, info, warn or error`},
 	}
+	builds := map[string]func(w io.Writer, format, level string) (*slog.Logger, error){
+		"New": New,
+		"Flags": func(w io.Writer, format, level string) (*slog.Logger, error) {
+			var f Flags
+			fs := flag.NewFlagSet("test", flag.ContinueOnError)
+			f.Register(fs)
+			if err := fs.Parse([]string{"-log-format", format, "-log-level", level}); err != nil {
+				return nil, err
+			}
+			return f.Logger(w)
+		},
+	}
 	for _, tt := range tests {
-		t.Run(tt.format+" "+tt.level, func(t *testing.T) {
-			var b bytes.Buffer
-			l, err := New(&b, tt.format, tt.level)
-			if tt.err != "" {
-				if err == nil || err.Error() != tt.err {
-					t.Fatalf("New = %v, want %q", err, tt.err)
+		for name, build := range builds {
+			t.Run(name+" "+tt.format+" "+tt.level, func(t *testing.T) {
+				var b bytes.Buffer
+				l, err := build(&b, tt.format, tt.level)
+				if tt.err != "" {
+					if err == nil || err.Error() != tt.err {
+						t.Fatalf("%s = %v, want %q", name, err, tt.err)
+					}
+					return
 				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			l.Info("hidden")
-			l.Warn("shown")
-			if got := b.String(); !strings.Contains(got, tt.want) || strings.Contains(got, "hidden") {
-				t.Errorf("logged %q, want %s at warn and above only", got, tt.want)
-			}
-		})
+				if err != nil {
+					t.Fatal(err)
+				}
+				l.Info("hidden")
+				l.Warn("shown")
+				if got := b.String(); !strings.Contains(got, tt.want) || strings.Contains(got, "hidden") {
+					t.Errorf("logged %q, want %s at warn and above only", got, tt.want)
+				}
+			})
+		}
+	}
+}
+
+func TestFlagsDefaults(t *testing.T) {
+	var f Flags
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	f.Register(fs)
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if f.Format != "json" || f.Level != "info" {
+		t.Errorf("defaults %+v, want json at info", f)
 	}
 }

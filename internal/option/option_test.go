@@ -1,6 +1,9 @@
 package option
 
-import "testing"
+import (
+	"errors"
+	"testing"
+)
 
 func TestCheck(t *testing.T) {
 	type options struct{ n int }
@@ -32,5 +35,27 @@ func TestAlways(t *testing.T) {
 	var o options
 	if err := Always(func(o *options) { o.on = true })(&o); err != nil || !o.on {
 		t.Errorf("got %v, %v; want the value set and no error", o.on, err)
+	}
+}
+
+func TestErr(t *testing.T) {
+	type options struct{ n int }
+	refused := errors.New("n is refused")
+	tests := []struct {
+		name  string
+		err   error
+		wantN int
+	}{
+		{"accepted value is set", nil, 3},
+		{"refused value is not set and its own error returned", refused, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var o options
+			err := Err(tc.err, func(o *options) { o.n = 3 })(&o)
+			if err != tc.err || o.n != tc.wantN {
+				t.Errorf("got n %d, error %v; want n %d, error %v", o.n, err, tc.wantN, tc.err)
+			}
+		})
 	}
 }

@@ -10,19 +10,31 @@ import (
 	"math/big"
 	"net"
 	"os"
+	"path/filepath"
+	"testing"
 	"time"
 )
+
+// Certificates writes in dir a CA and a serving certificate signed by it
+// for 127.0.0.1, ::1 and localhost (ca.crt, tls.crt, and tls.key, an EC
+// key), for any test's HTTPS server, and returns the serving files and a
+// pool that trusts the CA.
+func Certificates(t testing.TB, dir string) (certFile, keyFile string, pool *x509.CertPool) {
+	t.Helper()
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	pool, err := writeCertificates(filepath.Join(dir, "ca.crt"), certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile, pool
+}
 
 // writeCertificates makes a CA and a server certificate for 127.0.0.1 and
 // localhost signed by it, writes them as PEM files, and returns a pool
 // holding the CA.
 func writeCertificates(caFile, certFile, keyFile string) (*x509.CertPool, error) {
 	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	caTmpl := &x509.Certificate{
+	ca, caKey, err := issue(&x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "ciel registrytest CA"},
 		NotBefore:             now.Add(-time.Hour),
@@ -30,20 +42,11 @@ func writeCertificates(caFile, certFile, keyFile string) (*x509.CertPool, error)
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	}, nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-	srvKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	srvTmpl := &x509.Certificate{
+	srv, srvKey, err := issue(&x509.Certificate{
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "127.0.0.1"},
 		NotBefore:    now.Add(-time.Hour),
@@ -52,8 +55,7 @@ func writeCertificates(caFile, certFile, keyFile string) (*x509.CertPool, error)
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 		DNSNames:     []string{"localhost"},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
+	}, ca, caKey)
 	if err != nil {
 		return nil, err
 	}
@@ -61,18 +63,39 @@ func writeCertificates(caFile, certFile, keyFile string) (*x509.CertPool, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := writePEM(caFile, "CERTIFICATE", caDER); err != nil {
+	if err := writePEM(caFile, "CERTIFICATE", ca.Raw); err != nil {
 		return nil, err
 	}
-	if err := writePEM(certFile, "CERTIFICATE", srvDER); err != nil {
+	if err := writePEM(certFile, "CERTIFICATE", srv.Raw); err != nil {
 		return nil, err
 	}
 	if err := writePEM(keyFile, "EC PRIVATE KEY", keyDER); err != nil {
 		return nil, err
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(caCert)
+	pool.AddCert(ca)
 	return pool, nil
+}
+
+// issue makes a P-256 key and the certificate tmpl describes for it, signed
+// with parentKey for parent, or self-signed when parent is nil.
+func issue(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, key, nil
 }
 
 func writePEM(path, typ string, der []byte) error {

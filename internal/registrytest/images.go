@@ -54,6 +54,17 @@ func RandomImage(t testing.TB, p v1.Platform) v1.Image {
 	return WithPlatform(t, img, p)
 }
 
+// RandomImages returns a RandomImage for each platform, written as
+// Platform reads it ("os/arch[/variant]").
+func RandomImages(t testing.TB, platforms ...string) []v1.Image {
+	t.Helper()
+	var out []v1.Image
+	for _, p := range platforms {
+		out = append(out, RandomImage(t, Platform(t, p)))
+	}
+	return out
+}
+
 // IndexOf is an OCI index of imgs, each listed with the platform its config
 // states, as docker buildx writes one.
 func IndexOf(t testing.TB, imgs ...v1.Image) v1.ImageIndex {

@@ -199,6 +199,29 @@ func (p *Proxy) Requests() []Request {
 	return append([]Request(nil), p.reqs...)
 }
 
+// Writes returns the recorded requests that may change the registry:
+// every method but GET and HEAD.
+func (p *Proxy) Writes() []Request {
+	var out []Request
+	for _, r := range p.Requests() {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Injected returns how many recorded requests a Fault answered.
+func (p *Proxy) Injected() int {
+	n := 0
+	for _, r := range p.Requests() {
+		if r.Injected {
+			n++
+		}
+	}
+	return n
+}
+
 // Reset forgets the recorded requests and any faults left.
 func (p *Proxy) Reset() {
 	p.mu.Lock()

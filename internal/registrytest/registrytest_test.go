@@ -92,14 +92,11 @@ func TestProxyCountsAndFaults(t *testing.T) {
 	if diff := cmp.Diff(want, p.Counts()); diff != "" {
 		t.Errorf("counts (-want +got):\n%s\n%s", diff, p.Log())
 	}
-	injected := 0
-	for _, rq := range p.Requests() {
-		if rq.Injected {
-			injected++
-		}
-	}
-	if injected != 3 {
+	if injected := p.Injected(); injected != 3 {
 		t.Errorf("injected = %d, want 3", injected)
+	}
+	if w := p.Writes(); len(w) != 0 {
+		t.Errorf("writes = %v, want none: GET requests only", w)
 	}
 
 	p.Reset()
@@ -112,6 +109,20 @@ func TestProxyCountsAndFaults(t *testing.T) {
 	}
 	if got := p.Requests(); len(got) != 1 || got[0].Status != 0 || !got[0].Injected {
 		t.Errorf("requests after a drop = %v, want one dropped request", got)
+	}
+
+	p.Reset()
+	put, err := http.NewRequest(http.MethodPut, base+"/v2/x/manifests/latest", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.DefaultClient.Do(put); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	if w := p.Writes(); len(w) != 1 || w[0].Method != http.MethodPut || p.Injected() != 0 {
+		t.Errorf("writes = %v, injected %d; want the one PUT, not injected", w, p.Injected())
 	}
 }
 

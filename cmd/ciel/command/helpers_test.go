@@ -12,14 +12,11 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/ciel-ci/ciel/internal/registryclient"
 	"github.com/ciel-ci/ciel/internal/registrytest"
 )
 
@@ -46,6 +43,16 @@ func run(t *testing.T, env map[string]string, args ...string) result {
 		fmt.Fprintln(&errb, "ciel:", err)
 	}
 	return result{stdout: out.String(), stderr: errb.String(), code: ExitCode(err), err: err}
+}
+
+// mustRun is run that fails the test unless the command succeeded.
+func mustRun(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	r := run(t, env, args...)
+	if r.code != 0 {
+		t.Fatalf("ciel %s: exit %d: %s", strings.Join(args, " "), r.code, r.stderr)
+	}
+	return r
 }
 
 // exited checks that r ended with code and, for a failure, that stderr
@@ -91,24 +98,6 @@ func push(t *testing.T, ref string, img v1.Image) string {
 func pushIndex(t *testing.T, tag string, imgs ...v1.Image) string {
 	t.Helper()
 	return registrytest.Push(t, tag, registrytest.IndexOf(t, imgs...)).DigestStr()
-}
-
-// headDigest returns what ref points at, "" if nothing.
-func headDigest(t *testing.T, ref string) string {
-	t.Helper()
-	r, err := name.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	puller, err := remote.NewPuller()
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := registryclient.Digest(context.Background(), puller, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return d
 }
 
 // golden compares got with testdata/file after replacing each key of

@@ -15,14 +15,8 @@ import (
 )
 
 func newIndexCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "index",
-		Short: "Merge per-architecture images into a multi-arch index, and inspect indexes",
-		Args:  noArgs,
-		RunE:  groupRunE,
-	}
-	cmd.AddCommand(newIndexCreateCmd(g), newIndexInspectCmd(g))
-	return cmd
+	return newGroupCmd("index", "Merge per-architecture images into a multi-arch index, and inspect indexes",
+		newIndexCreateCmd(g), newIndexInspectCmd(g))
 }
 
 // Standard OCI annotation keys the create command can set.

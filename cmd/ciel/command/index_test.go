@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/ciel-ci/ciel/internal/registrytest"
+	"github.com/ciel-ci/ciel/internal/registrytest/clienttest"
 )
 
 func TestIndexCreate(t *testing.T) {
@@ -21,15 +22,14 @@ func TestIndexCreate(t *testing.T) {
 	dir := t.TempDir()
 	digestFile, urlFile, refFile := filepath.Join(dir, "IMAGE_DIGEST"), filepath.Join(dir, "IMAGE_URL"), filepath.Join(dir, "REF")
 
-	r := run(t, nil, "index", "create", "--tag", repo+":abc", "--tag", repo+":main",
+	r := mustRun(t, nil, "index", "create", "--tag", repo+":abc", "--tag", repo+":main",
 		"--digest-file", digestFile, "--url-file", urlFile, "--ref-file", refFile,
 		arm+"=linux/arm64/v8", amd+"=linux/amd64")
-	r.exited(t, 0, "")
-	digest := headDigest(t, repo+":abc")
+	digest := clienttest.Head(t, repo+":abc")
 	if want := digest + "\n" + repo + "@" + digest + "\n"; r.stdout != want {
 		t.Errorf("stdout = %q, want %q", r.stdout, want)
 	}
-	if headDigest(t, repo+":main") != digest {
+	if clienttest.Head(t, repo+":main") != digest {
 		t.Error("the second tag does not point at the index")
 	}
 	for file, want := range map[string]string{digestFile: digest, urlFile: repo + ":abc", refFile: repo + "@" + digest} {
@@ -50,19 +50,17 @@ func TestIndexCreate(t *testing.T) {
 }
 
 func TestIndexCreateTemplateJSON(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/team/app"
+	repo := registrytest.Memory(t) + "/team/app"
 	push(t, repo+":abc-amd64", platformImage(t, "linux/amd64", "1"))
 	push(t, repo+":abc-arm64", platformImage(t, "linux/arm64", "1"))
-	r := run(t, nil, "index", "create", "-o", "json", "--tag", repo+":abc",
+	r := mustRun(t, nil, "index", "create", "-o", "json", "--tag", repo+":abc",
 		"--platforms", "linux/amd64,linux/arm64", "--template", repo+":abc-ARCH",
 		"--require-platforms", "linux/amd64,linux/arm64")
-	r.exited(t, 0, "")
 	var rep createJSON
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
 	}
-	if rep.Digest != headDigest(t, repo+":abc") || len(rep.References) != 1 || rep.References[0] != repo+"@"+rep.Digest {
+	if rep.Digest != clienttest.Head(t, repo+":abc") || len(rep.References) != 1 || rep.References[0] != repo+"@"+rep.Digest {
 		t.Errorf("report header = %+v", rep)
 	}
 	var platforms, sources []string
@@ -85,8 +83,7 @@ func TestIndexCreateTemplateJSON(t *testing.T) {
 }
 
 func TestIndexCreateAnnotations(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	amd := push(t, repo+":a", platformImage(t, "linux/amd64", "1"))
 	env := map[string]string{
 		"CI_PROJECT_URL":    "https://gitlab.example.com/team/app",
@@ -123,8 +120,7 @@ func TestIndexCreateAnnotations(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			tag := repo + ":t" + string(rune('0'+i))
 			args := append([]string{"index", "create", "--tag", tag, amd}, tt.args...)
-			r := run(t, env, args...)
-			r.exited(t, 0, "")
+			mustRun(t, env, args...)
 			ref, _ := name.ParseReference(tag)
 			idx, err := remote.Index(ref)
 			if err != nil {
@@ -148,23 +144,20 @@ func TestIndexCreateAnnotations(t *testing.T) {
 }
 
 func TestIndexCreateDryRun(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	amd := push(t, repo+":a", platformImage(t, "linux/amd64", "1"))
-	r := run(t, nil, "index", "create", "--dry-run", "--tag", repo+":v1", amd)
-	r.exited(t, 0, "")
+	r := mustRun(t, nil, "index", "create", "--dry-run", "--tag", repo+":v1", amd)
 	var im map[string]any
 	if err := json.Unmarshal([]byte(r.stdout), &im); err != nil || im["mediaType"] != "application/vnd.oci.image.index.v1+json" {
 		t.Fatalf("stdout is not the index JSON (%v): %s", err, r.stdout)
 	}
-	if d := headDigest(t, repo+":v1"); d != "" {
+	if d := clienttest.Head(t, repo+":v1"); d != "" {
 		t.Errorf("dry run pushed the tag (%s)", d)
 	}
 }
 
 func TestIndexCreatePlatformMismatch(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	amd := push(t, repo+":a", platformImage(t, "linux/amd64", "1"))
 	wrong := push(t, repo+":b", platformImage(t, "linux/amd64", "2"))
 	r := run(t, nil, "index", "create", "--tag", repo+":v1", amd+"=linux/amd64", wrong+"=linux/arm64")
@@ -174,7 +167,7 @@ func TestIndexCreatePlatformMismatch(t *testing.T) {
 	if !strings.Contains(r.stderr, "declared linux/arm64") || !strings.Contains(r.stderr, "says linux/amd64") {
 		t.Errorf("stderr does not name both platforms: %s", r.stderr)
 	}
-	if r.stdout != "" || headDigest(t, repo+":v1") != "" {
+	if r.stdout != "" || clienttest.Head(t, repo+":v1") != "" {
 		t.Errorf("something was pushed or printed: %q", r.stdout)
 	}
 }
@@ -183,12 +176,10 @@ func TestIndexInspect(t *testing.T) {
 	host := registrytest.Memory(t)
 	repo := host + "/app"
 	digest := pushIndex(t, repo+":multi", platformImage(t, "linux/amd64", "1"), platformImage(t, "linux/arm64/v8", "1"))
-	r := run(t, nil, "index", "inspect", repo+":multi")
-	r.exited(t, 0, "")
+	r := mustRun(t, nil, "index", "inspect", repo+":multi")
 	golden(t, "index-inspect.txt", r.stdout, host, "REGISTRY")
 
-	r = run(t, nil, "index", "inspect", "-o", "json", repo+":multi")
-	r.exited(t, 0, "")
+	r = mustRun(t, nil, "index", "inspect", "-o", "json", repo+":multi")
 	var s struct {
 		Digest    string `json:"digest"`
 		Manifests []struct {

@@ -48,15 +48,9 @@ func TestRealSelfSignedRegistry(t *testing.T) {
 	}
 
 	env := map[string]string{"CIEL_CA_FILE": reg.CAFile}
-	r := run(t, env, append([]string{"index", "create", "--tag", reg.Host + "/team/app:v1"}, sources...)...)
-	if r.code != 0 {
-		t.Fatalf("create: exit %d: %s", r.code, r.stderr)
-	}
+	r := mustRun(t, env, append([]string{"index", "create", "--tag", reg.Host + "/team/app:v1"}, sources...)...)
 	digest := strings.SplitN(r.stdout, "\n", 2)[0]
-	r = run(t, env, "index", "inspect", reg.Host+"/team/app:v1")
-	if r.code != 0 {
-		t.Fatalf("inspect: exit %d: %s", r.code, r.stderr)
-	}
+	r = mustRun(t, env, "index", "inspect", reg.Host+"/team/app:v1")
 	if !strings.Contains(r.stdout, "@"+digest) || !strings.Contains(r.stdout, "linux/arm64") {
 		t.Errorf("inspect output does not show the index %s:\n%s", digest, r.stdout)
 	}
@@ -77,18 +71,12 @@ func TestRealMergeThenRelease(t *testing.T) {
 		sources = append(sources, push(t, repo+":1a2b3c4-"+arch, platformImage(t, "linux/"+arch, "e2e")))
 	}
 	dir := t.TempDir()
-	r := run(t, nil, append([]string{"index", "create", "--tag", repo + ":1a2b3c4",
+	r := mustRun(t, nil, append([]string{"index", "create", "--tag", repo + ":1a2b3c4",
 		"--require-platforms", "linux/amd64,linux/arm64", "--digest-file", filepath.Join(dir, "IMAGE_DIGEST")}, sources...)...)
-	if r.code != 0 {
-		t.Fatalf("index create: exit %d: %s", r.code, r.stderr)
-	}
 	digest := readFile(t, filepath.Join(dir, "IMAGE_DIGEST"))
 
-	r = run(t, map[string]string{"CI_COMMIT_TAG": "v1.0.0"}, "release", "promote", "--from", repo+"@"+digest,
+	r = mustRun(t, map[string]string{"CI_COMMIT_TAG": "v1.0.0"}, "release", "promote", "--from", repo+"@"+digest,
 		"--floating", "--require-platforms", "linux/amd64,linux/arm64", "--results-dir", dir)
-	if r.code != 0 {
-		t.Fatalf("release promote: exit %d: %s", r.code, r.stderr)
-	}
 	if got := readFile(t, filepath.Join(dir, "tags")); got != "v1.0.0,v1.0,v1,latest" {
 		t.Errorf("tags result = %q", got)
 	}
@@ -114,11 +102,8 @@ func TestRealReleaseRefusesAnotherCommit(t *testing.T) {
 	dir := t.TempDir()
 	merge := func(revision string) string {
 		t.Helper()
-		r := run(t, nil, append([]string{"index", "create", "--tag", repo + ":sha-" + commit, "--revision", revision,
+		mustRun(t, nil, append([]string{"index", "create", "--tag", repo + ":sha-" + commit, "--revision", revision,
 			"--digest-file", filepath.Join(dir, "IMAGE_DIGEST")}, sources...)...)
-		if r.code != 0 {
-			t.Fatalf("index create: exit %d: %s", r.code, r.stderr)
-		}
 		return readFile(t, filepath.Join(dir, "IMAGE_DIGEST"))
 	}
 	find := func() result {
@@ -147,10 +132,7 @@ func TestRealReleaseRefusesAnotherCommit(t *testing.T) {
 	if r := run(t, nil, "index", "inspect", repo+":v2.0.0"); r.code == 0 {
 		t.Error("a refused promotion wrote v2.0.0")
 	}
-	r = run(t, nil, "release", "promote", "--from", found, "--revision", commit, "--version", "v1.0.0", "--results-dir", dir)
-	if r.code != 0 {
-		t.Fatalf("promoting the digest found first: exit %d: %s", r.code, r.stderr)
-	}
+	r = mustRun(t, nil, "release", "promote", "--from", found, "--revision", commit, "--version", "v1.0.0", "--results-dir", dir)
 	if got := readFile(t, filepath.Join(dir, "digest")); got != built {
 		t.Errorf("released %s, want the index found first %s", got, built)
 	}

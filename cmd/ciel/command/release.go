@@ -12,14 +12,7 @@ import (
 )
 
 func newReleaseCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "release",
-		Short: "Promote a tested multi-arch index to release tags",
-		Args:  noArgs,
-		RunE:  groupRunE,
-	}
-	cmd.AddCommand(newPromoteCmd(g))
-	return cmd
+	return newGroupCmd("release", "Promote a tested multi-arch index to release tags", newPromoteCmd(g))
 }
 
 type promoteFlags struct {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ciel-ci/ciel/images/release"
 	"github.com/ciel-ci/ciel/internal/registrytest"
+	"github.com/ciel-ci/ciel/internal/registrytest/clienttest"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -18,9 +19,8 @@ func TestReleasePromote(t *testing.T) {
 	results := t.TempDir()
 
 	// The version comes from the GitLab tag pipeline.
-	r := run(t, map[string]string{"CI_COMMIT_TAG": "v1.4.2"}, "release", "promote", "--from", repo+":1a2b3c4",
+	r := mustRun(t, map[string]string{"CI_COMMIT_TAG": "v1.4.2"}, "release", "promote", "--from", repo+":1a2b3c4",
 		"--floating", "--require-platforms", "linux/amd64,linux/arm64", "--results-dir", results)
-	r.exited(t, 0, "")
 	golden(t, "release-promote.txt", r.stdout, host, "REGISTRY", d1[7:19], "INDEXDIGEST1")
 	for file, want := range map[string]string{
 		"digest":       d1,
@@ -35,8 +35,7 @@ func TestReleasePromote(t *testing.T) {
 
 	// A backport, as JSON: v1.3 moves, v1 and latest are kept.
 	d2 := pushIndex(t, repo+":9f8e7d6", platformImage(t, "linux/amd64", "2"), platformImage(t, "linux/arm64", "2"))
-	r = run(t, nil, "release", "promote", "-o", "json", "--from", repo+":9f8e7d6", "--version", "v1.3.9", "--floating")
-	r.exited(t, 0, "")
+	r = mustRun(t, nil, "release", "promote", "-o", "json", "--from", repo+":9f8e7d6", "--version", "v1.3.9", "--floating")
 	var rep release.Report
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		t.Fatalf("stdout is not JSON: %v\n%s", err, r.stdout)
@@ -60,27 +59,25 @@ func TestReleasePromote(t *testing.T) {
 	// Another digest for an existing version is refused, unless --force.
 	r = run(t, nil, "release", "promote", "--from", repo+":9f8e7d6", "--version", "v1.4.2")
 	r.exited(t, ExitFailed, "immutable")
-	if headDigest(t, repo+":v1.4.2") != d1 {
+	if clienttest.Head(t, repo+":v1.4.2") != d1 {
 		t.Fatal("a refused promotion moved v1.4.2")
 	}
 	r = run(t, nil, "release", "promote", "--from", repo+":9f8e7d6", "--version", "v1.4.2", "--force")
-	if r.code != 0 || headDigest(t, repo+":v1.4.2") != d2 {
+	if r.code != 0 || clienttest.Head(t, repo+":v1.4.2") != d2 {
 		t.Errorf("forced: exit %d: %s", r.code, r.stderr)
 	}
 }
 
 func TestReleasePromoteDryRun(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	pushIndex(t, repo+":abc", platformImage(t, "linux/amd64", "1"))
 	results := t.TempDir()
-	r := run(t, nil, "release", "promote", "--dry-run", "--from", repo+":abc", "--version", "2.0.0", "--floating", "--results-dir", results)
-	r.exited(t, 0, "")
+	r := mustRun(t, nil, "release", "promote", "--dry-run", "--from", repo+":abc", "--version", "2.0.0", "--floating", "--results-dir", results)
 	if !strings.HasPrefix(r.stdout, "dry run: would promote") {
 		t.Errorf("stdout does not say it is a dry run:\n%s", r.stdout)
 	}
 	for _, tag := range []string{"2.0.0", "2.0", "2", "latest"} {
-		if d := headDigest(t, repo+":"+tag); d != "" {
+		if d := clienttest.Head(t, repo+":"+tag); d != "" {
 			t.Errorf("dry run created %s", tag)
 		}
 	}
@@ -90,8 +87,7 @@ func TestReleasePromoteDryRun(t *testing.T) {
 }
 
 func TestReleasePromoteRefusesImages(t *testing.T) {
-	host := registrytest.Memory(t)
-	repo := host + "/app"
+	repo := registrytest.Memory(t) + "/app"
 	single := push(t, repo+":abc", platformImage(t, "linux/amd64", "1"))
 	r := run(t, nil, "release", "promote", "--from", single, "--version", "v1.0.0")
 	r.exited(t, ExitFailed, "single image")

@@ -179,6 +179,14 @@ func noArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
+// newGroupCmd returns a command that only groups subs: run without one of
+// them, it prints its help and fails with a usage error.
+func newGroupCmd(use, short string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{Use: use, Short: short, Args: noArgs, RunE: groupRunE}
+	cmd.AddCommand(subs...)
+	return cmd
+}
+
 // groupRunE is the RunE of commands that only group subcommands.
 func groupRunE(cmd *cobra.Command, _ []string) error {
 	cmd.SetOut(cmd.ErrOrStderr())

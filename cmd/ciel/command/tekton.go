@@ -27,22 +27,16 @@ const maxResultBytes = 3072
 const CABundleFile = "ca.crt"
 
 func newTektonCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "tekton",
-		Short: "Steps of ciel's Tekton Tasks: compute what Tekton cannot, write Tekton results",
-		Long: `Helpers run as steps of the Tasks in tasks/: they compute values Tekton's
+	cmd := newGroupCmd("tekton", "Steps of ciel's Tekton Tasks: compute what Tekton cannot, write Tekton results",
+		newTektonPlanCmd(), newTektonKanikoArgsCmd(), newTektonKanikoResultsCmd(), newTektonTagArgsCmd(), newTektonFindIndexCmd(g))
+	cmd.Long = `Helpers run as steps of the Tasks in tasks/: they compute values Tekton's
 variable substitution cannot (split a platform, prefix every element of an
 array, derive per-platform names), check them, and write Tekton result files
 (no trailing newline; arrays as JSON).
 
 Every output flag ending in -file names a result file to write
 ($(results.NAME.path) or $(step.results.NAME.path)); an empty path writes
-nothing, so the commands also run by hand.`,
-		Args: noArgs,
-		RunE: groupRunE,
-	}
-	cmd.AddCommand(newTektonPlanCmd(), newTektonKanikoArgsCmd(), newTektonKanikoResultsCmd(),
-		newTektonTagArgsCmd(), newTektonFindIndexCmd(g))
+nothing, so the commands also run by hand.`
 	return cmd
 }
 

@@ -30,6 +30,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ciel-ci/ciel/internal/gitlabclient"
 	"github.com/ciel-ci/ciel/internal/logopt"
 	"github.com/ciel-ci/ciel/internal/version"
 	"github.com/spf13/cobra"
@@ -59,8 +60,7 @@ type options struct {
 	policyPoll      time.Duration
 	secretDir       string
 	gitlabURL       string
-	gitlabTokenFile string
-	gitlabTokenEnv  string
+	gitlabToken     gitlabclient.TokenFlags
 	gitlabTimeout   time.Duration
 	gitlabRetries   int
 	requestTimeout  time.Duration
@@ -71,8 +71,7 @@ type options struct {
 	shutdownTimeout time.Duration
 	drainPeriod     time.Duration
 	allowedHosts    []string
-	logFormat       string
-	logLevel        string
+	log             logopt.Flags
 }
 
 // NewCommand returns the interceptor command.
@@ -114,8 +113,7 @@ Otherwise (or with --local): plain HTTP on --http-addr, Secrets from
 	f.DurationVar(&o.policyPoll, "policy-poll", 10*time.Second, "how often the policy directory is checked, besides file events")
 	f.StringVar(&o.secretDir, "secret-dir", "", "local mode: Secrets as files DIR/NAME/KEY")
 	f.StringVar(&o.gitlabURL, "gitlab-url", "", "GitLab base URL for completing changed files of pushes and listing those of merge requests (e.g. https://gitlab.example.com); empty: payload only")
-	f.StringVar(&o.gitlabTokenFile, "gitlab-token-file", "", "file holding a GitLab API token (read_api)")
-	f.StringVar(&o.gitlabTokenEnv, "gitlab-token-env", "GITLAB_TOKEN", "environment variable holding the token when no --gitlab-token-file")
+	o.gitlabToken.Register(f, "file holding a GitLab API token (read_api scope), read at start")
 	f.DurationVar(&o.gitlabTimeout, "gitlab-timeout", gitlabapi.DefaultTimeout, "timeout of one GitLab API request")
 	f.IntVar(&o.gitlabRetries, "gitlab-retries", gitlabapi.DefaultRetries, "retries of a GitLab API request failing with 429/5xx or a connection error")
 	f.DurationVar(&o.requestTimeout, "request-timeout", server.DefaultRequestTimeout, "bound on handling one request")
@@ -126,8 +124,7 @@ Otherwise (or with --local): plain HTTP on --http-addr, Secrets from
 	f.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM")
 	f.DurationVar(&o.drainPeriod, "drain-period", 5*time.Second, "after SIGTERM, how long /readyz fails while the listener still serves, so that endpoints drop the pod before it stops accepting")
 	f.StringSliceVar(&o.allowedHosts, "allowed-git-hosts", nil, "GitLab hosts (host, host:port or host/path) a payload's clone and web URLs may name; default: the host of --gitlab-url; empty: any host (the path must still be the project's)")
-	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
-	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	o.log.Register(f)
 	return cmd
 }
 
@@ -178,22 +175,19 @@ func (o *options) gitHosts() ([]server.GitHost, error) {
 	return hosts, nil
 }
 
-func (o *options) gitlabToken() (string, error) {
-	if o.gitlabTokenFile != "" {
-		b, err := os.ReadFile(o.gitlabTokenFile)
+func (o *options) token() (string, error) {
+	if o.gitlabToken.File != "" {
+		b, err := os.ReadFile(o.gitlabToken.File)
 		if err != nil {
 			return "", fmt.Errorf("reading --gitlab-token-file: %w", err)
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
-	if t := os.Getenv(o.gitlabTokenEnv); t != "" {
-		return t, nil
-	}
-	return "", fmt.Errorf("--gitlab-url needs a token: --gitlab-token-file or $%s", o.gitlabTokenEnv)
+	return o.gitlabToken.FromEnv(os.Getenv)
 }
 
 func (o *options) run(ctx context.Context, stdout io.Writer) error {
-	log, err := logopt.New(os.Stderr, o.logFormat, o.logLevel)
+	log, err := o.log.Logger(os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -213,7 +207,7 @@ func (o *options) run(ctx context.Context, stdout io.Writer) error {
 		Namespace: o.namespace, ServiceName: o.serviceName, TLSSecret: o.tlsSecret, ClusterInterceptors: o.interceptors,
 		CertFile: o.certFile, KeyFile: o.keyFile,
 		Policies: o.policies, PolicyPoll: o.policyPoll, SecretDir: o.secretDir,
-		GitLabURL: o.gitlabURL, GitLabToken: o.gitlabToken, GitLabTimeout: o.gitlabTimeout, GitLabRetries: o.gitlabRetries,
+		GitLabURL: o.gitlabURL, GitLabToken: o.token, GitLabTimeout: o.gitlabTimeout, GitLabRetries: o.gitlabRetries,
 		AllowedHosts:   hosts,
 		RequestTimeout: o.requestTimeout, MaxBodyBytes: o.maxBodyBytes, MaxInFlightBytes: o.maxInFlight, CostLimit: o.costLimit,
 		DedupTTL: o.dedupTTL, ShutdownTimeout: o.shutdownTimeout, DrainPeriod: o.drainPeriod,

@@ -3,16 +3,10 @@ package command
 import (
 	"bufio"
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -26,6 +20,7 @@ import (
 	triggersv1 "github.com/tektoncd/triggers/pkg/apis/triggers/v1beta1"
 
 	"github.com/ciel-ci/ciel/internal/interceptortest"
+	"github.com/ciel-ci/ciel/internal/registrytest"
 )
 
 // startBinary builds and starts the real interceptor; it returns the base
@@ -61,30 +56,6 @@ func startBinaryEnv(t *testing.T, env []string, args ...string) (string, *exec.C
 	return strings.TrimSpace(strings.TrimPrefix(line, "listening on ")), cmd, &logs
 }
 
-func selfSigned(t *testing.T, dir string) (certFile, keyFile string, pool *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ciel-interceptor"},
-		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	cert, _ := x509.ParseCertificate(der)
-	pool = x509.NewCertPool()
-	pool.AddCert(cert)
-	return certFile, keyFile, pool
-}
-
 // webhookSecretDir writes the Secret gitlab-webhook (key token: s3cret) for
 // local mode's --secret-dir and returns that directory.
 func webhookSecretDir(t *testing.T, dir string) string {
@@ -107,7 +78,7 @@ func startLocalTLS(t *testing.T, args ...string) (string, *exec.Cmd, *bytes.Buff
 	t.Helper()
 	dir := t.TempDir()
 	secrets := webhookSecretDir(t, dir)
-	certFile, keyFile, pool := selfSigned(t, dir)
+	certFile, keyFile, pool := registrytest.Certificates(t, dir)
 	base, cmd, logs := startBinary(t, append([]string{"--local", "--http-addr", "127.0.0.1:0", "--policies", "../../../policies",
 		"--secret-dir", secrets, "--tls-cert-file", certFile, "--tls-key-file", keyFile}, args...)...)
 	return base, cmd, logs, pool

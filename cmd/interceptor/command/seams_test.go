@@ -17,6 +17,7 @@ import (
 
 	"github.com/ciel-ci/ciel/interceptor/webhook"
 	"github.com/ciel-ci/ciel/internal/gitlabtest"
+	"github.com/ciel-ci/ciel/internal/registrytest"
 
 	"github.com/ciel-ci/ciel/internal/interceptortest"
 )
@@ -43,7 +44,7 @@ func TestRealBinarySeams(t *testing.T) {
 	glCA := gitlabtest.CAFile(t, gl)
 	os.WriteFile(filepath.Join(dir, "gitlab-token"), []byte("glpat-test"), 0o600)
 
-	certFile, keyFile, pool := selfSigned(t, dir)
+	certFile, keyFile, pool := registrytest.Certificates(t, dir)
 	t.Setenv("SSL_CERT_FILE", glCA) // the binary trusts the hostile GitLab's certificate
 	base, cmd, logs := startBinary(t, "--local", "--http-addr", "127.0.0.1:0", "--policies", "../../../policies",
 		"--secret-dir", filepath.Join(dir, "secrets"), "--tls-cert-file", certFile, "--tls-key-file", keyFile, "--log-format", "text",

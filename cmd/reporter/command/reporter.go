@@ -33,6 +33,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ciel-ci/ciel/internal/gitlabclient"
 	"github.com/ciel-ci/ciel/internal/httpserve"
 	"github.com/ciel-ci/ciel/internal/logopt"
 	"github.com/ciel-ci/ciel/internal/promreg"
@@ -58,8 +59,7 @@ type options struct {
 	projects      []string
 
 	gitlabURL      string
-	tokenFile      string
-	tokenEnv       string
+	token          gitlabclient.TokenFlags
 	caFile         string
 	gitlabTimeout  time.Duration
 	dashboardURL   string
@@ -71,8 +71,7 @@ type options struct {
 	backfill       time.Duration
 	record         bool
 	listen         string
-	logFormat      string
-	logLevel       string
+	log            logopt.Flags
 	maxRetryDelay  time.Duration
 	shutdownServer time.Duration
 
@@ -114,8 +113,7 @@ reason) or canceled, linked to the run.`,
 	f.StringSliceVar(&o.namespaces, "namespace", nil, "watch only these namespaces (repeatable or comma-separated; one informer each, so namespaced Roles suffice; default: all namespaces, which needs a ClusterRole and trusts whoever can create a PipelineRun anywhere)")
 	f.StringSliceVar(&o.projects, "project", nil, "report only PipelineRuns of these GitLab project IDs (repeatable or comma-separated; default: all)")
 	f.StringVar(&o.gitlabURL, "gitlab-url", "", "GitLab base URL, e.g. https://gitlab.example.com (required)")
-	f.StringVar(&o.tokenFile, "gitlab-token-file", "", "file holding the GitLab access token (api scope), re-read when it changes")
-	f.StringVar(&o.tokenEnv, "gitlab-token-env", "GITLAB_TOKEN", "environment variable holding the GitLab access token, when --gitlab-token-file is not set")
+	o.token.Register(f, "file holding the GitLab access token (api scope), re-read when it changes")
 	f.StringVar(&o.caFile, "gitlab-ca-file", "", "PEM file of extra CA certificates for GitLab's TLS certificate")
 	f.DurationVar(&o.gitlabTimeout, "gitlab-timeout", 15*time.Second, "timeout of each GitLab request")
 	f.StringVar(&o.dashboardURL, "dashboard-url", "", "Go template of the statuses' target_url over .Cluster .Namespace .Name .UID .Pipeline .ProjectID .Project .ProjectURL .SHA .Ref")
@@ -128,14 +126,13 @@ reason) or canceled, linked to the run.`,
 	f.DurationVar(&o.maxRetryDelay, "max-retry-delay", 5*time.Minute, "cap of the exponential backoff between retries of a status")
 	f.BoolVar(&o.record, "record", true, "record the posted state in the annotation ciel.dev/reported-state (needs patch on pipelineruns) so restarts do not repost")
 	f.StringVar(&o.listen, "listen", ":8080", "address of /healthz, /readyz and /metrics")
-	f.StringVar(&o.logFormat, "log-format", "json", "log format: json or text")
-	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	o.log.Register(f)
 	o.shutdownServer = 5 * time.Second
 	return cmd
 }
 
 func run(ctx context.Context, stderr io.Writer, o *options) error {
-	log, err := logopt.New(stderr, o.logFormat, o.logLevel)
+	log, err := o.log.Logger(stderr)
 	if err != nil {
 		return err
 	}
@@ -152,13 +149,14 @@ func run(ctx context.Context, stderr io.Writer, o *options) error {
 	klog.SetSlogLogger(log.With("component", "client-go"))
 
 	gopts := []gitlabstatus.Option{gitlabstatus.WithLogger(log), gitlabstatus.WithTimeout(o.gitlabTimeout)}
-	switch {
-	case o.tokenFile != "":
-		gopts = append(gopts, gitlabstatus.WithTokenFile(o.tokenFile))
-	case strings.TrimSpace(o.getenv(o.tokenEnv)) != "":
-		gopts = append(gopts, gitlabstatus.WithToken(o.getenv(o.tokenEnv)))
-	default:
-		return fmt.Errorf("no GitLab token: set --gitlab-token-file or the environment variable %s", o.tokenEnv)
+	if o.token.File != "" {
+		gopts = append(gopts, gitlabstatus.WithTokenFile(o.token.File))
+	} else {
+		token, err := o.token.FromEnv(o.getenv)
+		if err != nil {
+			return err
+		}
+		gopts = append(gopts, gitlabstatus.WithToken(token))
 	}
 	if o.caFile != "" {
 		gopts = append(gopts, gitlabstatus.WithCAFile(o.caFile))
