@@ -459,19 +459,11 @@ func (c *fastCompiler) call(id int64, call celast.CallExpr) fastNode {
 			if !ok {
 				return nil, false
 			}
-			switch x := v.(type) {
-			case string:
-				return int64(utf8.RuneCountInString(x)), true
-			case []any:
-				return int64(len(x)), true
-			case []string:
-				return int64(len(x)), true
-			case map[string]any:
-				return int64(len(x)), true
-			case *gitlab.Object:
-				return int64(x.Len()), true
+			if s, isStr := v.(string); isStr {
+				return int64(utf8.RuneCountInString(s)), true // CEL counts code points
 			}
-			return nil, false
+			n, ok := collectionLen(v)
+			return int64(n), ok
 		}
 	case fn == "matches" && len(args) == 2 && c.stdOverloads(id, "matches", "matches_string"):
 		pat := call.Args()[len(call.Args())-1]

@@ -285,28 +285,33 @@ func (w *pathWalk) measure(v any, path []string) (uint64, bool) {
 	return 0, false
 }
 
+// largest keeps the largest of the sizes it is given; add reports whether
+// the size was measured, for a walk to stop at the first that was not.
+type largest uint64
+
+func (m *largest) add(n uint64, ok bool) bool {
+	*m = max(*m, largest(n))
+	return ok
+}
+
 // wildcard is measure at a wildcard segment seg of v.
 func (w *pathWalk) wildcard(v any, seg string, rest []string) (uint64, bool) {
-	var m uint64
-	add := func(n uint64, ok bool) bool {
-		m = max(m, n)
-		return ok
-	}
+	var m largest
 	switch v := v.(type) {
 	case nil, bool, float64, int64, int, uint64, string:
 		return 0, true
 	case []any:
 		for _, x := range v {
-			if !add(w.measure(x, rest)) {
+			if !m.add(w.measure(x, rest)) {
 				return 0, false
 			}
 		}
-		return m, true
+		return uint64(m), true
 	case []string:
 		for _, x := range v {
-			m = max(m, stringAt(x, rest))
+			m.add(stringAt(x, rest), true)
 		}
-		return m, true
+		return uint64(m), true
 	case map[string]any:
 		if n, ok, done := entries(v, seg, rest, w.measure); done {
 			return n, ok
@@ -374,35 +379,31 @@ func (w *pathWalk) below(v any, rest []string) (uint64, bool) {
 	if !w.spend() {
 		return 0, false
 	}
-	var m uint64
-	add := func(n uint64, ok bool) bool {
-		m = max(m, n)
-		return ok
-	}
+	var m largest
 	switch v := v.(type) {
 	case nil, bool, float64, int64, int, uint64, string:
 	case []any:
 		for _, x := range v {
-			if !add(w.measure(x, rest)) || !add(w.below(x, rest)) {
+			if !m.add(w.measure(x, rest)) || !m.add(w.below(x, rest)) {
 				return 0, false
 			}
 		}
 	case []string:
 		for _, x := range v {
-			m = max(m, stringAt(x, rest))
+			m.add(stringAt(x, rest), true)
 		}
 	case map[string]any:
 		for k, x := range v {
-			m = max(m, stringAt(k, rest))
-			if !add(w.measure(x, rest)) || !add(w.below(x, rest)) {
+			m.add(stringAt(k, rest), true)
+			if !m.add(w.measure(x, rest)) || !m.add(w.below(x, rest)) {
 				return 0, false
 			}
 		}
 	case *gitlab.Object:
 		good := true
 		v.Range(func(k string, x any) bool {
-			m = max(m, stringAt(k, rest))
-			good = add(w.measure(x, rest)) && add(w.below(x, rest))
+			m.add(stringAt(k, rest), true)
+			good = m.add(w.measure(x, rest)) && m.add(w.below(x, rest))
 			return good
 		})
 		if !good {
@@ -410,18 +411,18 @@ func (w *pathWalk) below(v any, rest []string) (uint64, bool) {
 		}
 	case http.Header:
 		for k, x := range v {
-			m = max(m, stringAt(k, rest))
-			if !add(w.strings(x, rest)) {
+			m.add(stringAt(k, rest), true)
+			if !m.add(w.strings(x, rest)) {
 				return 0, false
 			}
 			for _, s := range x { // below the list: its strings
-				m = max(m, stringAt(s, rest))
+				m.add(stringAt(s, rest), true)
 			}
 		}
 	default:
 		return 0, false
 	}
-	return m, true
+	return uint64(m), true
 }
 
 // strings is measure for a list of strings (not boxed into an any).
@@ -459,16 +460,25 @@ func valueSize(v any) (uint64, bool) {
 		return 0, true
 	case string:
 		return uint64(len(v)), true
-	case []any:
-		return uint64(len(v)), true
-	case []string:
-		return uint64(len(v)), true
-	case map[string]any:
-		return uint64(len(v)), true
-	case *gitlab.Object:
-		return uint64(v.Len()), true
 	case http.Header:
 		return uint64(len(v)), true
+	}
+	n, ok := collectionLen(v)
+	return uint64(n), ok
+}
+
+// collectionLen is the number of elements of a list or entries of a map, as the
+// request's values hold them (CEL's size); ok is false for other values.
+func collectionLen(v any) (int, bool) {
+	switch v := v.(type) {
+	case []any:
+		return len(v), true
+	case []string:
+		return len(v), true
+	case map[string]any:
+		return len(v), true
+	case *gitlab.Object:
+		return v.Len(), true
 	}
 	return 0, false
 }

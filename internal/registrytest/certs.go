@@ -34,7 +34,7 @@ func Certificates(t testing.TB, dir string) (certFile, keyFile string, pool *x50
 // holding the CA.
 func writeCertificates(caFile, certFile, keyFile string) (*x509.CertPool, error) {
 	now := time.Now()
-	ca, caKey, err := issue(&x509.Certificate{
+	ca, caKey, err := Issue(&x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "ciel registrytest CA"},
 		NotBefore:             now.Add(-time.Hour),
@@ -46,7 +46,7 @@ func writeCertificates(caFile, certFile, keyFile string) (*x509.CertPool, error)
 	if err != nil {
 		return nil, err
 	}
-	srv, srvKey, err := issue(&x509.Certificate{
+	srv, srvKey, err := Issue(&x509.Certificate{
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "127.0.0.1"},
 		NotBefore:    now.Add(-time.Hour),
@@ -77,9 +77,12 @@ func writeCertificates(caFile, certFile, keyFile string) (*x509.CertPool, error)
 	return pool, nil
 }
 
-// issue makes a P-256 key and the certificate tmpl describes for it, signed
-// with parentKey for parent, or self-signed when parent is nil.
-func issue(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+// Issue makes a P-256 key and the certificate tmpl describes for it (serial
+// and validity as tmpl sets them), signed with parentKey for parent, or
+// self-signed when parent is nil: the one certificate maker of the tests
+// (this package's registry and interceptor certificates, the end-to-end
+// suite's PKI and GitLab).
+func Issue(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err

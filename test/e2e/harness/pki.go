@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ciel-ci/ciel/internal/registrytest"
 )
 
 // PKI is the set of keys and certificates of one control plane, as files in
@@ -111,22 +113,13 @@ func (p *PKI) sign(tmpl *x509.Certificate, self bool) ([]byte, *ecdsa.PrivateKey
 	return signCert(tmpl, p.caCert, p.caKey)
 }
 
-// signCert makes a P-256 key and a certificate of tmpl (serial and
-// validity set by the caller) for it, signed by parent with parentKey, or
-// by the new key itself when parent is nil.
+// signCert is registrytest.Issue with the certificate's DER.
 func signCert(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) ([]byte, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, key, err := registrytest.Issue(tmpl, parent, parentKey)
 	if err != nil {
 		return nil, nil, err
 	}
-	if parent == nil {
-		parent, parentKey = tmpl, key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
-	if err != nil {
-		return nil, nil, err
-	}
-	return der, key, nil
+	return cert.Raw, key, nil
 }
 
 func (p *PKI) makeCA() error {
