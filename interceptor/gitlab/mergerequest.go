@@ -330,22 +330,28 @@ func (r *fieldReader) each(m fields, key string, f func(i int, obj fields)) int 
 }
 
 func (r *fieldReader) users(m fields, key string) []User {
-	var out []User
-	if n := len(r.array(m, key)); n > 0 {
-		out = make([]User, n)
+	out := objectList(r, m, key, r.userAt)
+	if len(out) == 0 {
+		return nil // GitLab's [] and an absent list read the same
 	}
-	r.each(m, key, func(i int, u fields) { out[i] = r.userAt(u) })
 	return out
 }
 
-func (r *fieldReader) labels(m fields, key string) []Label {
+// objectList reads the array of objects at key, each with read; nil when
+// there is none.
+func objectList[T any](r *fieldReader, m fields, key string, read func(fields) T) []T {
 	list := r.array(m, key)
 	if list == nil {
 		return nil
 	}
-	out := make([]Label, len(list))
-	r.each(m, key, func(i int, l fields) {
-		out[i] = Label{
+	out := make([]T, len(list))
+	r.each(m, key, func(i int, o fields) { out[i] = read(o) })
+	return out
+}
+
+func (r *fieldReader) labels(m fields, key string) []Label {
+	return objectList(r, m, key, func(l fields) Label {
+		return Label{
 			ID:          r.integer(l, "id"),
 			Title:       r.str(l, "title"),
 			Color:       r.str(l, "color"),
@@ -358,7 +364,6 @@ func (r *fieldReader) labels(m fields, key string) []Label {
 			UpdatedAt:   r.str(l, "updated_at"),
 		}
 	})
-	return out
 }
 
 func (r *fieldReader) integers(m fields, key string) []int64 {
