@@ -34,8 +34,7 @@ func TestPayloadChangedFiles(t *testing.T) {
 		{
 			name:  "one commit",
 			event: branch(shaA, shaB, 1, Commit{Added: []string{"a"}, Modified: []string{"m"}, Removed: []string{"r"}}),
-			want: ChangedFiles{All: []string{"a", "m", "r"}, Added: []string{"a"}, Modified: []string{"m"},
-				Removed: []string{"r"}, Source: SourcePayload},
+			want:  fromPayload(false, []string{"a", "m", "r"}, []string{"a"}, []string{"m"}, []string{"r"}),
 		},
 		{
 			name: "duplicates across commits kept once, first-seen order",
@@ -43,63 +42,58 @@ func TestPayloadChangedFiles(t *testing.T) {
 				Commit{Modified: []string{"b", "a"}},
 				Commit{Modified: []string{"a", "c"}},
 				Commit{Modified: []string{"c", "b"}}),
-			want: ChangedFiles{All: []string{"b", "a", "c"}, Added: []string{}, Modified: []string{"b", "a", "c"},
-				Removed: []string{}, Source: SourcePayload},
+			want: fromPayload(false, []string{"b", "a", "c"}, nil, []string{"b", "a", "c"}, nil),
 		},
 		{
 			name:  "added then modified is added",
 			event: branch(shaA, shaB, 2, Commit{Added: []string{"f"}}, Commit{Modified: []string{"f"}}),
-			want:  ChangedFiles{All: []string{"f"}, Added: []string{"f"}, Modified: []string{}, Removed: []string{}, Source: SourcePayload},
+			want:  fromPayload(false, []string{"f"}, []string{"f"}, nil, nil),
 		},
 		{
 			name:  "modified then removed is removed",
 			event: branch(shaA, shaB, 2, Commit{Modified: []string{"f"}}, Commit{Removed: []string{"f"}}),
-			want:  ChangedFiles{All: []string{"f"}, Added: []string{}, Modified: []string{}, Removed: []string{"f"}, Source: SourcePayload},
+			want:  fromPayload(false, []string{"f"}, nil, nil, []string{"f"}),
 		},
 		{
 			name:  "added then removed is in no list",
 			event: branch(shaA, shaB, 2, Commit{Added: []string{"tmp", "keep"}}, Commit{Removed: []string{"tmp"}}),
-			want:  ChangedFiles{All: []string{"keep"}, Added: []string{"keep"}, Modified: []string{}, Removed: []string{}, Source: SourcePayload},
+			want:  fromPayload(false, []string{"keep"}, []string{"keep"}, nil, nil),
 		},
 		{
 			name:  "removed then added is modified",
 			event: branch(shaA, shaB, 2, Commit{Removed: []string{"f"}}, Commit{Added: []string{"f"}}),
-			want:  ChangedFiles{All: []string{"f"}, Added: []string{}, Modified: []string{"f"}, Removed: []string{}, Source: SourcePayload},
+			want:  fromPayload(false, []string{"f"}, nil, []string{"f"}, nil),
 		},
 		{
 			name: "added, removed, added again is added",
 			event: branch(shaA, shaB, 3,
 				Commit{Added: []string{"f"}}, Commit{Removed: []string{"f"}}, Commit{Added: []string{"f"}}),
-			want: ChangedFiles{All: []string{"f"}, Added: []string{"f"}, Modified: []string{}, Removed: []string{}, Source: SourcePayload},
+			want: fromPayload(false, []string{"f"}, []string{"f"}, nil, nil),
 		},
 		{
 			name:  "no changed-file lists at all",
 			event: branch(shaA, shaB, 2, Commit{ID: "c1"}, Commit{ID: "c2"}),
-			want:  ChangedFiles{All: []string{}, Added: []string{}, Modified: []string{}, Removed: []string{}, Source: SourcePayload},
+			want:  fromPayload(false, nil, nil, nil, nil),
 		},
 		{
 			name:  "20 of 25 commits listed",
 			event: branch(shaA, shaB, 25, slices.Repeat([]Commit{{Modified: []string{"x"}}}, 20)...),
-			want: ChangedFiles{All: []string{"x"}, Added: []string{}, Modified: []string{"x"}, Removed: []string{},
-				Truncated: true, Source: SourcePayload},
+			want:  fromPayload(true, []string{"x"}, nil, []string{"x"}, nil),
 		},
 		{
 			name:  "force push: no commits, before not zero",
 			event: branch(shaA, shaB, 0),
-			want: ChangedFiles{All: []string{}, Added: []string{}, Modified: []string{}, Removed: []string{},
-				Truncated: true, Source: SourcePayload},
+			want:  fromPayload(true, nil, nil, nil, nil),
 		},
 		{
 			name:  "new branch with commits",
 			event: branch(zero40, shaB, 1, Commit{Added: []string{"n"}}),
-			want: ChangedFiles{All: []string{"n"}, Added: []string{"n"}, Modified: []string{}, Removed: []string{},
-				Truncated: true, Source: SourcePayload},
+			want:  fromPayload(true, []string{"n"}, []string{"n"}, nil, nil),
 		},
 		{
 			name:  "new branch without commits",
 			event: branch(zero40, shaB, 0),
-			want: ChangedFiles{All: []string{}, Added: []string{}, Modified: []string{}, Removed: []string{},
-				Truncated: true, Source: SourcePayload},
+			want:  fromPayload(true, nil, nil, nil, nil),
 		},
 		{
 			name:  "branch delete",
@@ -109,7 +103,7 @@ func TestPayloadChangedFiles(t *testing.T) {
 		{
 			name:  "new tag",
 			event: tag(zero40, shaB, 0),
-			want:  ChangedFiles{All: []string{}, Added: []string{}, Modified: []string{}, Removed: []string{}, Source: SourcePayload},
+			want:  fromPayload(false, nil, nil, nil, nil),
 		},
 		{
 			name:  "tag delete",
@@ -119,8 +113,7 @@ func TestPayloadChangedFiles(t *testing.T) {
 		{
 			name:  "tag with more commits than listed",
 			event: tag(zero40, shaB, 3, Commit{Modified: []string{"x"}}),
-			want: ChangedFiles{All: []string{"x"}, Added: []string{}, Modified: []string{"x"}, Removed: []string{},
-				Truncated: true, Source: SourcePayload},
+			want:  fromPayload(true, []string{"x"}, nil, []string{"x"}, nil),
 		},
 	}
 	for _, tt := range tests {
@@ -190,7 +183,7 @@ func referenceChangedFiles(e *PushEvent) ChangedFiles {
 			order = append(order, o.path)
 		}
 	}
-	cf := ChangedFiles{All: []string{}, Added: []string{}, Modified: []string{}, Removed: []string{}, Source: SourcePayload}
+	cf := fromPayload(false, nil, nil, nil, nil)
 	for _, p := range order {
 		var first, last byte
 		for _, o := range ops {
@@ -278,4 +271,17 @@ func TestChangedFilesSources(t *testing.T) {
 	if _, err := src.ChangedFiles(context.Background(), e); !errors.Is(err, fail) {
 		t.Errorf("ChangedFilesFunc: err = %v, want %v", err, fail)
 	}
+}
+
+// fromPayload is the ChangedFiles the payload gives with these lists, nil
+// for an empty one (PayloadChangedFiles returns it empty, not nil).
+func fromPayload(truncated bool, all, added, modified, removed []string) ChangedFiles {
+	orEmpty := func(l []string) []string {
+		if l == nil {
+			return []string{}
+		}
+		return l
+	}
+	return ChangedFiles{All: orEmpty(all), Added: orEmpty(added), Modified: orEmpty(modified), Removed: orEmpty(removed),
+		Truncated: truncated, Source: SourcePayload}
 }

@@ -20,7 +20,6 @@ import (
 
 	"github.com/ciel-ci/ciel/internal/registrytest"
 	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -234,14 +233,8 @@ func TestRealUserAgentAndRetries(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	ref, err := name.ParseReference(proxy.Host + "/team/app:v1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := random.Image(128, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := registrytest.Ref(t, proxy.Host+"/team/app:v1")
+	img := registrytest.RandomImages(t, "linux/amd64")[0]
 	proxy.Inject(registrytest.Fault{Method: http.MethodPut, Kind: registrytest.KindManifest, Status: 502, Times: 2})
 	if err := remote.Write(ref, img, c.RemoteOptions(ctx)...); err != nil {
 		t.Fatalf("push with two 502s on the manifest PUT: %v\n%s", err, proxy.Log())
@@ -282,10 +275,7 @@ func TestUserAgentHeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref, err := name.ParseReference(l.Addr().String() + "/app:v1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := registrytest.Ref(t, l.Addr().String()+"/app:v1")
 	// The fake answers 200 without manifest headers: only the header sent
 	// matters here.
 	_, _ = remote.Head(ref, c.RemoteOptions(context.Background())...)
