@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -409,10 +410,7 @@ const stuckForkAge = 15 * time.Second
 // fail and retries it (verified: the pod then starts). Normal children
 // exec within microseconds. A real arm64 node has no such fault.
 func unstickForks(ctx context.Context, pid int, node string, maxAge time.Duration, logger *slog.Logger, killed *atomic.Int64) {
-	parent, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return
-	}
+	var parent []byte
 	first := map[int]time.Time{}
 	t := time.NewTicker(maxAge / 4)
 	defer t.Stop()
@@ -421,6 +419,18 @@ func unstickForks(ctx context.Context, pid int, node string, maxAge time.Duratio
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if len(parent) == 0 {
+			// Read at the first tick, not at once: exec lets its parent
+			// go on before the new command line is in place, and reading
+			// it then gives nothing (the watchdog would match no child).
+			cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			if err != nil && errors.Is(err, fs.ErrNotExist) {
+				return // the process is gone
+			}
+			if parent = cmd; len(parent) == 0 {
+				continue
+			}
 		}
 		entries, err := os.ReadDir("/proc")
 		if err != nil {
